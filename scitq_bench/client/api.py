@@ -1,0 +1,374 @@
+"""A typed HTTP client for the scitq_bench API.
+
+Connection failures are retried with exponential backoff (tenacity) for up to
+``retry_for`` seconds; error answers are raised as the project's own exceptions
+(``scitq_bench.exceptions``) carrying the server's message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from scitq_bench.exceptions import ERRORS_BY_CODE, ScitqBenchError, ServerUnreachable
+from scitq_bench.settings import load_client_settings
+from scitq_bench.states import TaskStatus
+
+API = "/api/v1"
+FINAL_TASK_STATUSES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
+                       TaskStatus.CANCELLED.value}
+
+
+class Client:
+    """``Client()`` reads SCITQ_BENCH_SERVER/SCITQ_BENCH_TOKEN or the config file that
+    ``scitq-bench server init`` wrote."""
+
+    def __init__(
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry_for: float = 60.0,
+    ) -> None:
+        settings = load_client_settings(server, token)
+        self.server = settings.server
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.http = requests.Session()
+        self.http.headers["User-Agent"] = "scitq-bench-client"
+        self.set_token(settings.token)
+
+    def set_token(self, token: str | None) -> None:
+        self.token = token
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+        else:
+            self.http.headers.pop("Authorization", None)
+
+    # -- transport ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        data: bytes | IO[bytes] | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+        retry_for: float | None = None,
+    ) -> requests.Response:
+        """Send one request; retry while the server cannot be reached."""
+        url = f"{self.server}{API}{path}"
+        clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        budget = self.retry_for if retry_for is None else retry_for
+
+        def send() -> requests.Response:
+            if hasattr(data, "seek"):
+                data.seek(0)  # type: ignore[union-attr]
+            return self.http.request(
+                method, url, json=json, params=clean, data=data, stream=stream,
+                timeout=timeout or self.timeout,
+            )
+
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(requests.ConnectionError),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                stop=stop_after_delay(budget),
+                reraise=True,
+            ):
+                with attempt:
+                    response = send()
+        except requests.ConnectionError as exc:
+            raise ServerUnreachable(f"cannot reach the server at {self.server}: {_short(exc)}") from None
+        except requests.Timeout:
+            raise ServerUnreachable(f"the server at {self.server} did not answer in time") from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    # -- tasks -------------------------------------------------------------------
+
+    def task_create(self, command: str, **options: Any) -> dict[str, Any]:
+        """Create one task; options are the fields of TaskCreate (batch, name, shell,
+        container, inputs, resources, output, retry, requires, ...)."""
+        return self.tasks_create([{"command": command, **options}])[0]
+
+    def tasks_create(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create many tasks in one transaction: all of them or, on any error, none."""
+        return self._json("POST", "/tasks", json={"tasks": list(tasks)})["tasks"]
+
+    def task_list(
+        self,
+        *,
+        batch: str | None = None,
+        status: str | Sequence[str] | None = None,
+        name: str | None = None,
+        ids: Sequence[int] | None = None,
+        worker: int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {"batch": batch, "status": status, "name": name, "id": ids,
+                  "worker": worker, "limit": limit, "offset": offset}
+        return self._json("GET", "/tasks", params=params)["tasks"]
+
+    def task_get(self, task_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/tasks/{task_id}")
+
+    def task_update(self, task_id: int, **fields: Any) -> dict[str, Any]:
+        return self._json("PATCH", f"/tasks/{task_id}", json=fields)
+
+    def task_delete(self, task_id: int) -> None:
+        self.request("DELETE", f"/tasks/{task_id}")
+
+    def task_relaunch(self, task_id: int) -> dict[str, Any]:
+        return self._json("POST", f"/tasks/{task_id}/relaunch")
+
+    def task_signal(self, task_id: int, signal: str) -> dict[str, Any]:
+        return self._json("POST", f"/tasks/{task_id}/signal", json={"signal": signal})
+
+    def task_executions(self, task_id: int) -> list[dict[str, Any]]:
+        return self._json("GET", f"/tasks/{task_id}/executions")["executions"]
+
+    def task_output(
+        self, task_id: int, stream: str = "stdout", offset: int = 0,
+        limit: int | None = None, wait: float = 0,
+    ) -> tuple[bytes, int, str]:
+        """Bytes of the latest execution's log from ``offset``; returns
+        (data, next offset, execution status)."""
+        response = self.request(
+            "GET", f"/tasks/{task_id}/output",
+            params={"stream": stream, "offset": offset, "limit": limit, "wait": wait or None},
+            timeout=self.timeout + wait,
+        )
+        return _log_answer(response, offset)
+
+    def join(
+        self,
+        tasks: Iterable[dict[str, Any] | int],
+        *,
+        retry: int = 0,
+        interval: float = 1.0,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Wait until every task is finished; relaunch failures up to ``retry`` times
+        each. Returns the tasks' final states."""
+        ids = [t if isinstance(t, int) else t["id"] for t in tasks]
+        relaunched: dict[int, int] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        display = _Progress(len(ids)) if progress else None
+        try:
+            while True:
+                states = {t["id"]: t for t in self._tasks_by_id(ids)}
+                for task_id, state in states.items():
+                    if state["status"] == TaskStatus.FAILED.value and relaunched.get(task_id, 0) < retry:
+                        relaunched[task_id] = relaunched.get(task_id, 0) + 1
+                        states[task_id] = self.task_relaunch(task_id)
+                done = [s for s in states.values() if s["status"] in FINAL_TASK_STATUSES]
+                if display:
+                    display.update(len(done), states.values())
+                if len(done) == len(ids):
+                    return [states[i] for i in ids]
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(ids) - len(done)} task(s) not finished in time")
+                time.sleep(interval)
+        finally:
+            if display:
+                display.close()
+
+    def _tasks_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            found.extend(self.task_list(ids=ids[start:start + 500]))
+        return found
+
+    # -- batches -----------------------------------------------------------------
+
+    def batch_list(self, name: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/batches", params={"name": name})["batches"]
+
+    def batch_find(self, name: str) -> dict[str, Any]:
+        """The batch of that name, or NotFound."""
+        found = self.batch_list(name=name)
+        if not found:
+            raise ERRORS_BY_CODE["not_found"](f"batch {name!r} not found")
+        return found[0]
+
+    def batch_get(self, batch_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/batches/{batch_id}")
+
+    def batch_create(self, name: str, priority: int = 0) -> dict[str, Any]:
+        return self._json("POST", "/batches", json={"name": name, "priority": priority})
+
+    def batch_update(self, batch_id: int, priority: int) -> dict[str, Any]:
+        return self._json("PATCH", f"/batches/{batch_id}", json={"priority": priority})
+
+    def batch_stop(self, batch_id: int, signal: str = "none", workers: bool = False) -> dict[str, Any]:
+        return self._json("POST", f"/batches/{batch_id}/stop",
+                          json={"signal": signal, "workers": workers})
+
+    def batch_go(self, batch_id: int) -> dict[str, Any]:
+        return self._json("POST", f"/batches/{batch_id}/go")
+
+    def batch_delete(self, batch_id: int) -> dict[str, Any]:
+        return self._json("DELETE", f"/batches/{batch_id}")
+
+    # -- workers (admin side) ------------------------------------------------------
+
+    def worker_list(self, name: str | None = None, status: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/workers", params={"name": name, "status": status})["workers"]
+
+    def worker_get(self, worker_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/workers/{worker_id}")
+
+    def worker_update(self, worker_id: int, **fields: Any) -> dict[str, Any]:
+        return self._json("PATCH", f"/workers/{worker_id}", json=fields)
+
+    def worker_delete(self, worker_id: int, force: bool = False) -> None:
+        self.request("DELETE", f"/workers/{worker_id}", params={"force": force or None})
+
+    # -- worker protocol -----------------------------------------------------------
+
+    def worker_register(self, **fields: Any) -> dict[str, Any]:
+        """Returns {"worker", "token", "lease_seconds"}; use the token from then on."""
+        return self._json("POST", "/workers", json=fields)
+
+    def heartbeat(
+        self, worker_id: int, *, stats: dict[str, Any], executions: Sequence[int],
+        acknowledged_signals: Sequence[int] = (), wait: float = 0, retry_for: float | None = None,
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST", f"/workers/{worker_id}/heartbeat",
+            json={"stats": stats, "executions": list(executions),
+                  "acknowledged_signals": list(acknowledged_signals)},
+            params={"wait": wait or None}, timeout=self.timeout + wait, retry_for=retry_for,
+        )
+
+    def claim(self, worker_id: int, max_count: int, wait: float = 0,
+              retry_for: float | None = None) -> list[dict[str, Any]]:
+        return self._json(
+            "POST", f"/workers/{worker_id}/claim", params={"max": max_count, "wait": wait or None},
+            timeout=self.timeout + wait, retry_for=retry_for,
+        )["executions"]
+
+    def report(self, worker_id: int, events: Sequence[dict[str, Any]],
+               retry_for: float | None = None) -> list[dict[str, Any]]:
+        return self._json("POST", f"/workers/{worker_id}/report",
+                          json={"events": list(events)}, retry_for=retry_for)["results"]
+
+    def log_append(self, execution_id: int, stream: str, offset: int, data: bytes,
+                   retry_for: float | None = None) -> int:
+        """Append at ``offset``; returns the log's new size."""
+        return self._json("PUT", f"/executions/{execution_id}/logs/{stream}",
+                          params={"offset": offset}, data=data, retry_for=retry_for)["size"]
+
+    # -- executions ----------------------------------------------------------------
+
+    def execution_list(self, *, task: int | None = None, worker: int | None = None,
+                       status: str | Sequence[str] | None = None, batch: str | None = None,
+                       limit: int | None = None) -> list[dict[str, Any]]:
+        params = {"task": task, "worker": worker, "status": status, "batch": batch, "limit": limit}
+        return self._json("GET", "/executions", params=params)["executions"]
+
+    def execution_get(self, execution_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/executions/{execution_id}")
+
+    def execution_log(self, execution_id: int, stream: str = "stdout", offset: int = 0,
+                      limit: int | None = None, wait: float = 0) -> tuple[bytes, int, str]:
+        response = self.request(
+            "GET", f"/executions/{execution_id}/logs/{stream}",
+            params={"offset": offset, "limit": limit, "wait": wait or None},
+            timeout=self.timeout + wait,
+        )
+        return _log_answer(response, offset)
+
+    # -- files (server:// store) ------------------------------------------------------
+
+    def file_put(self, path: str, data: bytes | IO[bytes]) -> dict[str, Any]:
+        return self._json("PUT", f"/files/{path.strip('/')}", data=data)
+
+    def file_download(self, path: str, destination: Path) -> int:
+        """Stream a stored file to ``destination``; returns its size."""
+        response = self.request("GET", f"/files/{path.strip('/')}", stream=True)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with open(destination, "wb") as handle:
+            for chunk in response.iter_content(1 << 16):
+                handle.write(chunk)
+                size += len(chunk)
+        return size
+
+    def file_list(self, prefix: str = "") -> list[dict[str, Any]]:
+        return self._json("GET", "/files", params={"prefix": prefix or None})["files"]
+
+    def openapi(self) -> dict[str, Any]:
+        return self._json("GET", "/openapi.json")
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, (list, tuple, set)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def _error_from(response: requests.Response) -> ScitqBenchError:
+    try:
+        body = response.json()
+        cls = ERRORS_BY_CODE.get(body.get("error"), ScitqBenchError)
+        message, details = body.get("message") or response.reason, body.get("details")
+    except ValueError:
+        cls, message, details = ScitqBenchError, f"{response.status_code} {response.reason}", None
+    if cls is ScitqBenchError:
+        for candidate in ERRORS_BY_CODE.values():
+            if candidate.http_status == response.status_code:
+                cls = candidate
+                break
+    return cls(message, details)
+
+
+def _log_answer(response: requests.Response, offset: int) -> tuple[bytes, int, str]:
+    data = response.content
+    next_offset = int(response.headers.get("X-Next-Offset", offset + len(data)))
+    return data, next_offset, response.headers.get("X-Execution-Status", "")
+
+
+class _Progress:
+    """A rich progress bar for ``join``."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}"))
+        self.task = self.progress.add_task("tasks", total=total, detail="")
+        self.progress.start()
+
+    def update(self, done: int, states: Iterable[dict[str, Any]]) -> None:
+        counts: dict[str, int] = {}
+        for state in states:
+            counts[state["status"]] = counts.get(state["status"], 0) + 1
+        detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        self.progress.update(self.task, completed=done, detail=detail)
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,87 @@
+"""One exception hierarchy for the whole project.
+
+The server maps these to HTTP answers in one place (``server/api/errors.py``); the
+client raises them back from error answers, so the CLI can print ``str(exc)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScitqBenchError(Exception):
+    """Something went wrong in scitq_bench."""
+
+    http_status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str | None = None, details: Any = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        self.details = details
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(ScitqBenchError):
+    """The request is malformed or a field is invalid."""
+
+    http_status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(ScitqBenchError):
+    """A valid token is required."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ScitqBenchError):
+    """This token may not do that."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class NotFound(ScitqBenchError):
+    """No such object."""
+
+    http_status = 404
+    code = "not_found"
+
+
+class Conflict(ScitqBenchError):
+    """The object is not in a state that allows this."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """The requested status change is not allowed from the current status."""
+
+    code = "illegal_transition"
+
+
+class ServerUnreachable(ScitqBenchError):
+    """The server could not be reached."""
+
+    http_status = 503
+    code = "server_unreachable"
+
+
+ERRORS_BY_CODE: dict[str, type[ScitqBenchError]] = {
+    cls.code: cls
+    for cls in (
+        ScitqBenchError,
+        InvalidInput,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        IllegalTransition,
+        ServerUnreachable,
+    )
+}

@@ -1,0 +1,101 @@
+"""/api/v1/batches"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import select
+
+from scitq_bench.exceptions import Conflict
+from scitq_bench.server import batches as domain
+from scitq_bench.server.api.registry import QueryParam, endpoint
+from scitq_bench.server.context import server_context
+from scitq_bench.server.models import Batch, Signal
+from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.schemas import BatchCreate, BatchStop, BatchUpdate
+from scitq_bench.server.serialize import batch_dict
+from scitq_bench.server.tasks import get_or_create_batch
+
+bp = Blueprint("batches", __name__)
+
+
+def _describe(session: Any, batches: list[Batch]) -> list[dict[str, Any]]:
+    return [batch_dict(b, s) for b, s in zip(batches, domain.summaries(session, batches), strict=True)]
+
+
+@endpoint(bp, "/batches", "GET", summary="List batches with counts by status and durations",
+          query=(QueryParam("name", "batch name"),))
+def list_batches() -> Any:
+    stmt = select(Batch).order_by(Batch.id)
+    if request.args.get("name"):
+        stmt = stmt.where(Batch.name == request.args["name"])
+    with server_context().db.read() as session:
+        return {"batches": _describe(session, list(session.scalars(stmt).all()))}
+
+
+@endpoint(bp, "/batches", "POST", body=BatchCreate, summary="Create a batch")
+def create_batch(body: BatchCreate) -> Any:
+    with server_context().db.write() as session:
+        if session.scalar(select(Batch.id).where(Batch.name == body.name)) is not None:
+            raise Conflict(f"batch {body.name!r} already exists")
+        batch = get_or_create_batch(session, body.name)
+        batch.priority = body.priority
+        session.flush()
+        return _describe(session, [batch])[0], 201
+
+
+@endpoint(bp, "/batches/<int:batch_id>", "GET", summary="Get a batch")
+def get_batch(batch_id: int) -> Any:
+    with server_context().db.read() as session:
+        return _describe(session, [domain.get_batch(session, batch_id)])[0]
+
+
+@endpoint(bp, "/batches/<int:batch_id>", "PATCH", body=BatchUpdate, summary="Change priority")
+def update_batch(batch_id: int, body: BatchUpdate) -> Any:
+    with server_context().db.write() as session:
+        batch = domain.get_batch(session, batch_id)
+        batch.priority = body.priority
+        session.flush()
+        return _describe(session, [batch])[0]
+
+
+@endpoint(bp, "/batches/<int:batch_id>/stop", "POST", body=BatchStop,
+          summary="Pause a batch; optionally pause, stop or kill its running tasks and "
+          "pause its workers")
+def stop_batch(batch_id: int, body: BatchStop) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        result = domain.stop(session, batch_id, body)
+        worker_ids = _signalled_workers(session, batch_id)
+    ctx.notifier.notify(*worker_ids)
+    return result
+
+
+@endpoint(bp, "/batches/<int:batch_id>/go", "POST",
+          summary="Resume a batch: its paused tasks and workers run again")
+def go_batch(batch_id: int) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        result = domain.go(session, batch_id)
+        worker_ids = _signalled_workers(session, batch_id)
+    ctx.notifier.notify(WORK, *worker_ids)
+    return result
+
+
+def _signalled_workers(session: Any, batch_id: int) -> list[str]:
+    """Wake the long-polling heartbeats of workers with signals to deliver."""
+    ids = session.scalars(
+        select(Signal.worker_id).where(Signal.acknowledged_at.is_(None)).distinct()
+    ).all()
+    return [worker_key(i) for i in ids]
+
+
+@endpoint(bp, "/batches/<int:batch_id>", "DELETE",
+          summary="Delete a batch and its tasks (live executions are dropped by workers)")
+def delete_batch(batch_id: int) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        execution_ids = domain.delete_batch(session, batch_id)
+    ctx.logs.delete(execution_ids)
+    return {"deleted": batch_id, "executions_removed": len(execution_ids)}

@@ -1,0 +1,91 @@
+"""/api/v1/executions"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from sqlalchemy import select
+
+from scitq_bench.exceptions import Conflict, NotFound
+from scitq_bench.server.api.logs import log_response
+from scitq_bench.server.api.registry import ANY, QueryParam, endpoint, int_arg, list_arg
+from scitq_bench.server.context import server_context
+from scitq_bench.server.logstore import STREAMS
+from scitq_bench.server.models import Batch, Execution, Task
+from scitq_bench.server.serialize import execution_dict
+from scitq_bench.states import ExecutionStatus, LIVE_EXECUTION_STATUSES
+
+bp = Blueprint("executions", __name__)
+LIVE_VALUES = {s.value for s in LIVE_EXECUTION_STATUSES}
+
+
+def _get(session: Any, execution_id: int) -> Execution:
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} not found",
+                       details={"execution_id": execution_id})
+    return execution
+
+
+def _log_sizes(execution_id: int) -> dict[str, int]:
+    logs = server_context().logs
+    return {stream: logs.size(execution_id, stream) for stream in STREAMS}
+
+
+@endpoint(bp, "/executions", "GET", summary="List executions", query=(
+    QueryParam("task", "task id", "integer"), QueryParam("worker", "worker id", "integer"),
+    QueryParam("status", "statuses, comma-separated"), QueryParam("batch", "batch name"),
+    QueryParam("limit", "page size", "integer"), QueryParam("offset", "rows to skip", "integer"),
+))
+def list_executions() -> Any:
+    stmt = select(Execution).order_by(Execution.id)
+    task_id, worker_id = int_arg("task"), int_arg("worker")
+    if task_id is not None:
+        stmt = stmt.where(Execution.task_id == task_id)
+    if worker_id is not None:
+        stmt = stmt.where(Execution.worker_id == worker_id)
+    statuses = list_arg("status", [s.value for s in ExecutionStatus])
+    if statuses:
+        stmt = stmt.where(Execution.status.in_(statuses))
+    if request.args.get("batch"):
+        stmt = (stmt.join(Task, Task.id == Execution.task_id).join(Batch)
+                .where(Batch.name == request.args["batch"]))
+    if int_arg("limit"):
+        stmt = stmt.limit(int_arg("limit"))
+    if int_arg("offset"):
+        stmt = stmt.offset(int_arg("offset"))
+    with server_context().db.read() as session:
+        return {"executions": [execution_dict(e) for e in session.scalars(stmt).all()]}
+
+
+@endpoint(bp, "/executions/<int:execution_id>", "GET", summary="Get an execution")
+def get_execution(execution_id: int) -> Any:
+    with server_context().db.read() as session:
+        return execution_dict(_get(session, execution_id), _log_sizes(execution_id))
+
+
+@endpoint(bp, "/executions/<int:execution_id>/logs/<stream>", "GET",
+          summary="Read a log stream (raw bytes; X-Next-Offset and X-Log-Size headers)",
+          query=(QueryParam("offset", "byte offset", "integer"),
+                 QueryParam("limit", "bytes at most", "integer"),
+                 QueryParam("wait", "seconds to wait for new bytes (live tail)", "number")))
+def read_log(execution_id: int, stream: str) -> Response:
+    with server_context().db.read() as session:
+        status = _get(session, execution_id).status
+    return log_response(execution_id, status, stream)
+
+
+@endpoint(bp, "/executions/<int:execution_id>/logs/<stream>", "PUT", access=ANY,
+          summary="Append to a log stream at ?offset= (the owning worker only)",
+          query=(QueryParam("offset", "where the worker believes the log ends", "integer"),),
+          raw_body=True)
+def append_log(execution_id: int, stream: str) -> Any:
+    ctx = server_context()
+    with ctx.db.read() as session:
+        execution = _get(session, execution_id)
+        if execution.worker_id is None:
+            raise Conflict(f"execution {execution_id} has no worker")
+        g.principal.require_worker(execution.worker_id)
+    size = ctx.logs.append(execution_id, stream, int_arg("offset", 0) or 0, request.stream)
+    return {"size": size}

@@ -1,0 +1,40 @@
+"""Reading and appending execution logs over HTTP, streamed in both directions so a
+50 MB log never sits in memory."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, request
+
+from scitq_bench.server.api.registry import float_arg, int_arg
+from scitq_bench.server.context import server_context
+from scitq_bench.states import FINAL_EXECUTION_STATUSES
+
+MAX_WAIT = 30.0
+POLL = 0.1
+FINAL_VALUES = {s.value for s in FINAL_EXECUTION_STATUSES}
+
+
+def log_response(execution_id: int, status: str, stream: str | None = None) -> Response:
+    """Bytes of one stream from ``offset`` (``limit`` at most). With ``wait``, a live
+    tail: answer as soon as new bytes exist, or after ``wait`` seconds."""
+    logs = server_context().logs
+    stream = stream or request.args.get("stream", "stdout")
+    offset = int_arg("offset", 0) or 0
+    limit = int_arg("limit")
+    wait = min(float_arg("wait", 0.0), MAX_WAIT)
+    size = logs.size(execution_id, stream)
+    deadline = time.monotonic() + wait
+    while size <= offset and status not in FINAL_VALUES and time.monotonic() < deadline:
+        time.sleep(POLL)
+        size = logs.size(execution_id, stream)
+    end = size if limit is None else min(size, offset + limit)
+    headers = {
+        "X-Log-Size": str(size),
+        "X-Next-Offset": str(max(end, offset)),
+        "X-Execution-Id": str(execution_id),
+        "X-Execution-Status": status,
+    }
+    body = logs.iter_read(execution_id, stream, offset, max(end - offset, 0))
+    return Response(body, mimetype="application/octet-stream", headers=headers)

@@ -1,0 +1,165 @@
+"""One decorator for every API view: authorization, body validation, JSON answers,
+and the OpenAPI description, so the documentation cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel
+
+from scitq_bench.exceptions import Forbidden, InvalidInput
+from scitq_bench.server import auth
+from scitq_bench.server.context import server_context
+from scitq_bench.server.schemas import parse_body
+
+API_PREFIX = "/api/v1"
+PUBLIC, ANY, ADMIN, ENROLL = "public", "any", "admin", "enroll"
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    type: str = "string"
+
+
+@dataclass
+class Operation:
+    path: str
+    method: str
+    summary: str
+    access: str
+    body: type[BaseModel] | None = None
+    query: tuple[QueryParam, ...] = ()
+    raw_body: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+OPERATIONS: list[Operation] = []
+
+
+def endpoint(
+    blueprint: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    access: str = ADMIN,
+    body: type[BaseModel] | None = None,
+    query: tuple[QueryParam, ...] = (),
+    raw_body: bool = False,
+    documented_body: type[BaseModel] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn`` as a view. ``access``: public, any (valid token), admin, enroll
+    (admin or enrollment token). Worker ownership is checked by the view itself with
+    ``g.principal.require_worker(id)``. ``documented_body`` documents a body that the
+    view parses itself."""
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def view(**kwargs: Any) -> Any:
+            if access != PUBLIC:
+                g.principal = server_context().authenticate(request.headers.get("Authorization"))
+                _authorize(g.principal, access)
+            if body is not None:
+                kwargs["body"] = parse_body(body, json_body())
+            result = fn(**kwargs)
+            if isinstance(result, Response):
+                return result
+            if isinstance(result, tuple):
+                payload, status = result
+                return jsonify(payload), status
+            return jsonify(result)
+
+        view.__name__ = fn.__name__
+        blueprint.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
+        OPERATIONS.append(
+            Operation(
+                path=_openapi_path(API_PREFIX + rule),
+                method=method.lower(),
+                summary=summary,
+                access=access,
+                body=body or documented_body,
+                query=query,
+                raw_body=raw_body,
+                tags=(blueprint.name,),
+            )
+        )
+        return fn
+
+    return decorator
+
+
+def _authorize(principal: auth.Principal, access: str) -> None:
+    if access == ADMIN:
+        principal.require_admin()
+    elif access == ENROLL and principal.role not in (auth.ADMIN, auth.ENROLL):
+        raise Forbidden("registering a worker needs an admin or enrollment token")
+
+
+def json_body() -> Any:
+    if not request.get_data(cache=True):
+        raise InvalidInput("request body is empty; a JSON object is expected")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise InvalidInput("request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return data
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def int_arg(name: str, default: int | None = None, minimum: int | None = 0) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"query parameter {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def float_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise InvalidInput(f"query parameter {name} must be >= 0, got {raw!r}")
+    return value
+
+
+def list_arg(name: str, allowed: list[str] | None = None) -> list[str]:
+    """A list given as repeated parameters and/or comma-separated values."""
+    values = [v for raw in request.args.getlist(name) for v in raw.split(",") if v]
+    if allowed is not None:
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise InvalidInput(
+                f"query parameter {name}: unknown value(s) {', '.join(unknown)}; "
+                f"expected one of {', '.join(allowed)}"
+            )
+    return values
+
+
+def int_list_arg(name: str) -> list[int]:
+    try:
+        return [int(v) for v in list_arg(name)]
+    except ValueError:
+        raise InvalidInput(f"query parameter {name} must be integers separated by commas") from None
+
+
+def bool_arg(name: str) -> bool:
+    return request.args.get(name, "").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,156 @@
+"""/api/v1/tasks"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+from sqlalchemy import select
+
+from scitq_bench.server import tasks as domain
+from scitq_bench.server.api.logs import log_response
+from scitq_bench.server.api.registry import (
+    QueryParam, endpoint, int_arg, int_list_arg, json_body, list_arg,
+)
+from scitq_bench.server.context import server_context
+from scitq_bench.server.models import Batch, Execution, Task
+from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.schemas import (
+    SignalRequest, TaskBulkCreate, TaskCreate, TaskUpdate, parse_body,
+)
+from scitq_bench.server.serialize import execution_dict, signal_dict, task_dict
+from scitq_bench.states import TaskStatus
+
+bp = Blueprint("tasks", __name__)
+
+LIST_QUERY = (
+    QueryParam("batch", "batch name"),
+    QueryParam("status", "statuses, comma-separated"),
+    QueryParam("name", "task name; '%' is a wildcard"),
+    QueryParam("id", "task ids, comma-separated"),
+    QueryParam("worker", "id of a worker that ran the task", "integer"),
+    QueryParam("limit", "page size", "integer"),
+    QueryParam("offset", "rows to skip", "integer"),
+)
+
+
+def serialize_tasks(session: Any, tasks: list[Task]) -> list[dict[str, Any]]:
+    """Serialize a page of tasks with two queries, whatever its size."""
+    requires = domain.prerequisites_of(session, [t.id for t in tasks])
+    batch_names = dict(
+        session.execute(
+            select(Batch.id, Batch.name).where(Batch.id.in_({t.batch_id for t in tasks}))
+        ).all()
+    )
+    return [task_dict(t, requires[t.id], batch_names[t.batch_id]) for t in tasks]
+
+
+@endpoint(bp, "/tasks", "POST", summary="Create one task, or many with {'tasks': [...]} "
+          "(all or none)", documented_body=TaskBulkCreate)
+def create_tasks() -> Any:
+    data = request.get_json(silent=True)
+    if isinstance(data, dict) and "tasks" in data:
+        specs = parse_body(TaskBulkCreate, data).tasks
+    else:
+        specs = [parse_body(TaskCreate, json_body())]
+    ctx = server_context()
+    with ctx.db.write() as session:
+        created = domain.create_tasks(session, specs)
+        result = serialize_tasks(session, created)
+    ctx.notifier.notify(WORK)
+    return {"tasks": result}, 201
+
+
+@endpoint(bp, "/tasks", "GET", summary="List tasks", query=LIST_QUERY)
+def list_tasks() -> Any:
+    ctx = server_context()
+    with ctx.db.read() as session:
+        tasks = domain.list_tasks(
+            session,
+            batch=request.args.get("batch"),
+            statuses=list_arg("status", [s.value for s in TaskStatus]),
+            name=request.args.get("name"),
+            ids=int_list_arg("id"),
+            worker_id=int_arg("worker"),
+            limit=int_arg("limit"),
+            offset=int_arg("offset", 0) or 0,
+        )
+        return {"tasks": serialize_tasks(session, tasks)}
+
+
+@endpoint(bp, "/tasks/<int:task_id>", "GET", summary="Get a task")
+def get_task(task_id: int) -> Any:
+    with server_context().db.read() as session:
+        return serialize_tasks(session, [domain.get_task(session, task_id)])[0]
+
+
+@endpoint(bp, "/tasks/<int:task_id>", "PATCH", summary="Update a task (fields, or status "
+          "paused/pending)", body=TaskUpdate)
+def update_task(task_id: int, body: TaskUpdate) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        task = domain.update_task(session, task_id, body)
+        result = serialize_tasks(session, [task])[0]
+    ctx.notifier.notify(WORK)
+    return result
+
+
+@endpoint(bp, "/tasks/<int:task_id>", "DELETE", summary="Delete a task")
+def delete_task(task_id: int) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        execution_ids = domain.delete_task(session, task_id)
+    ctx.logs.delete(execution_ids)
+    ctx.notifier.notify(WORK)
+    return {"deleted": task_id}
+
+
+@endpoint(bp, "/tasks/<int:task_id>/relaunch", "POST",
+          summary="Run a failed, succeeded or cancelled task again")
+def relaunch_task(task_id: int) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        result = serialize_tasks(session, [domain.relaunch(session, task_id)])[0]
+    ctx.notifier.notify(WORK)
+    return result
+
+
+@endpoint(bp, "/tasks/<int:task_id>/signal", "POST",
+          summary="Pause, resume, stop or kill a task's live execution", body=SignalRequest)
+def signal_task(task_id: int, body: SignalRequest) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        signal = domain.signal_task(session, task_id, body.signal)
+        answer = signal_dict(signal)
+    ctx.notifier.notify(worker_key(signal.worker_id))
+    return answer
+
+
+@endpoint(bp, "/tasks/<int:task_id>/executions", "GET", summary="A task's executions")
+def task_executions(task_id: int) -> Any:
+    with server_context().db.read() as session:
+        domain.get_task(session, task_id)
+        rows = session.scalars(
+            select(Execution).where(Execution.task_id == task_id).order_by(Execution.id)
+        ).all()
+        return {"executions": [execution_dict(e) for e in rows]}
+
+
+@endpoint(bp, "/tasks/<int:task_id>/output", "GET",
+          summary="Log of the task's latest execution (raw bytes; X-Next-Offset header)",
+          query=(QueryParam("stream", "stdout or stderr"),
+                 QueryParam("offset", "byte offset", "integer"),
+                 QueryParam("limit", "bytes at most", "integer"),
+                 QueryParam("wait", "seconds to wait for new bytes (live tail)", "number")))
+def task_output(task_id: int) -> Response:
+    ctx = server_context()
+    with ctx.db.read() as session:
+        domain.get_task(session, task_id)
+        execution = session.scalar(
+            select(Execution).where(Execution.task_id == task_id).order_by(Execution.id.desc())
+        )
+    if execution is None:
+        return Response(b"", mimetype="application/octet-stream",
+                        headers={"X-Next-Offset": "0", "X-Execution-Id": ""})
+    return log_response(execution.id, execution.status)
+

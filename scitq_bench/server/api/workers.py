@@ -1,0 +1,147 @@
+"""/api/v1/workers: the registry for admins, and the worker protocol
+(register, heartbeat, claim, report)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, g, request
+
+from scitq_bench.server import scheduling
+from scitq_bench.server import workers as domain
+from scitq_bench.server.api.registry import (
+    ANY, ENROLL, QueryParam, bool_arg, endpoint, float_arg, int_arg, list_arg,
+)
+from scitq_bench.server.context import server_context
+from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport, WorkerUpdate
+from scitq_bench.server.serialize import signal_dict, worker_dict
+from scitq_bench.states import WorkerStatus
+
+bp = Blueprint("workers", __name__)
+
+
+@endpoint(bp, "/workers", "POST", access=ENROLL, body=WorkerRegister,
+          summary="Register a worker (same name: take over its record); returns its token")
+def register_worker(body: WorkerRegister) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        worker, token, requeued = domain.register(session, body)
+        answer = {"worker": worker_dict(worker), "token": token,
+                  "lease_seconds": ctx.settings.lease_seconds}
+    ctx.forget_tokens()
+    if requeued:
+        ctx.notifier.notify(WORK)
+    return answer, 201
+
+
+@endpoint(bp, "/workers", "GET", summary="List workers", query=(
+    QueryParam("name", "worker name; '%' is a wildcard"),
+    QueryParam("status", "statuses, comma-separated")))
+def list_workers() -> Any:
+    with server_context().db.read() as session:
+        rows = domain.list_workers(
+            session, name=request.args.get("name"),
+            statuses=tuple(list_arg("status", [s.value for s in WorkerStatus])),
+        )
+        live = domain.live_counts(session)
+        return {"workers": [worker_dict(w, live.get(w.id)) for w in rows]}
+
+
+@endpoint(bp, "/workers/<int:worker_id>", "GET", access=ANY, summary="Get a worker")
+def get_worker(worker_id: int) -> Any:
+    g.principal.require_worker(worker_id)
+    with server_context().db.read() as session:
+        worker = domain.get_worker(session, worker_id)
+        return worker_dict(worker, domain.live_counts(session).get(worker_id))
+
+
+@endpoint(bp, "/workers/<int:worker_id>", "PATCH", body=WorkerUpdate,
+          summary="Change a worker's concurrency, prefetch, batch or status")
+def update_worker(worker_id: int, body: WorkerUpdate) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        answer = worker_dict(domain.update_worker(session, worker_id, body))
+    ctx.notifier.notify(worker_key(worker_id), WORK)
+    return answer
+
+
+@endpoint(bp, "/workers/<int:worker_id>", "DELETE", summary="Delete a worker record",
+          query=(QueryParam("force", "re-queue its live executions", "boolean"),))
+def delete_worker(worker_id: int) -> Any:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        domain.delete_worker(session, worker_id, force=bool_arg("force"))
+    ctx.forget_tokens()
+    ctx.notifier.notify(WORK, worker_key(worker_id))
+    return {"deleted": worker_id}
+
+
+@endpoint(bp, "/workers/<int:worker_id>/heartbeat", "POST", access=ANY, body=Heartbeat,
+          summary="Renew leases, acknowledge signals; waits up to ?wait= s for new signals",
+          query=(QueryParam("wait", "seconds to wait for signals", "number"),))
+def heartbeat(worker_id: int, body: Heartbeat) -> Any:
+    g.principal.require_worker(worker_id)
+    ctx = server_context()
+    key = worker_key(worker_id)
+    deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
+    seen = ctx.notifier.version(key)
+    answer = _beat(worker_id, body)
+    if answer["signals"] or answer["drop"]:
+        return answer
+    while (remaining := deadline - time.monotonic()) > 0:
+        if ctx.notifier.wait(key, seen, remaining):
+            # something changed for this worker: answer now with what is new
+            return _beat(worker_id, Heartbeat(stats=body.stats, executions=body.executions))
+    return answer
+
+
+def _beat(worker_id: int, body: Heartbeat) -> dict[str, Any]:
+    ctx = server_context()
+    with ctx.db.write() as session:
+        answer = scheduling.heartbeat(session, worker_id, body, ctx.settings.lease_seconds)
+        return _heartbeat_dict(answer, ctx.settings.lease_seconds)
+
+
+def _heartbeat_dict(answer: scheduling.HeartbeatAnswer, lease_seconds: float) -> dict[str, Any]:
+    worker = answer.worker
+    return {
+        "status": worker.status,
+        "concurrency": worker.concurrency,
+        "prefetch": worker.prefetch,
+        "batch": worker.batch.name if worker.batch else None,
+        "signals": [signal_dict(s) for s in answer.signals],
+        "drop": answer.drop,
+        "lease_seconds": lease_seconds,
+    }
+
+
+@endpoint(bp, "/workers/<int:worker_id>/claim", "POST", access=ANY,
+          summary="Claim up to ?max= executions; waits up to ?wait= s for work (long poll)",
+          query=(QueryParam("max", "executions at most", "integer"),
+                 QueryParam("wait", "seconds to wait for work", "number")))
+def claim(worker_id: int) -> Any:
+    g.principal.require_worker(worker_id)
+    ctx = server_context()
+    max_count = int_arg("max", 1, minimum=1) or 1
+    deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
+    while True:
+        seen = ctx.notifier.version(WORK)
+        claimed = scheduling.claim(ctx.db, worker_id, max_count, ctx.settings.lease_seconds)
+        remaining = deadline - time.monotonic()
+        if claimed or remaining <= 0:
+            return {"executions": claimed}
+        ctx.notifier.wait(WORK, seen, remaining)
+
+
+@endpoint(bp, "/workers/<int:worker_id>/report", "POST", access=ANY, body=WorkerReport,
+          summary="Report execution events in order (accepted, running, final statuses)")
+def report(worker_id: int, body: WorkerReport) -> Any:
+    g.principal.require_worker(worker_id)
+    ctx = server_context()
+    with ctx.db.write() as session:
+        outcome = scheduling.report(session, worker_id, body.events)
+    if outcome.work_released:
+        ctx.notifier.notify(WORK)
+    return {"results": outcome.results}

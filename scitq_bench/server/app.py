@@ -1,0 +1,55 @@
+"""The Flask app factory: configuration comes in, nothing runs at import time."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from scitq_bench.server import scheduling
+from scitq_bench.server.api import batches, executions, files, meta, tasks, workers
+from scitq_bench.server.api.errors import register_error_handlers
+from scitq_bench.server.api.registry import API_PREFIX
+from scitq_bench.server.context import EXTENSION, ServerContext
+from scitq_bench.server.db import Database
+from scitq_bench.server.filestore import FileStore
+from scitq_bench.server.logstore import LogStore
+from scitq_bench.server.migrate import upgrade
+from scitq_bench.server.notify import Notifier
+from scitq_bench.server.reaper import Reaper
+from scitq_bench.settings import ServerSettings
+
+BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp)
+
+
+def create_app(settings: ServerSettings, *, start_reaper: bool | None = None) -> Flask:
+    """Build the app. ``start_reaper`` (default: ``settings.run_reaper``) starts the
+    lease reaper thread; the schema is migrated to the latest revision first."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None
+    db = Database(settings.database_url)
+    context = ServerContext(
+        settings=settings,
+        db=db,
+        logs=LogStore(settings.log_dir),
+        files=FileStore(settings.store_dir),
+        notifier=Notifier(),
+    )
+    app.extensions[EXTENSION] = context
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    register_error_handlers(app)
+    if settings.run_reaper if start_reaper is None else start_reaper:
+        scheduling.extend_leases(db, settings.lease_seconds)
+        reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval, context.notifier)
+        reaper.start()
+        app.extensions["scitq_bench_reaper"] = reaper
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """Entry point for WSGI servers (gunicorn): settings from the environment."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(ServerSettings.from_env())

@@ -1,0 +1,69 @@
+"""API tokens: random, shown once, stored as SHA-256 (they carry enough entropy that a
+slow hash adds nothing). Roles: admin (everything), enroll (may only register
+workers), worker (only its own worker record and executions)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import Forbidden, Unauthorized
+from scitq_bench.server.models import ApiToken
+
+ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
+ROLES = (ADMIN, ENROLL, WORKER)
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    worker_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this needs an admin token")
+
+    def require_worker(self, worker_id: int) -> None:
+        """Admins may act for any worker; a worker token only for itself."""
+        if self.is_admin:
+            return
+        if self.role != WORKER or self.worker_id != worker_id:
+            raise Forbidden(f"this token may not act for worker {worker_id}")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session, role: str, *, worker_id: int | None = None, name: str | None = None
+) -> str:
+    """Create a token and return it; only its hash is kept."""
+    token = f"sqb_{secrets.token_urlsafe(32)}"
+    session.add(ApiToken(token_hash=hash_token(token), role=role, worker_id=worker_id, name=name))
+    session.flush()
+    return token
+
+
+def revoke_worker_tokens(session: Session, worker_id: int) -> None:
+    session.execute(delete(ApiToken).where(ApiToken.worker_id == worker_id))
+
+
+def authenticate(session: Session, header: str | None) -> Principal:
+    if not header or not header.startswith("Bearer "):
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    token = header.removeprefix("Bearer ").strip()
+    row = session.execute(
+        select(ApiToken.role, ApiToken.worker_id).where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        raise Unauthorized("invalid token")
+    return Principal(role=row.role, worker_id=row.worker_id)

@@ -1,0 +1,166 @@
+"""Batches: stop and go, delete, and their per-status counts and durations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import NotFound
+from scitq_bench.server import tasks as task_domain
+from scitq_bench.server import transitions
+from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
+from scitq_bench.server.schemas import BatchStop
+from scitq_bench.states import BatchStatus, ExecutionStatus, WorkerStatus
+from scitq_bench.states import Signal as SignalKind
+from scitq_bench.states import TaskStatus as T
+
+LIVE_EXEC_VALUES = task_domain.LIVE_EXEC_VALUES
+
+
+def get_batch(session: Session, batch_id: int) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NotFound(f"batch {batch_id} not found", details={"batch_id": batch_id})
+    return batch
+
+
+def find_batch(session: Session, name: str) -> Batch:
+    batch = session.scalar(select(Batch).where(Batch.name == name))
+    if batch is None:
+        raise NotFound(f"batch {name!r} not found", details={"name": name})
+    return batch
+
+
+def _live_executions(session: Session, batch_id: int) -> list[Any]:
+    return list(
+        session.execute(
+            select(Execution.id, Execution.task_id, Execution.worker_id, Execution.status)
+            .join(Task, Task.id == Execution.task_id)
+            .where(Task.batch_id == batch_id, Execution.status.in_(LIVE_EXEC_VALUES))
+        ).all()
+    )
+
+
+def stop(session: Session, batch_id: int, request: BatchStop) -> dict[str, int]:
+    """Pause the batch: nothing new starts. Optionally suspend (pause) or end (stop,
+    kill) what runs; ended tasks are paused, not failed, and run again on ``go``."""
+    batch = get_batch(session, batch_id)
+    batch.status = BatchStatus.PAUSED.value
+    signalled = 0
+    if request.signal != "none":
+        kind = SignalKind(request.signal)
+        for row in _live_executions(session, batch_id):
+            if row.worker_id is None:
+                continue
+            if kind == SignalKind.PAUSE and row.status != ExecutionStatus.RUNNING.value:
+                continue
+            session.add(Signal(execution_id=row.id, worker_id=row.worker_id, signal=kind.value))
+            transitions.move_tasks(session, [row.task_id], T.PAUSED,
+                                   reason=f"batch stopped ({kind.value})")
+            signalled += 1
+    paused_workers = 0
+    if request.workers:
+        paused_workers = session.execute(
+            update(Worker)
+            .where(Worker.batch_id == batch_id, Worker.status == WorkerStatus.RUNNING.value)
+            .values(status=WorkerStatus.PAUSED.value)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return {"signalled": signalled, "workers_paused": paused_workers}
+
+
+def go(session: Session, batch_id: int) -> dict[str, int]:
+    """Resume the batch: suspended executions continue, paused tasks re-enter the queue,
+    and the batch's paused workers run again."""
+    batch = get_batch(session, batch_id)
+    batch.status = BatchStatus.RUNNING.value
+    resumed = 0
+    suspended = {
+        row.task_id: row for row in _live_executions(session, batch_id)
+        if row.status == ExecutionStatus.RUNNING.value
+    }
+    paused = session.scalars(
+        select(Task.id).where(Task.batch_id == batch_id, Task.status == T.PAUSED.value)
+    ).all()
+    for task_id in paused:
+        row = suspended.get(task_id)
+        if row is not None and _was_suspended(session, row.id):
+            session.add(Signal(execution_id=row.id, worker_id=row.worker_id,
+                               signal=SignalKind.RESUME.value))
+            transitions.move_tasks(session, [task_id], T.RUNNING, only_from=[T.PAUSED])
+        else:
+            task_domain.requeue(session, task_id, only_from=[T.PAUSED])
+        resumed += 1
+    workers = session.execute(
+        update(Worker)
+        .where(Worker.batch_id == batch_id, Worker.status == WorkerStatus.PAUSED.value)
+        .values(status=WorkerStatus.RUNNING.value)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return {"tasks_resumed": resumed, "workers_resumed": workers}
+
+
+def _was_suspended(session: Session, execution_id: int) -> bool:
+    """True when the last signal sent to the execution was a pause."""
+    last = session.scalar(
+        select(Signal.signal)
+        .where(Signal.execution_id == execution_id)
+        .order_by(Signal.id.desc())
+        .limit(1)
+    )
+    return last == SignalKind.PAUSE.value
+
+
+def delete_batch(session: Session, batch_id: int) -> list[int]:
+    """Delete a batch with its tasks; workers drop live executions at their next
+    heartbeat. Returns the deleted execution ids (their logs are removed by the caller)."""
+    get_batch(session, batch_id)
+    execution_ids = session.scalars(
+        select(Execution.id).join(Task, Task.id == Execution.task_id).where(Task.batch_id == batch_id)
+    ).all()
+    session.execute(delete(Batch).where(Batch.id == batch_id))
+    return list(execution_ids)
+
+
+def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
+    """Counts by status, workers attached, and run durations of succeeded executions."""
+    ids = [b.id for b in batches]
+    counts = task_domain.count_by_status(session, ids)
+    durations = {
+        row.batch_id: row
+        for row in session.execute(
+            select(
+                Task.batch_id,
+                func.count(Execution.id).label("runs"),
+                func.avg(Execution.duration).label("mean"),
+                func.min(Execution.duration).label("min"),
+                func.max(Execution.duration).label("max"),
+                func.sum(Execution.duration).label("total"),
+            )
+            .join(Task, Task.id == Execution.task_id)
+            .where(Task.batch_id.in_(ids), Execution.status == ExecutionStatus.SUCCEEDED.value)
+            .group_by(Task.batch_id)
+        )
+    }
+    workers: dict[int, list[str]] = {}
+    for batch_id, name in session.execute(
+        select(Worker.batch_id, Worker.name).where(Worker.batch_id.in_(ids)).order_by(Worker.name)
+    ):
+        workers.setdefault(batch_id, []).append(name)
+    result = []
+    for batch in batches:
+        row = durations.get(batch.id)
+        result.append({
+            "counts": {s.value: counts.get(batch.id, {}).get(s.value, 0) for s in T},
+            "durations": {
+                "runs": row.runs if row else 0,
+                "mean": float(row.mean) if row and row.mean is not None else None,
+                "min": row.min if row else None,
+                "max": row.max if row else None,
+                "total": float(row.total) if row and row.total is not None else None,
+            },
+            "workers": workers.get(batch.id, []),
+        })
+    return result

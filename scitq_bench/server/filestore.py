@@ -1,0 +1,65 @@
+"""The server's own file store behind ``server://`` URIs, so the embedded setup needs
+no cloud storage. Writes land in a temporary file renamed into place: a reader never
+sees half a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from scitq_bench.exceptions import InvalidInput, NotFound
+
+CHUNK = 1 << 16
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """Map a store path to disk, refusing anything that escapes the store."""
+        clean = relative.strip("/")
+        if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
+            raise InvalidInput(f"invalid store path {relative!r}")
+        path = (self.root / clean).resolve()
+        if self.root not in path.parents:
+            raise InvalidInput(f"invalid store path {relative!r}")
+        return path
+
+    def write(self, relative: str, body: BinaryIO) -> int:
+        path = self.resolve(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := body.read(CHUNK):
+                    handle.write(chunk)
+                    size += len(chunk)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return size
+
+    def open(self, relative: str) -> Path:
+        path = self.resolve(relative)
+        if not path.is_file():
+            raise NotFound(f"no file at server://{relative.strip('/')}")
+        return path
+
+    def list(self, prefix: str = "") -> list[dict]:
+        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        if prefix.strip("/"):
+            base = self.resolve(prefix)
+        if base.is_file():
+            files = [base]
+        elif base.is_dir():
+            files = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".upload-"))
+        else:
+            return []
+        return [
+            {"path": str(p.relative_to(self.root)), "size": p.stat().st_size} for p in files
+        ]

@@ -1,0 +1,98 @@
+"""Execution logs as append-only files, one per stream, never rewritten.
+
+Appends carry the offset the writer believes is the end: a repeated chunk (a retry
+after a lost answer) is skipped where it overlaps, and a gap is refused with the
+expected offset so the writer resends from there. An advisory lock per file keeps
+concurrent writers (threads or processes) from interleaving.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from scitq_bench.exceptions import Conflict, InvalidInput
+
+STREAMS = ("stdout", "stderr")
+CHUNK = 1 << 16
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, execution_id: int) -> Path:
+        return self.root / f"{execution_id // 1000:06d}" / str(execution_id)
+
+    def path(self, execution_id: int, stream: str) -> Path:
+        if stream not in STREAMS:
+            raise InvalidInput(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
+        return self._dir(execution_id) / stream
+
+    def size(self, execution_id: int, stream: str) -> int:
+        try:
+            return self.path(execution_id, stream).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append(self, execution_id: int, stream: str, offset: int, body: BinaryIO) -> int:
+        """Write ``body`` at ``offset``; return the new size."""
+        path = self.path(execution_id, stream)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                size = os.fstat(handle.fileno()).st_size
+                if offset > size:
+                    raise Conflict(
+                        f"log offset {offset} is past the end ({size}) of {stream}",
+                        details={"expected_offset": size},
+                    )
+                skip = size - offset
+                while True:
+                    chunk = body.read(CHUNK)
+                    if not chunk:
+                        break
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    handle.write(chunk)
+                handle.flush()
+                return os.fstat(handle.fileno()).st_size
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read(self, execution_id: int, stream: str, offset: int = 0, limit: int | None = None) -> bytes:
+        if offset < 0:
+            raise InvalidInput("offset must be >= 0")
+        path = self.path(execution_id, stream)
+        if not path.exists():
+            return b""
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(limit if limit is not None and limit >= 0 else -1)
+
+    def iter_read(self, execution_id: int, stream: str, offset: int = 0,
+                  limit: int | None = None) -> Iterable[bytes]:
+        """Stream a range without holding it in memory."""
+        path = self.path(execution_id, stream)
+        if not path.exists():
+            return
+        remaining = limit if limit is not None and limit >= 0 else None
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            while remaining is None or remaining > 0:
+                chunk = handle.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def delete(self, execution_ids: Iterable[int]) -> None:
+        for execution_id in execution_ids:
+            shutil.rmtree(self._dir(execution_id), ignore_errors=True)

@@ -1,0 +1,171 @@
+"""SQLAlchemy 2.0 typed models. Columns that claims or lists filter on are indexed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from scitq_bench.states import BatchStatus, ExecutionStatus, TaskStatus, WorkerStatus
+
+
+def utcnow() -> datetime:
+    """Naive UTC: both SQLite and PostgreSQL store it the same way."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Batch(Base):
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.RUNNING.value)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="batch", passive_deletes=True)
+
+
+class Worker(Base):
+    __tablename__ = "worker"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=WorkerStatus.RUNNING.value, index=True)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    prefetch: Mapped[int] = mapped_column(Integer, default=0)
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("batch.id", ondelete="SET NULL"), index=True
+    )
+    cpus: Mapped[int | None] = mapped_column(Integer)
+    mem_gb: Mapped[float | None] = mapped_column(Float)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_contact_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    flavor: Mapped[str | None] = mapped_column(String(100))
+    provider: Mapped[str | None] = mapped_column(String(50))
+    region: Mapped[str | None] = mapped_column(String(100))
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[str | None] = mapped_column(String(40))
+
+    batch: Mapped[Batch | None] = relationship()
+
+
+class Task(Base):
+    __tablename__ = "task"
+    __table_args__ = (
+        Index("ix_task_claim", "status", "batch_id", "priority", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    command: Mapped[str] = mapped_column(Text)
+    shell: Mapped[bool] = mapped_column(Boolean, default=False)
+    container: Mapped[str | None] = mapped_column(String(500))
+    container_options: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    resources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    output: Mapped[str | None] = mapped_column(String(1000))
+    retries_allowed: Mapped[int] = mapped_column(Integer, default=0)
+    retries_used: Mapped[int] = mapped_column(Integer, default=0)
+    losses: Mapped[int] = mapped_column(Integer, default=0)  # lost/refused runs, not spent
+    download_timeout: Mapped[float | None] = mapped_column(Float)
+    run_timeout: Mapped[float | None] = mapped_column(Float)
+    cpu: Mapped[int | None] = mapped_column(Integer)
+    mem: Mapped[float | None] = mapped_column(Float)
+    gpu: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    batch: Mapped[Batch] = relationship(back_populates="tasks")
+
+
+class Requirement(Base):
+    """``task_id`` may only start once ``prerequisite_id`` has succeeded."""
+
+    __tablename__ = "requirement"
+    __table_args__ = (UniqueConstraint("task_id", "prerequisite_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    prerequisite_id: Mapped[int] = mapped_column(
+        ForeignKey("task.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Execution(Base):
+    """One attempt at running a task on a worker."""
+
+    __tablename__ = "execution"
+    __table_args__ = (
+        Index("ix_execution_task_status", "task_id", "status"),
+        Index("ix_execution_worker_status", "worker_id", "status"),
+        Index("ix_execution_status_lease", "status", "lease_deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.PENDING.value)
+    lease_deadline: Mapped[datetime | None] = mapped_column(DateTime)
+    return_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration: Mapped[float | None] = mapped_column(Float)  # seconds the command ran
+    output_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what ran exactly
+
+
+class Signal(Base):
+    """A request to a worker about one execution; delivered until acknowledged."""
+
+    __tablename__ = "signal"
+    __table_args__ = (Index("ix_signal_worker_ack", "worker_id", "acknowledged_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    execution_id: Mapped[int] = mapped_column(ForeignKey("execution.id", ondelete="CASCADE"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("worker.id", ondelete="CASCADE"))
+    signal: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """Only the SHA-256 of a token is stored; the token itself is shown once."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | worker | enroll
+    worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("worker.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,355 @@
+"""Task lifecycle outside of running: creation, dependencies, relaunch, pause, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
+from scitq_bench.server import transitions
+from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task
+from scitq_bench.server.schemas import TaskCreate, TaskUpdate
+from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
+from scitq_bench.states import Signal as SignalKind
+from scitq_bench.states import TaskStatus as T
+
+LIVE_EXEC_VALUES = [s.value for s in LIVE_EXECUTION_STATUSES]
+DEPENDENCY_REASON = "prerequisite task {id} failed"
+
+
+def get_task(session: Session, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found", details={"task_id": task_id})
+    return task
+
+
+def get_or_create_batch(session: Session, name: str) -> Batch:
+    """Batches spring into existence when a task or worker names them."""
+    batch = session.scalar(select(Batch).where(Batch.name == name))
+    if batch is not None:
+        return batch
+    try:
+        with session.begin_nested():
+            batch = Batch(name=name)
+            session.add(batch)
+        return batch
+    except IntegrityError:  # created concurrently by another transaction
+        return session.scalars(select(Batch).where(Batch.name == name)).one()
+
+
+def create_tasks(session: Session, specs: Sequence[TaskCreate]) -> list[Task]:
+    """Create all tasks or none: every check runs before the first insert."""
+    wanted = {p for spec in specs for p in spec.requires}
+    prerequisites = _prerequisite_statuses(session, wanted)
+    unknown = sorted(wanted - prerequisites.keys())
+    if unknown:
+        raise InvalidInput(
+            f"requires: unknown task id(s) {', '.join(map(str, unknown))}",
+            details={"unknown": unknown},
+        )
+    batches = {name: get_or_create_batch(session, name) for name in {s.batch for s in specs}}
+    tasks = [_new_task(spec, batches[spec.batch], prerequisites) for spec in specs]
+    session.add_all(tasks)
+    session.flush()
+    rows = [
+        {"task_id": task.id, "prerequisite_id": prerequisite}
+        for task, spec in zip(tasks, specs, strict=True)
+        for prerequisite in sorted(set(spec.requires))
+    ]
+    if rows:
+        session.execute(insert(Requirement), rows)
+    return tasks
+
+
+def _prerequisite_statuses(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    return dict(session.execute(select(Task.id, Task.status).where(Task.id.in_(ids))).all())
+
+
+def _new_task(spec: TaskCreate, batch: Batch, prerequisites: dict[int, str]) -> Task:
+    status, reason = _initial_status(spec.requires, prerequisites)
+    if spec.paused and status != T.FAILED:
+        status, reason = T.PAUSED, "created paused"
+    return Task(
+        batch=batch,
+        name=spec.name,
+        command=spec.command,
+        shell=spec.shell,
+        container=spec.container,
+        container_options=spec.container_options,
+        inputs=list(spec.inputs),
+        resources=list(spec.resources),
+        output=spec.output,
+        retries_allowed=spec.retry,
+        download_timeout=spec.download_timeout,
+        run_timeout=spec.run_timeout,
+        cpu=spec.cpu,
+        mem=spec.mem,
+        gpu=spec.gpu,
+        priority=spec.priority,
+        status=status.value,
+        status_reason=reason,
+    )
+
+
+def _initial_status(requires: Iterable[int], statuses: dict[int, str]) -> tuple[T, str | None]:
+    """Failed if a prerequisite failed for good, waiting if one is unfinished, else pending."""
+    waiting = False
+    for prerequisite in sorted(set(requires)):
+        status = statuses[prerequisite]
+        if status in (T.FAILED.value, T.CANCELLED.value):
+            return T.FAILED, DEPENDENCY_REASON.format(id=prerequisite)
+        waiting = waiting or status != T.SUCCEEDED.value
+    return (T.WAITING, None) if waiting else (T.PENDING, None)
+
+
+def queued_status(session: Session, task_id: int) -> tuple[T, str | None]:
+    """Where a task goes when it re-enters the queue: pending, waiting, or failed."""
+    rows = session.execute(
+        select(Requirement.prerequisite_id, Task.status)
+        .join(Task, Task.id == Requirement.prerequisite_id)
+        .where(Requirement.task_id == task_id)
+    ).all()
+    statuses = dict(rows)
+    return _initial_status(statuses.keys(), statuses)
+
+
+def prerequisites_of(session: Session, task_ids: Sequence[int]) -> dict[int, list[int]]:
+    result: dict[int, list[int]] = {task_id: [] for task_id in task_ids}
+    if not task_ids:
+        return result
+    rows = session.execute(
+        select(Requirement.task_id, Requirement.prerequisite_id)
+        .where(Requirement.task_id.in_(task_ids))
+        .order_by(Requirement.prerequisite_id)
+    )
+    for task_id, prerequisite in rows:
+        result[task_id].append(prerequisite)
+    return result
+
+
+def release_dependents(session: Session, task_id: int) -> list[int]:
+    """After ``task_id`` succeeded: waiting dependents whose prerequisites all succeeded
+    become pending. Returns the ids released."""
+    candidates = session.scalars(
+        select(Requirement.task_id)
+        .join(Task, Task.id == Requirement.task_id)
+        .where(Requirement.prerequisite_id == task_id, Task.status == T.WAITING.value)
+    ).all()
+    if not candidates:
+        return []
+    blocked = set(
+        session.scalars(
+            select(Requirement.task_id)
+            .join(Task, Task.id == Requirement.prerequisite_id)
+            .where(Requirement.task_id.in_(candidates), Task.status != T.SUCCEEDED.value)
+        ).all()
+    )
+    ready = [c for c in candidates if c not in blocked]
+    transitions.move_tasks(session, ready, T.PENDING, only_from=[T.WAITING])
+    return ready
+
+
+def fail_dependents(session: Session, task_id: int) -> list[int]:
+    """``task_id`` failed for good: every task waiting on it, directly or not, fails too,
+    with a reason naming the prerequisite (nothing waits forever)."""
+    failed: list[int] = []
+    frontier = [task_id]
+    while frontier:
+        current = frontier.pop()
+        dependents = session.scalars(
+            select(Requirement.task_id)
+            .join(Task, Task.id == Requirement.task_id)
+            .where(Requirement.prerequisite_id == current, Task.status == T.WAITING.value)
+        ).all()
+        for dependent in dependents:
+            reason = DEPENDENCY_REASON.format(id=current)
+            if transitions.move_tasks(
+                session, [dependent], T.FAILED, only_from=[T.WAITING], reason=reason
+            ):
+                failed.append(dependent)
+                frontier.append(dependent)
+    return failed
+
+
+def has_live_execution(session: Session, task_id: int) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Execution.task_id == task_id, Execution.status.in_(LIVE_EXEC_VALUES)
+                )
+            )
+        )
+    )
+
+
+def live_execution(session: Session, task_id: int) -> Execution | None:
+    return session.scalar(
+        select(Execution).where(
+            Execution.task_id == task_id, Execution.status.in_(LIVE_EXEC_VALUES)
+        )
+    )
+
+
+def requeue(session: Session, task_id: int, *, only_from: Iterable[T]) -> T:
+    """Put a task back in the queue (pending or waiting, or failed if a prerequisite did)."""
+    target, reason = queued_status(session, task_id)
+    transitions.move_task(session, task_id, target, only_from=only_from, reason=reason,
+                          values={"retries_used": 0})
+    if target == T.FAILED:
+        fail_dependents(session, task_id)
+    return target
+
+
+def relaunch(session: Session, task_id: int) -> Task:
+    """Run a finished task again (retries reset); dependents that failed because of it
+    go back to waiting."""
+    task = get_task(session, task_id)
+    if task.status not in (T.FAILED.value, T.SUCCEEDED.value, T.CANCELLED.value):
+        raise Conflict(
+            f"task {task_id} is {task.status}; only failed, succeeded or cancelled tasks "
+            "can be relaunched",
+            details={"task_id": task_id, "status": task.status},
+        )
+    live = live_execution(session, task_id)
+    if live is not None:
+        raise Conflict(
+            f"task {task_id} still has live execution {live.id} ({live.status}) being stopped; "
+            "try again when it has ended"
+        )
+    requeue(session, task_id, only_from=[T.FAILED, T.SUCCEEDED, T.CANCELLED])
+    _revive_dependents(session, task_id)
+    session.refresh(task)
+    return task
+
+
+def _revive_dependents(session: Session, task_id: int) -> None:
+    frontier = [task_id]
+    while frontier:
+        current = frontier.pop()
+        dependents = session.scalars(
+            select(Requirement.task_id)
+            .join(Task, Task.id == Requirement.task_id)
+            .where(
+                Requirement.prerequisite_id == current,
+                Task.status == T.FAILED.value,
+                Task.status_reason == DEPENDENCY_REASON.format(id=current),
+            )
+        ).all()
+        transitions.move_tasks(session, dependents, T.WAITING, only_from=[T.FAILED])
+        frontier.extend(dependents)
+
+
+def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
+    task = get_task(session, task_id)
+    fields = changes.model_dump(exclude_unset=True)
+    status = fields.pop("status", None)
+    if "retry" in fields:
+        fields["retries_allowed"] = fields.pop("retry")
+    for key, value in fields.items():
+        setattr(task, key, value)
+    session.flush()
+    if status == T.PAUSED.value:
+        transitions.move_task(session, task_id, T.PAUSED, only_from=[T.PENDING, T.WAITING],
+                              reason="paused by a user")
+    elif status == T.PENDING.value:
+        if task.status == T.PAUSED.value and has_live_execution(session, task_id):
+            raise Conflict(
+                f"task {task_id} is paused with a live (suspended) execution; "
+                "send it the 'resume' signal instead"
+            )
+        requeue(session, task_id, only_from=[T.PAUSED])
+    session.refresh(task)
+    return task
+
+
+def signal_task(session: Session, task_id: int, kind: SignalKind) -> Signal:
+    """Queue a signal for the worker running the task and move the task accordingly."""
+    task = get_task(session, task_id)
+    execution = live_execution(session, task_id)
+    if execution is None or execution.worker_id is None:
+        raise Conflict(
+            f"task {task_id} is {task.status} with no live execution to signal",
+            details={"task_id": task_id, "status": task.status},
+        )
+    if kind == SignalKind.PAUSE:
+        if execution.status != ExecutionStatus.RUNNING.value:
+            raise Conflict(f"task {task_id} is {task.status}; only a running task can be paused")
+        transitions.move_task(session, task_id, T.PAUSED, only_from=[T.RUNNING],
+                              reason="suspended by a user")
+    elif kind == SignalKind.RESUME:
+        transitions.move_task(session, task_id, T.RUNNING, only_from=[T.PAUSED])
+    else:
+        transitions.move_task(session, task_id, T.CANCELLED, reason=f"{kind.value} requested")
+    signal = Signal(execution_id=execution.id, worker_id=execution.worker_id, signal=kind.value)
+    session.add(signal)
+    session.flush()
+    return signal
+
+
+def delete_task(session: Session, task_id: int) -> list[int]:
+    """Delete a task; its worker drops any live execution at its next heartbeat.
+    Dependents lose the requirement and may become runnable. Returns deleted execution ids."""
+    get_task(session, task_id)
+    dependents = session.scalars(
+        select(Requirement.task_id).where(Requirement.prerequisite_id == task_id)
+    ).all()
+    execution_ids = session.scalars(select(Execution.id).where(Execution.task_id == task_id)).all()
+    session.execute(delete(Task).where(Task.id == task_id))
+    for dependent in dependents:
+        status = session.scalar(select(Task.status).where(Task.id == dependent))
+        if status == T.WAITING.value:
+            target, reason = queued_status(session, dependent)
+            if target != T.WAITING:
+                transitions.move_tasks(session, [dependent], target, reason=reason)
+    return list(execution_ids)
+
+
+def list_tasks(
+    session: Session,
+    *,
+    batch: str | None = None,
+    statuses: Sequence[str] = (),
+    name: str | None = None,
+    ids: Sequence[int] = (),
+    worker_id: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Task]:
+    stmt = select(Task).order_by(Task.id)
+    if batch:
+        stmt = stmt.join(Batch).where(Batch.name == batch)
+    if statuses:
+        stmt = stmt.where(Task.status.in_(list(statuses)))
+    if name:
+        stmt = stmt.where(Task.name.like(name) if "%" in name else Task.name == name)
+    if ids:
+        stmt = stmt.where(Task.id.in_(list(ids)))
+    if worker_id is not None:
+        stmt = stmt.where(
+            exists().where(Execution.task_id == Task.id, Execution.worker_id == worker_id)
+        )
+    if limit:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return list(session.scalars(stmt).all())
+
+
+def count_by_status(session: Session, batch_ids: Sequence[int] | None = None) -> dict[Any, Any]:
+    stmt = select(Task.batch_id, Task.status, func.count()).group_by(Task.batch_id, Task.status)
+    if batch_ids is not None:
+        stmt = stmt.where(Task.batch_id.in_(list(batch_ids)))
+    counts: dict[int, dict[str, int]] = {}
+    for batch_id, status, count in session.execute(stmt):
+        counts.setdefault(batch_id, {})[status] = count
+    return counts
+

@@ -1,0 +1,168 @@
+"""The only module that changes a status column.
+
+Every change is a guarded ``UPDATE ... WHERE status IN (allowed sources)``: if another
+transaction moved the row first, no row matches and the caller learns it, so two
+writers can never both win. The tables below are the whole state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import IllegalTransition, NotFound
+from scitq_bench.server.models import Execution, Task, Worker, utcnow
+from scitq_bench.states import ExecutionStatus as E
+from scitq_bench.states import TaskStatus as T
+from scitq_bench.states import WorkerStatus as W
+
+TASK_TRANSITIONS: Mapping[T, frozenset[T]] = {
+    T.WAITING: frozenset({T.PENDING, T.FAILED, T.PAUSED, T.CANCELLED}),
+    T.PENDING: frozenset({T.ASSIGNED, T.WAITING, T.PAUSED, T.CANCELLED}),
+    T.ASSIGNED: frozenset({T.ACCEPTED, T.RUNNING, T.PENDING, T.FAILED, T.SUCCEEDED,
+                           T.PAUSED, T.CANCELLED}),
+    T.ACCEPTED: frozenset({T.RUNNING, T.PENDING, T.FAILED, T.PAUSED, T.CANCELLED}),
+    T.RUNNING: frozenset({T.SUCCEEDED, T.FAILED, T.PENDING, T.PAUSED, T.CANCELLED}),
+    T.PAUSED: frozenset({T.PENDING, T.WAITING, T.RUNNING, T.CANCELLED}),
+    T.SUCCEEDED: frozenset({T.PENDING, T.WAITING}),
+    T.FAILED: frozenset({T.PENDING, T.WAITING}),
+    T.CANCELLED: frozenset({T.PENDING, T.WAITING}),
+}
+
+EXECUTION_TRANSITIONS: Mapping[E, frozenset[E]] = {
+    E.PENDING: frozenset({E.ACCEPTED, E.RUNNING, E.FAILED, E.REFUSED, E.LOST, E.TIMEOUT,
+                          E.CANCELLED}),
+    E.ACCEPTED: frozenset({E.RUNNING, E.FAILED, E.REFUSED, E.LOST, E.TIMEOUT, E.CANCELLED}),
+    E.RUNNING: frozenset({E.SUCCEEDED, E.FAILED, E.LOST, E.TIMEOUT, E.CANCELLED}),
+    E.SUCCEEDED: frozenset(),
+    E.FAILED: frozenset(),
+    E.REFUSED: frozenset(),
+    E.LOST: frozenset(),
+    E.TIMEOUT: frozenset(),
+    E.CANCELLED: frozenset(),
+}
+
+WORKER_TRANSITIONS: Mapping[W, frozenset[W]] = {
+    W.RUNNING: frozenset({W.PAUSED, W.OFFLINE, W.FAILED, W.EVICTED}),
+    W.PAUSED: frozenset({W.RUNNING, W.OFFLINE, W.FAILED, W.EVICTED}),
+    W.OFFLINE: frozenset({W.RUNNING, W.PAUSED, W.FAILED, W.EVICTED}),
+    W.FAILED: frozenset({W.RUNNING, W.PAUSED, W.OFFLINE}),
+    W.EVICTED: frozenset({W.RUNNING, W.PAUSED, W.OFFLINE}),
+}
+
+
+def _sources(table: Mapping[Any, frozenset[Any]], target: Any) -> list[str]:
+    return [source.value for source, targets in table.items() if target in targets]
+
+
+def task_sources(target: T) -> list[str]:
+    """Statuses a task may move to ``target`` from."""
+    return _sources(TASK_TRANSITIONS, target)
+
+
+def check_task_transition(current: str, target: T, task_id: int) -> None:
+    """Raise a 409-mapped error naming the current status if the move is illegal."""
+    if target not in TASK_TRANSITIONS[T(current)]:
+        raise IllegalTransition(
+            f"task {task_id} is {current}; it cannot become {target.value}",
+            details={"task_id": task_id, "status": current, "requested": target.value},
+        )
+
+
+def move_tasks(
+    session: Session,
+    task_ids: Iterable[int],
+    target: T,
+    *,
+    only_from: Iterable[T] | None = None,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> int:
+    """Move every listed task that is in an allowed source status; return how many moved."""
+    ids = list(task_ids)
+    if not ids:
+        return 0
+    allowed = set(task_sources(target))
+    if only_from is not None:
+        allowed &= {s.value for s in only_from}
+    stmt = (
+        update(Task)
+        .where(Task.id.in_(ids), Task.status.in_(allowed))
+        .values(status=target.value, status_reason=reason, modified_at=utcnow(), **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount
+
+
+def move_task(
+    session: Session,
+    task_id: int,
+    target: T,
+    *,
+    only_from: Iterable[T] | None = None,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> None:
+    """Move one task or raise: 404 if it does not exist, 409 naming its status if illegal."""
+    if move_tasks(session, [task_id], target, only_from=only_from, reason=reason, values=values):
+        return
+    current = session.get(Task, task_id, populate_existing=True)
+    if current is None:
+        raise NotFound(f"task {task_id} not found")
+    raise IllegalTransition(
+        f"task {task_id} is {current.status}; it cannot become {target.value}",
+        details={"task_id": task_id, "status": current.status, "requested": target.value},
+    )
+
+
+def move_execution(
+    session: Session, execution_id: int, target: E, values: dict[str, Any] | None = None
+) -> bool:
+    """Move one execution if its status allows it; False if it had already moved on."""
+    allowed = _sources(EXECUTION_TRANSITIONS, target)
+    stmt = (
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status.in_(allowed))
+        .values(status=target.value, **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def move_executions(
+    session: Session, execution_ids: Iterable[int], target: E, values: dict[str, Any] | None = None
+) -> int:
+    ids = list(execution_ids)
+    if not ids:
+        return 0
+    allowed = _sources(EXECUTION_TRANSITIONS, target)
+    stmt = (
+        update(Execution)
+        .where(Execution.id.in_(ids), Execution.status.in_(allowed))
+        .values(status=target.value, **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount
+
+
+def move_worker(session: Session, worker_id: int, target: W) -> bool:
+    """Move a worker; moving to its current status is a no-op that succeeds."""
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id} not found")
+    if worker.status == target.value:
+        return False
+    if target not in WORKER_TRANSITIONS[W(worker.status)]:
+        raise IllegalTransition(
+            f"worker {worker_id} is {worker.status}; it cannot become {target.value}"
+        )
+    stmt = (
+        update(Worker)
+        .where(Worker.id == worker_id, Worker.status == worker.status)
+        .values(status=target.value)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1

@@ -1,0 +1,159 @@
+"""Shared fixtures: every database test runs on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from scitq_bench.client import Client
+from scitq_bench.server.app import create_app
+from scitq_bench.server.db import Database
+from scitq_bench.server.setup import init_server
+from scitq_bench.settings import ServerSettings
+from tests.support.postgres import free_port, start_postgres
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    explicit = os.environ.get("SCITQ_BENCH_TEST_PG_URL")
+    if explicit:
+        yield explicit
+        return
+    server = start_postgres()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _fresh_postgres_database(admin_url: str) -> tuple[str, Any]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", (engine, name)
+
+
+def _drop_postgres_database(handle: Any) -> None:
+    engine, name = handle
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    url, handle = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(handle)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> ServerSettings:
+    return ServerSettings(
+        data_dir=tmp_path / "data", database_url=database_url, lease_seconds=30.0,
+        reaper_interval=0.2, run_reaper=False, claim_max_wait=5.0,
+    )
+
+
+@pytest.fixture
+def admin_token(settings: ServerSettings) -> str:
+    return init_server(settings)
+
+
+@pytest.fixture
+def db(settings: ServerSettings, admin_token: str) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def app(settings: ServerSettings, admin_token: str) -> Iterator[Any]:
+    application = create_app(settings, start_reaper=False)
+    yield application
+    application.extensions["scitq_bench"].db.dispose()
+
+
+class ApiClient:
+    """Flask test client with a token and JSON helpers."""
+
+    def __init__(self, flask_client: Any, token: str | None) -> None:
+        self.flask = flask_client
+        self.token = token
+
+    def call(self, method: str, path: str, token: str | None = "default", **kwargs: Any) -> Any:
+        use = self.token if token == "default" else token
+        headers = kwargs.pop("headers", {})
+        if use:
+            headers["Authorization"] = f"Bearer {use}"
+        return self.flask.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.call("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.call("PATCH", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.call("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.call("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def api(app: Any, admin_token: str) -> ApiClient:
+    return ApiClient(app.test_client(), admin_token)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    token: str
+    app: Any
+    settings: ServerSettings
+
+    def client(self, **kwargs: Any) -> Client:
+        return Client(self.url, self.token, **kwargs)
+
+
+@pytest.fixture
+def live_server(settings: ServerSettings, admin_token: str) -> Iterator[LiveServer]:
+    """The real app behind a real HTTP server (threaded, in this process), with the
+    lease reaper running."""
+    live_settings = ServerSettings(
+        data_dir=settings.data_dir, database_url=settings.database_url, lease_seconds=3.0,
+        reaper_interval=0.2, run_reaper=True, claim_max_wait=5.0,
+    )
+    application = create_app(live_settings)
+    port = free_port()
+    server = make_server("127.0.0.1", port, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", admin_token, application, live_settings)
+    finally:
+        server.shutdown()
+        application.extensions["scitq_bench_reaper"].stop()
+        application.extensions["scitq_bench"].db.dispose()
