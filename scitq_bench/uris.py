@@ -45,7 +45,9 @@ def parse_uri(text: str, *, field: str = "uri", allow_actions: bool = True) -> D
         )
     if parsed.scheme in ("http", "https") and not parsed.netloc:
         raise InvalidInput(f"{field}: URI {text!r} has no host")
-    if parsed.scheme == "file" and not parsed.path.startswith("/"):
+    if parsed.scheme == "file" and (
+        parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")
+    ):
         raise InvalidInput(f"{field}: file URI {text!r} must hold an absolute path")
     if parsed.scheme == "server":
         store_path = (parsed.netloc + parsed.path).strip("/")

@@ -146,11 +146,14 @@ def task_output(task_id: int) -> Response:
     ctx = server_context()
     with ctx.db.read() as session:
         domain.get_task(session, task_id)
-        execution = session.scalar(
-            select(Execution).where(Execution.task_id == task_id).order_by(Execution.id.desc())
-        )
-    if execution is None:
+        latest = session.execute(
+            select(Execution.id, Execution.status)
+            .where(Execution.task_id == task_id)
+            .order_by(Execution.id.desc())
+            .limit(1)
+        ).first()
+    if latest is None:
         return Response(b"", mimetype="application/octet-stream",
                         headers={"X-Next-Offset": "0", "X-Execution-Id": ""})
-    return log_response(execution.id, execution.status)
+    return log_response(latest.id, latest.status)
 

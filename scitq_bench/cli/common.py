@@ -1,0 +1,78 @@
+"""State shared by every command: the global options and the lazily built client."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+from scitq_bench.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Connection attempts are retried for this long: long enough to ride over a server
+# restart, short enough that a typo in --server fails fast at the prompt.
+CLI_RETRY_SECONDS = 10.0
+
+
+@dataclass
+class CliState:
+    """The root group's options; the client is only built when a command needs it,
+    so ``--help`` and the server commands never touch the client config."""
+
+    server: str | None = None
+    token: str | None = None
+    timeout: float = 60.0
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.server, self.token, timeout=self.timeout,
+                                  retry_for=min(CLI_RETRY_SECONDS, self.timeout))
+        return self._client
+
+
+def cli_state() -> CliState:
+    """The state of the current invocation (a default one outside the root group)."""
+    ctx = click.get_current_context()
+    return ctx.ensure_object(CliState)
+
+
+def pass_client(function: F) -> F:
+    """Give the command the API client as its first argument."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(cli_state().client(), *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_option(function: F) -> F:
+    """``--json`` on every list and show command."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON instead of a table.")(function)
+
+
+def long_option(function: F) -> F:
+    return click.option("-L", "--long", is_flag=True,
+                        help="Show every field, untruncated.")(function)
+
+
+def status_option(kind: str) -> Callable[[F], F]:
+    return click.option("-S", "--status", "status", metavar="STATUS[,STATUS...]",
+                        help=f"Only {kind} in these statuses (comma-separated).")
+
+
+def stream_options(function: F) -> F:
+    """``-o``/``-e``/``-f`` of the output commands."""
+    function = click.option("-f", "--follow", is_flag=True,
+                            help="Keep printing new output until the execution ends.")(function)
+    function = click.option("-e", "--stderr", "stderr_only", is_flag=True,
+                            help="Only stderr (written to stdout).")(function)
+    function = click.option("-o", "--stdout", "stdout_only", is_flag=True,
+                            help="Only stdout.")(function)
+    return function

@@ -1,0 +1,66 @@
+"""``scitq-bench``: the root group, its global options and the one place errors are
+turned into ``Error: <message>`` with exit code 1."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import click
+import requests
+
+from scitq_bench import __version__
+from scitq_bench.cli.batch import batch
+from scitq_bench.cli.common import CliState
+from scitq_bench.cli.execution import execution
+from scitq_bench.cli.launch import launch
+from scitq_bench.cli.server import server
+from scitq_bench.cli.task import task
+from scitq_bench.cli.up import up
+from scitq_bench.cli.worker import worker
+from scitq_bench.exceptions import ScitqBenchError
+
+
+class RootGroup(click.Group):
+    """Reports expected failures as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ScitqBenchError as exc:
+            raise click.ClickException(str(exc)) from None
+        except requests.RequestException as exc:
+            raise click.ClickException(f"request failed: {exc}") from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click silences a closed pipe (``| head``) itself
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-s", "--server", metavar="URL",
+              help="Server URL [default: $SCITQ_BENCH_SERVER, else the client config "
+                   "written by `server init`, else http://127.0.0.1:5000].")
+@click.option("--token", metavar="TOKEN",
+              help="API token [default: $SCITQ_BENCH_TOKEN, else the client config].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Seconds to wait for each server answer.")
+@click.version_option(__version__, prog_name="scitq-bench")
+@click.pass_context
+def cli(ctx: click.Context, server: str | None, token: str | None, timeout: float) -> None:
+    """scitq-bench: a batch scheduler. Commands are OBJECT VERB, as in scitq-manage;
+    `scitq-bench up` starts a server and a worker on this machine."""
+    ctx.obj = CliState(server=server, token=token, timeout=timeout)
+
+
+for command in (server, worker, task, batch, execution, launch, up):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="scitq-bench")
+
+
+if __name__ == "__main__":
+    main()

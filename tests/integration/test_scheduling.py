@@ -1,0 +1,271 @@
+"""Claiming, leases, retries, dependencies and signals, at the domain level, on both
+databases."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from scitq_bench.server import batches, scheduling, workers
+from scitq_bench.server import tasks as task_domain
+from scitq_bench.server.models import Execution, Task, utcnow
+from scitq_bench.server.schemas import (
+    BatchStop, ExecutionEvent, Heartbeat, TaskCreate, WorkerRegister,
+)
+from scitq_bench.states import Signal
+
+LEASE = 30.0
+
+
+def make_tasks(db: Any, *specs: dict[str, Any]) -> list[int]:
+    with db.write() as session:
+        created = task_domain.create_tasks(session, [TaskCreate(**s) for s in specs])
+        return [t.id for t in created]
+
+
+def make_worker(db: Any, name: str = "w1", **fields: Any) -> int:
+    fields.setdefault("concurrency", 4)
+    with db.write() as session:
+        worker, _token, _ = workers.register(session, WorkerRegister(name=name, **fields))
+        return worker.id
+
+
+def task_state(db: Any, task_id: int) -> SimpleNamespace:
+    with db.read() as session:
+        task = session.get(Task, task_id)
+        return SimpleNamespace(status=task.status, status_reason=task.status_reason,
+                               retries_used=task.retries_used, losses=task.losses)
+
+
+def send(db: Any, worker_id: int, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    with db.write() as session:
+        return scheduling.report(
+            session, worker_id, [ExecutionEvent(**e) for e in events]
+        ).results
+
+
+def claim(db: Any, worker_id: int, count: int = 10) -> list[dict[str, Any]]:
+    return scheduling.claim(db, worker_id, count, LEASE)
+
+
+def test_claim_assigns_and_respects_room(db) -> None:
+    ids = make_tasks(db, *[{"command": f"echo {i}"} for i in range(10)])
+    worker = make_worker(db, concurrency=2, prefetch=1)
+    first = claim(db, worker, 10)
+    assert [p["task_id"] for p in first] == ids[:3]
+    assert claim(db, worker, 10) == []  # full: concurrency + prefetch
+    assert task_state(db, ids[0]).status == "assigned"
+    assert first[0]["command"] == "echo 0" and first[0]["attempt"] == 1
+
+
+def test_claim_order_priority_then_age_and_filters(db) -> None:
+    low, high = make_tasks(db, {"command": "a"}, {"command": "b", "priority": 5})
+    other = make_tasks(db, {"command": "c", "batch": "other"})[0]
+    big = make_tasks(db, {"command": "d", "cpu": 64})[0]
+    gpu = make_tasks(db, {"command": "e", "gpu": 1})[0]
+    worker = make_worker(db, batch="default", cpus=4)
+    claimed = [p["task_id"] for p in claim(db, worker)]
+    assert claimed == [high, low]
+    assert {other, big, gpu}.isdisjoint(claimed)
+
+
+def test_paused_batch_is_not_claimed(db) -> None:
+    task = make_tasks(db, {"command": "x", "batch": "b"})[0]
+    with db.write() as session:
+        batch = batches.find_batch(session, "b")
+        batches.stop(session, batch.id, BatchStop())
+    worker = make_worker(db)
+    assert claim(db, worker) == []
+    with db.write() as session:
+        batches.go(session, batches.find_batch(session, "b").id)
+    assert [p["task_id"] for p in claim(db, worker)] == [task]
+
+
+def test_full_success_path(db) -> None:
+    task = make_tasks(db, {"command": "x", "inputs": ["file:///etc/hostname"]})[0]
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    assert send(db, worker, {"execution_id": execution, "status": "accepted"})[0]["ok"]
+    assert task_state(db, task).status == "accepted"
+    send(db, worker, {"execution_id": execution, "status": "running", "age": 0.5})
+    assert task_state(db, task).status == "running"
+    result = send(db, worker, {"execution_id": execution, "status": "succeeded",
+                               "return_code": 0, "duration": 0.4, "output_files": ["a.txt"]})
+    assert result[0]["ok"]
+    assert task_state(db, task).status == "succeeded"
+    with db.read() as session:
+        row = session.get(Execution, execution)
+        assert row.status == "succeeded" and row.output_files == ["a.txt"]
+        assert row.started_at is not None and row.snapshot["command"] == "x"
+
+
+def test_failures_spend_retries_then_fail(db) -> None:
+    task = make_tasks(db, {"command": "x", "retry": 1})[0]
+    worker = make_worker(db)
+    for attempt, expected in ((1, "pending"), (2, "failed")):
+        payload = claim(db, worker)[0]
+        assert payload["attempt"] == attempt
+        send(db, worker, {"execution_id": payload["execution_id"], "status": "running"},
+             {"execution_id": payload["execution_id"], "status": "failed", "return_code": 3})
+        state = task_state(db, task)
+        assert state.status == expected
+    assert state.retries_used == 1 and state.status_reason == "exit code 3"
+
+
+def test_timeout_spends_a_retry(db) -> None:
+    task = make_tasks(db, {"command": "x", "retry": 0})[0]
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    send(db, worker, {"execution_id": execution, "status": "running"},
+         {"execution_id": execution, "status": "timeout"})
+    assert task_state(db, task).status == "failed"
+    assert task_state(db, task).status_reason == "timed out"
+
+
+def test_expired_lease_requeues_without_spending_retries(db) -> None:
+    task = make_tasks(db, {"command": "x", "retry": 0})[0]
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    send(db, worker, {"execution_id": execution, "status": "running"})
+    assert scheduling.reap(db, LEASE)["lost"] == 0
+    result = scheduling.reap(db, LEASE, now=utcnow() + timedelta(seconds=LEASE + 1))
+    assert result["lost"] == 1 and result["requeued"] == 1
+    state = task_state(db, task)
+    assert (state.status, state.retries_used, state.losses) == ("pending", 0, 1)
+    # the old worker's late report is refused: the task cannot succeed twice
+    late = send(db, worker, {"execution_id": execution, "status": "succeeded", "return_code": 0})
+    assert not late[0]["ok"] and "lost" in late[0]["error"]
+    assert task_state(db, task).status == "pending"
+
+
+def test_heartbeat_renews_leases_and_drops_unknown(db) -> None:
+    make_tasks(db, {"command": "x"})
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    with db.write() as session:  # the lease is about to run out...
+        session.get(Execution, execution).lease_deadline = utcnow() + timedelta(seconds=1)
+    with db.write() as session:  # ...and the heartbeat renews it
+        answer = scheduling.heartbeat(
+            session, worker, Heartbeat(executions=[execution, 999_999]), LEASE)
+    assert answer.drop == [999_999]
+    assert scheduling.reap(db, LEASE, now=utcnow() + timedelta(seconds=5))["lost"] == 0
+    assert scheduling.reap(db, LEASE, now=utcnow() + timedelta(seconds=LEASE + 1))["lost"] == 1
+
+
+def test_signals_are_redelivered_until_acknowledged(db) -> None:
+    task = make_tasks(db, {"command": "x"})[0]
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    send(db, worker, {"execution_id": execution, "status": "running"})
+    with db.write() as session:
+        task_domain.signal_task(session, task, Signal.PAUSE)
+    assert task_state(db, task).status == "paused"
+    for _ in range(2):
+        with db.write() as session:
+            answer = scheduling.heartbeat(session, worker, Heartbeat(executions=[execution]), LEASE)
+        assert [s.signal for s in answer.signals] == ["pause"]
+    with db.write() as session:
+        scheduling.heartbeat(session, worker, Heartbeat(
+            executions=[execution], acknowledged_signals=[answer.signals[0].id]), LEASE)
+        assert scheduling.heartbeat(session, worker, Heartbeat(), LEASE).signals == []
+
+
+def test_dependencies_release_and_failure_propagation(db) -> None:
+    a = make_tasks(db, {"command": "a"})[0]
+    b = make_tasks(db, {"command": "b", "requires": [a]})[0]
+    c = make_tasks(db, {"command": "c", "requires": [a, b]})[0]
+    assert task_state(db, b).status == "waiting"
+    worker = make_worker(db)
+    payload = claim(db, worker)
+    assert [p["task_id"] for p in payload] == [a]
+    send(db, worker, {"execution_id": payload[0]["execution_id"], "status": "running"},
+         {"execution_id": payload[0]["execution_id"], "status": "failed", "return_code": 1})
+    assert task_state(db, b).status == "failed"
+    assert task_state(db, b).status_reason == f"prerequisite task {a} failed"
+    assert task_state(db, c).status == "failed"
+    # relaunching the prerequisite revives the chain
+    with db.write() as session:
+        task_domain.relaunch(session, a)
+    assert task_state(db, a).status == "pending"
+    assert (task_state(db, b).status, task_state(db, c).status) == ("waiting", "waiting")
+    payload = claim(db, worker)
+    send(db, worker, {"execution_id": payload[0]["execution_id"], "status": "running"},
+         {"execution_id": payload[0]["execution_id"], "status": "succeeded", "return_code": 0})
+    assert task_state(db, b).status == "pending"
+    assert task_state(db, c).status == "waiting"  # still needs b
+
+
+def test_created_after_failed_prerequisite_fails_at_once(db) -> None:
+    a = make_tasks(db, {"command": "a"})[0]
+    with db.write() as session:
+        session.get(Task, a).status = "failed"
+    b = make_tasks(db, {"command": "b", "requires": [a]})[0]
+    assert task_state(db, b).status == "failed"
+
+
+def test_bulk_creation_is_all_or_nothing(db) -> None:
+    import pytest
+
+    from scitq_bench.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unknown task id"):
+        make_tasks(db, {"command": "ok"}, {"command": "bad", "requires": [424242]})
+    with db.read() as session:
+        assert session.scalars(select(Task)).all() == []
+
+
+def test_restarted_worker_requeues_its_old_executions(db) -> None:
+    task = make_tasks(db, {"command": "x"})[0]
+    worker = make_worker(db, name="same")
+    claim(db, worker)
+    again = make_worker(db, name="same")
+    assert again == worker
+    state = task_state(db, task)
+    assert (state.status, state.losses, state.retries_used) == ("pending", 1, 0)
+
+
+def test_batch_kill_pauses_and_go_does_not_double_run(db) -> None:
+    task = make_tasks(db, {"command": "x", "batch": "k"})[0]
+    worker = make_worker(db)
+    execution = claim(db, worker)[0]["execution_id"]
+    send(db, worker, {"execution_id": execution, "status": "running"})
+    with db.write() as session:
+        batch_id = batches.find_batch(session, "k").id
+        assert batches.stop(session, batch_id, BatchStop(signal="kill"))["signalled"] == 1
+    assert task_state(db, task).status == "paused"
+    with db.write() as session:
+        batches.go(session, batch_id)
+    assert task_state(db, task).status == "pending"
+    # the killed execution has not reported yet: the task must not get a second one
+    assert claim(db, worker) == []
+    send(db, worker, {"execution_id": execution, "status": "cancelled"})
+    assert [p["task_id"] for p in claim(db, worker)] == [task]
+
+
+def test_concurrent_claimers_never_share_a_task(db) -> None:
+    make_tasks(db, *[{"command": f"t{i}"} for i in range(200)])
+    worker_ids = [make_worker(db, name=f"c{i}", concurrency=50) for i in range(10)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def run(worker_id: int) -> None:
+        try:
+            for _ in range(5):
+                got = claim(db, worker_id, 10)
+                with lock:
+                    claimed.extend(p["task_id"] for p in got)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in worker_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(claimed) == len(set(claimed)) == 200
