@@ -18,8 +18,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import text
 
 from scitq_bench.states import BatchStatus, ExecutionStatus, TaskStatus, WorkerStatus
+
+
+LIVE_EXECUTION_SQL = "status IN ('pending', 'accepted', 'running')"
 
 
 def utcnow() -> datetime:
@@ -124,6 +128,11 @@ class Execution(Base):
         Index("ix_execution_task_status", "task_id", "status"),
         Index("ix_execution_worker_status", "worker_id", "status"),
         Index("ix_execution_status_lease", "status", "lease_deadline"),
+        # The database itself refuses a second live execution of the same task.
+        Index(
+            "uq_execution_one_live_per_task", "task_id", unique=True,
+            sqlite_where=text(LIVE_EXECUTION_SQL), postgresql_where=text(LIVE_EXECUTION_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -20,7 +20,7 @@ from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker, utcnow
 from scitq_bench.server.schemas import ExecutionEvent, Heartbeat
-from scitq_bench.states import BatchStatus, LIVE_TASK_STATUSES, WorkerStatus
+from scitq_bench.states import LIVE_TASK_STATUSES, BatchStatus, WorkerStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 

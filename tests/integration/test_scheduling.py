@@ -4,8 +4,8 @@ databases."""
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +14,11 @@ from scitq_bench.server import batches, scheduling, workers
 from scitq_bench.server import tasks as task_domain
 from scitq_bench.server.models import Execution, Task, utcnow
 from scitq_bench.server.schemas import (
-    BatchStop, ExecutionEvent, Heartbeat, TaskCreate, WorkerRegister,
+    BatchStop,
+    ExecutionEvent,
+    Heartbeat,
+    TaskCreate,
+    WorkerRegister,
 )
 from scitq_bench.states import Signal
 

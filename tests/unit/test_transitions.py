@@ -8,11 +8,14 @@ import pytest
 
 from scitq_bench.exceptions import IllegalTransition
 from scitq_bench.server.transitions import (
-    EXECUTION_TRANSITIONS, TASK_TRANSITIONS, WORKER_TRANSITIONS, check_task_transition,
+    EXECUTION_TRANSITIONS,
+    TASK_TRANSITIONS,
+    WORKER_TRANSITIONS,
+    check_task_transition,
     task_sources,
 )
-from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import FINAL_EXECUTION_STATUSES
+from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 
 EXPECTED_TASK = {

@@ -14,7 +14,7 @@ from scitq_bench.server.context import server_context
 from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.models import Batch, Execution, Task
 from scitq_bench.server.serialize import execution_dict
-from scitq_bench.states import ExecutionStatus, LIVE_EXECUTION_STATUSES
+from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
 
 bp = Blueprint("executions", __name__)
 LIVE_VALUES = {s.value for s in LIVE_EXECUTION_STATUSES}

@@ -10,13 +10,22 @@ from sqlalchemy import select
 from scitq_bench.server import tasks as domain
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import (
-    QueryParam, endpoint, int_arg, int_list_arg, json_body, list_arg,
+    QueryParam,
+    endpoint,
+    int_arg,
+    int_list_arg,
+    json_body,
+    list_arg,
 )
 from scitq_bench.server.context import server_context
 from scitq_bench.server.models import Batch, Execution, Task
 from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import (
-    SignalRequest, TaskBulkCreate, TaskCreate, TaskUpdate, parse_body,
+    SignalRequest,
+    TaskBulkCreate,
+    TaskCreate,
+    TaskUpdate,
+    parse_body,
 )
 from scitq_bench.server.serialize import execution_dict, signal_dict, task_dict
 from scitq_bench.states import TaskStatus

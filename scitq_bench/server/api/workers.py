@@ -11,7 +11,14 @@ from flask import Blueprint, g, request
 from scitq_bench.server import scheduling
 from scitq_bench.server import workers as domain
 from scitq_bench.server.api.registry import (
-    ANY, ENROLL, QueryParam, bool_arg, endpoint, float_arg, int_arg, list_arg,
+    ANY,
+    ENROLL,
+    QueryParam,
+    bool_arg,
+    endpoint,
+    float_arg,
+    int_arg,
+    list_arg,
 )
 from scitq_bench.server.context import server_context
 from scitq_bench.server.notify import WORK, worker_key

@@ -1,12 +1,13 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21 05:44:24.313358
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
+LIVE = "status IN ('pending', 'accepted', 'running')"
 
 revision = '0001'
 down_revision = None
@@ -122,6 +123,10 @@ def upgrade() -> None:
         batch_op.create_index('ix_execution_status_lease', ['status', 'lease_deadline'], unique=False)
         batch_op.create_index('ix_execution_task_status', ['task_id', 'status'], unique=False)
         batch_op.create_index('ix_execution_worker_status', ['worker_id', 'status'], unique=False)
+        batch_op.create_index(
+            'uq_execution_one_live_per_task', ['task_id'], unique=True,
+            sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE),
+        )
 
     op.create_table('requirement',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -163,6 +168,7 @@ def downgrade() -> None:
 
     op.drop_table('requirement')
     with op.batch_alter_table('execution', schema=None) as batch_op:
+        batch_op.drop_index('uq_execution_one_live_per_task')
         batch_op.drop_index('ix_execution_worker_status')
         batch_op.drop_index('ix_execution_task_status')
         batch_op.drop_index('ix_execution_status_lease')
