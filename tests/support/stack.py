@@ -1,0 +1,134 @@
+"""Real server and worker processes for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from scitq_bench.client import Client
+from scitq_bench.server.setup import init_server
+from scitq_bench.settings import ServerSettings
+from tests.support.postgres import free_port
+
+CLI = [sys.executable, "-m", "scitq_bench.cli.main"]
+
+
+@dataclass
+class Stack:
+    """A server subprocess and any number of worker subprocesses."""
+
+    root: Path
+    database_url: str
+    lease_seconds: float = 3.0
+    port: int = field(default_factory=free_port)
+    token: str = ""
+    server: subprocess.Popen | None = None
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SCITQ_BENCH_DATA_DIR=str(self.data_dir),
+            SCITQ_BENCH_DATABASE_URL=self.database_url,
+            SCITQ_BENCH_LEASE_SECONDS=str(self.lease_seconds),
+            SCITQ_BENCH_CONFIG=str(self.root / "client.json"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("SCITQ_BENCH_SERVER", None)
+        env.pop("SCITQ_BENCH_TOKEN", None)
+        return env
+
+    def init(self) -> str:
+        settings = ServerSettings(data_dir=self.data_dir, database_url=self.database_url)
+        self.token = init_server(settings)
+        return self.token
+
+    def start_server(self, threads: int = 64) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "server.log", "ab")
+        self.server = subprocess.Popen(
+            [*CLI, "server", "run", "--port", str(self.port), "--threads", str(threads)],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server is not None and self.server.poll() is not None:
+                raise RuntimeError(f"server exited: {self.tail('server.log')}")
+            try:
+                if requests.get(f"{self.url}/api/v1/health", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not answer: {self.tail('server.log')}")
+
+    def kill_server(self) -> None:
+        if self.server is not None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait()
+            self.server = None
+
+    def start_worker(self, name: str, concurrency: int = 2, prefetch: int = 0) -> subprocess.Popen:
+        work_dir = self.root / f"work-{name}"
+        log = open(self.root / f"worker-{name}.log", "ab")
+        process = subprocess.Popen(
+            [*CLI, "--token", self.token, "worker", "run", self.url, "--name", name,
+             "--concurrency", str(concurrency), "--prefetch", str(prefetch),
+             "--work-dir", str(work_dir)],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers[name] = process
+        return process
+
+    def client(self, **kwargs: object) -> Client:
+        return Client(self.url, self.token, **kwargs)  # type: ignore[arg-type]
+
+    def tail(self, name: str, size: int = 3000) -> str:
+        path = self.root / name
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in self.workers.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.workers.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGTERM)
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
