@@ -65,7 +65,7 @@ def list_executions(client: Client, task_id: int | None, worker: str | None, sta
     print_list(found, columns, as_json=as_json, long=long)
 
 
-@execution.command("output")
+@execution.command("output", short_help="Print an execution's logs.")
 @click.option("-i", "--id", "execution_id", type=int, required=True, help="Execution id.")
 @stream_options
 @pass_client

@@ -11,7 +11,10 @@ from typing import BinaryIO, Protocol
 from scitq_bench.states import FINAL_EXECUTION_STATUSES
 
 PAGE = 1 << 20  # bytes asked for per request
-FOLLOW_WAIT = 10.0  # seconds each long-poll may wait for new bytes
+# Seconds each long-poll may wait for new bytes. Kept short because the server reads
+# the execution status when the request arrives: a wait on a quiet stream is not cut
+# short when the execution ends, so this bounds how late ``-f`` notices the end.
+FOLLOW_WAIT = 2.0
 NO_EXECUTION_POLL = 1.0  # seconds between looks while a task has no execution yet
 FINAL = {s.value for s in FINAL_EXECUTION_STATUSES}
 

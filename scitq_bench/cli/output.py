@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 Getter = Callable[[dict[str, Any]], Any]
+UNBOUNDED_WIDTH = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,13 @@ class Column:
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on the current stdout/stderr (so click's test runner captures it);
-    wide when not on a terminal so piped tables are not wrapped at 80 columns."""
+    """A console on the current stdout/stderr (so click's test runner captures it).
+    Off a terminal, rows are never wrapped (rich would wrap at 80 columns), so piped
+    tables stay one line per row for grep and awk."""
     stream = sys.stderr if stderr else sys.stdout
-    wide = not _isatty(stream) and "COLUMNS" not in os.environ
-    return Console(file=stream, highlight=False, soft_wrap=False, width=200 if wide else None)
+    unbounded = not _isatty(stream) and "COLUMNS" not in os.environ
+    return Console(file=stream, highlight=False, soft_wrap=False,
+                   width=UNBOUNDED_WIDTH if unbounded else None)
 
 
 def _isatty(stream: Any) -> bool:
@@ -107,7 +110,10 @@ def print_json(data: Any) -> None:
 
 def print_table(records: Iterable[dict[str, Any]], columns: Sequence[Column], *,
                 long: bool = False, title: str | None = None) -> None:
-    shown = [c for c in columns if long or not c.long]
+    records = list(records)
+    # -L columns that are empty in every row only take room from the ones that say something
+    shown = [c for c in columns
+             if not c.long or (long and any(c.cell(r, long) for r in records))]
     table = Table(title=title, show_edge=False, box=None, pad_edge=False, header_style="bold")
     for column in shown:
         table.add_column(column.header, justify=column.justify,  # type: ignore[arg-type]

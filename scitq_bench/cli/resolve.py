@@ -39,9 +39,10 @@ def statuses(value: str | None) -> list[str] | None:
 
 def one_of(object_id: int | None, name: str | None, what: str) -> None:
     """``-i ID`` or ``-n NAME``: exactly one."""
-    if (object_id is None) == (name is None):
-        raise click.UsageError(f"give the {what} either by id (-i) or by name (-n), not "
-                               f"{'both' if name is not None else 'neither'}")
+    if object_id is None and name is None:
+        raise click.UsageError(f"say which {what}: by id (-i) or by name (-n)")
+    if object_id is not None and name is not None:
+        raise click.UsageError(f"give the {what} by id (-i) or by name (-n), not both")
 
 
 def resolve_worker(client: Client, worker_id: int | None, name: str | None) -> dict[str, Any]:

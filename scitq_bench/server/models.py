@@ -22,7 +22,6 @@ from sqlalchemy.sql import text
 
 from scitq_bench.states import BatchStatus, ExecutionStatus, TaskStatus, WorkerStatus
 
-
 LIVE_EXECUTION_SQL = "status IN ('pending', 'accepted', 'running')"
 
 

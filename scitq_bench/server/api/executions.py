@@ -71,9 +71,12 @@ def get_execution(execution_id: int) -> Any:
                  QueryParam("limit", "bytes at most", "integer"),
                  QueryParam("wait", "seconds to wait for new bytes (live tail)", "number")))
 def read_log(execution_id: int, stream: str) -> Response:
+    return log_response(execution_id, lambda: execution_status(execution_id), stream)
+
+
+def execution_status(execution_id: int) -> str:
     with server_context().db.read() as session:
-        status = _get(session, execution_id).status
-    return log_response(execution_id, status, stream)
+        return _get(session, execution_id).status
 
 
 @endpoint(bp, "/executions/<int:execution_id>/logs/<stream>", "PUT", access=ANY,

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from scitq_bench.server import tasks as domain
+from scitq_bench.server.api.executions import execution_status
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import (
     QueryParam,
@@ -164,5 +165,5 @@ def task_output(task_id: int) -> Response:
     if latest is None:
         return Response(b"", mimetype="application/octet-stream",
                         headers={"X-Next-Offset": "0", "X-Execution-Id": ""})
-    return log_response(latest.id, latest.status)
+    return log_response(latest.id, lambda: execution_status(latest.id))
 

@@ -1,0 +1,228 @@
+"""``task list|show|output|relaunch|update|delete|signal`` (tasks are created by
+``launch``, as scitq-launch does)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from scitq_bench.cli.common import (
+    json_option,
+    long_option,
+    pass_client,
+    status_option,
+    stream_options,
+)
+from scitq_bench.cli.execution import execution_columns, worker_names
+from scitq_bench.cli.logs import copy_logs, selected_streams
+from scitq_bench.cli.output import (
+    Column,
+    print_json,
+    print_list,
+    print_record,
+    print_table,
+    success,
+    when,
+)
+from scitq_bench.cli.resolve import parse_ids, statuses
+from scitq_bench.client import Client
+from scitq_bench.client.api import FINAL_TASK_STATUSES
+from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.states import Signal, TaskStatus
+
+TASK_COLUMNS = [
+    Column("id", "id", justify="right"),
+    Column("name", "name", width=30),
+    Column("status", "status"),
+    Column("batch", "batch"),
+    Column("command", "command", width=50),
+    Column("container", "container", long=True),
+    Column("container options", "container_options", long=True),
+    Column("inputs", "inputs", long=True),
+    Column("resources", "resources", long=True),
+    Column("output", "output", long=True),
+    Column("shell", "shell", long=True),
+    Column("retry", lambda t: f"{t.get('retries_used', 0)}/{t.get('retry', 0)}", long=True),
+    Column("priority", "priority", long=True, justify="right"),
+    Column("requires", "requires", long=True),
+    Column("cpu", "cpu", long=True, justify="right"),
+    Column("mem", "mem", long=True, justify="right"),
+    Column("gpu", "gpu", long=True, justify="right"),
+    Column("timeouts", lambda t: _timeouts(t), long=True),
+    Column("reason", "status_reason", long=True),
+    Column("created", lambda t: when(t.get("created_at"))),
+    Column("modified", lambda t: when(t.get("modified_at")), long=True),
+]
+
+
+def _timeouts(task: dict[str, Any]) -> str:
+    parts = [f"{label} {task[key]:g}s" for label, key in
+             (("download", "download_timeout"), ("run", "run_timeout")) if task.get(key)]
+    return ", ".join(parts)
+
+
+def task_id_option(multiple: bool = False) -> Any:
+    if multiple:
+        return click.option("-i", "--id", "ids", multiple=True, metavar="ID[,ID...]",
+                            help="Task id (repeat or comma-separate for several).")
+    return click.option("-i", "--id", "task_id", type=int, required=True, help="Task id.")
+
+
+@click.group(short_help="List, inspect, change, relaunch and signal tasks.")
+def task() -> None:
+    """Tasks: list, inspect, change, relaunch, signal (create them with `launch`)."""
+
+
+@task.command("list")
+@click.option("-b", "--batch", help="Only this batch's tasks.")
+@status_option("tasks")
+@click.option("-n", "--name", help="Only tasks of this name ('%' is a wildcard).")
+@task_id_option(multiple=True)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many tasks.")
+@long_option
+@json_option
+@pass_client
+def list_tasks(client: Client, batch: str | None, status: str | None, name: str | None,
+               ids: tuple[str, ...], limit: int | None, long: bool, as_json: bool) -> None:
+    """List tasks; the command is truncated unless -L."""
+    found = client.task_list(batch=batch, status=statuses(status), name=name,
+                             ids=parse_ids(ids) or None, limit=limit)
+    print_list(found, TASK_COLUMNS, as_json=as_json, long=long)
+
+
+@task.command("show")
+@task_id_option()
+@json_option
+@pass_client
+def show_task(client: Client, task_id: int, as_json: bool) -> None:
+    """Show one task with all its fields and its executions."""
+    record = client.task_get(task_id)
+    executions = client.task_executions(task_id)
+    if as_json:
+        print_json({"task": record, "executions": executions})
+        return
+    print_record(record, title=f"task {task_id}")
+    if executions:
+        click.echo()
+        print_table(executions, execution_columns(worker_names(client)), title="executions")
+    else:
+        click.echo("\nno executions yet")
+
+
+@task.command("output", short_help="Print the logs of a task's latest execution.")
+@task_id_option()
+@stream_options
+@pass_client
+def task_output(client: Client, task_id: int, stdout_only: bool, stderr_only: bool,
+                follow: bool) -> None:
+    """Print the logs of the task's latest execution as raw bytes: its stdout to
+    stdout and its stderr to stderr by default; -o or -e prints just one, to stdout.
+    With -f, waits for the task to start and prints until its execution ends."""
+    client.task_get(task_id)  # a clear "not found" before any output
+
+    def fetch(stream: str, offset: int, limit: int, wait: float) -> tuple[bytes, int, str]:
+        return client.task_output(task_id, stream, offset, limit, wait)
+
+    def gone() -> bool:
+        """No execution yet: stop following only if none will ever come."""
+        return client.task_get(task_id)["status"] in FINAL_TASK_STATUSES
+
+    copy_logs(fetch, selected_streams(stdout_only, stderr_only), follow=follow, gone=gone)
+
+
+@task.command("relaunch")
+@task_id_option(multiple=True)
+@click.option("-b", "--batch", help="Relaunch the tasks of this batch that are in -S.")
+@click.option("-S", "--status", "status", metavar="STATUS[,STATUS...]",
+              help="With -b: which tasks to relaunch [default: failed].")
+@pass_client
+def relaunch_tasks(client: Client, ids: tuple[str, ...], batch: str | None,
+                   status: str | None) -> None:
+    """Run finished tasks again (failed, succeeded or cancelled ones)."""
+    task_ids = parse_ids(ids)
+    if batch:
+        chosen = statuses(status) or [TaskStatus.FAILED.value]
+        task_ids += [t["id"] for t in client.task_list(batch=batch, status=chosen)]
+    elif status:
+        raise click.UsageError("-S selects tasks of a batch: give -b too")
+    if not task_ids:
+        if batch:
+            success(f"no task of batch {batch!r} to relaunch")
+            return
+        raise click.UsageError("give task ids with -i, or a batch with -b")
+    _each(task_ids, lambda i: client.task_relaunch(i), "relaunched")
+
+
+def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:
+    """Apply ``action`` to every task, report each one, and fail at the end (exit 1)
+    if any was refused, so one bad id does not stop the rest."""
+    failures = []
+    for task_id in dict.fromkeys(task_ids):
+        try:
+            action(task_id)
+        except ScitqBenchError as exc:
+            failures.append(str(exc))
+            continue
+        success(f"task {task_id} {done}")
+    if len(failures) == 1:
+        raise ScitqBenchError(failures[0])
+    if failures:
+        raise ScitqBenchError(f"{len(failures)} task(s) failed:\n  " + "\n  ".join(failures))
+
+
+@task.command("update")
+@task_id_option()
+@click.option("-c", "--command", help="New command line.")
+@click.option("-d", "--container", help="New container image ('' for none).")
+@click.option("-O", "--container-options", help="New container options ('' for none).")
+@click.option("--name", help="New task name.")
+@click.option("--shell/--no-shell", default=None, help="Run through /bin/sh -c or not.")
+@click.option("--retry", type=click.IntRange(0, 100), help="Retries allowed.")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--download-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds allowed to fetch inputs.")
+@click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds allowed to run.")
+@click.option("-S", "--status", type=click.Choice(["paused", "pending"]),
+              help="Hold a queued task back (paused) or queue it again (pending).")
+@json_option
+@pass_client
+def update_task(client: Client, task_id: int, as_json: bool, **changes: Any) -> None:
+    """Change a task's fields or status."""
+    fields = {key: value for key, value in changes.items() if value is not None}
+    for key in ("container", "container_options"):
+        if fields.get(key) == "":
+            fields[key] = None  # '' clears the field
+    if not fields:
+        raise click.UsageError("nothing to update: give at least one field to change")
+    updated = client.task_update(task_id, **fields)
+    if as_json:
+        print_json(updated)
+    else:
+        success(f"task {task_id} updated (status {updated['status']})")
+
+
+@task.command("delete")
+@task_id_option(multiple=True)
+@pass_client
+def delete_tasks(client: Client, ids: tuple[str, ...]) -> None:
+    """Delete tasks (with their executions and logs)."""
+    task_ids = parse_ids(ids)
+    if not task_ids:
+        raise click.UsageError("give the task ids to delete with -i")
+    _each(task_ids, client.task_delete, "deleted")
+
+
+@task.command("signal", short_help="Pause, resume, stop or kill running tasks.")
+@task_id_option(multiple=True)
+@click.argument("signal", type=click.Choice([s.value for s in Signal]))
+@pass_client
+def signal_tasks(client: Client, ids: tuple[str, ...], signal: str) -> None:
+    """Pause (SIGSTOP), resume (SIGCONT), stop (SIGTERM) or kill (SIGKILL) the running
+    execution of tasks."""
+    task_ids = parse_ids(ids)
+    if not task_ids:
+        raise click.UsageError("give the task ids to signal with -i")
+    _each(task_ids, lambda i: client.task_signal(i, signal), f"sent {signal}")

@@ -1,0 +1,159 @@
+"""``worker run|list|update|delete``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from scitq_bench.cli.common import cli_state, json_option, long_option, pass_client, status_option
+from scitq_bench.cli.output import Column, format_value, print_json, print_list, success, when
+from scitq_bench.cli.resolve import resolve_worker, statuses
+from scitq_bench.client import Client
+from scitq_bench.exceptions import ScitqBenchError, Unauthorized
+from scitq_bench.settings import default_data_dir
+
+
+def _running(worker: dict[str, Any]) -> int:
+    return sum((worker.get("executions") or {}).values())
+
+
+def _stats(worker: dict[str, Any]) -> str:
+    stats = worker.get("stats") or {}
+    return " ".join(f"{k}={format_value(v)}" for k, v in sorted(stats.items()))
+
+
+WORKER_COLUMNS = [
+    Column("id", "id", justify="right"),
+    Column("name", "name"),
+    Column("status", "status"),
+    Column("batch", "batch"),
+    Column("concurrency", "concurrency", justify="right"),
+    Column("prefetch", "prefetch", justify="right"),
+    Column("live", _running, justify="right"),
+    Column("hostname", "hostname", long=True),
+    Column("cpus", "cpus", long=True, justify="right"),
+    Column("mem GB", "mem_gb", long=True, justify="right"),
+    Column("gpus", "gpus", long=True, justify="right"),
+    Column("stats", _stats, long=True),
+    Column("flavor", "flavor", long=True),
+    Column("provider", "provider", long=True),
+    Column("region", "region", long=True),
+    Column("permanent", "permanent", long=True),
+    Column("version", "version", long=True),
+    Column("created", lambda w: when(w.get("created_at")), long=True),
+    Column("last contact", lambda w: when(w.get("last_contact_at"))),
+]
+
+
+def worker_selector(function: Any) -> Any:
+    """``-i ID | -n NAME``, resolved by ``resolve_worker``."""
+    function = click.option("-n", "--name", help="Worker name.")(function)
+    return click.option("-i", "--id", "worker_id", type=int, help="Worker id.")(function)
+
+
+@click.group()
+def worker() -> None:
+    """Workers: run one here, or list, change and delete them."""
+
+
+@worker.command("run", short_help="Run a worker on this machine.")
+@click.argument("url", required=False)
+@click.option("--concurrency", type=click.IntRange(0, 1024), default=1, show_default=True,
+              help="Tasks run at the same time.")
+@click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Tasks fetched ahead (inputs downloaded) beyond those running.")
+@click.option("--name", help="Worker name [default: this host's name].")
+@click.option("--batch", help="Only run tasks of this batch.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where tasks run [default: <data dir>/worker-<name>].")
+def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | None,
+               batch: str | None, work_dir: Path | None) -> None:
+    """Run a worker on this machine against the server at URL (default: --server or the
+    client config). Needs an admin or enrollment token (--token, $SCITQ_BENCH_TOKEN or
+    the client config). SIGTERM or Ctrl-C stops it."""
+    try:
+        from scitq_bench.client.worker.agent import WorkerAgent
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("scitq_bench.client.worker"):
+            raise ScitqBenchError("the worker agent (scitq_bench.client.worker) is not "
+                                  "available in this installation") from None
+        raise
+    state = cli_state()
+    client = Client(url or state.server, state.token, timeout=state.timeout)
+    if not client.token:
+        raise Unauthorized("worker run needs an admin or enrollment token: pass --token, "
+                           "set SCITQ_BENCH_TOKEN, or run `scitq-bench server init` here "
+                           "(or `scitq-bench server token --role enroll` on the server)")
+    name = name or socket.gethostname()
+    work_dir = work_dir or default_data_dir() / f"worker-{name}"
+    agent = WorkerAgent(client, name=name, concurrency=concurrency, prefetch=prefetch,
+                        batch=batch, work_dir=work_dir)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        # os.write: a buffered print could re-enter a write the signal interrupted
+        os.write(2, f"worker {name}: {signal.Signals(signum).name}, stopping\n".encode())
+        agent.stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        click.echo(f"worker {name} working for {client.server} in {work_dir}", err=True)
+        agent.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@worker.command("list")
+@click.option("-n", "--name", help="Only workers of this name ('%' is a wildcard).")
+@status_option("workers")
+@long_option
+@json_option
+@pass_client
+def list_workers(client: Client, name: str | None, status: str | None, long: bool,
+                 as_json: bool) -> None:
+    """List workers."""
+    found = client.worker_list(name=name, status=statuses(status))
+    print_list(found, WORKER_COLUMNS, as_json=as_json, long=long)
+
+
+@worker.command("update")
+@worker_selector
+@click.option("-c", "--concurrency", type=click.IntRange(0, 1024), help="Tasks at the same time.")
+@click.option("-p", "--prefetch", type=click.IntRange(0, 10_000), help="Tasks fetched ahead.")
+@click.option("-b", "--batch", help="Only run this batch's tasks ('' for any batch).")
+@click.option("-S", "--status", type=click.Choice(["running", "paused"]),
+              help="Pause the worker (it takes no new task) or let it run again.")
+@json_option
+@pass_client
+def update_worker(client: Client, worker_id: int | None, name: str | None,
+                  concurrency: int | None, prefetch: int | None, batch: str | None,
+                  status: str | None, as_json: bool) -> None:
+    """Change a worker's concurrency, prefetch, batch or status."""
+    fields = {k: v for k, v in (("concurrency", concurrency), ("prefetch", prefetch),
+                                ("batch", batch), ("status", status)) if v is not None}
+    if not fields:
+        raise click.UsageError("nothing to update: give -c, -p, -b or -S")
+    target = resolve_worker(client, worker_id, name)
+    updated = client.worker_update(target["id"], **fields)
+    if as_json:
+        print_json(updated)
+    else:
+        success(f"worker {updated['name']} (id {updated['id']}) updated")
+
+
+@worker.command("delete")
+@worker_selector
+@click.option("--force", is_flag=True, help="Also when it holds live executions (they are "
+              "queued again).")
+@pass_client
+def delete_worker(client: Client, worker_id: int | None, name: str | None, force: bool) -> None:
+    """Delete a worker record (a running agent is refused from then on)."""
+    target = resolve_worker(client, worker_id, name)
+    client.worker_delete(target["id"], force=force)
+    success(f"worker {target['name']} (id {target['id']}) deleted")
