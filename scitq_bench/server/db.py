@@ -76,6 +76,13 @@ class Database:
             return statement
         return statement.with_for_update(skip_locked=True, of=of or None)
 
+    def lock_for_update(self, statement: Select[Any], *of: Any) -> Select[Any]:
+        """Lock the selected rows until commit (PostgreSQL); SQLite's write lock
+        already excludes other writers."""
+        if self.is_sqlite:
+            return statement
+        return statement.with_for_update(of=of or None)
+
     def dispose(self) -> None:
         self.writer.dispose()
         if self.reader is not self.writer:

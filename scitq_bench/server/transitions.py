@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
@@ -146,6 +146,29 @@ def move_executions(
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount
+
+
+def apply_execution_changes(
+    session: Session, changes: Iterable[tuple[int, E, dict[str, Any]]]
+) -> None:
+    """Write already-validated execution moves, one executemany per kind of change.
+    Callers check legality under a row lock first; the guard stays as a safety net."""
+    groups: dict[tuple[E, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for execution_id, target, values in changes:
+        key = (target, tuple(sorted(values)))
+        groups.setdefault(key, []).append({"b_id": execution_id, **values})
+    table = Execution.__table__
+    for (target, columns), rows in groups.items():
+        stmt = (
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                # plain comparisons: an expanding IN cannot be used with executemany
+                or_(*(table.c.status == s for s in _sources(EXECUTION_TRANSITIONS, target))),
+            )
+            .values(status=target.value, **{c: bindparam(c) for c in columns})
+        )
+        session.execute(stmt, rows)
 
 
 def move_worker(session: Session, worker_id: int, target: W) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from scitq_bench.server import batches, scheduling, workers
+from scitq_bench.server import batches, reports, scheduling, workers
 from scitq_bench.server import tasks as task_domain
 from scitq_bench.server.models import Execution, Task, utcnow
 from scitq_bench.server.schemas import (
@@ -46,10 +46,7 @@ def task_state(db: Any, task_id: int) -> SimpleNamespace:
 
 
 def send(db: Any, worker_id: int, *events: dict[str, Any]) -> list[dict[str, Any]]:
-    with db.write() as session:
-        return scheduling.report(
-            session, worker_id, [ExecutionEvent(**e) for e in events]
-        ).results
+    return reports.report(db, worker_id, [ExecutionEvent(**e) for e in events]).results
 
 
 def claim(db: Any, worker_id: int, count: int = 10) -> list[dict[str, Any]]:
@@ -273,3 +270,26 @@ def test_concurrent_claimers_never_share_a_task(db) -> None:
         thread.join()
     assert not errors
     assert len(claimed) == len(set(claimed)) == 200
+
+
+def test_one_report_carries_a_whole_life_and_refusals(db) -> None:
+    first, second, third = make_tasks(db, {"command": "a"}, {"command": "b"}, {"command": "c"})
+    worker = make_worker(db)
+    other = make_worker(db, name="other")
+    one, two, three = (p["execution_id"] for p in claim(db, worker, 3))
+    results = send(
+        db, worker,
+        {"execution_id": one, "status": "accepted"},
+        {"execution_id": one, "status": "running", "age": 0.2},
+        {"execution_id": three, "status": "running", "age": 0.2},
+        {"execution_id": one, "status": "succeeded", "return_code": 0, "duration": 0.1},
+        {"execution_id": three, "status": "succeeded", "return_code": 0, "duration": 0.1},
+        {"execution_id": two, "status": "succeeded", "return_code": 0},  # never ran: refused
+        {"execution_id": 987654, "status": "running"},
+    )
+    assert [r["ok"] for r in results] == [True, True, True, True, True, False, False]
+    assert "pending" in results[5]["error"] and "not found" in results[6]["error"]
+    assert task_state(db, first).status == task_state(db, third).status == "succeeded"
+    assert task_state(db, second).status == "assigned"
+    stolen = send(db, other, {"execution_id": two, "status": "running"})
+    assert not stolen[0]["ok"] and "another worker" in stolen[0]["error"]

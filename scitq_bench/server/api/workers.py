@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, g, request
 
-from scitq_bench.server import scheduling
+from scitq_bench.server import reports, scheduling
 from scitq_bench.server import workers as domain
 from scitq_bench.server.api.registry import (
     ANY,
@@ -147,8 +147,7 @@ def claim(worker_id: int) -> Any:
 def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
-    with ctx.db.write() as session:
-        outcome = scheduling.report(session, worker_id, body.events)
+    outcome = reports.report(ctx.db, worker_id, body.events)
     if outcome.work_released:
         ctx.notifier.notify(WORK)
     return {"results": outcome.results}

@@ -1,0 +1,198 @@
+"""Worker reports: execution events applied in order, in a few set-based statements.
+
+The report's executions are locked first; each event is then checked against the
+state machine in memory, in order, so one report of a thousand events costs a handful
+of statements instead of a few per event. An event about an execution that is no
+longer live (lost, deleted, another worker's) is refused on its own, and the worker
+drops that execution: that is what makes a late finish after a requeue harmless.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from scitq_bench.exceptions import Forbidden
+from scitq_bench.server import tasks as task_domain
+from scitq_bench.server import transitions
+from scitq_bench.server.db import Database
+from scitq_bench.server.models import Execution, Requirement, Task, Worker, utcnow
+from scitq_bench.server.schemas import ExecutionEvent
+from scitq_bench.states import LIVE_TASK_STATUSES
+from scitq_bench.states import ExecutionStatus as E
+from scitq_bench.states import TaskStatus as T
+
+LIVE_TASK_VALUES = {s.value for s in LIVE_TASK_STATUSES}
+
+
+@dataclass
+class ReportOutcome:
+    results: list[dict[str, Any]]
+    work_released: bool  # a task went back to (or newly entered) the queue
+
+
+@dataclass
+class _Outcomes:
+    """What happened to each execution of the report, for the task follow-up."""
+
+    accepted: set[int] = field(default_factory=set)  # task ids
+    running: set[int] = field(default_factory=set)
+    final: dict[int, tuple[E, ExecutionEvent]] = field(default_factory=dict)
+
+
+def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> ReportOutcome:
+    with db.write() as session:
+        worker = session.get(Worker, worker_id)
+        if worker is None:
+            raise Forbidden(f"worker {worker_id} is not registered")
+        worker.last_contact_at = now = utcnow()
+        ids = sorted({e.execution_id for e in events})
+        rows = {
+            row.id: row
+            for row in session.execute(
+                db.lock_for_update(
+                    select(Execution.id, Execution.task_id, Execution.worker_id,
+                           Execution.status, Execution.started_at)
+                    .where(Execution.id.in_(ids)),
+                    Execution,
+                )
+            )
+        }
+        status = {i: E(row.status) for i, row in rows.items()}
+        started = {i: row.started_at for i, row in rows.items()}
+        changes: list[tuple[int, E, dict[str, Any]]] = []
+        outcomes = _Outcomes()
+        results = []
+        for event in events:
+            error = _refusal(event, rows, status, worker_id)
+            results.append({"execution_id": event.execution_id, "ok": error is None,
+                            "error": error})
+            if error is None:
+                target = E(event.status)
+                values = _event_values(event, now, started)
+                status[event.execution_id] = target
+                changes.append((event.execution_id, target, values))
+                _note(outcomes, rows[event.execution_id].task_id, target, event)
+        transitions.apply_execution_changes(session, changes)
+        released = _tasks_follow(session, outcomes)
+    return ReportOutcome(results=results, work_released=released)
+
+
+def _refusal(event: ExecutionEvent, rows: dict[int, Any], status: dict[int, E],
+             worker_id: int) -> str | None:
+    row = rows.get(event.execution_id)
+    if row is None:
+        return f"execution {event.execution_id} not found"
+    if row.worker_id != worker_id:
+        return f"execution {event.execution_id} belongs to another worker"
+    current, target = status[event.execution_id], E(event.status)
+    if target not in transitions.EXECUTION_TRANSITIONS[current]:
+        return f"execution {event.execution_id} is {current.value}; it cannot become {target.value}"
+    return None
+
+
+def _event_values(event: ExecutionEvent, now: datetime, started: dict[int, Any]) -> dict[str, Any]:
+    """Column values for an event, dated by its age (the worker's clock is not used)."""
+    happened = now - timedelta(seconds=event.age or 0)
+    target = E(event.status)
+    if target == E.RUNNING:
+        started[event.execution_id] = happened
+        return {"started_at": happened}
+    if target == E.ACCEPTED:
+        return {}
+    values: dict[str, Any] = {
+        "finished_at": happened,
+        "return_code": event.return_code,
+        "error": event.error,
+        "output_files": event.output_files,
+        "duration": event.duration,
+    }
+    if started.get(event.execution_id) is None and event.duration is not None:
+        values["started_at"] = happened - timedelta(seconds=event.duration)
+    return values
+
+
+def _note(outcomes: _Outcomes, task_id: int, target: E, event: ExecutionEvent) -> None:
+    if target == E.ACCEPTED:
+        outcomes.accepted.add(task_id)
+    elif target == E.RUNNING:
+        outcomes.running.add(task_id)
+    else:
+        outcomes.final[task_id] = (target, event)
+
+
+def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
+    """Move the tasks after their executions moved; True if work entered the queue."""
+    transitions.move_tasks(session, outcomes.accepted, T.ACCEPTED, only_from=[T.ASSIGNED])
+    transitions.move_tasks(session, outcomes.running, T.RUNNING,
+                           only_from=[T.ASSIGNED, T.ACCEPTED])
+    if not outcomes.final:
+        return False
+    tasks = {
+        task.id: task
+        for task in session.scalars(
+            select(Task).where(Task.id.in_(list(outcomes.final))).execution_options(
+                populate_existing=True)
+        )
+    }
+    by_outcome: dict[E, list[int]] = defaultdict(list)
+    for task_id, (outcome, _event) in outcomes.final.items():
+        if task_id in tasks:
+            by_outcome[outcome].append(task_id)
+    released = _succeeded(session, tasks, by_outcome[E.SUCCEEDED])
+    for outcome in (E.FAILED, E.TIMEOUT):
+        for task_id in by_outcome[outcome]:
+            task = tasks[task_id]
+            if task.status in LIVE_TASK_VALUES:
+                released |= _spend_retry_or_fail(session, task, outcome,
+                                                 outcomes.final[task_id][1])
+    not_their_fault = [
+        task_id for outcome in (E.REFUSED, E.CANCELLED) for task_id in by_outcome[outcome]
+        if tasks[task_id].status in LIVE_TASK_VALUES
+    ]
+    if transitions.move_tasks(session, not_their_fault, T.PENDING,
+                              only_from=[T.ASSIGNED, T.ACCEPTED, T.RUNNING],
+                              reason="the worker gave the task back",
+                              values={"losses": Task.losses + 1}):
+        released = True
+    return released
+
+
+def _succeeded(session: Any, tasks: dict[int, Task], task_ids: list[int]) -> bool:
+    # A task paused by a user whose execution still completed is done all the same;
+    # a cancelled one stays cancelled.
+    movable = [i for i in task_ids
+               if tasks[i].status in LIVE_TASK_VALUES or tasks[i].status == T.PAUSED.value]
+    if not movable:
+        return False
+    transitions.move_tasks(session, movable, T.SUCCEEDED)
+    with_dependents = session.scalars(
+        select(Requirement.prerequisite_id)
+        .where(Requirement.prerequisite_id.in_(movable))
+        .distinct()
+    ).all()
+    released = False
+    for task_id in with_dependents:
+        released |= bool(task_domain.release_dependents(session, task_id))
+    return released
+
+
+def _spend_retry_or_fail(session: Any, task: Task, outcome: E, event: ExecutionEvent) -> bool:
+    what = "timed out" if outcome == E.TIMEOUT else f"exit code {event.return_code}"
+    if event.error and outcome != E.TIMEOUT:
+        what = f"{what}: {event.error}"
+    if task.retries_used < task.retries_allowed:
+        transitions.move_tasks(
+            session, [task.id], T.PENDING,
+            reason=f"attempt failed ({what}); retry {task.retries_used + 1} of "
+            f"{task.retries_allowed}",
+            values={"retries_used": Task.retries_used + 1},
+        )
+        return True
+    transitions.move_tasks(session, [task.id], T.FAILED, reason=what)
+    task_domain.fail_dependents(session, task.id)
+    return False
