@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
+from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
 from scitq_bench.server.schemas import BatchStop
 from scitq_bench.states import BatchStatus, ExecutionStatus, WorkerStatus
@@ -20,10 +21,7 @@ LIVE_EXEC_VALUES = task_domain.LIVE_EXEC_VALUES
 
 
 def get_batch(session: Session, batch_id: int) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise NotFound(f"batch {batch_id} not found", details={"batch_id": batch_id})
-    return batch
+    return get_or_404(session, Batch, batch_id)
 
 
 def find_batch(session: Session, name: str) -> Batch:

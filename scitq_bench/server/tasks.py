@@ -9,8 +9,9 @@ from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
+from scitq_bench.exceptions import Conflict, InvalidInput
 from scitq_bench.server import transitions
+from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate
 from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
@@ -22,10 +23,7 @@ DEPENDENCY_REASON = "prerequisite task {id} failed"
 
 
 def get_task(session: Session, task_id: int) -> Task:
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound(f"task {task_id} not found", details={"task_id": task_id})
-    return task
+    return get_or_404(session, Task, task_id)
 
 
 def get_or_create_batch(session: Session, name: str) -> Batch:
@@ -135,14 +133,25 @@ def prerequisites_of(session: Session, task_ids: Sequence[int]) -> dict[int, lis
     return result
 
 
+def dependents_in(
+    session: Session, prerequisite_id: int, status: T, reason: str | None = None
+) -> list[int]:
+    """Ids of the tasks that require ``prerequisite_id`` and are in ``status`` (with
+    that ``reason``, if given)."""
+    conditions = [Requirement.prerequisite_id == prerequisite_id, Task.status == status.value]
+    if reason is not None:
+        conditions.append(Task.status_reason == reason)
+    return list(
+        session.scalars(
+            select(Requirement.task_id).join(Task, Task.id == Requirement.task_id).where(*conditions)
+        ).all()
+    )
+
+
 def release_dependents(session: Session, task_id: int) -> list[int]:
     """After ``task_id`` succeeded: waiting dependents whose prerequisites all succeeded
     become pending. Returns the ids released."""
-    candidates = session.scalars(
-        select(Requirement.task_id)
-        .join(Task, Task.id == Requirement.task_id)
-        .where(Requirement.prerequisite_id == task_id, Task.status == T.WAITING.value)
-    ).all()
+    candidates = dependents_in(session, task_id, T.WAITING)
     if not candidates:
         return []
     blocked = set(
@@ -164,12 +173,7 @@ def fail_dependents(session: Session, task_id: int) -> list[int]:
     frontier = [task_id]
     while frontier:
         current = frontier.pop()
-        dependents = session.scalars(
-            select(Requirement.task_id)
-            .join(Task, Task.id == Requirement.task_id)
-            .where(Requirement.prerequisite_id == current, Task.status == T.WAITING.value)
-        ).all()
-        for dependent in dependents:
+        for dependent in dependents_in(session, current, T.WAITING):
             reason = DEPENDENCY_REASON.format(id=current)
             if transitions.move_tasks(
                 session, [dependent], T.FAILED, only_from=[T.WAITING], reason=reason
@@ -235,15 +239,9 @@ def _revive_dependents(session: Session, task_id: int) -> None:
     frontier = [task_id]
     while frontier:
         current = frontier.pop()
-        dependents = session.scalars(
-            select(Requirement.task_id)
-            .join(Task, Task.id == Requirement.task_id)
-            .where(
-                Requirement.prerequisite_id == current,
-                Task.status == T.FAILED.value,
-                Task.status_reason == DEPENDENCY_REASON.format(id=current),
-            )
-        ).all()
+        dependents = dependents_in(
+            session, current, T.FAILED, reason=DEPENDENCY_REASON.format(id=current)
+        )
         transitions.move_tasks(session, dependents, T.WAITING, only_from=[T.FAILED])
         frontier.extend(dependents)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import Conflict, NotFound
+from scitq_bench.exceptions import Conflict
 from scitq_bench.server import auth, scheduling, transitions
+from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Execution, Worker, utcnow
 from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate
 from scitq_bench.server.tasks import LIVE_EXEC_VALUES, get_or_create_batch
@@ -14,10 +15,7 @@ from scitq_bench.states import WorkerStatus
 
 
 def get_worker(session: Session, worker_id: int) -> Worker:
-    worker = session.get(Worker, worker_id)
-    if worker is None:
-        raise NotFound(f"worker {worker_id} not found", details={"worker_id": worker_id})
-    return worker
+    return get_or_404(session, Worker, worker_id)
 
 
 def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:

@@ -7,11 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 
-from scitq_bench.exceptions import Conflict, NotFound
+from scitq_bench.exceptions import Conflict
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import ANY, QueryParam, endpoint, int_arg, list_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.logstore import STREAMS
+from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Task
 from scitq_bench.server.serialize import execution_dict
 from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
@@ -21,11 +22,7 @@ LIVE_VALUES = {s.value for s in LIVE_EXECUTION_STATUSES}
 
 
 def _get(session: Any, execution_id: int) -> Execution:
-    execution = session.get(Execution, execution_id)
-    if execution is None:
-        raise NotFound(f"execution {execution_id} not found",
-                       details={"execution_id": execution_id})
-    return execution
+    return get_or_404(session, Execution, execution_id)
 
 
 def _log_sizes(execution_id: int) -> dict[str, int]:
