@@ -64,7 +64,7 @@ def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> Report
         }
         status = {i: E(row.status) for i, row in rows.items()}
         started = {i: row.started_at for i, row in rows.items()}
-        changes: list[tuple[int, E, dict[str, Any]]] = []
+        merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
         outcomes = _Outcomes()
         results = []
         for event in events:
@@ -75,9 +75,12 @@ def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> Report
                 target = E(event.status)
                 values = _event_values(event, now, started)
                 status[event.execution_id] = target
-                changes.append((event.execution_id, target, values))
+                merged.setdefault(event.execution_id, {}).update(values)
                 _note(outcomes, rows[event.execution_id].task_id, target, event)
-        transitions.apply_execution_changes(session, changes)
+        transitions.apply_execution_changes(
+            session,
+            [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
+        )
         released = _tasks_follow(session, outcomes)
     return ReportOutcome(results=results, work_released=released)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
@@ -149,26 +149,44 @@ def move_executions(
 
 
 def apply_execution_changes(
-    session: Session, changes: Iterable[tuple[int, E, dict[str, Any]]]
-) -> None:
-    """Write already-validated execution moves, one executemany per kind of change.
-    Callers check legality under a row lock first; the guard stays as a safety net."""
+    session: Session, changes: Iterable[tuple[int, E, E, dict[str, Any]]]
+) -> int:
+    """Write already-validated execution moves ``(id, from, to, values)``, one per
+    execution (callers merge successive events first), one executemany per kind of
+    change. The guard is the status each row had when the caller locked and checked
+    it: a row that moved meanwhile is left alone. Returns the rows written."""
     groups: dict[tuple[E, tuple[str, ...]], list[dict[str, Any]]] = {}
-    for execution_id, target, values in changes:
+    for execution_id, source, target, values in changes:
+        if target not in _reachable(source):
+            raise IllegalTransition(
+                f"execution {execution_id} is {source.value}; it cannot become {target.value}"
+            )
         key = (target, tuple(sorted(values)))
-        groups.setdefault(key, []).append({"b_id": execution_id, **values})
+        groups.setdefault(key, []).append(
+            {"b_id": execution_id, "b_from": source.value, **values}
+        )
     table = Execution.__table__
+    written = 0
     for (target, columns), rows in groups.items():
         stmt = (
             update(table)
-            .where(
-                table.c.id == bindparam("b_id"),
-                # plain comparisons: an expanding IN cannot be used with executemany
-                or_(*(table.c.status == s for s in _sources(EXECUTION_TRANSITIONS, target))),
-            )
+            .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_from"))
             .values(status=target.value, **{c: bindparam(c) for c in columns})
         )
-        session.execute(stmt, rows)
+        written += session.execute(stmt, rows).rowcount
+    return written
+
+
+def _reachable(source: E) -> set[E]:
+    """Statuses reachable from ``source`` through one or more legal moves."""
+    seen: set[E] = set()
+    frontier = [source]
+    while frontier:
+        for target in EXECUTION_TRANSITIONS[frontier.pop()]:
+            if target not in seen:
+                seen.add(target)
+                frontier.append(target)
+    return seen
 
 
 def move_worker(session: Session, worker_id: int, target: W) -> bool:

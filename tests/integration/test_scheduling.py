@@ -293,3 +293,23 @@ def test_one_report_carries_a_whole_life_and_refusals(db) -> None:
     assert task_state(db, second).status == "assigned"
     stolen = send(db, other, {"execution_id": two, "status": "running"})
     assert not stolen[0]["ok"] and "another worker" in stolen[0]["error"]
+
+
+def test_report_order_across_executions_is_kept(db) -> None:
+    """[succeeded A, running B, succeeded B]: B's two events must both land."""
+    make_tasks(db, {"command": "a"}, {"command": "b"})
+    worker = make_worker(db)
+    a, b = (p["execution_id"] for p in claim(db, worker, 2))
+    send(db, worker, {"execution_id": a, "status": "running"})
+    results = send(
+        db, worker,
+        {"execution_id": a, "status": "succeeded", "return_code": 0},
+        {"execution_id": b, "status": "running"},
+        {"execution_id": b, "status": "succeeded", "return_code": 0, "duration": 0.01},
+    )
+    assert all(r["ok"] for r in results)
+    with db.read() as session:
+        statuses = {e.id: e.status for e in session.scalars(select(Execution))}
+        started = session.get(Execution, b).started_at
+    assert statuses == {a: "succeeded", b: "succeeded"}
+    assert started is not None

@@ -1,0 +1,644 @@
+"""The worker agent: registers, claims executions, runs them, reports back.
+
+Threads, each with one job and its own HTTP session:
+- claim: long-polls the server for work whenever the worker holds less than
+  concurrency + prefetch executions; an idle worker starts new work at once.
+- one per held execution (reused from a pool): download, wait for a run slot, run,
+  flush logs, upload, queue the final event. Nothing on this path sleeps; it waits on
+  conditions.
+- reporter: sends execution events in batches (``reporter``).
+- heartbeat: renews leases, applies signals and setting changes; the server answers
+  early when a signal arrives.
+- logs: ships new log bytes of running executions every ``log_interval`` seconds.
+
+An execution stays held until the server has taken its final event: only then does
+the server see the free slot, so claiming earlier would just wait.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+import scitq_bench
+from scitq_bench.client.api import Client
+from scitq_bench.client.worker import stats
+from scitq_bench.client.worker.executor import (
+    CommandError,
+    Process,
+    base_environment,
+    build_argv,
+    cpu_share,
+    task_environment,
+)
+from scitq_bench.client.worker.held import (
+    CANCELLED,
+    DROP,
+    STOPPING,
+    Held,
+    RunGate,
+    ThreadPool,
+)
+from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
+from scitq_bench.client.worker.reporter import ACCEPTED, RUNNING, Event, Reporter
+from scitq_bench.client.worker.transfer import (
+    Aborted,
+    Deadline,
+    DownloadTimedOut,
+    ResourceCache,
+    TransferError,
+    fetch,
+    upload,
+)
+from scitq_bench.client.worker.workdir import ExecutionDirs
+from scitq_bench.exceptions import (
+    Forbidden,
+    ScitqBenchError,
+    ServerUnreachable,
+    Unauthorized,
+)
+
+log = logging.getLogger("scitq_bench.worker")
+
+SUCCEEDED, FAILED, TIMEOUT, REFUSED = "succeeded", "failed", "timeout", "refused"
+CLAIM_RETRY_FOR = 5.0  # the client's own retries; our loops retry forever on top
+REPORT_RETRY_FOR = 5.0
+CLAIM_GATHER = 0.2  # how long a claim may wait for slots being freed by a report
+LOG_TICK_BYTES = 16 << 20  # per stream per tick, so one chatty task cannot starve others
+FATAL = (Unauthorized, Forbidden)  # the token was revoked: another process took our name
+
+
+class WorkerAgent:
+    """Runs tasks for a scitq_bench server until ``stop()``.
+
+    ``client`` holds an admin or enrollment token; registration replaces it with the
+    worker's own token. ``run()`` blocks; ``stop()`` may be called from any thread or a
+    signal handler (it takes no lock)."""
+
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        concurrency: int = 1,
+        prefetch: int = 0,
+        batch: str | None = None,
+        work_dir: Path | str = Path("scitq_bench_work"),
+        *,
+        log_cap: int = DEFAULT_CAP,
+        kill_grace: float = 10.0,
+        claim_wait: float = 20.0,
+        log_interval: float = 0.3,
+        stop_timeout: float = 20.0,
+        claim_stop_wait: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.concurrency = concurrency
+        self.prefetch = prefetch
+        self.batch = batch
+        self.work_dir = Path(work_dir).absolute()
+        self.executions_dir = self.work_dir / "executions"
+        self.resource_dir = self.work_dir / "resource"
+        self.log_cap = log_cap
+        self.kill_grace = kill_grace
+        self.claim_wait = claim_wait
+        self.log_interval = log_interval
+        self.stop_timeout = stop_timeout
+        self.claim_stop_wait = claim_stop_wait
+        self.worker_id: int | None = None
+        self.lease_seconds = 30.0
+        self.status = "running"
+        self._wake: queue.SimpleQueue[str] = queue.SimpleQueue()  # stop()/fatal -> run()
+        self._stop_requested = False
+        self._stopping = threading.Event()  # run() began shutting down
+        self._finished = threading.Event()  # shutdown over: background loops end
+        self._state = threading.Condition()  # guards what follows
+        self._held: dict[int, Held] = {}
+        self._dirs = ExecutionDirs(self.executions_dir)
+        self._serving = 0  # executions whose thread has not finished
+        self._pool = ThreadPool("execution")
+        self._signals_seen: set[int] = set()
+        self._signals_to_ack: set[int] = set()
+        self._gate = RunGate(concurrency)
+        self._give_up_at: float | None = None
+        self._fatal: ScitqBenchError | None = None
+        self._env = base_environment()
+
+    # -- public --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Register, then work until ``stop()``; raises if the server revokes us."""
+        if self._stop_requested:
+            return
+        self._reset_work_dir()
+        if not self._register():
+            return
+        self._io = self._session_client(pool=min(64, self.concurrency + self.prefetch + 4))
+        self._resources = ResourceCache(self._io, self.resource_dir)
+        reporter_client = self._session_client()
+        self._reporter = Reporter(
+            lambda events: reporter_client.report(self.worker_id, events,  # type: ignore[arg-type]
+                                                  retry_for=REPORT_RETRY_FOR),
+            self._on_results, self._fail,
+        )
+        self._reporter.enough_finals = self._round()
+        self._service_threads = {
+            "reporter": self._start(self._reporter.run, "reporter"),
+            "heartbeat": self._start(self._heartbeat_loop, "heartbeat"),
+            "claim": self._start(self._claim_loop, "claim"),
+            "logs": self._start(self._log_loop, "logs"),
+        }
+        log.info("worker %s (id %s) running, concurrency %d, prefetch %d",
+                 self.name, self.worker_id, self.concurrency, self.prefetch)
+        self._wake.get()
+        self._shutdown()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def stop(self) -> None:
+        """Ask ``run()`` to stop gracefully. Safe from a signal handler: SimpleQueue.put
+        is reentrant, and nothing here takes a lock."""
+        self._stop_requested = True
+        self._wake.put("stop")
+
+    # -- start ---------------------------------------------------------------------------
+
+    def _reset_work_dir(self) -> None:
+        self._dirs.reset()
+        self.resource_dir.mkdir(parents=True, exist_ok=True)
+
+    def _register(self) -> bool:
+        delay = 0.5
+        while not self._stop_requested:
+            try:
+                answer = self.client.worker_register(
+                    name=self.name, hostname=socket.gethostname(),
+                    concurrency=self.concurrency, prefetch=self.prefetch, batch=self.batch,
+                    cpus=os.cpu_count(), mem_gb=stats.total_memory_gb(), gpus=0,
+                    version=scitq_bench.__version__,
+                )
+            except ServerUnreachable as exc:
+                log.warning("cannot register yet, retrying in %.0f s: %s", delay, exc)
+                try:
+                    self._wake.get(timeout=delay)
+                    return False  # stop() was called
+                except queue.Empty:
+                    delay = min(delay * 2, 30.0)
+                    continue
+            self.client.set_token(answer["token"])
+            worker = answer["worker"]
+            self.worker_id = int(worker["id"])
+            self.lease_seconds = float(answer.get("lease_seconds") or self.lease_seconds)
+            self._apply_settings(worker)
+            return True
+        return False
+
+    def _session_client(self, pool: int = 4) -> Client:
+        """A copy of the client with its own connection pool: long polls and parallel
+        transfers must not queue behind each other in one pool."""
+        clone = copy.copy(self.client)
+        clone.http = requests.Session()
+        clone.http.headers.update(self.client.http.headers)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool, 4))
+        clone.http.mount("http://", adapter)
+        clone.http.mount("https://", adapter)
+        return clone
+
+    def _start(self, target: Any, name: str, *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=f"worker-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def _round(self) -> int:
+        """Slots freed together worth a request of their own: a whole round of running
+        tasks (smaller rounds measured slower: the server's cost is per request)."""
+        return max(1, self.concurrency)
+
+    def _room(self) -> int:
+        """Call with ``_state`` held."""
+        if self.status != "running" or self._stopping.is_set():
+            return 0
+        return self.concurrency + self.prefetch - len(self._held)
+
+    def _wait_for_room(self) -> int:
+        """Free slots to claim, 0 when stopping. Slots whose final events are being
+        reported free up in a moment: unless a whole round (``concurrency``) is free
+        already, wait for them (briefly) to claim together, since the server's cost is
+        mostly per request."""
+        with self._state:
+            gather_until = None
+            while not self._stopping.is_set():
+                room = self._room()
+                if room <= 0:
+                    self._state.wait()
+                    continue
+                now = time.monotonic()
+                gather_until = gather_until or now + CLAIM_GATHER
+                enough = min(self._round(), self.concurrency + self.prefetch)
+                if room < enough and now < gather_until and self._reporter.finals_pending():
+                    self._state.wait(gather_until - now)
+                    continue
+                return room
+            return 0
+
+    def _claim_loop(self) -> None:
+        client = self._session_client()
+        delay = 0.2
+        while True:
+            room = self._wait_for_room()
+            if not room:
+                return
+            try:
+                payloads = client.claim(self.worker_id, room,  # type: ignore[arg-type]
+                                        wait=self.claim_wait, retry_for=CLAIM_RETRY_FOR)
+            except FATAL as exc:
+                self._fail(exc)
+                return
+            except ScitqBenchError as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("claim failed, retrying in %.1f s: %s", delay, exc)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.2
+            if payloads:
+                self._take(payloads, client)
+
+    def _take(self, payloads: list[dict[str, Any]], client: Client) -> None:
+        started: list[Held] = []
+        with self._state:
+            if not self._stopping.is_set():
+                for payload in payloads:
+                    held = Held(payload, self.executions_dir / str(payload["execution_id"]))
+                    self._held[held.id] = held
+                    started.append(held)
+        if not started:
+            self._refuse(payloads, client)
+            return
+        self._reporter.expect([held.id for held in started])
+        with self._state:
+            self._serving += len(started)
+        for held in started:
+            self._pool.submit(self._serve, held)
+
+    def _refuse(self, payloads: list[dict[str, Any]], client: Client) -> None:
+        """Claimed while stopping: hand them straight back (the reporter may be gone)."""
+        events = [{"execution_id": p["execution_id"], "status": REFUSED, "age": 0}
+                  for p in payloads]
+        try:
+            client.report(self.worker_id, events, retry_for=REPORT_RETRY_FOR)  # type: ignore[arg-type]
+        except ScitqBenchError as exc:
+            log.warning("could not refuse %d execution(s) claimed while stopping: %s",
+                        len(events), exc)
+
+    # -- one execution -------------------------------------------------------------------
+
+    def _serve(self, held: Held) -> None:
+        final: Event | None = None
+        try:
+            final = self._execute(held)
+        except Exception as exc:  # a bug or an OS failure must still end the execution
+            log.exception("execution %s: unexpected worker error", held.id)
+            final = _final(held, FAILED, error=f"worker error: {exc}")
+        finally:
+            if held.logs is not None:
+                held.logs.close()
+            if final is not None and held.reason != DROP:
+                self._reporter.put(final)
+            self._dirs.release(held.directory)
+            with self._state:
+                self._serving -= 1
+                self._state.notify_all()
+
+    def _execute(self, held: Held) -> Event | None:
+        payload = held.payload
+        self._dirs.create(held.id)
+        if payload.get("inputs") or payload.get("resources"):
+            self._reporter.put(Event(held.id, ACCEPTED))
+            deadline = Deadline(payload.get("download_timeout"), lambda: held.abandoned)
+            try:
+                self._download(held, deadline)
+            except Aborted:
+                return self._abandoned(held)
+            except DownloadTimedOut as exc:
+                return _final(held, TIMEOUT, error=str(exc))
+            except TransferError as exc:
+                return _final(held, FAILED, error=f"download failed: {exc}")
+        if not self._gate.acquire(held, lambda: held.abandoned):
+            return self._abandoned(held)
+        try:
+            ran = self._run(held)
+        finally:
+            self._gate.release()  # the slot is free once the command ended
+        return self._finish(held, ran) if isinstance(ran, _Exit) else ran
+
+    def _download(self, held: Held, deadline: Deadline) -> None:
+        for uri in held.payload.get("resources") or []:
+            self._resources.ensure(uri, deadline)
+        for uri in held.payload.get("inputs") or []:
+            fetch(self._io, uri, held.directory / "input", deadline)
+
+    def _abandoned(self, held: Held) -> Event | None:
+        """The final event of an execution given up before its command started."""
+        if held.reason == DROP:
+            return None
+        if held.reason == CANCELLED:
+            return _final(held, CANCELLED, error="cancelled before it started")
+        return _final(held, REFUSED, error="the worker stopped before running it")
+
+    def _run(self, held: Held) -> Event | _Exit | None:
+        """Start the command and wait for its end, in a run slot. An Event when it
+        could not start, None when dropped."""
+        payload = held.payload
+        if payload.get("container"):
+            return _final(held, FAILED, error="this worker does not run containers")
+        try:
+            argv = build_argv(payload["command"], bool(payload.get("shell")))
+        except CommandError as exc:
+            return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
+        env = task_environment(self._env, held.directory, self.resource_dir,
+                               cpu_share(self.concurrency), held.id, int(payload["task_id"]))
+        logs = ExecutionLogs(held.directory, self.log_cap)
+        with held.lock:
+            if held.abandoned:
+                logs.close()
+                return self._abandoned(held)
+            try:
+                process = Process.start(argv, held.directory, env, logs.stdout_fd, logs.stderr_fd)
+            except CommandError as exc:
+                logs.close()
+                return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
+            held.process, held.logs = process, logs
+        self._reporter.put(Event(held.id, RUNNING, at=process.started))
+        code, timed_out = process.wait_until_done(payload.get("run_timeout"), self.kill_grace)
+        ended = time.monotonic()
+        process.cleanup()
+        if held.reason == DROP:
+            return None
+        return _Exit(code, timed_out, process.started, ended, logs)
+
+    def _finish(self, held: Held, ran: _Exit) -> Event:
+        """After the command: every log byte out, then the outputs, then the event."""
+        payload = held.payload
+        self._flush_logs(held, ran.logs)
+        code = ran.code
+        if ran.timed_out:
+            status, error = TIMEOUT, f"run timed out after {payload.get('run_timeout'):g} s"
+        elif held.abandoned:
+            status = CANCELLED
+            error = "cancelled on request" if held.reason == CANCELLED else "the worker stopped"
+        else:
+            status, error = (SUCCEEDED, None) if code == 0 else (FAILED, None)
+        output_files: list[str] = []
+        if payload.get("output") and status != CANCELLED:
+            try:
+                output_files = upload(self._io, held.directory / "output", payload["output"])
+            except TransferError as exc:
+                status = FAILED if status == SUCCEEDED else status
+                error = "; ".join(filter(None, [error, f"output upload failed: {exc}"]))
+        return Event(held.id, status, at=ran.ended, fields={
+            "return_code": code, "error": error, "output_files": output_files,
+            "duration": round(ran.ended - ran.started, 3),
+        })
+
+    def _flush_logs(self, held: Held, logs: ExecutionLogs) -> None:
+        """Every byte goes out before the final event; while the server is away, keep
+        trying (unless the worker is stopping and out of time)."""
+        delay = 0.2
+        while True:
+            try:
+                logs.ship(self._io, held.id, retry_for=2.0)
+                return
+            except ServerUnreachable as exc:
+                log.warning("execution %s: cannot ship logs yet: %s", held.id, exc)
+            if self._out_of_time() or held.reason == DROP:
+                return
+            self._finished.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _out_of_time(self) -> bool:
+        return self._give_up_at is not None and time.monotonic() > self._give_up_at
+
+    # -- reports -------------------------------------------------------------------------
+
+    def _on_results(self, results: list[tuple[Event, dict[str, Any]]]) -> None:
+        """Free the slots of every final event the server took, all at once, so the
+        claim that follows asks for all of them; refused events drop their execution."""
+        dropped = []
+        with self._state:
+            for event, result in results:
+                if not result.get("ok"):
+                    log.warning("the server refused %s for execution %s: %s", event.status,
+                                event.execution_id, result.get("error"))
+                    if not event.final:
+                        dropped.append(event.execution_id)
+                        continue
+                if event.final:
+                    self._held.pop(event.execution_id, None)
+            self._state.notify_all()
+        for execution_id in dropped:
+            self._drop(execution_id)
+
+    def _drop(self, execution_id: int) -> None:
+        """The server no longer counts this execution as ours: kill, discard, tell no one."""
+        with self._state:
+            held = self._held.pop(execution_id, None)
+            self._state.notify_all()
+        if held is None:
+            return
+        with held.lock:
+            held.abandon(DROP)
+            process = held.live_process()
+            if process is not None:
+                process.kill()
+        self._reporter.purge(execution_id)
+        self._gate.wake()
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        client = self._session_client()
+        delay = 0.2
+        while not self._finished.is_set():
+            wait = max(0.1, min(5.0, self.lease_seconds / 3))
+            with self._state:
+                acks = sorted(self._signals_to_ack)
+                held = sorted(self._held)
+            began = time.monotonic()
+            try:
+                answer = client.heartbeat(
+                    self.worker_id,  # type: ignore[arg-type]
+                    stats=self._stats(len(held)), executions=held,
+                    acknowledged_signals=acks, wait=wait, retry_for=wait,
+                )
+            except FATAL as exc:
+                self._fail(exc)
+                return
+            except ScitqBenchError as exc:
+                if self._finished.is_set():
+                    return
+                log.warning("heartbeat failed, retrying in %.1f s: %s", delay, exc)
+                self._finished.wait(delay)
+                delay = min(delay * 2, wait)
+                continue
+            delay = 0.2
+            with self._state:
+                self._signals_to_ack.difference_update(acks)
+                self._signals_seen.difference_update(acks)
+            self._on_heartbeat(answer)
+            if time.monotonic() - began < 0.05 and not answer.get("signals"):
+                self._finished.wait(0.05)  # never spin, whatever the server answers
+
+    def _stats(self, held: int) -> dict[str, Any]:
+        figures = stats.collect(self.work_dir)
+        figures.update(held=held, running=self._gate.running)
+        return figures
+
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        with self._state:
+            self.status = settings.get("status") or self.status
+            if settings.get("concurrency") is not None:
+                self.concurrency = int(settings["concurrency"])
+            if settings.get("prefetch") is not None:
+                self.prefetch = int(settings["prefetch"])
+            self._state.notify_all()
+        self._gate.set_limit(self.concurrency)
+        if hasattr(self, "_reporter"):
+            self._reporter.enough_finals = self._round()
+
+    def _on_heartbeat(self, answer: dict[str, Any]) -> None:
+        if answer.get("lease_seconds"):
+            self.lease_seconds = float(answer["lease_seconds"])
+        self._apply_settings(answer)
+        for signal in answer.get("signals") or []:
+            self._apply_signal(signal)
+        for execution_id in answer.get("drop") or []:
+            self._drop(int(execution_id))
+
+    def _apply_signal(self, signal: dict[str, Any]) -> None:
+        """Signals come back until acknowledged: applying one twice must be harmless."""
+        signal_id = int(signal["id"])
+        with self._state:
+            if signal_id in self._signals_seen:
+                return
+            self._signals_seen.add(signal_id)
+            self._signals_to_ack.add(signal_id)
+            held = self._held.get(int(signal["execution_id"]))
+        if held is None:
+            return
+        kind = signal["signal"]
+        with held.lock:
+            process = held.live_process()
+            if kind == "pause" and process is not None:
+                process.pause()
+            elif kind == "resume" and process is not None:
+                process.resume()
+            elif kind in ("stop", "kill"):
+                held.abandon(CANCELLED)
+                if process is not None and kind == "kill":
+                    process.kill()
+                elif process is not None:
+                    process.terminate(self.kill_grace)
+        self._gate.wake()
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def _log_loop(self) -> None:
+        client = self._session_client()
+        resume_at, delay = 0.0, 0.5
+        while not self._finished.wait(self.log_interval):
+            with self._state:
+                live = [(h.id, h.logs) for h in self._held.values() if h.logs is not None]
+            for _, logs in live:
+                logs.enforce_caps()
+            if time.monotonic() < resume_at:
+                continue
+            for execution_id, logs in live:
+                try:
+                    logs.ship(client, execution_id, max_bytes=LOG_TICK_BYTES, retry_for=0,
+                              blocking=False)
+                except ServerUnreachable as exc:
+                    log.warning("cannot ship logs, retrying in %.1f s: %s", delay, exc)
+                    resume_at = time.monotonic() + delay
+                    delay = min(delay * 2, 10.0)
+                    break
+                except ScitqBenchError as exc:
+                    log.warning("execution %s: log shipping failed: %s", execution_id, exc)
+            else:
+                delay = 0.5
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _fail(self, exc: ScitqBenchError) -> None:
+        """The server revoked this worker (another process registered the same name):
+        stop everything."""
+        if self._fatal is None:
+            log.error("the server no longer accepts this worker: %s", exc)
+            self._fatal = exc
+        self._wake.put("fatal")
+
+    def _shutdown(self) -> None:
+        """Stop claiming; refuse what has not started, terminate what runs (both go
+        back to the queue without spending retries); flush logs and events, within
+        ``stop_timeout`` seconds."""
+        self._give_up_at = time.monotonic() + self.stop_timeout
+        with self._state:
+            self._stopping.set()
+            held = list(self._held.values())
+            self._state.notify_all()
+        for item in held:
+            with item.lock:
+                item.abandon(STOPPING)
+                process = item.live_process()
+                if process is not None:
+                    process.terminate(self.kill_grace)
+        self._gate.wake()
+        with self._state:
+            while self._serving and self._remaining() > 0:
+                self._state.wait(self._remaining())
+        self._service_threads["claim"].join(min(self.claim_stop_wait, self._remaining()))
+        self._reporter.close()
+        self._service_threads["reporter"].join(self._remaining())
+        if self._service_threads["reporter"].is_alive():
+            log.warning("stopping with %d event(s) not reported", self._reporter.pending())
+            self._reporter.abandon()
+        self._finished.set()
+        self._dirs.discard_spares()
+        if not self._serving:
+            self._io.http.close()
+        log.info("worker %s stopped", self.name)
+
+    def _remaining(self) -> float:
+        assert self._give_up_at is not None
+        return max(0.0, self._give_up_at - time.monotonic())
+
+
+@dataclass
+class _Exit:
+    """How a command ended, for the work done after its run slot is released."""
+
+    code: int
+    timed_out: bool
+    started: float
+    ended: float
+    logs: ExecutionLogs
+
+
+def _final(held: Held, status: str, *, return_code: int | None = None,
+           error: str | None = None) -> Event:
+    return Event(held.id, status, fields={"return_code": return_code, "error": error})

@@ -1,0 +1,220 @@
+"""Starting a task's command and controlling it as a process group.
+
+Each command runs in its own session (``start_new_session``), so pause, stop and kill
+reach the whole tree it spawns, and stragglers left behind can be cleaned up.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+TOKEN_VARIABLE = "SCITQ_BENCH_TOKEN"
+
+
+class CommandError(Exception):
+    """The command could not be started; ``return_code`` follows the shell's convention."""
+
+    def __init__(self, message: str, return_code: int) -> None:
+        super().__init__(message)
+        self.return_code = return_code
+
+
+def build_argv(command: str, shell: bool) -> list[str]:
+    """The argv to execute: the user's own command through ``/bin/sh -c`` when they asked
+    for a shell, else split like a shell would, never interpreted."""
+    if shell:
+        return ["/bin/sh", "-c", command]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise CommandError(f"cannot parse command: {exc}", 2) from None
+    if not argv:
+        raise CommandError("empty command", 2)
+    return argv
+
+
+def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment minus its credentials: tasks must never see the token."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop(TOKEN_VARIABLE, None)
+    return env
+
+
+def task_environment(base: Mapping[str, str], execution_dir: Path, resource_dir: Path,
+                     cpu: int, execution_id: int, task_id: int) -> dict[str, str]:
+    """What a task can rely on: where its data lives and how many CPUs are its share."""
+    env = dict(base)
+    env.update(
+        INPUT=str(execution_dir / "input"),
+        OUTPUT=str(execution_dir / "output"),
+        RESOURCE=str(resource_dir),
+        TEMP=str(execution_dir / "tmp"),
+        CPU=str(cpu),
+        SCITQ_BENCH_EXECUTION_ID=str(execution_id),
+        SCITQ_BENCH_TASK_ID=str(task_id),
+    )
+    return env
+
+
+def cpu_share(concurrency: int, cpus: int | None = None) -> int:
+    """CPUs each of ``concurrency`` parallel tasks may use (at least one)."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, concurrency))
+
+
+def exit_code(returncode: int) -> int:
+    """Popen's negative "killed by signal N" as the shell's 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Process:
+    """One running command: its process group, pause bookkeeping (a paused task does
+    not use up its run timeout) and the SIGTERM-then-SIGKILL escalation."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
+        self._killer: threading.Timer | None = None
+        self._pidfd = _pidfd_open(popen.pid)
+
+    @classmethod
+    def start(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str],
+              stdout: int, stderr: int) -> Process:
+        """Spawn ``argv``; a missing executable becomes CommandError(127)."""
+        try:
+            popen = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
+                stderr=stderr, start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise CommandError(f"command not found: {argv[0]}", 127) from None
+        except PermissionError:
+            raise CommandError(f"permission denied: {argv[0]}", 126) from None
+        except OSError as exc:
+            raise CommandError(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126) from None
+        return cls(popen)
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def exited(self) -> bool:
+        return self.popen.returncode is not None
+
+    def active_seconds(self, now: float | None = None) -> float:
+        """Seconds since start, minus the time spent paused."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            paused = self._paused_total
+            if self._paused_since is not None:
+                paused += now - self._paused_since
+        return now - self.started - paused
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _signal(self, signum: int) -> None:
+        if self.exited:
+            return
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_since is None:
+                self._paused_since = time.monotonic()
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+        with self._lock:
+            if self._paused_since is not None:
+                self._paused_total += time.monotonic() - self._paused_since
+                self._paused_since = None
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM (and SIGCONT, so a paused group can act on it), SIGKILL after
+        ``grace`` seconds if it is still there. Idempotent."""
+        self._signal(signal.SIGTERM)
+        self.resume()
+        with self._lock:
+            if self._killer is not None:
+                return
+            self._killer = threading.Timer(grace, self.kill)
+            self._killer.daemon = True
+            self._killer.start()
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self.resume()
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The return code, or None if still running after ``timeout`` seconds. Uses a
+        pidfd when the kernel has them: woken by the exit itself, no polling."""
+        if timeout is None:
+            return self.popen.wait()
+        if self._pidfd is not None and not self.exited:
+            ready, _, _ = select.select([self._pidfd], [], [], max(0.0, timeout))
+            if not ready:
+                return None
+            return self.popen.wait()
+        try:
+            return self.popen.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait_until_done(self, run_timeout: float | None, grace: float) -> tuple[int, bool]:
+        """Wait for the exit, terminating the group once it has been active (not paused)
+        for ``run_timeout`` seconds. Returns (exit code, timed out)."""
+        timed_out = False
+        while True:
+            if run_timeout is None or timed_out:
+                returncode = self.wait()
+                break
+            remaining = run_timeout - self.active_seconds()
+            if remaining <= 0:
+                timed_out = True
+                self.terminate(grace)
+                continue
+            returncode = self.wait(remaining)
+            if returncode is not None:
+                break
+        return exit_code(returncode), timed_out
+
+    def cleanup(self) -> None:
+        """After the exit: kill what the command left running in its group and release
+        the timer and the pidfd."""
+        with self._lock:
+            killer, self._killer = self._killer, None
+        if killer is not None:
+            killer.cancel()
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _pidfd_open(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return opener(pid)
+    except OSError:
+        return None

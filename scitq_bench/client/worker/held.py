@@ -1,0 +1,139 @@
+"""What the worker holds: an execution from claim until the server took its final
+event, and the gate that lets at most ``concurrency`` of them run at once."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scitq_bench.client.worker.executor import Process
+from scitq_bench.client.worker.logship import ExecutionLogs
+
+log = logging.getLogger("scitq_bench.worker")
+
+# why an execution is abandoned; the first reason sticks, except that a drop wins
+CANCELLED = "cancelled"  # a stop or kill signal from a user
+STOPPING = "stopping"  # the worker itself is stopping
+DROP = "drop"  # the server no longer knows it: discard silently
+
+
+@dataclass(eq=False)
+class Held:
+    payload: dict[str, Any]
+    directory: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reason: str | None = None
+    process: Process | None = None
+    logs: ExecutionLogs | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.payload["execution_id"])
+
+    @property
+    def abandoned(self) -> bool:
+        return self.reason is not None
+
+    def abandon(self, reason: str) -> None:
+        """Call with ``lock`` held."""
+        if self.reason is None or reason == DROP:
+            self.reason = reason
+
+    def live_process(self) -> Process | None:
+        process = self.process
+        return process if process is not None and not process.exited else None
+
+
+class RunGate:
+    """Run slots, granted in claim order; the limit follows the worker's concurrency.
+    Waiters give up as soon as their execution is abandoned (``wake`` re-checks)."""
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._limit = limit
+        self._running = 0
+        self._queue: deque[object] = deque()
+
+    def acquire(self, ticket: object, abandoned: Callable[[], bool]) -> bool:
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if abandoned():
+                        return False
+                    if self._queue[0] is ticket and self._running < self._limit:
+                        self._running += 1
+                        return True
+                    self._cond.wait()
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def set_limit(self, limit: int) -> None:
+        with self._cond:
+            if limit != self._limit:
+                self._limit = limit
+                self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return self._running
+
+
+class ThreadPool:
+    """Daemon threads reused from one execution to the next: starting a thread costs
+    about as much as a short task itself. Idle threads end after ``idle_timeout``."""
+
+    def __init__(self, name: str, idle_timeout: float = 30.0) -> None:
+        self._name = name
+        self._idle_timeout = idle_timeout
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = \
+            queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job that no queued job has reserved
+        self._count = 0
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if spawn:
+                self._count += 1
+                name = f"{self._name}-{self._count}"
+            else:
+                self._idle -= 1
+        self._jobs.put((function, args))
+        if spawn:
+            threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                function, args = self._jobs.get(timeout=self._idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # more idle threads than queued jobs: leave
+                        self._idle -= 1
+                        return
+                continue  # a job was just queued for us
+            try:
+                function(*args)
+            except Exception:  # keep the thread alive, but say it
+                log.exception("unexpected error in %s", threading.current_thread().name)
+            with self._lock:
+                self._idle += 1

@@ -1,0 +1,435 @@
+"""Moving data for tasks: inputs and resources in, outputs out.
+
+Every fetch lands in a private staging folder first, where the URI's actions (untar,
+gunzip, unzip, mv) are applied, and is then merged into its destination: a half-done or
+failed download never leaves partial files where the task (or another task sharing a
+resource) would see them. Archives are extracted so that no member can escape the
+folder. Long transfers check a ``Deadline`` between chunks, so a download timeout or a
+cancellation takes effect promptly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+
+from scitq_bench.client.api import Client
+from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.uris import DataURI, parse_uri
+
+CHUNK = 1 << 20
+HTTP_CONNECT_TIMEOUT = 15.0
+HTTP_READ_TIMEOUT = 60.0
+
+
+class TransferError(Exception):
+    """A download, an action or an upload failed; the message says which and why."""
+
+
+class DownloadTimedOut(TransferError):
+    """The download did not finish within the task's download_timeout."""
+
+
+class Aborted(Exception):
+    """The execution was cancelled, dropped or the worker is stopping."""
+
+
+class Deadline:
+    """The time a download may still take, and whether its execution was abandoned."""
+
+    def __init__(self, seconds: float | None = None,
+                 aborted: Callable[[], bool] | None = None) -> None:
+        self.seconds = seconds
+        self.ends = None if seconds is None else time.monotonic() + seconds
+        self.aborted = aborted or (lambda: False)
+
+    def remaining(self) -> float | None:
+        return None if self.ends is None else self.ends - time.monotonic()
+
+    def expired(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0
+
+    def check(self) -> None:
+        if self.aborted():
+            raise Aborted()
+        if self.expired():
+            raise DownloadTimedOut(f"download timed out after {self.seconds:g} s")
+
+    def timeout(self, default: float) -> float:
+        """A network timeout that does not outlive the deadline."""
+        remaining = self.remaining()
+        return default if remaining is None else max(0.1, min(default, remaining))
+
+
+def redact(uri: str) -> str:
+    """A URI fit for messages and logs: no user:password, no query (signed URLs)."""
+    parts = urlsplit(uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# -- fetching ------------------------------------------------------------------------
+
+
+def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None = None,
+          merge_lock: threading.Lock | None = None) -> None:
+    """Download ``uri`` into ``destination`` and apply its actions. A URI ending in "/"
+    copies the folder's contents; a folder without the "/" arrives as a subfolder named
+    after it (the rsync convention)."""
+    deadline = deadline or Deadline()
+    parsed = parse_uri(uri)
+    destination.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=destination))
+    try:
+        try:
+            _download(client, parsed, staging, deadline)
+            for action, argument in parsed.actions:
+                deadline.check()
+                _apply_action(action, argument, staging, deadline)
+        except (TransferError, Aborted):
+            raise
+        except requests.RequestException as exc:
+            deadline.check()  # a read timeout caused by the deadline is a timeout
+            raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
+        except (ScitqBenchError, OSError) as exc:
+            raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
+        if merge_lock is None:
+            merge_tree(staging, destination)
+        else:
+            with merge_lock:
+                merge_tree(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _download(client: Client, uri: DataURI, staging: Path, deadline: Deadline) -> None:
+    deadline.check()
+    contents = uri.location.endswith("/")
+    if uri.scheme == "file":
+        _copy_local(Path(uri.path), staging, contents, deadline)
+    elif uri.scheme == "server":
+        _download_from_store(client, uri.path, staging, contents, deadline)
+    else:
+        _download_http(uri.location, staging, deadline)
+
+
+def _copy_local(source: Path, staging: Path, contents: bool, deadline: Deadline) -> None:
+    if source.is_dir():
+        def copy(src: str, dst: str) -> object:
+            deadline.check()
+            return shutil.copy2(src, dst)
+
+        target = staging if contents else staging / source.name
+        shutil.copytree(source, target, copy_function=copy, dirs_exist_ok=True)
+    elif source.is_file():
+        shutil.copy2(source, staging / source.name)
+    else:
+        raise TransferError(f"file://{source}: no such file or directory")
+
+
+def _download_from_store(client: Client, path: str, staging: Path, contents: bool,
+                         deadline: Deadline) -> None:
+    entries = [e["path"] for e in client.file_list(path)]
+    if not entries:
+        raise TransferError(f"server://{path}: no such file or folder in the server's store")
+    if entries == [path]:  # a single file, with or without a trailing "/"
+        _store_file(client, path, staging / PurePosixPath(path).name, deadline)
+        return
+    base = staging if contents or not path else staging / PurePosixPath(path).name
+    prefix = f"{path}/" if path else ""
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        _store_file(client, entry, safe_join(base, entry[len(prefix):]), deadline)
+
+
+def _store_file(client: Client, path: str, target: Path, deadline: Deadline) -> None:
+    """Like Client.file_download, but streamed under the deadline."""
+    deadline.check()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    response = client.request(
+        "GET", f"/files/{path}", stream=True, timeout=deadline.timeout(client.timeout),
+        retry_for=deadline.timeout(client.retry_for),
+    )
+    with response, open(target, "wb") as handle:
+        _stream(response, handle, deadline)
+
+
+def _download_http(url: str, staging: Path, deadline: Deadline) -> None:
+    name = unquote(PurePosixPath(urlsplit(url).path).name)
+    if not name or url.endswith("/"):
+        raise TransferError(f"{redact(url)}: cannot copy a folder over http; name a file")
+    timeout = (min(HTTP_CONNECT_TIMEOUT, deadline.timeout(HTTP_CONNECT_TIMEOUT)),
+               deadline.timeout(HTTP_READ_TIMEOUT))
+    with requests.get(url, stream=True, timeout=timeout) as response:
+        if response.status_code >= 400:
+            raise TransferError(f"{redact(url)}: HTTP {response.status_code} {response.reason}")
+        with open(staging / name, "wb") as handle:
+            _stream(response, handle, deadline)
+
+
+def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline) -> None:
+    """Copy a streamed body to disk, checking the deadline whenever bytes arrive (a
+    server trickling bytes must not hold a download past its timeout)."""
+    read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what has arrived
+    if read1 is None:
+        for chunk in response.iter_content(1 << 16):
+            deadline.check()
+            handle.write(chunk)
+        return
+    while True:
+        deadline.check()
+        chunk = read1(CHUNK, decode_content=True)
+        if not chunk:
+            return
+        handle.write(chunk)
+
+
+# -- actions -------------------------------------------------------------------------
+
+
+def _apply_action(action: str, argument: str | None, staging: Path, deadline: Deadline) -> None:
+    if action == "mv":
+        assert argument is not None  # parse_uri guarantees it
+        move_into(staging, argument)
+        return
+    extract = {"untar": untar, "gunzip": gunzip, "unzip": unzip}[action]
+    for path in list(_files(staging)):
+        deadline.check()
+        extract(path)
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            yield path
+
+
+def untar(archive: Path) -> None:
+    """Extract a tar archive (any compression) next to itself, then remove it."""
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise TransferError(f"untar: {archive.name} is not a readable tar archive ({exc})") from None
+    with tar:
+        _replace_with_tree(archive, lambda target: _extract_tar(tar, target), "untar")
+
+
+def _extract_tar(tar: tarfile.TarFile, target: Path) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    for member in tar.getmembers():  # Python without extraction filters
+        _check_tar_member(member, target)
+    tar.extractall(target)
+
+
+def _check_tar_member(member: tarfile.TarInfo, target: Path) -> None:
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise TransferError(f"untar: {member.name}: special files are not extracted")
+    inside(target, member.name)
+    if member.issym():
+        inside(target, str(PurePosixPath(member.name).parent / member.linkname))
+    elif member.islnk():
+        inside(target, member.linkname)
+
+
+def gunzip(path: Path) -> None:
+    """Decompress ``x.gz`` into ``x`` (``x.tgz`` into ``x.tar``)."""
+    name = path.name
+    if name.endswith(".tgz"):
+        out = name[:-4] + ".tar"
+    elif name.endswith(".gz"):
+        out = name[:-3]
+    else:
+        out = name
+    temporary = path.with_name(f".{out}.gunzip")
+    try:
+        with gzip.open(path, "rb") as source, open(temporary, "wb") as handle:
+            shutil.copyfileobj(source, handle, CHUNK)
+    except (OSError, EOFError) as exc:
+        temporary.unlink(missing_ok=True)
+        raise TransferError(f"gunzip: {name}: {exc}") from None
+    path.unlink()
+    os.replace(temporary, path.with_name(out))
+
+
+def unzip(archive: Path) -> None:
+    """Extract a zip archive next to itself, refusing members that would escape."""
+    try:
+        handle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise TransferError(f"unzip: {archive.name} is not a readable zip archive ({exc})") from None
+
+    def extract(target: Path) -> None:
+        for info in handle.infolist():
+            inside(target, info.filename)
+        handle.extractall(target)
+
+    with handle:
+        _replace_with_tree(archive, extract, "unzip")
+
+
+def _replace_with_tree(archive: Path, extract: Callable[[Path], None], action: str) -> None:
+    """Extract into a fresh folder, then merge it where the archive was: a member named
+    like the archive cannot overwrite the file being read."""
+    target = Path(tempfile.mkdtemp(prefix=f".{action}-", dir=archive.parent))
+    try:
+        try:
+            extract(target)
+        except TransferError:
+            raise
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise TransferError(f"{action}: {archive.name}: {exc}") from None
+        archive.unlink()
+        merge_tree(target, archive.parent)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def move_into(root: Path, subdir: str) -> None:
+    """The ``mv:<subdir>`` action: put everything fetched under ``root/subdir``."""
+    entries = list(root.iterdir())
+    holder = Path(tempfile.mkdtemp(prefix=".mv-", dir=root))
+    for entry in entries:
+        os.replace(entry, holder / entry.name)
+    target = safe_join(root, subdir)
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in list(holder.iterdir()):
+        os.replace(entry, target / entry.name)
+    holder.rmdir()
+
+
+# -- paths ---------------------------------------------------------------------------
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root/relative``, refusing absolute paths and '..' that would leave ``root``."""
+    clean = os.path.normpath(relative)
+    if os.path.isabs(relative) or clean == ".." or clean.startswith("../"):
+        raise TransferError(f"unsafe path in archive or listing: {relative!r}")
+    return root / clean
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    return inside(root, relative.strip("/"))
+
+
+def merge_tree(source: Path, destination: Path) -> None:
+    """Move the contents of ``source`` into ``destination``: folders merge, files
+    replace what was there (renames only, no copies)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for entry in list(source.iterdir()):
+        target = destination / entry.name
+        entry_is_dir = entry.is_dir() and not entry.is_symlink()
+        if target.is_symlink() or target.exists():
+            target_is_dir = target.is_dir() and not target.is_symlink()
+            if entry_is_dir and target_is_dir:
+                merge_tree(entry, target)
+                continue
+            if target_is_dir:
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        os.replace(entry, target)
+
+
+# -- resources -----------------------------------------------------------------------
+
+
+@dataclass
+class _Fetch:
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+
+class ResourceCache:
+    """Resources are shared by all tasks of a worker: each URI is fetched once, and
+    tasks that need one being fetched wait for that download instead of repeating it.
+    A failed fetch is forgotten, so the next task tries again."""
+
+    def __init__(self, client: Client, root: Path) -> None:
+        self.client = client
+        self.root = root
+        self._lock = threading.Lock()
+        self._merge_lock = threading.Lock()
+        self._fetches: dict[str, _Fetch] = {}
+
+    def ensure(self, uri: str, deadline: Deadline) -> None:
+        while True:
+            with self._lock:
+                entry = self._fetches.get(uri)
+                mine = entry is None
+                if entry is None:
+                    entry = self._fetches[uri] = _Fetch()
+            if mine:
+                self._fetch(uri, entry, deadline)
+                return
+            while not entry.done.wait(0.05):
+                deadline.check()
+            if entry.ok:
+                return
+            deadline.check()  # the other fetch failed: try it ourselves
+
+    def _fetch(self, uri: str, entry: _Fetch, deadline: Deadline) -> None:
+        try:
+            fetch(self.client, uri, self.root, deadline, self._merge_lock)
+            entry.ok = True
+        finally:
+            if not entry.ok:
+                with self._lock:
+                    self._fetches.pop(uri, None)
+            entry.done.set()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._fetches.clear()
+
+
+# -- outputs -------------------------------------------------------------------------
+
+
+def upload(client: Client, directory: Path, uri: str) -> list[str]:
+    """Copy every file under ``directory`` to the output URI (a folder); returns their
+    paths relative to ``directory``."""
+    parsed = parse_uri(uri, field="output", allow_actions=False)
+    files = list(_files(directory)) if directory.is_dir() else []
+    relative = [path.relative_to(directory).as_posix() for path in files]
+    if not files:
+        return []
+    try:
+        if parsed.scheme == "file":
+            base = Path(parsed.path)
+            for path, name in zip(files, relative, strict=True):
+                target = base / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        elif parsed.scheme == "server":
+            base_path = parsed.path
+            for path, name in zip(files, relative, strict=True):
+                with open(path, "rb") as handle:
+                    client.file_put(f"{base_path}/{name}" if base_path else name, handle)
+        else:
+            raise TransferError(f"{redact(uri)}: outputs go to server:// or file:// URIs")
+    except (ScitqBenchError, OSError) as exc:
+        raise TransferError(f"{redact(uri)}: {_short(exc)}") from None
+    return relative
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 500 else text[:500] + "..."

@@ -1,0 +1,276 @@
+"""Worker data transfers without a scitq_bench server: file:// and http:// fetches,
+archive actions and their safety, merging, uploads to file://, deadlines."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scitq_bench.client.worker import transfer
+from scitq_bench.client.worker.transfer import (
+    Aborted,
+    Deadline,
+    DownloadTimedOut,
+    ResourceCache,
+    TransferError,
+    fetch,
+    merge_tree,
+    redact,
+    upload,
+)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    (root / "dir" / "sub").mkdir(parents=True)
+    (root / "file.txt").write_text("file\n")
+    (root / "dir" / "a.txt").write_text("a\n")
+    (root / "dir" / "sub" / "b.txt").write_text("b\n")
+    return root
+
+
+def test_fetch_local_file_and_folders(tmp_path, source):
+    dest = tmp_path / "dest"
+    fetch(None, f"file://{source}/file.txt", dest)  # type: ignore[arg-type]
+    fetch(None, f"file://{source}/dir", dest)  # type: ignore[arg-type]
+    fetch(None, f"file://{source}/dir/", dest / "contents")  # type: ignore[arg-type]
+    assert _tree(dest) == ["contents/a.txt", "contents/sub/b.txt", "dir/a.txt",
+                           "dir/sub/b.txt", "file.txt"]
+    assert not [p for p in dest.iterdir() if p.name.startswith(".")]  # staging removed
+
+
+def test_fetch_missing_local_file(tmp_path):
+    with pytest.raises(TransferError, match="no such file"):
+        fetch(None, f"file://{tmp_path}/absent", tmp_path / "dest")  # type: ignore[arg-type]
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz", "w"])
+def test_untar_any_compression(tmp_path, mode):
+    archive = _tar(tmp_path / "pack.tar", {"pack/x.txt": b"x", "y.txt": b"y"}, mode)
+    fetch(None, f"file://{archive}|untar", tmp_path / "dest")  # type: ignore[arg-type]
+    assert _tree(tmp_path / "dest") == ["pack/x.txt", "y.txt"]
+
+
+def test_untar_refuses_escaping_members(tmp_path):
+    archive = _tar(tmp_path / "evil.tar.gz", {"../escaped.txt": b"no"})
+    with pytest.raises(TransferError, match="untar"):
+        fetch(None, f"file://{archive}|untar", tmp_path / "dest")  # type: ignore[arg-type]
+    assert not (tmp_path / "escaped.txt").exists()
+    absolute = _tar(tmp_path / "abs.tar", {"/tmp/absolute-evil.txt": b"no"}, "w")
+    dest = tmp_path / "dest2"
+    try:
+        fetch(None, f"file://{absolute}|untar", dest)  # type: ignore[arg-type]
+    except TransferError:
+        pass
+    assert not Path("/tmp/absolute-evil.txt").exists()
+
+
+def test_untar_refuses_links_out(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(TransferError):
+        fetch(None, f"file://{archive}|untar", tmp_path / "dest")  # type: ignore[arg-type]
+
+
+def test_untar_not_an_archive(tmp_path):
+    bogus = tmp_path / "bogus.tar"
+    bogus.write_text("not a tar")
+    with pytest.raises(TransferError, match="not a readable tar archive"):
+        fetch(None, f"file://{bogus}|untar", tmp_path / "dest")  # type: ignore[arg-type]
+
+
+def test_gunzip(tmp_path):
+    (tmp_path / "t.tsv.gz").write_bytes(gzip.compress(b"k\tv\n"))
+    (tmp_path / "a.tgz").write_bytes(gzip.compress(b"tar"))
+    dest = tmp_path / "dest"
+    fetch(None, f"file://{tmp_path}/t.tsv.gz|gunzip", dest)  # type: ignore[arg-type]
+    fetch(None, f"file://{tmp_path}/a.tgz|gunzip", dest)  # type: ignore[arg-type]
+    assert _tree(dest) == ["a.tar", "t.tsv"]
+    assert (dest / "t.tsv").read_bytes() == b"k\tv\n"
+    (tmp_path / "bad.gz").write_bytes(b"plain")
+    with pytest.raises(TransferError, match="gunzip"):
+        fetch(None, f"file://{tmp_path}/bad.gz|gunzip", dest)  # type: ignore[arg-type]
+
+
+def test_unzip_and_its_safety(tmp_path):
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("z/one.txt", "1")
+    fetch(None, f"file://{good}|unzip", tmp_path / "dest")  # type: ignore[arg-type]
+    assert _tree(tmp_path / "dest") == ["z/one.txt"]
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../zip-escaped.txt", "no")
+    with pytest.raises(TransferError, match="unsafe path"):
+        fetch(None, f"file://{evil}|unzip", tmp_path / "dest2")  # type: ignore[arg-type]
+    assert not (tmp_path / "zip-escaped.txt").exists()
+
+
+def test_actions_chain_with_mv(tmp_path):
+    archive = _tar(tmp_path / "db.tar.gz", {"index.bin": b"i"})
+    dest = tmp_path / "dest"
+    fetch(None, f"file://{archive}|untar|mv:db/v1", dest)  # type: ignore[arg-type]
+    fetch(None, f"file://{tmp_path}/db.tar.gz|mv:raw", dest)  # type: ignore[arg-type]
+    assert _tree(dest) == ["db/v1/index.bin", "raw/db.tar.gz"]
+
+
+def test_merge_tree_replaces_and_merges(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "new.txt").write_text("new")
+    (src / "f.txt").write_text("fresh")
+    (src / "was_dir").write_text("now a file")
+    (dst / "d").mkdir(parents=True)
+    (dst / "d" / "old.txt").write_text("old")
+    (dst / "f.txt").write_text("stale")
+    (dst / "was_dir").mkdir()
+    merge_tree(src, dst)
+    assert _tree(dst) == ["d/new.txt", "d/old.txt", "f.txt", "was_dir"]
+    assert (dst / "f.txt").read_text() == "fresh"
+
+
+def test_upload_to_file_uri(tmp_path):
+    out = tmp_path / "output"
+    (out / "sub").mkdir(parents=True)
+    (out / "r.txt").write_text("r")
+    (out / "sub" / "s.txt").write_text("s")
+    target = tmp_path / "results" / "run"
+    assert upload(None, out, f"file://{target}/") == ["r.txt", "sub/s.txt"]  # type: ignore[arg-type]
+    assert _tree(target) == ["r.txt", "sub/s.txt"]
+    assert upload(None, tmp_path / "empty", f"file://{target}") == []  # type: ignore[arg-type]
+    with pytest.raises(TransferError, match="outputs go to"):
+        upload(None, out, "https://example.org/x")  # type: ignore[arg-type]
+
+
+def test_deadline_and_abort():
+    Deadline(None).check()
+    with pytest.raises(DownloadTimedOut, match="download timed out after 0.01 s"):
+        deadline = Deadline(0.01)
+        time.sleep(0.02)
+        deadline.check()
+    with pytest.raises(Aborted):
+        Deadline(10, lambda: True).check()
+    assert Deadline(5).timeout(60) <= 5
+    assert Deadline(None).timeout(60) == 60
+
+
+def test_redact_hides_credentials():
+    assert redact("https://user:pw@host/p/f.gz?sig=secret") == "https://host/p/f.gz"
+
+
+class _Slow(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/ok.txt":
+            body = b"payload"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self.path == "/missing":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        for _ in range(50):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(0.1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_fetch_errors_and_timeout(tmp_path, http_url):
+    fetch(None, f"{http_url}/ok.txt", tmp_path / "d")  # type: ignore[arg-type]
+    assert (tmp_path / "d" / "ok.txt").read_bytes() == b"payload"
+    with pytest.raises(TransferError, match="HTTP 404"):
+        fetch(None, f"{http_url}/missing", tmp_path / "d")  # type: ignore[arg-type]
+    with pytest.raises(TransferError, match="folder over http"):
+        fetch(None, f"{http_url}/dir/", tmp_path / "d")  # type: ignore[arg-type]
+    began = time.monotonic()
+    with pytest.raises(DownloadTimedOut):
+        fetch(None, f"{http_url}/trickle.bin", tmp_path / "d", Deadline(0.4))  # type: ignore[arg-type]
+    assert time.monotonic() - began < 2
+    assert _tree(tmp_path / "d") == ["ok.txt"]
+
+
+def test_resource_cache_fetches_once(tmp_path, monkeypatch):
+    calls: list[str] = []
+    release = threading.Event()
+
+    def slow_fetch(client: Any, uri: str, dest: Path, deadline: Any = None,
+                   merge_lock: Any = None) -> None:
+        calls.append(uri)
+        release.wait(5)
+        (dest / "r.txt").write_text("r")
+
+    monkeypatch.setattr(transfer, "fetch", slow_fetch)
+    cache = ResourceCache(None, tmp_path)  # type: ignore[arg-type]
+    threads = [threading.Thread(target=cache.ensure, args=("file:///r", Deadline(5)))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    cache.ensure("file:///r", Deadline(5))
+    assert calls == ["file:///r"]
+
+
+def test_resource_cache_retries_after_failure(tmp_path, monkeypatch):
+    attempts: list[int] = []
+
+    def flaky(client: Any, uri: str, dest: Path, deadline: Any = None,
+              merge_lock: Any = None) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise TransferError("boom")
+
+    monkeypatch.setattr(transfer, "fetch", flaky)
+    cache = ResourceCache(None, tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(TransferError):
+        cache.ensure("file:///r", Deadline(5))
+    cache.ensure("file:///r", Deadline(5))
+    cache.ensure("file:///r", Deadline(5))
+    assert len(attempts) == 2
