@@ -7,7 +7,6 @@ read as rich markup.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ def console(stderr: bool = False) -> Console:
     Off a terminal, rows are never wrapped (rich would wrap at 80 columns), so piped
     tables stay one line per row for grep and awk."""
     stream = sys.stderr if stderr else sys.stdout
-    unbounded = not _isatty(stream) and "COLUMNS" not in os.environ
+    unbounded = not _isatty(stream)
     return Console(file=stream, highlight=False, soft_wrap=False,
                    width=UNBOUNDED_WIDTH if unbounded else None)
 

@@ -74,9 +74,9 @@ def test_server_killed_and_restarted_mid_batch(stack: Stack) -> None:
     assert all(w.poll() is None for w in stack.workers.values()), "workers must survive"
 
 
-def test_twenty_workers_claiming_concurrently(stack: Stack, database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("this stress test targets PostgreSQL's row locking; SQLite has one writer")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_twenty_workers_claiming_concurrently(stack: Stack) -> None:
+    """PostgreSQL's row locking under contention (SQLite has a single writer)."""
     client = stack.client()
     client.tasks_create([{"command": "true", "batch": "s"} for _ in range(400)])
     for index in range(20):
