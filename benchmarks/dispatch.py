@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8, help="total, across workers")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="per worker; default 4 x its concurrency, so each report "
+                        "and claim round carries a useful batch")
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -78,8 +81,9 @@ def main() -> None:
         stack.start_server()
         try:
             per_worker = max(1, args.concurrency // args.workers)
+            prefetch = 4 * per_worker if args.prefetch is None else args.prefetch
             for index in range(args.workers):
-                stack.start_worker(f"bench{index}", concurrency=per_worker, prefetch=per_worker)
+                stack.start_worker(f"bench{index}", concurrency=per_worker, prefetch=prefetch)
             wait_until(lambda: len(stack.client().worker_list()) == args.workers, timeout=60,
                        what="workers to register")
             latencies = dispatch_latencies(stack, args.latency_samples)
@@ -91,6 +95,7 @@ def main() -> None:
         "tasks": args.tasks,
         "concurrency": args.concurrency,
         "workers": args.workers,
+        "prefetch": prefetch,
         "database": "sqlite" if url.startswith("sqlite") else "postgresql",
         "scheduler_tasks_per_s": round(ours, 1),
         "xargs_tasks_per_s": round(baseline, 1),
@@ -102,7 +107,8 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"tasks={figures['tasks']} concurrency={figures['concurrency']} "
-          f"workers={figures['workers']} database={figures['database']}")
+          f"workers={figures['workers']} prefetch={figures['prefetch']} "
+          f"database={figures['database']}")
     print(f"scheduler: {figures['scheduler_tasks_per_s']:.1f} tasks/s")
     print(f"xargs -P:  {figures['xargs_tasks_per_s']:.1f} tasks/s")
     print(f"ratio:     {figures['ratio']:.3f} (target >= 0.5)")

@@ -266,8 +266,19 @@ class Client:
 
     def report(self, worker_id: int, events: Sequence[dict[str, Any]],
                retry_for: float | None = None) -> list[dict[str, Any]]:
-        return self._json("POST", f"/workers/{worker_id}/report",
-                          json={"events": list(events)}, retry_for=retry_for)["results"]
+        return self.report_and_claim(worker_id, events, 0, retry_for=retry_for)[0]
+
+    def report_and_claim(
+        self, worker_id: int, events: Sequence[dict[str, Any]], claim: int,
+        retry_for: float | None = None,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Report events, then claim up to ``claim`` executions in the same call (a
+        busy worker refills the slots its report frees without a second request).
+        Returns (per-event results, claimed executions)."""
+        answer = self._json("POST", f"/workers/{worker_id}/report",
+                            json={"events": list(events)},
+                            params={"claim": claim or None}, retry_for=retry_for)
+        return answer["results"], answer.get("executions", [])
 
     def log_append(self, execution_id: int, stream: str, offset: int, data: bytes,
                    retry_for: float | None = None) -> int:

@@ -206,3 +206,16 @@ def test_openapi_describes_every_route(api, app) -> None:
     normalized = {(re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"<\1>", r), m) for r, m in routes}
     assert normalized == documented
     assert "TaskCreate" in document["components"]["schemas"]
+
+
+def test_report_can_claim_the_slots_it_frees(api) -> None:
+    worker, token = register(api, "busy", concurrency=1)
+    first, second = create(api), create(api)
+    execution = api.post(f"/workers/{worker}/claim?max=5", token=token).json["executions"]
+    assert [e["task_id"] for e in execution] == [first["id"]]  # one slot only
+    answer = api.post(f"/workers/{worker}/report?claim=5", token=token, json={"events": [
+        {"execution_id": execution[0]["execution_id"], "status": "running"},
+        {"execution_id": execution[0]["execution_id"], "status": "succeeded",
+         "return_code": 0}]}).json
+    assert [r["ok"] for r in answer["results"]] == [True, True]
+    assert [e["task_id"] for e in answer["executions"]] == [second["id"]]

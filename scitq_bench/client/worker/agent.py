@@ -51,7 +51,7 @@ from scitq_bench.client.worker.held import (
     ThreadPool,
 )
 from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
-from scitq_bench.client.worker.reporter import ACCEPTED, RUNNING, Event, Reporter
+from scitq_bench.client.worker.reporter import ACCEPTED, NOT_FINAL, RUNNING, Event, Reporter
 from scitq_bench.client.worker.transfer import (
     Aborted,
     Deadline,
@@ -131,6 +131,7 @@ class WorkerAgent:
         self._signals_seen: set[int] = set()
         self._signals_to_ack: set[int] = set()
         self._gate = RunGate(concurrency)
+        self._claimed_with_report: list[dict[str, Any]] = []
         self._give_up_at: float | None = None
         self._fatal: ScitqBenchError | None = None
         self._env = base_environment()
@@ -146,12 +147,8 @@ class WorkerAgent:
             return
         self._io = self._session_client(pool=min(64, self.concurrency + self.prefetch + 4))
         self._resources = ResourceCache(self._io, self.resource_dir)
-        reporter_client = self._session_client()
-        self._reporter = Reporter(
-            lambda events: reporter_client.report(self.worker_id, events,  # type: ignore[arg-type]
-                                                  retry_for=REPORT_RETRY_FOR),
-            self._on_results, self._fail,
-        )
+        self._reporter_client = self._session_client()
+        self._reporter = Reporter(self._send_report, self._on_results, self._fail)
         self._reporter.enough_finals = self._round()
         self._service_threads = {
             "reporter": self._start(self._reporter.run, "reporter"),
@@ -229,7 +226,7 @@ class WorkerAgent:
 
     def _room(self) -> int:
         """Call with ``_state`` held."""
-        if self.status != "running" or self._stopping.is_set():
+        if not self._room_allowed():
             return 0
         return self.concurrency + self.prefetch - len(self._held)
 
@@ -436,10 +433,28 @@ class WorkerAgent:
 
     # -- reports -------------------------------------------------------------------------
 
+    def _send_report(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Report, and claim in the same call the slots this report frees: a busy
+        worker refills itself without a separate claim request."""
+        finals = sum(1 for e in events if e["status"] not in NOT_FINAL)
+        with self._state:
+            wanted = self._room() + finals if self._room_allowed() else 0
+        results, claimed = self._reporter_client.report_and_claim(
+            self.worker_id, events, max(wanted, 0), retry_for=REPORT_RETRY_FOR,  # type: ignore[arg-type]
+        )
+        self._claimed_with_report = claimed
+        return results
+
+    def _room_allowed(self) -> bool:
+        """Call with ``_state`` held: whether this worker may take new work at all."""
+        return self.status == "running" and not self._stopping.is_set()
+
     def _on_results(self, results: list[tuple[Event, dict[str, Any]]]) -> None:
-        """Free the slots of every final event the server took, all at once, so the
-        claim that follows asks for all of them; refused events drop their execution."""
+        """Free the slots of every final event the server took, all at once, and fill
+        them with what the report claimed in the same critical section (the claim loop
+        never sees them free); refused events drop their execution."""
         dropped = []
+        claimed, self._claimed_with_report = self._claimed_with_report, []
         with self._state:
             for event, result in results:
                 if not result.get("ok"):
@@ -450,6 +465,8 @@ class WorkerAgent:
                         continue
                 if event.final:
                     self._held.pop(event.execution_id, None)
+            if claimed:
+                self._take(claimed, self._reporter_client)
             self._state.notify_all()
         for execution_id in dropped:
             self._drop(execution_id)

@@ -143,11 +143,19 @@ def claim(worker_id: int) -> Any:
 
 
 @endpoint(bp, "/workers/<int:worker_id>/report", "POST", access=ANY, body=WorkerReport,
-          summary="Report execution events in order (accepted, running, final statuses)")
+          summary="Report execution events in order; with ?claim=N, also claim up to N "
+          "new executions in the same call (slots freed by this report count)",
+          query=(QueryParam("claim", "executions to claim after the report", "integer"),))
 def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     outcome = reports.report(ctx.db, worker_id, body.events)
     if outcome.work_released:
         ctx.notifier.notify(WORK)
-    return {"results": outcome.results}
+    answer: dict[str, Any] = {"results": outcome.results}
+    wanted = int_arg("claim", 0) or 0
+    if wanted:
+        answer["executions"] = scheduling.claim(
+            ctx.db, worker_id, wanted, ctx.settings.lease_seconds
+        )
+    return answer
