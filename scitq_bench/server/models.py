@@ -75,9 +75,6 @@ class Worker(Base):
 
 class Task(Base):
     __tablename__ = "task"
-    __table_args__ = (
-        Index("ix_task_claim", "status", "batch_id", "priority", "id"),
-    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"), index=True)
@@ -104,6 +101,11 @@ class Task(Base):
     modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     batch: Mapped[Batch] = relationship(back_populates="tasks")
+
+
+# Claims walk this index in order (pending tasks of one batch, highest priority first,
+# oldest first) and stop at their LIMIT instead of sorting every pending task.
+Index("ix_task_claim", Task.status, Task.batch_id, Task.priority.desc(), Task.id)
 
 
 class Requirement(Base):

@@ -71,8 +71,7 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
         if room <= 0:
             return []
-        candidates = db.lock_rows(_claimable(worker).limit(room), Task)
-        claimed = session.execute(candidates).all()
+        claimed = _pick(db, session, worker, room)
         if not claimed:
             return []
         now = utcnow()
@@ -105,14 +104,30 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         ]
 
 
-def _claimable(worker: Worker) -> Any:
+def _pick(db: Database, session: Session, worker: Worker, room: int) -> list[Any]:
+    """Up to ``room`` claimable tasks, batch by batch in priority order. Within a batch
+    the claim index yields tasks already ordered, so each query stops at its limit."""
+    batches = select(Batch.id).where(
+        Batch.status == BatchStatus.RUNNING.value,
+        exists().where(Task.batch_id == Batch.id, Task.status == T.PENDING.value),
+    )
+    if worker.batch_id is not None:
+        batches = batches.where(Batch.id == worker.batch_id)
+    picked: list[Any] = []
+    for batch_id in session.scalars(batches.order_by(Batch.priority.desc(), Batch.id)).all():
+        statement = db.lock_rows(_claimable(worker, batch_id).limit(room - len(picked)), Task)
+        picked.extend(session.execute(statement).all())
+        if len(picked) >= room:
+            break
+    return picked
+
+
+def _claimable(worker: Worker, batch_id: int) -> Any:
     conditions = [
         Task.status == T.PENDING.value,
-        Batch.status == BatchStatus.RUNNING.value,
+        Task.batch_id == batch_id,
         ~exists().where(Execution.task_id == Task.id, Execution.status.in_(LIVE_EXEC_VALUES)),
     ]
-    if worker.batch_id is not None:
-        conditions.append(Task.batch_id == worker.batch_id)
     if worker.cpus is not None:
         conditions.append(or_(Task.cpu.is_(None), Task.cpu <= worker.cpus))
     if worker.mem_gb is not None:
@@ -120,9 +135,8 @@ def _claimable(worker: Worker) -> Any:
     conditions.append(Task.gpu <= (worker.gpus or 0))
     return (
         select(*SNAPSHOT_COLUMNS, Task.retries_used, Task.losses)
-        .join(Batch, Batch.id == Task.batch_id)
         .where(and_(*conditions))
-        .order_by(Batch.priority.desc(), Task.priority.desc(), Task.id)
+        .order_by(Task.priority.desc(), Task.id)
     )
 
 

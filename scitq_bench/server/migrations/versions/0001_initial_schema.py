@@ -54,7 +54,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_task_batch_id'), ['batch_id'], unique=False)
-        batch_op.create_index('ix_task_claim', ['status', 'batch_id', 'priority', 'id'], unique=False)
+        batch_op.create_index(
+            'ix_task_claim', ['status', 'batch_id', sa.text('priority DESC'), 'id'], unique=False
+        )
         batch_op.create_index(batch_op.f('ix_task_name'), ['name'], unique=False)
         batch_op.create_index(batch_op.f('ix_task_status'), ['status'], unique=False)
 
