@@ -313,3 +313,15 @@ def test_report_order_across_executions_is_kept(db) -> None:
         started = session.get(Execution, b).started_at
     assert statuses == {a: "succeeded", b: "succeeded"}
     assert started is not None
+
+
+def test_claim_prefers_higher_priority_batches(db) -> None:
+    from scitq_bench.server.models import Batch
+
+    low = make_tasks(db, {"command": "a", "batch": "low"})[0]
+    urgent = make_tasks(db, {"command": "b", "batch": "urgent"})[0]
+    with db.write() as session:
+        session.scalars(select(Batch).where(Batch.name == "urgent")).one().priority = 10
+    worker = make_worker(db)
+    assert [p["task_id"] for p in claim(db, worker, 1)] == [urgent]
+    assert [p["task_id"] for p in claim(db, worker, 1)] == [low]
