@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import NotFound
@@ -45,7 +45,7 @@ def stop(session: Session, batch_id: int, request: BatchStop) -> dict[str, int]:
     """Pause the batch: nothing new starts. Optionally suspend (pause) or end (stop,
     kill) what runs; ended tasks are paused, not failed, and run again on ``go``."""
     batch = get_batch(session, batch_id)
-    batch.status = BatchStatus.PAUSED.value
+    transitions.set_batch_status(session, batch, BatchStatus.PAUSED)
     signalled = 0
     if request.signal != "none":
         kind = SignalKind(request.signal)
@@ -60,12 +60,9 @@ def stop(session: Session, batch_id: int, request: BatchStop) -> dict[str, int]:
             signalled += 1
     paused_workers = 0
     if request.workers:
-        paused_workers = session.execute(
-            update(Worker)
-            .where(Worker.batch_id == batch_id, Worker.status == WorkerStatus.RUNNING.value)
-            .values(status=WorkerStatus.PAUSED.value)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        paused_workers = transitions.move_batch_workers(
+            session, batch_id, WorkerStatus.RUNNING, WorkerStatus.PAUSED
+        )
     return {"signalled": signalled, "workers_paused": paused_workers}
 
 
@@ -73,7 +70,7 @@ def go(session: Session, batch_id: int) -> dict[str, int]:
     """Resume the batch: suspended executions continue, paused tasks re-enter the queue,
     and the batch's paused workers run again."""
     batch = get_batch(session, batch_id)
-    batch.status = BatchStatus.RUNNING.value
+    transitions.set_batch_status(session, batch, BatchStatus.RUNNING)
     resumed = 0
     suspended = {
         row.task_id: row for row in _live_executions(session, batch_id)
@@ -91,12 +88,9 @@ def go(session: Session, batch_id: int) -> dict[str, int]:
         else:
             task_domain.requeue(session, task_id, only_from=[T.PAUSED])
         resumed += 1
-    workers = session.execute(
-        update(Worker)
-        .where(Worker.batch_id == batch_id, Worker.status == WorkerStatus.PAUSED.value)
-        .values(status=WorkerStatus.RUNNING.value)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    workers = transitions.move_batch_workers(
+        session, batch_id, WorkerStatus.PAUSED, WorkerStatus.RUNNING
+    )
     return {"tasks_resumed": resumed, "workers_resumed": workers}
 
 

@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
-from scitq_bench.server.models import Execution, Task, Worker, utcnow
+from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.states import BatchStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 from scitq_bench.states import WorkerStatus as W
@@ -187,6 +188,24 @@ def _reachable(source: E) -> set[E]:
                 seen.add(target)
                 frontier.append(target)
     return seen
+
+
+def move_batch_workers(session: Session, batch_id: int, source: W, target: W) -> int:
+    """Move every worker of a batch that is in ``source`` (batch stop and go)."""
+    if target not in WORKER_TRANSITIONS[source]:
+        raise IllegalTransition(f"a worker cannot go from {source.value} to {target.value}")
+    stmt = (
+        update(Worker)
+        .where(Worker.batch_id == batch_id, Worker.status == source.value)
+        .values(status=target.value)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount
+
+
+def set_batch_status(session: Session, batch: Batch, target: BatchStatus) -> None:
+    """Batches have two statuses and may go either way (stop and go are idempotent)."""
+    batch.status = target.value
 
 
 def move_worker(session: Session, worker_id: int, target: W) -> bool:

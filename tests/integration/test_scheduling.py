@@ -325,3 +325,21 @@ def test_claim_prefers_higher_priority_batches(db) -> None:
     worker = make_worker(db)
     assert [p["task_id"] for p in claim(db, worker, 1)] == [urgent]
     assert [p["task_id"] for p in claim(db, worker, 1)] == [low]
+
+
+def test_batch_stop_and_go_pause_and_resume_its_workers(db) -> None:
+    from scitq_bench.server.models import Worker
+
+    make_tasks(db, {"command": "x", "batch": "wb"})
+    attached = make_worker(db, name="attached", batch="wb")
+    elsewhere = make_worker(db, name="elsewhere")
+    with db.write() as session:
+        batch_id = batches.find_batch(session, "wb").id
+        assert batches.stop(session, batch_id, BatchStop(workers=True))["workers_paused"] == 1
+    with db.read() as session:
+        assert session.get(Worker, attached).status == "paused"
+        assert session.get(Worker, elsewhere).status == "running"
+    with db.write() as session:
+        assert batches.go(session, batch_id)["workers_resumed"] == 1
+    with db.read() as session:
+        assert session.get(Worker, attached).status == "running"
