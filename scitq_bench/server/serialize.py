@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
+from scitq_bench.server.models import Batch, Execution, Signal, Worker
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def task_dict(task: Task, requires: list[int] | None = None, batch_name: str | None = None) -> dict[str, Any]:
+def task_dict(task: Any, requires: list[int] | None = None, batch_name: str | None = None) -> dict[str, Any]:
     return {
         "id": task.id,
         "name": task.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -19,7 +20,7 @@ from scitq_bench.server.api.registry import (
     list_arg,
 )
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Batch, Execution, Task
+from scitq_bench.server.models import Batch, Execution
 from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import (
     SignalRequest,
@@ -44,8 +45,8 @@ LIST_QUERY = (
 )
 
 
-def serialize_tasks(session: Any, tasks: list[Task]) -> list[dict[str, Any]]:
-    """Serialize a page of tasks with two queries, whatever its size."""
+def serialize_tasks(session: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
+    """Serialize tasks (models or rows as created) with two queries, whatever their number."""
     requires = domain.prerequisites_of(session, [t.id for t in tasks])
     batch_names = dict(
         session.execute(
