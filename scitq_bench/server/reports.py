@@ -73,10 +73,13 @@ def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> Report
                             "error": error})
             if error is None:
                 target = E(event.status)
+                task_id = rows[event.execution_id].task_id
+                if _implies_running(status[event.execution_id], target, event):
+                    outcomes.running.add(task_id)
                 values = _event_values(event, now, started)
                 status[event.execution_id] = target
                 merged.setdefault(event.execution_id, {}).update(values)
-                _note(outcomes, rows[event.execution_id].task_id, target, event)
+                _note(outcomes, task_id, target, event)
         transitions.apply_execution_changes(
             session,
             [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
@@ -93,9 +96,20 @@ def _refusal(event: ExecutionEvent, rows: dict[int, Any], status: dict[int, E],
     if row.worker_id != worker_id:
         return f"execution {event.execution_id} belongs to another worker"
     current, target = status[event.execution_id], E(event.status)
-    if target not in transitions.EXECUTION_TRANSITIONS[current]:
-        return f"execution {event.execution_id} is {current.value}; it cannot become {target.value}"
-    return None
+    if target in transitions.EXECUTION_TRANSITIONS[current] or _implies_running(current, target, event):
+        return None
+    return f"execution {event.execution_id} is {current.value}; it cannot become {target.value}"
+
+
+def _implies_running(current: E, target: E, event: ExecutionEvent) -> bool:
+    """A final event with a duration says the command ran: a worker may leave out the
+    ``running`` event of a task that started and ended between two reports."""
+    return (
+        event.duration is not None
+        and target not in transitions.EXECUTION_TRANSITIONS[current]
+        and E.RUNNING in transitions.EXECUTION_TRANSITIONS[current]
+        and target in transitions.EXECUTION_TRANSITIONS[E.RUNNING]
+    )
 
 
 def _event_values(event: ExecutionEvent, now: datetime, started: dict[int, Any]) -> dict[str, Any]:

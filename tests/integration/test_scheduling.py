@@ -343,3 +343,22 @@ def test_batch_stop_and_go_pause_and_resume_its_workers(db) -> None:
         assert batches.go(session, batch_id)["workers_resumed"] == 1
     with db.read() as session:
         assert session.get(Worker, attached).status == "running"
+
+
+def test_final_event_with_duration_implies_running(db) -> None:
+    quick, unproven = make_tasks(db, {"command": "a", "inputs": ["file:///etc/hostname"]},
+                                 {"command": "b"})
+    worker = make_worker(db)
+    one, two = (p["execution_id"] for p in claim(db, worker, 2))
+    send(db, worker, {"execution_id": one, "status": "accepted"})
+    results = send(
+        db, worker,
+        {"execution_id": one, "status": "succeeded", "return_code": 0, "duration": 0.2},
+        {"execution_id": two, "status": "succeeded", "return_code": 0},  # no duration
+    )
+    assert [r["ok"] for r in results] == [True, False]
+    assert task_state(db, quick).status == "succeeded"
+    assert task_state(db, unproven).status == "assigned"
+    with db.read() as session:
+        row = session.get(Execution, one)
+        assert row.status == "succeeded" and row.started_at < row.finished_at

@@ -178,8 +178,10 @@ class Reporter:
                 if self._open and not self._closing and not enough and now < send_at:
                     self._cond.wait(send_at - now)
                     continue
-                batch = [self._queue.popleft()
-                         for _ in range(min(self._max_batch, len(self._queue)))]
+                batch = _without_implied_running([
+                    self._queue.popleft()
+                    for _ in range(min(self._max_batch, len(self._queue)))
+                ])
                 # By stage: every execution goes accepted -> running -> final, so this
                 # keeps each one's order, and a server that writes a report's changes
                 # grouped by kind (all "running" together, ...) applies them in order.
@@ -187,6 +189,13 @@ class Reporter:
                 self._in_flight = len(batch)
                 self._in_flight_finals = sum(e.final for e in batch)
                 return batch
+
+
+def _without_implied_running(batch: list[Event]) -> list[Event]:
+    """A final event with a duration tells the server the command ran: the
+    ``running`` event of the same execution in the same report adds nothing."""
+    ran = {e.execution_id for e in batch if e.final and "duration" in e.fields}
+    return [e for e in batch if not (e.status == RUNNING and e.execution_id in ran)]
 
 
 def _stage(event: Event) -> int:
