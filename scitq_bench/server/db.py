@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, create_engine, event
+from sqlalchemy import Select, create_engine, event, insert, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,6 +82,25 @@ class Database:
         if self.is_sqlite:
             return statement
         return statement.with_for_update(of=of or None)
+
+    def insert_returning_ids(
+        self, session: Session, model: Any, rows: list[dict[str, Any]]
+    ) -> list[int]:
+        """Insert ``rows`` (same keys each) and return their ids in order.
+
+        PostgreSQL: SQLAlchemy's batched INSERT ... RETURNING keeps the order. SQLite:
+        that path runs one statement per row, so we use a plain executemany instead;
+        write transactions hold the database lock (BEGIN IMMEDIATE), so the new rowids
+        are consecutive and end at ``last_insert_rowid()``."""
+        if not rows:
+            return []
+        if not self.is_sqlite:
+            return list(session.scalars(
+                insert(model).returning(model.id, sort_by_parameter_order=True), rows
+            ).all())
+        session.execute(insert(model), rows)
+        last = session.execute(text("SELECT last_insert_rowid()")).scalar_one()
+        return list(range(last - len(rows) + 1, last + 1))
 
     def dispose(self) -> None:
         self.writer.dispose()

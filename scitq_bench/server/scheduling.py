@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, Forbidden
@@ -94,9 +94,7 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
             }
             for row, snapshot in zip(claimed, snapshots, strict=True)
         ]
-        ids = session.scalars(
-            insert(Execution).returning(Execution.id, sort_by_parameter_order=True), rows
-        ).all()
+        ids = db.insert_returning_ids(session, Execution, rows)
         worker.last_contact_at = now
         return [
             {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}

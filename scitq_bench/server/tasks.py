@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, InvalidInput
 from scitq_bench.server import transitions
+from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, utcnow
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate
@@ -42,7 +43,9 @@ def get_or_create_batch(session: Session, name: str) -> Batch:
         return session.scalars(select(Batch).where(Batch.name == name)).one()
 
 
-def create_tasks(session: Session, specs: Sequence[TaskCreate]) -> list[SimpleNamespace]:
+def create_tasks(
+    db: Database, session: Session, specs: Sequence[TaskCreate]
+) -> list[SimpleNamespace]:
     """Create all tasks or none: every check runs before the first insert. Returns the
     rows as written (with their ids): one multi-row INSERT, no ORM objects, so bulk
     creation of thousands of tasks stays cheap."""
@@ -57,9 +60,7 @@ def create_tasks(session: Session, specs: Sequence[TaskCreate]) -> list[SimpleNa
     batches = {name: get_or_create_batch(session, name) for name in {s.batch for s in specs}}
     now = utcnow()
     values = [_new_task(spec, batches[spec.batch].id, prerequisites, now) for spec in specs]
-    ids = session.scalars(
-        insert(Task).returning(Task.id, sort_by_parameter_order=True), values
-    ).all()
+    ids = db.insert_returning_ids(session, Task, values)
     tasks = [SimpleNamespace(id=task_id, **row) for task_id, row in zip(ids, values, strict=True)]
     rows = [
         {"task_id": task.id, "prerequisite_id": prerequisite}

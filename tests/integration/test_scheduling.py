@@ -27,7 +27,7 @@ LEASE = 30.0
 
 def make_tasks(db: Any, *specs: dict[str, Any]) -> list[int]:
     with db.write() as session:
-        created = task_domain.create_tasks(session, [TaskCreate(**s) for s in specs])
+        created = task_domain.create_tasks(db, session, [TaskCreate(**s) for s in specs])
         return [t.id for t in created]
 
 

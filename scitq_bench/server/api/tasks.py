@@ -66,7 +66,7 @@ def create_tasks() -> Any:
         specs = [parse_body(TaskCreate, json_body())]
     ctx = server_context()
     with ctx.db.write() as session:
-        created = domain.create_tasks(session, specs)
+        created = domain.create_tasks(ctx.db, session, specs)
         result = serialize_tasks(session, created)
     ctx.notifier.notify(WORK)
     return {"tasks": result}, 201
