@@ -29,6 +29,7 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None) ->
     upgrade(settings.database_url)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # field order is the model's; sorting costs
     db = Database(settings.database_url)
     context = ServerContext(
         settings=settings,

@@ -150,10 +150,10 @@ def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
     if not outcomes.final:
         return False
     tasks = {
-        task.id: task
-        for task in session.scalars(
-            select(Task).where(Task.id.in_(list(outcomes.final))).execution_options(
-                populate_existing=True)
+        row.id: row
+        for row in session.execute(
+            select(Task.id, Task.status, Task.retries_used, Task.retries_allowed)
+            .where(Task.id.in_(list(outcomes.final)))
         )
     }
     by_outcome: dict[E, list[int]] = defaultdict(list)
@@ -179,7 +179,7 @@ def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
     return released
 
 
-def _succeeded(session: Any, tasks: dict[int, Task], task_ids: list[int]) -> bool:
+def _succeeded(session: Any, tasks: dict[int, Any], task_ids: list[int]) -> bool:
     # A task paused by a user whose execution still completed is done all the same;
     # a cancelled one stays cancelled.
     movable = [i for i in task_ids
@@ -198,7 +198,7 @@ def _succeeded(session: Any, tasks: dict[int, Task], task_ids: list[int]) -> boo
     return released
 
 
-def _spend_retry_or_fail(session: Any, task: Task, outcome: E, event: ExecutionEvent) -> bool:
+def _spend_retry_or_fail(session: Any, task: Any, outcome: E, event: ExecutionEvent) -> bool:
     what = "timed out" if outcome == E.TIMEOUT else f"exit code {event.return_code}"
     if event.error and outcome != E.TIMEOUT:
         what = f"{what}: {event.error}"
