@@ -166,8 +166,6 @@ def test_upload_to_file_uri(tmp_path):
     assert upload(None, out, f"file://{target}/") == ["r.txt", "sub/s.txt"]  # type: ignore[arg-type]
     assert _tree(target) == ["r.txt", "sub/s.txt"]
     assert upload(None, tmp_path / "empty", f"file://{target}") == []  # type: ignore[arg-type]
-    with pytest.raises(TransferError, match="outputs go to"):
-        upload(None, out, "https://example.org/x")  # type: ignore[arg-type]
 
 
 def test_deadline_and_abort():
@@ -274,3 +272,37 @@ def test_resource_cache_retries_after_failure(tmp_path, monkeypatch):
     cache.ensure("file:///r", Deadline(5))
     cache.ensure("file:///r", Deadline(5))
     assert len(attempts) == 2
+
+
+def test_upload_to_http_puts_each_file(tmp_path):
+    import http.server
+    import threading
+
+    received: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 - the http.server API
+            length = int(self.headers.get("Content-Length", 0))
+            received[self.path] = self.rfile.read(length)
+            self.send_response(403 if "forbidden" in self.path else 201)
+            self.end_headers()
+
+        def log_message(self, *args):  # keep the test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "output"
+        (out / "sub").mkdir(parents=True)
+        (out / "scores.json").write_text('{"acc": 1}')
+        (out / "sub" / "a b.txt").write_text("x")
+        base = f"http://127.0.0.1:{server.server_port}/results/run1/"
+        files = transfer.upload(None, out, base)  # type: ignore[arg-type]
+        assert sorted(files) == ["scores.json", "sub/a b.txt"]
+        assert received == {"/results/run1/scores.json": b'{"acc": 1}',
+                            "/results/run1/sub/a%20b.txt": b"x"}
+        with pytest.raises(TransferError, match="HTTP 403"):
+            transfer.upload(None, out, f"http://127.0.0.1:{server.server_port}/forbidden/")  # type: ignore[arg-type]
+    finally:
+        server.shutdown()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -424,10 +424,20 @@ def upload(client: Client, directory: Path, uri: str) -> list[str]:
                 with open(path, "rb") as handle:
                     client.file_put(f"{base_path}/{name}" if base_path else name, handle)
         else:
-            raise TransferError(f"{redact(uri)}: outputs go to server:// or file:// URIs")
-    except (ScitqBenchError, OSError) as exc:
+            for path, name in zip(files, relative, strict=True):
+                _put_http(f"{parsed.location.rstrip('/')}/{quote(name)}", path)
+    except (ScitqBenchError, OSError, requests.RequestException) as exc:
         raise TransferError(f"{redact(uri)}: {_short(exc)}") from None
     return relative
+
+
+def _put_http(url: str, path: Path) -> None:
+    """HTTP(S) outputs: one PUT per file under the output URL (WebDAV-style servers,
+    object stores' pre-signed prefixes)."""
+    with open(path, "rb") as handle:
+        response = requests.put(url, data=handle, timeout=(HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT))
+    if response.status_code >= 400:
+        raise TransferError(f"PUT {redact(url)}: HTTP {response.status_code} {response.reason}")
 
 
 def _short(exc: BaseException) -> str:
