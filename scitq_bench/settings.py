@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class ServerSettings:
     reaper_interval: float = 2.0
     run_reaper: bool = True
     claim_max_wait: float = 30.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -122,9 +121,14 @@ def load_client_settings(server: str | None = None, token: str | None = None) ->
 def write_client_config(server: str, token: str) -> Path:
     """Store the URL and token readable by the owner only (0600)."""
     path = client_config_path()
+    write_private(path, json.dumps({"server": server, "token": token}))
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret readable by the owner only (0600, also when the file existed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"server": server, "token": token}, handle)
+        handle.write(text)
     os.chmod(path, 0o600)
-    return path

@@ -18,7 +18,7 @@ import requests
 
 from scitq_bench.cli.server import data_dir_option, database_errors, local_url
 from scitq_bench.exceptions import Conflict, ScitqBenchError
-from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config
+from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config, write_private
 
 HEALTH_TIMEOUT = 60.0  # seconds for the server to migrate and answer
 STOP_GRACE = {"worker": 30.0, "server": 15.0}  # seconds before SIGKILL
@@ -38,10 +38,7 @@ def admin_token(settings: ServerSettings) -> str:
             if path.exists() and path.read_text().strip():
                 return path.read_text().strip()
             token = init_server(settings, new_token=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, token + "\n")
     return token
 
 

@@ -15,7 +15,6 @@ from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server.models import ApiToken
 
 ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
-ROLES = (ADMIN, ENROLL, WORKER)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,9 @@ from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
 from scitq_bench.server.schemas import BatchStop
-from scitq_bench.states import BatchStatus, ExecutionStatus, WorkerStatus
+from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
-
-LIVE_EXEC_VALUES = task_domain.LIVE_EXEC_VALUES
 
 
 def get_batch(session: Session, batch_id: int) -> Batch:
@@ -36,7 +34,7 @@ def _live_executions(session: Session, batch_id: int) -> list[Any]:
         session.execute(
             select(Execution.id, Execution.task_id, Execution.worker_id, Execution.status)
             .join(Task, Task.id == Execution.task_id)
-            .where(Task.batch_id == batch_id, Execution.status.in_(LIVE_EXEC_VALUES))
+            .where(Task.batch_id == batch_id, Execution.status.in_(LIVE_EXECUTION_VALUES))
         ).all()
     )
 

@@ -51,9 +51,7 @@ class FileStore:
         return path
 
     def list(self, prefix: str = "") -> list[dict]:
-        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
-        if prefix.strip("/"):
-            base = self.resolve(prefix)
+        base = self.resolve(prefix) if prefix.strip("/") else self.root
         if base.is_file():
             files = [base]
         elif base.is_dir():

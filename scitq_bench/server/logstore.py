@@ -66,16 +66,6 @@ class LogStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def read(self, execution_id: int, stream: str, offset: int = 0, limit: int | None = None) -> bytes:
-        if offset < 0:
-            raise InvalidInput("offset must be >= 0")
-        path = self.path(execution_id, stream)
-        if not path.exists():
-            return b""
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(limit if limit is not None and limit >= 0 else -1)
-
     def iter_read(self, execution_id: int, stream: str, offset: int = 0,
                   limit: int | None = None) -> Iterable[bytes]:
         """Stream a range without holding it in memory."""

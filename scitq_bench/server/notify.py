@@ -20,7 +20,7 @@ def worker_key(worker_id: int) -> str:
 
 
 class Notifier:
-    def __init__(self, poll_interval: float = 0.5) -> None:
+    def __init__(self, poll_interval: float = 2.0) -> None:
         self.poll_interval = poll_interval
         self._condition = threading.Condition()
         self._versions: dict[str, int] = defaultdict(int)

@@ -22,11 +22,9 @@ from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Execution, Requirement, Task, Worker, utcnow
 from scitq_bench.server.schemas import ExecutionEvent
-from scitq_bench.states import LIVE_TASK_STATUSES
+from scitq_bench.states import LIVE_TASK_VALUES
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
-
-LIVE_TASK_VALUES = {s.value for s in LIVE_TASK_STATUSES}
 
 
 @dataclass

@@ -15,18 +15,13 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, Forbidden
-from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker, utcnow
 from scitq_bench.server.schemas import Heartbeat
-from scitq_bench.states import LIVE_TASK_STATUSES, BatchStatus, WorkerStatus
+from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
-
-LIVE_EXEC_VALUES = task_domain.LIVE_EXEC_VALUES
-LIVE_TASK_VALUES = [s.value for s in LIVE_TASK_STATUSES]
-
 
 SNAPSHOT_COLUMNS = (
     Task.id, Task.name, Task.command, Task.shell, Task.container, Task.container_options,
@@ -66,7 +61,7 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         held = session.scalar(
             select(func.count())
             .select_from(Execution)
-            .where(Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXEC_VALUES))
+            .where(Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXECUTION_VALUES))
         )
         room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
         if room <= 0:
@@ -124,7 +119,7 @@ def _claimable(worker: Worker, batch_id: int) -> Any:
     conditions = [
         Task.status == T.PENDING.value,
         Task.batch_id == batch_id,
-        ~exists().where(Execution.task_id == Task.id, Execution.status.in_(LIVE_EXEC_VALUES)),
+        ~exists().where(Execution.task_id == Task.id, Execution.status.in_(LIVE_EXECUTION_VALUES)),
     ]
     if worker.cpus is not None:
         conditions.append(or_(Task.cpu.is_(None), Task.cpu <= worker.cpus))
@@ -166,7 +161,7 @@ def heartbeat(
                 select(Execution.id).where(
                     Execution.id.in_(held),
                     Execution.worker_id == worker_id,
-                    Execution.status.in_(LIVE_EXEC_VALUES),
+                    Execution.status.in_(LIVE_EXECUTION_VALUES),
                 )
             ).all()
         )
@@ -208,7 +203,7 @@ def reap(db: Database, lease_seconds: float, now: datetime | None = None) -> dic
             session.execute(
                 db.lock_rows(
                     select(Execution.id, Execution.task_id, Execution.worker_id).where(
-                        Execution.status.in_(LIVE_EXEC_VALUES), Execution.lease_deadline < now
+                        Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.lease_deadline < now
                     ),
                     Execution,
                 )
@@ -251,7 +246,7 @@ def extend_leases(db: Database, lease_seconds: float) -> int:
     with db.write() as session:
         return session.execute(
             update(Execution)
-            .where(Execution.status.in_(LIVE_EXEC_VALUES))
+            .where(Execution.status.in_(LIVE_EXECUTION_VALUES))
             .values(lease_deadline=utcnow() + timedelta(seconds=lease_seconds))
             .execution_options(synchronize_session=False)
         ).rowcount

@@ -17,11 +17,10 @@ from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, utcnow
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate
-from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
+from scitq_bench.states import LIVE_EXECUTION_VALUES, ExecutionStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
 
-LIVE_EXEC_VALUES = [s.value for s in LIVE_EXECUTION_STATUSES]
 DEPENDENCY_REASON = "prerequisite task {id} failed"
 
 
@@ -197,22 +196,10 @@ def fail_dependents(session: Session, task_id: int) -> list[int]:
     return failed
 
 
-def has_live_execution(session: Session, task_id: int) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Execution.task_id == task_id, Execution.status.in_(LIVE_EXEC_VALUES)
-                )
-            )
-        )
-    )
-
-
 def live_execution(session: Session, task_id: int) -> Execution | None:
     return session.scalar(
         select(Execution).where(
-            Execution.task_id == task_id, Execution.status.in_(LIVE_EXEC_VALUES)
+            Execution.task_id == task_id, Execution.status.in_(LIVE_EXECUTION_VALUES)
         )
     )
 
@@ -273,7 +260,7 @@ def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
         transitions.move_task(session, task_id, T.PAUSED, only_from=[T.PENDING, T.WAITING],
                               reason="paused by a user")
     elif status == T.PENDING.value:
-        if task.status == T.PAUSED.value and has_live_execution(session, task_id):
+        if task.status == T.PAUSED.value and live_execution(session, task_id) is not None:
             raise Conflict(
                 f"task {task_id} is paused with a live (suspended) execution; "
                 "send it the 'resume' signal instead"

@@ -67,10 +67,15 @@ def task_sources(target: T) -> list[str]:
 def check_task_transition(current: str, target: T, task_id: int) -> None:
     """Raise a 409-mapped error naming the current status if the move is illegal."""
     if target not in TASK_TRANSITIONS[T(current)]:
-        raise IllegalTransition(
-            f"task {task_id} is {current}; it cannot become {target.value}",
-            details={"task_id": task_id, "status": current, "requested": target.value},
-        )
+        raise task_refusal(task_id, current, target)
+
+
+def task_refusal(task_id: int, current: str, target: T) -> IllegalTransition:
+    """The 409 answer naming the task's current status."""
+    return IllegalTransition(
+        f"task {task_id} is {current}; it cannot become {target.value}",
+        details={"task_id": task_id, "status": current, "requested": target.value},
+    )
 
 
 def move_tasks(
@@ -113,10 +118,7 @@ def move_task(
     current = session.get(Task, task_id, populate_existing=True)
     if current is None:
         raise NotFound(f"task {task_id} not found")
-    raise IllegalTransition(
-        f"task {task_id} is {current.status}; it cannot become {target.value}",
-        details={"task_id": task_id, "status": current.status, "requested": target.value},
-    )
+    raise task_refusal(task_id, current.status, target)
 
 
 def move_execution(

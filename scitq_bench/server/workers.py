@@ -10,8 +10,8 @@ from scitq_bench.server import auth, scheduling, transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Execution, Worker, utcnow
 from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate
-from scitq_bench.server.tasks import LIVE_EXEC_VALUES, get_or_create_batch
-from scitq_bench.states import WorkerStatus
+from scitq_bench.server.tasks import get_or_create_batch
+from scitq_bench.states import LIVE_EXECUTION_VALUES, WorkerStatus
 
 
 def get_worker(session: Session, worker_id: int) -> Worker:
@@ -39,7 +39,7 @@ def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:
             transitions.move_worker(session, worker.id, WorkerStatus.RUNNING)
         held = session.execute(
             select(Execution.id, Execution.task_id).where(
-                Execution.worker_id == worker.id, Execution.status.in_(LIVE_EXEC_VALUES)
+                Execution.worker_id == worker.id, Execution.status.in_(LIVE_EXECUTION_VALUES)
             )
         ).all()
         requeued = scheduling.lose_executions(
@@ -73,7 +73,7 @@ def delete_worker(session: Session, worker_id: int, *, force: bool = False) -> N
     worker = get_worker(session, worker_id)
     held = session.execute(
         select(Execution.id, Execution.task_id).where(
-            Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXEC_VALUES)
+            Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXECUTION_VALUES)
         )
     ).all()
     if held and not force:
@@ -102,7 +102,7 @@ def live_counts(session: Session) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {}
     rows = session.execute(
         select(Execution.worker_id, Execution.status, func.count())
-        .where(Execution.status.in_(LIVE_EXEC_VALUES), Execution.worker_id.is_not(None))
+        .where(Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.worker_id.is_not(None))
         .group_by(Execution.worker_id, Execution.status)
     )
     for worker_id, status, count in rows:

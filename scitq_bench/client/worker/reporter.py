@@ -183,8 +183,7 @@ class Reporter:
                     for _ in range(min(self._max_batch, len(self._queue)))
                 ])
                 # By stage: every execution goes accepted -> running -> final, so this
-                # keeps each one's order, and a server that writes a report's changes
-                # grouped by kind (all "running" together, ...) applies them in order.
+                # keeps each one's order (the server applies a report's events in order).
                 batch.sort(key=_stage)
                 self._in_flight = len(batch)
                 self._in_flight_finals = sum(e.final for e in batch)

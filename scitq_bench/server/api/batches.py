@@ -11,7 +11,7 @@ from scitq_bench.exceptions import Conflict
 from scitq_bench.server import batches as domain
 from scitq_bench.server.api.registry import QueryParam, endpoint
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Batch, Signal
+from scitq_bench.server.models import Batch, Execution, Signal, Task
 from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import BatchCreate, BatchStop, BatchUpdate
 from scitq_bench.server.serialize import batch_dict
@@ -84,9 +84,13 @@ def go_batch(batch_id: int) -> Any:
 
 
 def _signalled_workers(session: Any, batch_id: int) -> list[str]:
-    """Wake the long-polling heartbeats of workers with signals to deliver."""
+    """Wake the long-polling heartbeats of the workers with this batch's signals."""
     ids = session.scalars(
-        select(Signal.worker_id).where(Signal.acknowledged_at.is_(None)).distinct()
+        select(Signal.worker_id)
+        .join(Execution, Execution.id == Signal.execution_id)
+        .join(Task, Task.id == Execution.task_id)
+        .where(Task.batch_id == batch_id, Signal.acknowledged_at.is_(None))
+        .distinct()
     ).all()
     return [worker_key(i) for i in ids]
 

@@ -15,10 +15,9 @@ from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Task
 from scitq_bench.server.serialize import execution_dict
-from scitq_bench.states import LIVE_EXECUTION_STATUSES, ExecutionStatus
+from scitq_bench.states import ExecutionStatus
 
 bp = Blueprint("executions", __name__)
-LIVE_VALUES = {s.value for s in LIVE_EXECUTION_STATUSES}
 
 
 def _get(session: Any, execution_id: int) -> Execution:
@@ -48,10 +47,11 @@ def list_executions() -> Any:
     if request.args.get("batch"):
         stmt = (stmt.join(Task, Task.id == Execution.task_id).join(Batch)
                 .where(Batch.name == request.args["batch"]))
-    if int_arg("limit"):
-        stmt = stmt.limit(int_arg("limit"))
-    if int_arg("offset"):
-        stmt = stmt.offset(int_arg("offset"))
+    limit, offset = int_arg("limit"), int_arg("offset")
+    if limit:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
     with server_context().db.read() as session:
         return {"executions": [execution_dict(e) for e in session.scalars(stmt).all()]}
 

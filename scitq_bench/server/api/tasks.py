@@ -59,11 +59,11 @@ def serialize_tasks(session: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
 @endpoint(bp, "/tasks", "POST", summary="Create one task, or many with {'tasks': [...]} "
           "(all or none)", documented_body=TaskBulkCreate)
 def create_tasks() -> Any:
-    data = request.get_json(silent=True)
-    if isinstance(data, dict) and "tasks" in data:
+    data = json_body()
+    if "tasks" in data:
         specs = parse_body(TaskBulkCreate, data).tasks
     else:
-        specs = [parse_body(TaskCreate, json_body())]
+        specs = [parse_body(TaskCreate, data)]
     ctx = server_context()
     with ctx.db.write() as session:
         created = domain.create_tasks(ctx.db, session, specs)
