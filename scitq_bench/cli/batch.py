@@ -1,4 +1,4 @@
-"""``batch list|stop|go|delete|priority``: the batch screen of scitq."""
+"""``batch list|stop|go|delete|priority|network``: the batch screen of scitq."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from scitq_bench.cli.common import json_option, pass_client
 from scitq_bench.cli.output import Column, blank_zero, duration, print_json, print_list, success
 from scitq_bench.client import Client
+from scitq_bench.exceptions import NotFound
 from scitq_bench.states import TaskStatus
 
 
@@ -21,6 +22,7 @@ BATCH_COLUMNS = [
     Column("batch", "name"),
     Column("status", "status"),
     Column("prio", "priority", justify="right"),
+    Column("net", lambda b: "yes" if b.get("network") else None),
     *(_count(s.value) for s in TaskStatus),
     Column("workers", lambda b: " ".join(b.get("workers") or [])),
     Column("mean", lambda b: duration((b.get("durations") or {}).get("mean")), justify="right"),
@@ -77,6 +79,29 @@ def batch_priority(client: Client, name: str, priority: int) -> None:
     """Set a batch's priority (higher runs first)."""
     client.batch_update(client.batch_find(name)["id"], priority)
     success(f"batch {name} priority set to {priority}")
+
+
+@batch.command("network")
+@batch_name_option
+@click.argument("state", type=click.Choice(["on", "off"]))
+@json_option
+@pass_client
+def batch_network(client: Client, name: str, state: str, as_json: bool) -> None:
+    """Let every task of a batch use the network (on), or only the tasks that have
+    network themselves (off). `on` creates the batch if it does not exist yet, so that
+    its tasks can be launched with --network in their container options."""
+    try:
+        found = client.batch_find(name)
+    except NotFound:
+        if state == "off":
+            raise
+        updated, done = client.batch_create(name, network=True), "created with network on"
+    else:
+        updated, done = client.batch_update(found["id"], network=state == "on"), f"network {state}"
+    if as_json:
+        print_json(updated)
+    else:
+        success(f"batch {name} {done}")
 
 
 @batch.command("delete")

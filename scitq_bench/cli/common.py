@@ -51,6 +51,23 @@ def pass_client(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class GpuCount(click.ParamType):
+    """``--gpu N|all``: a number of GPUs, or every GPU of the worker."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return "all"
+        if text.isascii() and text.isdigit():
+            return int(text)
+        self.fail(f"{value!r} is not a number of GPUs (0 or more) nor 'all'", param, ctx)
+
+
 def json_option(function: F) -> F:
     """``--json`` on every list and show command."""
     return click.option("--json", "as_json", is_flag=True,

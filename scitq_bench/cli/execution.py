@@ -31,6 +31,7 @@ def execution_columns(workers: dict[int, str] | None = None) -> list[Column]:
         Column("started", lambda r: when(r.get("started_at"))),
         Column("finished", lambda r: when(r.get("finished_at")), long=True),
         Column("duration", lambda r: duration(r.get("duration")), justify="right"),
+        Column("reason", "reason"),
         Column("error", "error", width=60),
         Column("outputs", "output_files", long=True),
     ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from scitq_bench.cli.common import pass_client
+from scitq_bench.cli.common import GpuCount, pass_client
 from scitq_bench.cli.output import print_json
 from scitq_bench.cli.resolve import parse_ids
 from scitq_bench.client import Client
@@ -33,7 +33,7 @@ def task_payload(command: tuple[str, ...], **options: Any) -> dict[str, Any]:
             payload[key] = _uris(options[key])
     if options.get("requires"):
         payload["requires"] = parse_ids(options["requires"], "--requires")
-    for flag in ("shell", "paused"):
+    for flag in ("shell", "paused", "network"):
         if options.get(flag):
             payload[flag] = True
     return payload
@@ -51,7 +51,11 @@ def check_payload(payload: dict[str, Any]) -> None:
 @click.option("-b", "--batch", default="default", show_default=True, help="Batch of the task.")
 @click.option("-n", "--name", help="Task name.")
 @click.option("-d", "--container", help="Container image to run the command in.")
-@click.option("-O", "--container-options", help="Extra options for the container runtime.")
+@click.option("-O", "--container-options", metavar="OPTIONS",
+              help="Container options (allow-list: --gpus, --shm-size, -e, --network, -w, "
+                   "--entrypoint, --pids-limit).")
+@click.option("--network", is_flag=True,
+              help="Let the task use the network (its batch may also allow it).")
 @click.option("-i", "--input", "inputs", multiple=True, metavar="URI",
               help="Input fetched into /input (repeatable; space-separated lists too).")
 @click.option("-r", "--resource", "resources", multiple=True, metavar="URI",
@@ -65,7 +69,7 @@ def check_payload(payload: dict[str, Any]) -> None:
 @click.option("--shell", is_flag=True, help="Run the command through /bin/sh -c.")
 @click.option("--cpu", type=click.IntRange(min=1), help="CPUs needed.")
 @click.option("--mem", type=positive, help="GB of memory needed.")
-@click.option("--gpu", type=click.IntRange(min=0), help="GPUs needed.")
+@click.option("--gpu", type=GpuCount(), help="GPUs needed: a count, or 'all' of the worker's.")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--paused", is_flag=True, help="Create the task held back (status paused).")
 @click.option("-t", "--test", "dry_run", is_flag=True,

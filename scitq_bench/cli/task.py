@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from scitq_bench.cli.common import (
+    GpuCount,
     json_option,
     long_option,
     pass_client,
@@ -40,6 +41,7 @@ TASK_COLUMNS = [
     Column("command", "command", width=50),
     Column("container", "container", long=True),
     Column("container options", "container_options", long=True),
+    Column("network", lambda t: "yes" if t.get("network") else None, long=True),
     Column("inputs", "inputs", long=True),
     Column("resources", "resources", long=True),
     Column("output", "output", long=True),
@@ -179,6 +181,9 @@ def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:
 @click.option("-O", "--container-options", help="New container options ('' for none).")
 @click.option("--name", help="New task name.")
 @click.option("--shell/--no-shell", default=None, help="Run through /bin/sh -c or not.")
+@click.option("--network/--no-network", default=None,
+              help="Let the task use the network, or not (its batch may also allow it).")
+@click.option("--gpu", type=GpuCount(), help="GPUs needed: a count, or 'all' of the worker's.")
 @click.option("--retry", type=click.IntRange(0, 100), help="Retries allowed.")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--download-timeout", type=click.FloatRange(min=0, min_open=True),

@@ -210,11 +210,16 @@ class Client:
     def batch_get(self, batch_id: int) -> dict[str, Any]:
         return self._json("GET", f"/batches/{batch_id}")
 
-    def batch_create(self, name: str, priority: int = 0) -> dict[str, Any]:
-        return self._json("POST", "/batches", json={"name": name, "priority": priority})
+    def batch_create(self, name: str, priority: int = 0, network: bool = False) -> dict[str, Any]:
+        return self._json("POST", "/batches",
+                          json={"name": name, "priority": priority, "network": network})
 
-    def batch_update(self, batch_id: int, priority: int) -> dict[str, Any]:
-        return self._json("PATCH", f"/batches/{batch_id}", json={"priority": priority})
+    def batch_update(self, batch_id: int, priority: int | None = None, *,
+                     network: bool | None = None) -> dict[str, Any]:
+        """Change the priority and/or whether the batch's tasks may use the network."""
+        fields = {key: value for key, value in (("priority", priority), ("network", network))
+                  if value is not None}
+        return self._json("PATCH", f"/batches/{batch_id}", json=fields)
 
     def batch_stop(self, batch_id: int, signal: str = "none", workers: bool = False) -> dict[str, Any]:
         return self._json("POST", f"/batches/{batch_id}/stop",

@@ -7,12 +7,13 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import NotFound
+from scitq_bench.container_options import parse_container_options
+from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
 from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
-from scitq_bench.server.schemas import BatchStop
+from scitq_bench.server.schemas import BatchStop, BatchUpdate
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
@@ -27,6 +28,44 @@ def find_batch(session: Session, name: str) -> Batch:
     if batch is None:
         raise NotFound(f"batch {name!r} not found", details={"name": name})
     return batch
+
+
+def update_batch(session: Session, batch_id: int, changes: BatchUpdate) -> Batch:
+    batch = get_batch(session, batch_id)
+    if changes.priority is not None:
+        batch.priority = changes.priority
+    if changes.network is not None:
+        if batch.network and not changes.network:
+            _refuse_if_network_needed(session, batch)
+        batch.network = changes.network
+    session.flush()
+    return batch
+
+
+def _refuse_if_network_needed(session: Session, batch: Batch) -> None:
+    """Taking the network away from a batch is refused while unfinished tasks of it
+    name a network in their container options without having ``network`` themselves."""
+    candidates = session.execute(
+        select(Task.id, Task.container_options).where(
+            Task.batch_id == batch.id,
+            Task.network.is_(False),
+            Task.status.not_in([T.SUCCEEDED.value, T.FAILED.value, T.CANCELLED.value]),
+            Task.container_options.like("%--net%"),
+        ).order_by(Task.id)
+    ).all()
+    needing = []
+    for row in candidates:
+        try:
+            parse_container_options(row.container_options, network_allowed=False)
+        except InvalidInput:
+            needing.append(row.id)
+    if needing:
+        shown = ", ".join(map(str, needing[:10])) + (", ..." if len(needing) > 10 else "")
+        raise Conflict(
+            f"batch {batch.name!r}: {len(needing)} unfinished task(s) use --network in their "
+            f"container options ({shown}); give them network: true first, or finish them",
+            details={"tasks": needing},
+        )
 
 
 def _live_executions(session: Session, batch_id: int) -> list[Any]:

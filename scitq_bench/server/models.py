@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql import text
+from sqlalchemy.sql import false, text
 
 from scitq_bench.states import BatchStatus, ExecutionStatus, TaskStatus, WorkerStatus
 
@@ -42,6 +42,8 @@ class Batch(Base):
     status: Mapped[str] = mapped_column(String(16), default=BatchStatus.RUNNING.value)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # every task of the batch may use the network
+    network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     tasks: Mapped[list[Task]] = relationship(back_populates="batch", passive_deletes=True)
 
@@ -61,6 +63,10 @@ class Worker(Base):
     cpus: Mapped[int | None] = mapped_column(Integer)
     mem_gb: Mapped[float | None] = mapped_column(Float)
     gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_model: Mapped[str | None] = mapped_column(String(200))
+    gpu_mem_gb: Mapped[float | None] = mapped_column(Float)  # per GPU
+    # it has a container engine: only such workers are sent tasks with a container
+    containers: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_contact_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -93,12 +99,14 @@ class Task(Base):
     run_timeout: Mapped[float | None] = mapped_column(Float)
     cpu: Mapped[int | None] = mapped_column(Integer)
     mem: Mapped[float | None] = mapped_column(Float)
-    gpu: Mapped[int] = mapped_column(Integer, default=0)
+    gpu: Mapped[int] = mapped_column(Integer, default=0)  # GPU_ALL (-1): all the worker's
     priority: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # the task may use the network (its batch may also grant it)
+    network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     batch: Mapped[Batch] = relationship(back_populates="tasks")
 
@@ -144,6 +152,8 @@ class Execution(Base):
     lease_deadline: Mapped[datetime | None] = mapped_column(DateTime)
     return_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # short machine-readable failure reason from the worker (image_pull_failed, ...)
+    reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -123,6 +123,7 @@ def _event_values(event: ExecutionEvent, now: datetime, started: dict[int, Any])
         "finished_at": happened,
         "return_code": event.return_code,
         "error": event.error,
+        "reason": event.reason,
         "output_files": event.output_files,
         "duration": event.duration,
     }
@@ -200,6 +201,8 @@ def _spend_retry_or_fail(session: Any, task: Any, outcome: E, event: ExecutionEv
     what = "timed out" if outcome == E.TIMEOUT else f"exit code {event.return_code}"
     if event.error and outcome != E.TIMEOUT:
         what = f"{what}: {event.error}"
+    if event.reason and event.reason != "timeout":
+        what = f"{what} [{event.reason}]"
     if task.retries_used < task.retries_allowed:
         transitions.move_tasks(
             session, [task.id], T.PENDING,

@@ -26,12 +26,14 @@ from scitq_bench.states import TaskStatus as T
 SNAPSHOT_COLUMNS = (
     Task.id, Task.name, Task.command, Task.shell, Task.container, Task.container_options,
     Task.inputs, Task.resources, Task.output, Task.download_timeout, Task.run_timeout,
-    Task.cpu, Task.mem, Task.gpu,
+    Task.cpu, Task.mem, Task.gpu, Task.network,
 )
 
 
-def task_snapshot(row: Any) -> dict[str, Any]:
-    """What a worker needs to run a task; stored with the execution as what ran."""
+def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
+    """What a worker needs to run a task; stored with the execution as what ran.
+    ``network`` is what the task may do (its own flag or its batch's); ``gpu`` is a
+    count, or ``GPU_ALL`` (-1) for all the worker's GPUs."""
     return {
         "task_id": row.id,
         "name": row.name,
@@ -39,6 +41,7 @@ def task_snapshot(row: Any) -> dict[str, Any]:
         "shell": row.shell,
         "container": row.container,
         "container_options": row.container_options,
+        "network": bool(row.network or batch_network),
         "inputs": list(row.inputs or []),
         "resources": list(row.resources or []),
         "output": row.output,
@@ -66,16 +69,17 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
         if room <= 0:
             return []
-        claimed = _pick(db, session, worker, room)
-        if not claimed:
+        picked = _pick(db, session, worker, room)
+        if not picked:
             return []
+        claimed = [row for row, _network in picked]
+        snapshots = [task_snapshot(row, batch_network) for row, batch_network in picked]
         now = utcnow()
         moved = transitions.move_tasks(
             session, [row.id for row in claimed], T.ASSIGNED, only_from=[T.PENDING]
         )
         if moved != len(claimed):  # impossible under the lock; refuse to half-claim
             raise Conflict("claim raced with another transaction; nothing was claimed")
-        snapshots = [task_snapshot(row) for row in claimed]
         rows = [
             {
                 "task_id": row.id,
@@ -97,19 +101,22 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         ]
 
 
-def _pick(db: Database, session: Session, worker: Worker, room: int) -> list[Any]:
-    """Up to ``room`` claimable tasks, batch by batch in priority order. Within a batch
-    the claim index yields tasks already ordered, so each query stops at its limit."""
-    batches = select(Batch.id).where(
+def _pick(db: Database, session: Session, worker: Worker, room: int) -> list[tuple[Any, bool]]:
+    """Up to ``room`` claimable tasks with their batch's network flag, batch by batch in
+    priority order. Within a batch the claim index yields tasks already ordered, so each
+    query stops at its limit."""
+    batches = select(Batch.id, Batch.network).where(
         Batch.status == BatchStatus.RUNNING.value,
         exists().where(Task.batch_id == Batch.id, Task.status == T.PENDING.value),
     )
     if worker.batch_id is not None:
         batches = batches.where(Batch.id == worker.batch_id)
-    picked: list[Any] = []
-    for batch_id in session.scalars(batches.order_by(Batch.priority.desc(), Batch.id)).all():
+    picked: list[tuple[Any, bool]] = []
+    for batch_id, network in session.execute(
+        batches.order_by(Batch.priority.desc(), Batch.id)
+    ).all():
         statement = db.lock_rows(_claimable(worker, batch_id).limit(room - len(picked)), Task)
-        picked.extend(session.execute(statement).all())
+        picked.extend((row, bool(network)) for row in session.execute(statement).all())
         if len(picked) >= room:
             break
     return picked
@@ -125,7 +132,11 @@ def _claimable(worker: Worker, batch_id: int) -> Any:
         conditions.append(or_(Task.cpu.is_(None), Task.cpu <= worker.cpus))
     if worker.mem_gb is not None:
         conditions.append(or_(Task.mem.is_(None), Task.mem <= worker.mem_gb))
-    conditions.append(Task.gpu <= (worker.gpus or 0))
+    if not worker.containers:
+        conditions.append(or_(Task.container.is_(None), Task.container == ""))
+    gpus = worker.gpus or 0
+    # GPU_ALL (-1) asks for every GPU of the worker: at least one
+    conditions.append(Task.gpu == 0 if gpus <= 0 else Task.gpu <= gpus)
     return (
         select(*SNAPSHOT_COLUMNS, Task.retries_used, Task.losses)
         .where(and_(*conditions))

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from scitq_bench.container_options import (
+    GPU_ALL,
+    ContainerOptions,
+    parse_container_options,
+    validate_image,
+)
 from scitq_bench.exceptions import InvalidInput
 from scitq_bench.states import ExecutionStatus, Signal, TaskStatus, WorkerStatus
 from scitq_bench.uris import parse_uri
@@ -17,13 +32,98 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldProblem(ValueError):
+    """A check across fields that blames one of them: ``parse_body`` reports it at that
+    field (``container_options: ...``, ``tasks.3.container_options: ...`` in a bulk)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_gpu(value: Any) -> Any:
+    """A task's GPUs: a count, or ``'all'`` (stored as ``GPU_ALL``, -1)."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return GPU_ALL
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"expected a number of GPUs (0 or more) or 'all', got {value!r}")
+
+
+GpuCount = Annotated[
+    int | Literal["all"],
+    BeforeValidator(parse_gpu),
+    Field(description="GPUs needed: a count, or 'all' for every GPU of the worker"),
+]
+
+
+def gpu_label(gpu: int | None) -> int | str | None:
+    """How a stored gpu value is shown: ``'all'`` for ``GPU_ALL``."""
+    return "all" if gpu == GPU_ALL else gpu
+
+
+def _image(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_image(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc).removeprefix("container: ")) from None
+
+
+def _options_text(value: str | None) -> str | None:
+    """Empty options are no options; the rest must pass the allow-list (the network
+    permission, which depends on the batch, is checked when the task is written)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        parse_container_options(value, network_allowed=True)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def container_settings(
+    container: str | None, options: str | None, gpu: int, *, network_allowed: bool
+) -> tuple[ContainerOptions, int]:
+    """Check a task's container fields together; returns the parsed options and the
+    task's gpu (a task asking for no GPU takes the count of ``--gpus``). Raises
+    ``FieldProblem`` naming the field at fault."""
+    if not options:
+        return ContainerOptions(), gpu
+    if not container:
+        raise FieldProblem("container_options",
+                           "container options need a container image: set container too")
+    try:
+        parsed = parse_container_options(options, network_allowed=network_allowed)
+    except InvalidInput as exc:
+        raise FieldProblem("container_options", str(exc)) from None
+    if parsed.gpus is not None:
+        if gpu == 0:
+            gpu = parsed.gpus
+        elif gpu != parsed.gpus:
+            raise FieldProblem(
+                "container_options",
+                f"container option --gpus {gpu_label(parsed.gpus)} contradicts "
+                f"gpu {gpu_label(gpu)}: give one of them, or the same value",
+            )
+    return parsed, gpu
+
+
 class TaskCreate(Strict):
     command: str = Field(min_length=1, description="command line to run")
     name: str | None = Field(default=None, max_length=255)
     batch: str = Field(default="default", max_length=200, pattern=NAME_PATTERN)
     shell: bool = Field(default=False, description="run through /bin/sh -c")
-    container: str | None = Field(default=None, max_length=500)
-    container_options: str | None = None
+    container: str | None = Field(default=None, max_length=500,
+                                  description="image to run the command in")
+    container_options: str | None = Field(
+        default=None, description="allow-listed docker run options (--gpus, --shm-size, -e, "
+        "--network, -w, --entrypoint, --pids-limit)")
+    network: bool = Field(default=False, description="the task may use the network "
+                          "(also granted by its batch)")
     inputs: list[str] = Field(default_factory=list)
     resources: list[str] = Field(default_factory=list)
     output: str | None = None
@@ -32,10 +132,35 @@ class TaskCreate(Strict):
     run_timeout: float | None = Field(default=None, gt=0)
     cpu: int | None = Field(default=None, ge=1)
     mem: float | None = Field(default=None, gt=0, description="GB of memory needed")
-    gpu: int = Field(default=0, ge=0)
+    gpu: GpuCount = 0
     priority: int = 0
     requires: list[int] = Field(default_factory=list, description="ids of prerequisite tasks")
     paused: bool = Field(default=False, description="create held back (status paused)")
+
+    _options: ContainerOptions = PrivateAttr(default_factory=ContainerOptions)
+
+    @field_validator("container")
+    @classmethod
+    def _valid_image(cls, value: str | None) -> str | None:
+        return _image(value)
+
+    @field_validator("container_options")
+    @classmethod
+    def _no_empty_options(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
+
+    @model_validator(mode="after")
+    def _container_fields(self) -> TaskCreate:
+        # syntax and allow-list here; whether --network is permitted depends on the
+        # batch and is checked when the task is written
+        self._options, self.gpu = container_settings(
+            self.container, self.container_options, int(self.gpu), network_allowed=True
+        )
+        return self
+
+    @property
+    def options(self) -> ContainerOptions:
+        return self._options
 
     @field_validator("inputs", "resources")
     @classmethod
@@ -68,8 +193,11 @@ class TaskUpdate(Strict):
     command: str | None = Field(default=None, min_length=1)
     name: str | None = None
     shell: bool | None = None
-    container: str | None = None
+    container: str | None = Field(default=None, max_length=500)
     container_options: str | None = None
+    network: bool | None = None
+    gpu: int | Literal["all"] | None = Field(
+        default=None, description="GPUs needed: a count, or 'all' for every GPU of the worker")
     retry: int | None = Field(default=None, ge=0, le=100)
     download_timeout: float | None = Field(default=None, gt=0)
     run_timeout: float | None = Field(default=None, gt=0)
@@ -79,6 +207,22 @@ class TaskUpdate(Strict):
     )
 
 
+    @field_validator("container")
+    @classmethod
+    def _valid_image(cls, value: str | None) -> str | None:
+        return _image(value)
+
+    @field_validator("container_options")
+    @classmethod
+    def _valid_options(cls, value: str | None) -> str | None:
+        return _options_text(value)
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu(cls, value: Any) -> Any:
+        return None if value is None else parse_gpu(value)
+
+
 class SignalRequest(Strict):
     signal: Signal
 
@@ -86,10 +230,20 @@ class SignalRequest(Strict):
 class BatchCreate(Strict):
     name: str = Field(max_length=200, pattern=NAME_PATTERN)
     priority: int = 0
+    network: bool = Field(default=False, description="every task of the batch may use "
+                          "the network")
 
 
 class BatchUpdate(Strict):
-    priority: int
+    priority: int | None = None
+    network: bool | None = Field(default=None, description="every task of the batch may "
+                                 "use the network")
+
+    @model_validator(mode="after")
+    def _something(self) -> BatchUpdate:
+        if self.priority is None and self.network is None:
+            raise ValueError("nothing to change: give priority and/or network")
+        return self
 
 
 class BatchStop(Strict):
@@ -110,6 +264,10 @@ class WorkerRegister(Strict):
     cpus: int | None = Field(default=None, ge=1)
     mem_gb: float | None = Field(default=None, gt=0)
     gpus: int = Field(default=0, ge=0)
+    gpu_model: str | None = Field(default=None, max_length=200)
+    gpu_mem_gb: float | None = Field(default=None, gt=0, description="memory of each GPU")
+    containers: bool = Field(default=False, description="the worker has a container engine: "
+                             "tasks with a container are only sent to such workers")
     flavor: str | None = None
     provider: str | None = None
     region: str | None = None
@@ -137,6 +295,10 @@ class ExecutionEvent(Strict):
     ]
     return_code: int | None = None
     error: str | None = Field(default=None, max_length=10_000)
+    reason: str | None = Field(
+        default=None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+        description="why it failed, for machines: image_pull_failed, out_of_memory, timeout...",
+    )
     output_files: list[str] = Field(default_factory=list)
     duration: float | None = Field(default=None, ge=0, description="seconds the command ran")
     age: float = Field(
@@ -157,8 +319,13 @@ def parse_body(model: type[BaseModel], data: Any) -> Any:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "body"
+            location = [str(part) for part in error["loc"]]
             message = error["msg"].removeprefix("Value error, ")
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldProblem):
+                location.append(cause.field)
+                message = str(cause)
+            where = ".".join(location) or "body"
             problems.append(f"{where}: {message}")
         raise InvalidInput("; ".join(problems), details=problems) from None
 

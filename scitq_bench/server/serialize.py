@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from scitq_bench.server.models import Batch, Execution, Signal, Worker
+from scitq_bench.server.schemas import gpu_label
 
 
 def iso(value: datetime | None) -> str | None:
@@ -23,6 +24,7 @@ def task_dict(task: Any, requires: list[int] | None = None, batch_name: str | No
         "shell": task.shell,
         "container": task.container,
         "container_options": task.container_options,
+        "network": bool(task.network),
         "inputs": task.inputs or [],
         "resources": task.resources or [],
         "output": task.output,
@@ -33,7 +35,7 @@ def task_dict(task: Any, requires: list[int] | None = None, batch_name: str | No
         "run_timeout": task.run_timeout,
         "cpu": task.cpu,
         "mem": task.mem,
-        "gpu": task.gpu,
+        "gpu": gpu_label(task.gpu),
         "priority": task.priority,
         "requires": requires if requires is not None else [],
         "created_at": iso(task.created_at),
@@ -50,6 +52,7 @@ def execution_dict(execution: Execution, log_sizes: dict[str, int] | None = None
         "status": execution.status,
         "return_code": execution.return_code,
         "error": execution.error,
+        "reason": execution.reason,
         "created_at": iso(execution.created_at),
         "started_at": iso(execution.started_at),
         "finished_at": iso(execution.finished_at),
@@ -73,6 +76,9 @@ def worker_dict(worker: Worker, live: dict[str, int] | None = None) -> dict[str,
         "cpus": worker.cpus,
         "mem_gb": worker.mem_gb,
         "gpus": worker.gpus,
+        "gpu_model": worker.gpu_model,
+        "gpu_mem_gb": worker.gpu_mem_gb,
+        "containers": bool(worker.containers),
         "stats": worker.stats or {},
         "last_contact_at": iso(worker.last_contact_at),
         "created_at": iso(worker.created_at),
@@ -91,6 +97,7 @@ def batch_dict(batch: Batch, summary: dict[str, Any] | None = None) -> dict[str,
         "name": batch.name,
         "status": batch.status,
         "priority": batch.priority,
+        "network": bool(batch.network),
         "created_at": iso(batch.created_at),
     }
     result.update(summary or {})

@@ -16,7 +16,7 @@ from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, utcnow
-from scitq_bench.server.schemas import TaskCreate, TaskUpdate
+from scitq_bench.server.schemas import FieldProblem, TaskCreate, TaskUpdate, container_settings
 from scitq_bench.states import LIVE_EXECUTION_VALUES, ExecutionStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
@@ -43,11 +43,12 @@ def get_or_create_batch(session: Session, name: str) -> Batch:
 
 
 def create_tasks(
-    db: Database, session: Session, specs: Sequence[TaskCreate]
+    db: Database, session: Session, specs: Sequence[TaskCreate], *, bulk: bool = False
 ) -> list[SimpleNamespace]:
     """Create all tasks or none: every check runs before the first insert. Returns the
     rows as written (with their ids): one multi-row INSERT, no ORM objects, so bulk
-    creation of thousands of tasks stays cheap."""
+    creation of thousands of tasks stays cheap. ``bulk``: errors name the task's index
+    (``tasks.3.container_options``) as validation errors of a bulk body do."""
     wanted = {p for spec in specs for p in spec.requires}
     prerequisites = _prerequisite_statuses(session, wanted)
     unknown = sorted(wanted - prerequisites.keys())
@@ -57,6 +58,8 @@ def create_tasks(
             details={"unknown": unknown},
         )
     batches = {name: get_or_create_batch(session, name) for name in {s.batch for s in specs}}
+    for index, spec in enumerate(specs):
+        _check_network(spec, batches[spec.batch], f"tasks.{index}." if bulk else "")
     now = utcnow()
     values = [_new_task(spec, batches[spec.batch].id, prerequisites, now) for spec in specs]
     ids = db.insert_returning_ids(session, Task, values)
@@ -69,6 +72,18 @@ def create_tasks(
     if rows:
         session.execute(insert(Requirement), rows)
     return tasks
+
+
+def _check_network(spec: TaskCreate, batch: Batch, where: str) -> None:
+    """The options were checked when the body was parsed, but for the network: asking
+    for one needs ``network`` on the task or its batch."""
+    if spec.options.network in (None, "none") or spec.network or batch.network:
+        return
+    try:
+        container_settings(spec.container, spec.container_options, spec.gpu,
+                           network_allowed=False)
+    except FieldProblem as exc:
+        raise InvalidInput(f"{where}{exc.field}: {exc}") from None
 
 
 def _prerequisite_statuses(session: Session, ids: Iterable[int]) -> dict[int, str]:
@@ -102,6 +117,7 @@ def _new_task(
         cpu=spec.cpu,
         mem=spec.mem,
         gpu=spec.gpu,
+        network=spec.network,
         priority=spec.priority,
         status=status.value,
         status_reason=reason,
@@ -251,8 +267,13 @@ def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
     task = get_task(session, task_id)
     fields = changes.model_dump(exclude_unset=True)
     status = fields.pop("status", None)
+    for key in REQUIRED_FIELDS & fields.keys():
+        if fields[key] is None:  # null for a field that cannot be empty: left as it is
+            del fields[key]
     if "retry" in fields:
         fields["retries_allowed"] = fields.pop("retry")
+    if CONTAINER_FIELDS & fields.keys():
+        fields["gpu"] = _checked_gpu(task, fields)
     for key, value in fields.items():
         setattr(task, key, value)
     session.flush()
@@ -268,6 +289,27 @@ def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
         requeue(session, task_id, only_from=[T.PAUSED])
     session.refresh(task)
     return task
+
+
+REQUIRED_FIELDS = frozenset({"command", "shell", "network", "gpu", "retry", "priority"})
+CONTAINER_FIELDS = frozenset({"container", "container_options", "network", "gpu"})
+
+
+def _checked_gpu(task: Task, fields: dict[str, Any]) -> int:
+    """Check the task's container fields as they will be after the update (a field
+    set to null clears it); returns its gpu (taken from ``--gpus`` when 0)."""
+    def after(key: str) -> Any:
+        return fields[key] if key in fields else getattr(task, key)
+
+    gpu = after("gpu")
+    try:
+        _options, gpu = container_settings(
+            after("container"), after("container_options"), 0 if gpu is None else gpu,
+            network_allowed=bool(after("network") or task.batch.network),
+        )
+    except FieldProblem as exc:
+        raise InvalidInput(f"{exc.field}: {exc}") from None
+    return gpu
 
 
 def signal_task(session: Session, task_id: int, kind: SignalKind) -> Signal:

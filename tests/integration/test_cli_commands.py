@@ -148,13 +148,13 @@ def test_task_update_delete_relaunch(run: Invoke, live_server: Any) -> None:
     client = live_server.client()
     task = client.task_create("echo 1", batch="b1")
 
-    ok(run("task", "update", "-i", task["id"], "-c", "echo 2", "-d", "ubuntu", "-O", "--rm",
+    ok(run("task", "update", "-i", task["id"], "-c", "echo 2", "-d", "ubuntu", "-O", "--shm-size=1g",
            "--retry", 3, "--priority", 7, "-S", "paused"))
     changed = client.task_get(task["id"])
     assert (changed["command"], changed["container"], changed["container_options"],
             changed["retry"], changed["priority"], changed["status"]) == (
-        "echo 2", "ubuntu", "--rm", 3, 7, "paused")
-    assert as_json(run("task", "update", "-i", task["id"], "-S", "pending", "-d", "",
+        "echo 2", "ubuntu", "--shm-size=1g", 3, 7, "paused")
+    assert as_json(run("task", "update", "-i", task["id"], "-S", "pending", "-d", "", "-O", "",
                        "--retry", 0, "--json"))["container"] is None
     fails(run("task", "update", "-i", task["id"]), "nothing to update", code=2)
     fails(run("task", "update", "-i", 424242, "-c", "x"), "424242")

@@ -41,6 +41,7 @@ def create_batch(body: BatchCreate) -> Any:
             raise Conflict(f"batch {body.name!r} already exists")
         batch = get_or_create_batch(session, body.name)
         batch.priority = body.priority
+        batch.network = body.network
         session.flush()
         return _describe(session, [batch])[0], 201
 
@@ -51,12 +52,11 @@ def get_batch(batch_id: int) -> Any:
         return _describe(session, [domain.get_batch(session, batch_id)])[0]
 
 
-@endpoint(bp, "/batches/<int:batch_id>", "PATCH", body=BatchUpdate, summary="Change priority")
+@endpoint(bp, "/batches/<int:batch_id>", "PATCH", body=BatchUpdate,
+          summary="Change a batch's priority or whether its tasks may use the network")
 def update_batch(batch_id: int, body: BatchUpdate) -> Any:
     with server_context().db.write() as session:
-        batch = domain.get_batch(session, batch_id)
-        batch.priority = body.priority
-        session.flush()
+        batch = domain.update_batch(session, batch_id, body)
         return _describe(session, [batch])[0]
 
 

@@ -60,13 +60,14 @@ def serialize_tasks(session: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
           "(all or none)", documented_body=TaskBulkCreate)
 def create_tasks() -> Any:
     data = json_body()
-    if "tasks" in data:
+    bulk = "tasks" in data
+    if bulk:
         specs = parse_body(TaskBulkCreate, data).tasks
     else:
         specs = [parse_body(TaskCreate, data)]
     ctx = server_context()
     with ctx.db.write() as session:
-        created = domain.create_tasks(ctx.db, session, specs)
+        created = domain.create_tasks(ctx.db, session, specs, bulk=bulk)
         result = serialize_tasks(session, created)
     ctx.notifier.notify(WORK)
     return {"tasks": result}, 201
