@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from scitq_bench.server.app import create_app
 from scitq_bench.server.db import Database
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
+from tests.support.engine import TEST_IMAGE, ensure_test_image, start_engine
 from tests.support.postgres import free_port, start_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -157,3 +159,41 @@ def live_server(settings: ServerSettings, admin_token: str) -> Iterator[LiveServ
         server.shutdown()
         application.extensions["scitq_bench_reaper"].stop()
         application.extensions["scitq_bench"].db.dispose()
+
+
+# -- container engine ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Docker-API engine with the busybox test image: the one ``DOCKER_HOST``
+    names (the test command starts Podman's service and sets it), else a Podman service
+    started here. Skips only when neither exists and the engine is not required; the
+    test command requires it, so in CI these tests run or fail, never skip."""
+    import docker
+
+    explicit = os.environ.get("DOCKER_HOST")
+    if explicit:
+        client = docker.DockerClient(base_url=explicit, timeout=60)
+        ensure_test_image(client, TEST_IMAGE, tmp_path_factory.mktemp("image"))
+        client.close()
+        yield explicit
+        return
+    if shutil.which("podman") is None:
+        if os.environ.get("SCITQ_BENCH_TEST_ENGINE") == "required":
+            pytest.fail("a container engine is required: podman is not installed")
+        pytest.skip("no container engine: install podman or set DOCKER_HOST")
+    engine = start_engine()
+    try:
+        yield engine.docker_host
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def docker_client(docker_host: str) -> Iterator[Any]:
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host, timeout=60)
+    yield client
+    client.close()

@@ -31,6 +31,7 @@ class Stack:
     token: str = ""
     server: subprocess.Popen | None = None
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -49,6 +50,7 @@ class Stack:
             SCITQ_BENCH_CONFIG=str(self.root / "client.json"),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         env.pop("SCITQ_BENCH_SERVER", None)
         env.pop("SCITQ_BENCH_TOKEN", None)
         return env

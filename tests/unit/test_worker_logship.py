@@ -294,11 +294,11 @@ def test_gate_serves_in_order_and_follows_limit():
 def test_gate_waiter_gives_up_when_abandoned():
     gate = RunGate(0)
     abandoned = threading.Event()
-    outcome: list[bool] = []
+    outcome: list[object] = []
     thread = threading.Thread(target=lambda: outcome.append(gate.acquire(1, abandoned.is_set)))
     thread.start()
     time.sleep(0.05)
     abandoned.set()
     gate.wake()
     thread.join(2)
-    assert outcome == [False]
+    assert outcome == [None]

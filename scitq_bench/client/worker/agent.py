@@ -34,13 +34,30 @@ from requests.adapters import HTTPAdapter
 import scitq_bench
 from scitq_bench.client.api import Client
 from scitq_bench.client.worker import stats
+from scitq_bench.client.worker.container import (
+    ContainerDefaults,
+    ContainerRun,
+    SlotDirs,
+    build_spec,
+    prepare_slots,
+)
+from scitq_bench.client.worker.engine import Engine, ImagePullFailed, connect
 from scitq_bench.client.worker.executor import (
     CommandError,
     Process,
+    Supervised,
     base_environment,
     build_argv,
     cpu_share,
     task_environment,
+)
+from scitq_bench.client.worker.gpus import (
+    Gpu,
+    GpuPool,
+    cuda_visible_devices,
+    detect_gpus,
+    device_request_ids,
+    summarize,
 )
 from scitq_bench.client.worker.held import (
     CANCELLED,
@@ -48,6 +65,7 @@ from scitq_bench.client.worker.held import (
     STOPPING,
     Held,
     RunGate,
+    Slot,
     ThreadPool,
 )
 from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
@@ -62,6 +80,7 @@ from scitq_bench.client.worker.transfer import (
     upload,
 )
 from scitq_bench.client.worker.workdir import ExecutionDirs
+from scitq_bench.container_options import parse_container_options
 from scitq_bench.exceptions import (
     Forbidden,
     ScitqBenchError,
@@ -101,7 +120,13 @@ class WorkerAgent:
         log_interval: float = 0.3,
         stop_timeout: float = 20.0,
         claim_stop_wait: float = 1.0,
+        gpus: list[Gpu] | None = None,
+        engine: Engine | None | bool = True,
+        container_defaults: ContainerDefaults | None = None,
     ) -> None:
+        """``gpus``: None to detect them. ``engine``: True to connect to the engine
+        ``DOCKER_HOST`` names (or a default socket), False for none (processes only),
+        or an ``Engine`` already made."""
         self.client = client
         self.name = name
         self.concurrency = concurrency
@@ -130,11 +155,15 @@ class WorkerAgent:
         self._pool = ThreadPool("execution")
         self._signals_seen: set[int] = set()
         self._signals_to_ack: set[int] = set()
-        self._gate = RunGate(concurrency)
         self._claimed_with_report: list[dict[str, Any]] = []
         self._give_up_at: float | None = None
         self._fatal: ScitqBenchError | None = None
         self._env = base_environment()
+        self.gpus = detect_gpus() if gpus is None else list(gpus)
+        self._gate = RunGate(concurrency, GpuPool(self.gpus))
+        self.container_defaults = container_defaults or ContainerDefaults()
+        self._engine_choice = engine
+        self.engine: Engine | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -143,6 +172,7 @@ class WorkerAgent:
         if self._stop_requested:
             return
         self._reset_work_dir()
+        self._connect_engine()
         if not self._register():
             return
         self._io = self._session_client(pool=min(64, self.concurrency + self.prefetch + 4))
@@ -175,14 +205,32 @@ class WorkerAgent:
         self._dirs.reset()
         self.resource_dir.mkdir(parents=True, exist_ok=True)
 
+    def _connect_engine(self) -> None:
+        """Find the container engine, and remove what a previous run of this worker
+        left there before registering (registering re-queues those executions)."""
+        choice = self._engine_choice
+        if isinstance(choice, Engine):
+            self.engine = choice
+        elif choice:
+            client = connect()
+            if client is not None:
+                self.engine = Engine(client, self.name, self.work_dir / "state")
+        if self.engine is not None:
+            self.engine.remove_orphans()
+        log.info("container engine: %s; GPUs: %d",
+                 "available" if self.engine is not None else "none", len(self.gpus))
+
     def _register(self) -> bool:
         delay = 0.5
+        gpu_count, gpu_model, gpu_mem_gb = summarize(self.gpus)
         while not self._stop_requested:
             try:
                 answer = self.client.worker_register(
                     name=self.name, hostname=socket.gethostname(),
                     concurrency=self.concurrency, prefetch=self.prefetch, batch=self.batch,
-                    cpus=os.cpu_count(), mem_gb=stats.total_memory_gb(), gpus=0,
+                    cpus=os.cpu_count(), mem_gb=stats.total_memory_gb(), gpus=gpu_count,
+                    gpu_model=gpu_model, gpu_mem_gb=gpu_mem_gb,
+                    containers=self.engine is not None,
                     version=scitq_bench.__version__,
                 )
             except ServerUnreachable as exc:
@@ -325,23 +373,38 @@ class WorkerAgent:
     def _execute(self, held: Held) -> Event | None:
         payload = held.payload
         self._dirs.create(held.id)
-        if payload.get("inputs") or payload.get("resources"):
+        image = payload.get("container")
+        if image and self.engine is None:
+            return _final(held, FAILED, error="this worker has no container engine",
+                          reason="no_container_engine")
+        if payload.get("inputs") or payload.get("resources") or image:
             self._reporter.put(Event(held.id, ACCEPTED))
             deadline = Deadline(payload.get("download_timeout"), lambda: held.abandoned)
             try:
                 self._download(held, deadline)
+                if image and self.engine is not None:  # before the run timer starts
+                    self.engine.ensure_image(image, lambda: held.abandoned)
             except Aborted:
                 return self._abandoned(held)
             except DownloadTimedOut as exc:
                 return _final(held, TIMEOUT, error=str(exc))
             except TransferError as exc:
                 return _final(held, FAILED, error=f"download failed: {exc}")
-        if not self._gate.acquire(held, lambda: held.abandoned):
+            except ImagePullFailed as exc:
+                return _final(held, FAILED, error=f"image_pull_failed: {exc}",
+                              reason="image_pull_failed")
+            if held.abandoned:
+                return self._abandoned(held)
+        try:
+            slot = self._gate.acquire(held, lambda: held.abandoned, _gpu_count(payload))
+        except ValueError as exc:
+            return _final(held, FAILED, error=str(exc), reason="not_enough_gpus")
+        if slot is None:
             return self._abandoned(held)
         try:
-            ran = self._run(held)
+            ran = self._run(held, slot)
         finally:
-            self._gate.release()  # the slot is free once the command ended
+            self._gate.release(slot)  # the slot and its GPUs are free once it ended
         return self._finish(held, ran) if isinstance(ran, _Exit) else ran
 
     def _download(self, held: Held, deadline: Deadline) -> None:
@@ -358,25 +421,21 @@ class WorkerAgent:
             return _final(held, CANCELLED, error="cancelled before it started")
         return _final(held, REFUSED, error="the worker stopped before running it")
 
-    def _run(self, held: Held) -> Event | _Exit | None:
+    def _run(self, held: Held, slot: Slot) -> Event | _Exit | None:
         """Start the command and wait for its end, in a run slot. An Event when it
         could not start, None when dropped."""
         payload = held.payload
-        if payload.get("container"):
-            return _final(held, FAILED, error="this worker does not run containers")
         try:
             argv = build_argv(payload["command"], bool(payload.get("shell")))
         except CommandError as exc:
             return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
-        env = task_environment(self._env, held.directory, self.resource_dir,
-                               cpu_share(self.concurrency), held.id, int(payload["task_id"]))
         logs = ExecutionLogs(held.directory, self.log_cap)
         with held.lock:
             if held.abandoned:
                 logs.close()
                 return self._abandoned(held)
             try:
-                process = Process.start(argv, held.directory, env, logs.stdout_fd, logs.stderr_fd)
+                process = self._launch(held, argv, slot, logs)
             except CommandError as exc:
                 logs.close()
                 return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
@@ -384,18 +443,74 @@ class WorkerAgent:
         self._reporter.put(Event(held.id, RUNNING, at=process.started))
         code, timed_out = process.wait_until_done(payload.get("run_timeout"), self.kill_grace)
         ended = time.monotonic()
+        out_of_memory = isinstance(process, ContainerRun) and process.out_of_memory
         process.cleanup()
         if held.reason == DROP:
             return None
-        return _Exit(code, timed_out, process.started, ended, logs)
+        return _Exit(code, timed_out, process.started, ended, logs, out_of_memory)
+
+    def _launch(self, held: Held, argv: list[str], slot: Slot,
+                logs: ExecutionLogs) -> Supervised:
+        """Start the task as a process, or in a container when it names an image.
+        Raises CommandError when it cannot start."""
+        payload = held.payload
+        cpu = int(payload.get("cpu") or cpu_share(self.concurrency))
+        env = task_environment({} if payload.get("container") else self._env, held.directory,
+                               self.resource_dir, cpu, held.id, int(payload["task_id"]))
+        if not payload.get("container"):
+            if self.gpus:  # a task sees exactly its own GPUs, none if it asked none
+                env.update(CUDA_VISIBLE_DEVICES=cuda_visible_devices(list(slot.gpus)),
+                           CUDA_DEVICE_ORDER="PCI_BUS_ID")
+            return Process.start(argv, held.directory, env, logs.stdout_fd, logs.stderr_fd)
+        return self._start_container(held, argv, slot, logs, env, cpu)
+
+    def _start_container(self, held: Held, argv: list[str], slot: Slot, logs: ExecutionLogs,
+                         env: dict[str, str], cpu: int) -> ContainerRun:
+        payload = held.payload
+        assert self.engine is not None
+        network = bool(payload.get("network"))
+        try:
+            options = parse_container_options(payload.get("container_options"),
+                                              network_allowed=network)
+        except ScitqBenchError as exc:
+            raise CommandError(f"container options refused: {exc}", 125) from None
+        defaults = self.container_defaults
+        user, uid, gid = defaults.resolved_user()
+        slots = SlotDirs(input=held.directory / "input", output=held.directory / "output",
+                         tmp=held.directory / "tmp", resource=self.resource_dir)
+        prepare_slots(slots, uid, gid)
+        task_env = {key: value for key, value in env.items()
+                    if key in ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID")}
+        spec = build_spec(
+            image=payload["container"], argv=argv, options=options, slots=slots,
+            task_env=task_env, worker=self.name, execution_id=held.id,
+            task_id=int(payload["task_id"]), network_allowed=network, user=user,
+            mem_gb=payload.get("mem") or defaults.mem_gb or self._default_mem_gb(),
+            cpus=float(cpu), pids_limit=defaults.pids_limit,
+            gpu_ids=device_request_ids(list(slot.gpus)),
+        )
+        try:
+            return ContainerRun.start(self.engine.client, spec, logs.stdout_fd, logs.stderr_fd)
+        except Exception as exc:  # noqa: BLE001 - the engine's words go to the user
+            message = str(getattr(exc, "explanation", None) or exc)
+            code = 127 if "not found" in message and "executable" in message else 125
+            raise CommandError(f"container did not start: {message}", code) from None
+
+    def _default_mem_gb(self) -> float | None:
+        total = stats.total_memory_gb()
+        return round(total / max(1, self.concurrency), 3) if total else None
 
     def _finish(self, held: Held, ran: _Exit) -> Event:
         """After the command: every log byte out, then the outputs, then the event."""
         payload = held.payload
         self._flush_logs(held, ran.logs)
         code = ran.code
+        reason = None
         if ran.timed_out:
             status, error = TIMEOUT, f"run timed out after {payload.get('run_timeout'):g} s"
+        elif ran.out_of_memory:
+            status, reason = FAILED, "out_of_memory"
+            error = "out of memory: killed at its memory limit"
         elif held.abandoned:
             status = CANCELLED
             error = "cancelled on request" if held.reason == CANCELLED else "the worker stopped"
@@ -408,10 +523,15 @@ class WorkerAgent:
             except TransferError as exc:
                 status = FAILED if status == SUCCEEDED else status
                 error = "; ".join(filter(None, [error, f"output upload failed: {exc}"]))
-        return Event(held.id, status, at=ran.ended, fields={
-            "return_code": code, "error": error, "output_files": output_files,
-            "duration": round(ran.ended - ran.started, 3),
-        })
+        if payload.get("container") and self.engine is not None:
+            self.engine.images.touch(payload["container"])
+        fields = {"return_code": code, "error": error, "output_files": output_files,
+                  "duration": round(ran.ended - ran.started, 3)}
+        if reason:
+            fields["reason"] = reason
+        return Event(held.id, status, at=ran.ended, fields=fields)
+
+
 
     def _flush_logs(self, held: Held, logs: ExecutionLogs) -> None:
         """Every byte goes out before the final event; while the server is away, keep
@@ -518,8 +638,22 @@ class WorkerAgent:
                 self._signals_to_ack.difference_update(acks)
                 self._signals_seen.difference_update(acks)
             self._on_heartbeat(answer)
+            self._prune_images()
             if time.monotonic() - began < 0.05 and not answer.get("signals"):
                 self._finished.wait(0.05)  # never spin, whatever the server answers
+
+    def _prune_images(self) -> None:
+        """The image cache policy, checked from the heartbeat (``maybe_prune`` does the
+        real work at most every ``prune_every`` seconds): never an image in use."""
+        if self.engine is None:
+            return
+        with self._state:
+            in_use = {h.payload["container"] for h in self._held.values()
+                      if h.payload.get("container")}
+        try:
+            self.engine.maybe_prune(in_use)
+        except Exception:  # noqa: BLE001 - the cache policy must never stop the worker
+            log.exception("image pruning failed")
 
     def _stats(self, held: int) -> dict[str, Any]:
         figures = stats.collect(self.work_dir)
@@ -654,8 +788,18 @@ class _Exit:
     started: float
     ended: float
     logs: ExecutionLogs
+    out_of_memory: bool = False
 
 
 def _final(held: Held, status: str, *, return_code: int | None = None,
-           error: str | None = None) -> Event:
-    return Event(held.id, status, fields={"return_code": return_code, "error": error})
+           error: str | None = None, reason: str | None = None) -> Event:
+    fields: dict[str, Any] = {"return_code": return_code, "error": error}
+    if reason:
+        fields["reason"] = reason
+    return Event(held.id, status, fields=fields)
+
+
+def _gpu_count(payload: dict[str, Any]) -> int:
+    """GPUs asked for: a count, or -1 for all of the worker's."""
+    gpu = payload.get("gpu") or 0
+    return -1 if gpu == "all" else int(gpu)

@@ -1,7 +1,9 @@
-"""Starting a task's command and controlling it as a process group.
+"""Starting a task's command and controlling it while it runs.
 
-Each command runs in its own session (``start_new_session``), so pause, stop and kill
-reach the whole tree it spawns, and stragglers left behind can be cleaned up.
+``Supervised`` is what processes and containers share (pause bookkeeping, timeouts,
+terminate-then-kill). A process runs in its own session (``start_new_session``), so
+pause, stop and kill reach the whole tree it spawns, and stragglers left behind can be
+cleaned up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -74,18 +77,136 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-class Process:
-    """One running command: its process group, pause bookkeeping (a paused task does
-    not use up its run timeout) and the SIGTERM-then-SIGKILL escalation."""
+class Supervised(ABC):
+    """What the worker controls while a task runs, process or container: pause
+    bookkeeping (a paused task does not use up its run timeout) and the
+    terminate-then-kill escalation. Subclasses say how to signal and how to wait."""
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
+    def __init__(self) -> None:
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._paused_since: float | None = None
         self._paused_total = 0.0
         self._killer: threading.Timer | None = None
+
+    # -- what subclasses provide --------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def exited(self) -> bool: ...
+
+    @abstractmethod
+    def _suspend(self) -> None: ...
+
+    @abstractmethod
+    def _continue(self) -> None: ...
+
+    @abstractmethod
+    def _ask_to_end(self) -> None:
+        """SIGTERM, or the engine's equivalent."""
+
+    @abstractmethod
+    def _force_end(self) -> None:
+        """SIGKILL, or the engine's equivalent."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (shell convention: 128+N when killed by signal N), or None if
+        still running after ``timeout`` seconds."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """After the exit: free what the run held."""
+
+    # -- state -----------------------------------------------------------------------
+
+    def active_seconds(self, now: float | None = None) -> float:
+        """Seconds since start, minus the time spent paused."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            paused = self._paused_total
+            if self._paused_since is not None:
+                paused += now - self._paused_since
+        return now - self.started - paused
+
+    # -- control -----------------------------------------------------------------------
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_since is None:
+                self._paused_since = time.monotonic()
+        if not self.exited:
+            self._suspend()
+
+    def resume(self) -> None:
+        if not self.exited:
+            self._continue()
+        with self._lock:
+            if self._paused_since is not None:
+                self._paused_total += time.monotonic() - self._paused_since
+                self._paused_since = None
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused_since is not None
+
+    def terminate(self, grace: float) -> None:
+        """Ask it to end (resuming it, so a paused task can act on it), kill it after
+        ``grace`` seconds if it is still there. Idempotent."""
+        if not self.exited:
+            self._ask_to_end()
+        self.resume()
+        with self._lock:
+            if self._killer is not None:
+                return
+            self._killer = threading.Timer(grace, self.kill)
+            self._killer.daemon = True
+            self._killer.start()
+
+    def kill(self) -> None:
+        if not self.exited:
+            self._force_end()
+        self.resume()
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait_until_done(self, run_timeout: float | None, grace: float) -> tuple[int, bool]:
+        """Wait for the exit, terminating once it has been active (not paused) for
+        ``run_timeout`` seconds. Returns (exit code, timed out)."""
+        timed_out = False
+        while True:
+            if run_timeout is None or timed_out:
+                code = self.wait()
+                break
+            remaining = run_timeout - self.active_seconds()
+            if remaining <= 0:
+                timed_out = True
+                self.terminate(grace)
+                continue
+            code = self.wait(remaining)
+            if code is not None:
+                break
+        assert code is not None
+        return code, timed_out
+
+    def cleanup(self) -> None:
+        """After the exit: cancel the kill timer and release what the run held."""
+        with self._lock:
+            killer, self._killer = self._killer, None
+        if killer is not None:
+            killer.cancel()
+        self._release()
+
+
+class Process(Supervised):
+    """One running command in its own session: signals reach its whole process group,
+    and stragglers it leaves behind are killed at cleanup."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        super().__init__()
+        self.popen = popen
+        self.pid = popen.pid
         self._pidfd = _pidfd_open(popen.pid)
 
     @classmethod
@@ -105,22 +226,9 @@ class Process:
             raise CommandError(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126) from None
         return cls(popen)
 
-    # -- state -----------------------------------------------------------------------
-
     @property
     def exited(self) -> bool:
         return self.popen.returncode is not None
-
-    def active_seconds(self, now: float | None = None) -> float:
-        """Seconds since start, minus the time spent paused."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            paused = self._paused_total
-            if self._paused_since is not None:
-                paused += now - self._paused_since
-        return now - self.started - paused
-
-    # -- signals -----------------------------------------------------------------------
 
     def _signal(self, signum: int) -> None:
         if self.exited:
@@ -130,77 +238,34 @@ class Process:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def pause(self) -> None:
-        with self._lock:
-            if self._paused_since is None:
-                self._paused_since = time.monotonic()
+    def _suspend(self) -> None:
         self._signal(signal.SIGSTOP)
 
-    def resume(self) -> None:
+    def _continue(self) -> None:
         self._signal(signal.SIGCONT)
-        with self._lock:
-            if self._paused_since is not None:
-                self._paused_total += time.monotonic() - self._paused_since
-                self._paused_since = None
 
-    def terminate(self, grace: float) -> None:
-        """SIGTERM (and SIGCONT, so a paused group can act on it), SIGKILL after
-        ``grace`` seconds if it is still there. Idempotent."""
+    def _ask_to_end(self) -> None:
         self._signal(signal.SIGTERM)
-        self.resume()
-        with self._lock:
-            if self._killer is not None:
-                return
-            self._killer = threading.Timer(grace, self.kill)
-            self._killer.daemon = True
-            self._killer.start()
 
-    def kill(self) -> None:
+    def _force_end(self) -> None:
         self._signal(signal.SIGKILL)
-        self.resume()
-
-    # -- waiting -----------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """The return code, or None if still running after ``timeout`` seconds. Uses a
-        pidfd when the kernel has them: woken by the exit itself, no polling."""
+        """Uses a pidfd when the kernel has them: woken by the exit itself, no polling."""
         if timeout is None:
-            return self.popen.wait()
+            return exit_code(self.popen.wait())
         if self._pidfd is not None and not self.exited:
             ready, _, _ = select.select([self._pidfd], [], [], max(0.0, timeout))
             if not ready:
                 return None
-            return self.popen.wait()
+            return exit_code(self.popen.wait())
         try:
-            return self.popen.wait(timeout=max(0.0, timeout))
+            return exit_code(self.popen.wait(timeout=max(0.0, timeout)))
         except subprocess.TimeoutExpired:
             return None
 
-    def wait_until_done(self, run_timeout: float | None, grace: float) -> tuple[int, bool]:
-        """Wait for the exit, terminating the group once it has been active (not paused)
-        for ``run_timeout`` seconds. Returns (exit code, timed out)."""
-        timed_out = False
-        while True:
-            if run_timeout is None or timed_out:
-                returncode = self.wait()
-                break
-            remaining = run_timeout - self.active_seconds()
-            if remaining <= 0:
-                timed_out = True
-                self.terminate(grace)
-                continue
-            returncode = self.wait(remaining)
-            if returncode is not None:
-                break
-        return exit_code(returncode), timed_out
-
-    def cleanup(self) -> None:
-        """After the exit: kill what the command left running in its group and release
-        the timer and the pidfd."""
-        with self._lock:
-            killer, self._killer = self._killer, None
-        if killer is not None:
-            killer.cancel()
+    def _release(self) -> None:
+        """Kill what the command left running in its group; close the pidfd."""
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

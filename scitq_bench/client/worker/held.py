@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scitq_bench.client.worker.executor import Process
+from scitq_bench.client.worker.executor import Supervised
+from scitq_bench.client.worker.gpus import Gpu, GpuPool
 from scitq_bench.client.worker.logship import ExecutionLogs
 
 log = logging.getLogger("scitq_bench.worker")
@@ -29,7 +30,7 @@ class Held:
     directory: Path
     lock: threading.Lock = field(default_factory=threading.Lock)
     reason: str | None = None
-    process: Process | None = None
+    process: Supervised | None = None
     logs: ExecutionLogs | None = None
 
     @property
@@ -45,39 +46,60 @@ class Held:
         if self.reason is None or reason == DROP:
             self.reason = reason
 
-    def live_process(self) -> Process | None:
+    def live_process(self) -> Supervised | None:
         process = self.process
         return process if process is not None and not process.exited else None
 
 
-class RunGate:
-    """Run slots, granted in claim order; the limit follows the worker's concurrency.
-    Waiters give up as soon as their execution is abandoned (``wake`` re-checks)."""
+@dataclass(frozen=True)
+class Slot:
+    """A run slot, with the GPUs that come with it (exactly those, nobody else's)."""
 
-    def __init__(self, limit: int) -> None:
+    gpus: tuple[Gpu, ...] = ()
+
+
+class RunGate:
+    """Run slots, granted in claim order, each with the GPUs its execution asked for;
+    the limit follows the worker's concurrency. The first in line waits until enough
+    GPUs are free, and those behind it wait too, so a task needing many GPUs is not
+    starved by smaller ones. Waiters give up as soon as their execution is abandoned
+    (``wake`` re-checks)."""
+
+    def __init__(self, limit: int, gpus: GpuPool | None = None) -> None:
         self._cond = threading.Condition()
         self._limit = limit
         self._running = 0
         self._queue: deque[object] = deque()
+        self._gpus = gpus or GpuPool([])
 
-    def acquire(self, ticket: object, abandoned: Callable[[], bool]) -> bool:
+    def acquire(self, ticket: object, abandoned: Callable[[], bool],
+                gpus: int = 0) -> Slot | None:
+        """A slot, or None once abandoned. ``gpus`` is a count, or -1 for all of them;
+        more than the worker has raises ValueError (it could never run)."""
+        if not self._gpus.fits(gpus):
+            raise ValueError(f"needs {'all' if gpus < 0 else gpus} GPU(s), this worker has "
+                             f"{self._gpus.total}")
         with self._cond:
             self._queue.append(ticket)
             try:
                 while True:
                     if abandoned():
-                        return False
+                        return None
                     if self._queue[0] is ticket and self._running < self._limit:
-                        self._running += 1
-                        return True
+                        granted = self._gpus.take(gpus)
+                        if granted is not None:
+                            self._running += 1
+                            return Slot(tuple(granted))
                     self._cond.wait()
             finally:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
 
-    def release(self) -> None:
+    def release(self, slot: Slot | None = None) -> None:
         with self._cond:
             self._running -= 1
+            if slot is not None and slot.gpus:
+                self._gpus.give_back(list(slot.gpus))
             self._cond.notify_all()
 
     def set_limit(self, limit: int) -> None:

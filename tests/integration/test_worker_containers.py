@@ -1,0 +1,240 @@
+"""Tasks in containers, for real: the worker against the real server over HTTP and a
+real engine (Podman's Docker-compatible service in CI). Slots, isolation, limits,
+timeouts, signals, images, orphans and outputs.
+
+The database plays no part in what is tested here, so these run on SQLite only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scitq_bench.client.worker.container import LABEL_WORKER
+from scitq_bench.client.worker.engine import Engine
+from tests.integration.test_worker_agent import (
+    executions,
+    finish,
+    running_worker,
+    stdout_of,
+    wait_until,
+)
+from tests.support.engine import TEST_IMAGE
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+def engine_for(docker_client: Any, tmp_path: Path, name: str = "w1", **options: Any) -> Engine:
+    settings = {"pull_attempts": 2, "pull_backoff": 0.1, **options}
+    return Engine(docker_client, name, tmp_path / f"state-{name}", **settings)
+
+
+def containers_of(docker_client: Any, worker: str) -> list[Any]:
+    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={worker}"})
+
+
+def last_execution(client: Any, task: dict[str, Any]) -> dict[str, Any]:
+    return executions(client, task["id"])[-1]
+
+
+def test_slots_environment_and_user(live_server, tmp_path, docker_client):
+    data = tmp_path / "src"
+    data.mkdir()
+    (data / "in.txt").write_text("input data\n")
+    (data / "res.txt").write_text("resource data\n")
+    out = tmp_path / "out"
+    script = (
+        "id -u; cat /input/in.txt /resource/res.txt; echo result > /output/r.txt;"
+        "touch /input/x 2>/dev/null || echo input-read-only;"
+        "touch /resource/x 2>/dev/null || echo resource-read-only;"
+        "echo scratch > /tmp/s && cat /tmp/s;"
+        'echo "$INPUT $OUTPUT $RESOURCE $TEMP cpu=$CPU task=$SCITQ_BENCH_TASK_ID"'
+    )
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)) as agent:
+        task = client.task_create(script, shell=True, container=TEST_IMAGE,
+                                  inputs=[f"file://{data / 'in.txt'}"],
+                                  resources=[f"file://{data / 'res.txt'}"],
+                                  output=f"file://{out}", cpu=1)
+        done = finish(client, [task], timeout=30)[0]
+        executions_dir = agent.executions_dir
+    assert done["status"] == "succeeded", last_execution(client, task)
+    lines = stdout_of(client, task).decode().splitlines()
+    assert lines[0] == "65534"  # not root
+    assert lines[1:3] == ["input data", "resource data"]
+    assert "input-read-only" in lines and "resource-read-only" in lines
+    assert "scratch" in lines
+    assert lines[-1] == f"/input /output /resource /tmp cpu=1 task={task['id']}"
+    assert (out / "r.txt").read_text() == "result\n"
+    assert last_execution(client, task)["output_files"] == ["r.txt"]
+    assert list(executions_dir.iterdir()) == []  # work dir cleaned after upload
+    assert containers_of(docker_client, "w1") == []  # container removed
+
+
+def test_isolation_defaults(live_server, tmp_path, docker_client):
+    """No network, no capabilities, no new privileges, and a pids limit."""
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        closed = client.task_create("cat /proc/net/dev; grep -E 'CapEff|NoNewPrivs' "
+                                    "/proc/self/status; cat /sys/fs/cgroup/pids/pids.max "
+                                    "2>/dev/null || cat /sys/fs/cgroup/pids.max",
+                                    shell=True, container=TEST_IMAGE)
+        opened = client.task_create("cat /proc/net/dev", shell=True, container=TEST_IMAGE,
+                                    network=True)
+        done = finish(client, [closed, opened], timeout=30)
+    assert [t["status"] for t in done] == ["succeeded", "succeeded"]
+    text = stdout_of(client, closed).decode()
+    interfaces = [line.split(":")[0].strip() for line in text.splitlines() if ":" in line
+                  and "|" not in line and not line.startswith(("Cap", "NoNew"))]
+    assert interfaces == ["lo"], text
+    assert "CapEff:\t0000000000000000" in text
+    assert "NoNewPrivs:\t1" in text
+    assert "1024" in text.splitlines()[-1]
+    assert "eth0" in stdout_of(client, opened).decode()
+
+
+def test_memory_limit_fails_with_out_of_memory(live_server, tmp_path, docker_client):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        hog = client.task_create("exec tail /dev/zero", shell=True, container=TEST_IMAGE,
+                                 mem=0.0625)  # 64 MB
+        modest = client.task_create("head -c 10000000 /dev/zero | tail -c 5 | wc -c",
+                                    shell=True, container=TEST_IMAGE, mem=0.0625)
+        done = finish(client, [hog, modest], timeout=60)
+    assert [t["status"] for t in done] == ["failed", "succeeded"]
+    execution = last_execution(client, hog)
+    assert execution["reason"] == "out_of_memory"
+    assert "out of memory" in execution["error"]
+
+
+def test_timeout_kills_the_container(live_server, tmp_path, docker_client):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path),
+                        kill_grace=1.0):
+        task = client.task_create("sleep 60", container=TEST_IMAGE, run_timeout=1.0)
+        began = time.monotonic()
+        finish(client, [task], timeout=30)
+        elapsed = time.monotonic() - began
+    execution = last_execution(client, task)
+    assert execution["status"] == "timeout"
+    assert elapsed < 15, elapsed
+    assert containers_of(docker_client, "w1") == []
+
+
+def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        task = client.task_create("echo started; sleep 2; echo ended; echo oops >&2",
+                                  shell=True, container=TEST_IMAGE)
+        execution = wait_until(lambda: (executions(client, task["id"]) or [None])[-1],
+                               timeout=20)
+        assert wait_until(lambda: client.execution_log(execution["id"])[0],
+                          timeout=10) == b"started\n"
+        client.task_signal(task["id"], "pause")
+        wait_until(lambda: _state(docker_client, "w1") == "paused", timeout=10,
+                   message="container paused")
+        time.sleep(3)  # paused: it cannot finish its sleep
+        assert client.task_get(task["id"])["status"] == "paused"
+        assert _state(docker_client, "w1") == "paused"
+        client.task_signal(task["id"], "resume")
+        done = finish(client, [task], timeout=20)[0]
+        assert done["status"] == "succeeded"
+        assert stdout_of(client, task) == b"started\nended\n"
+        assert client.execution_log(execution["id"], "stderr")[0] == b"oops\n"
+
+        victim = client.task_create("sleep 60", container=TEST_IMAGE)
+        wait_until(lambda: _state(docker_client, "w1") == "running", timeout=20)
+        client.task_signal(victim["id"], "kill")
+        wait_until(lambda: client.task_get(victim["id"])["status"] != "running", timeout=15)
+    assert containers_of(docker_client, "w1") == []
+
+
+def _state(docker_client: Any, worker: str) -> str | None:
+    found = containers_of(docker_client, worker)
+    return found[0].status if found else None
+
+
+def test_unknown_image_fails_with_image_pull_failed(live_server, tmp_path, docker_client):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        task = client.task_create("true", container="localhost/no-such-image:never")
+        done = finish(client, [task], timeout=60)[0]
+    assert done["status"] == "failed"
+    execution = last_execution(client, task)
+    assert execution["reason"] == "image_pull_failed"
+    assert execution["error"].startswith("image_pull_failed: ")
+    assert "localhost/no-such-image" in execution["error"]  # the engine's own words
+    assert execution["started_at"] is None or execution["duration"] is None
+
+
+def test_missing_executable_in_image(live_server, tmp_path, docker_client):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        task = client.task_create("no-such-program --flag", container=TEST_IMAGE)
+        done = finish(client, [task], timeout=30)[0]
+    assert done["status"] == "failed"
+    execution = last_execution(client, task)
+    assert execution["return_code"] in (126, 127), execution
+    assert "no-such-program" in (execution["error"] or "") + stdout_of(client, task).decode() \
+        + client.execution_log(execution["id"], "stderr")[0].decode()
+
+
+def test_outputs_never_follow_symlinks_and_host_is_untouched(live_server, tmp_path,
+                                                               docker_client):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret\n")
+    data = tmp_path / "src"
+    data.mkdir()
+    (data / "in.txt").write_text("keep me\n")
+    out = tmp_path / "out"
+    script = (
+        f"ln -s {secret} /output/leak; ln -s / /output/root; ln -s /input /output/in;"
+        "echo real > /output/real.txt; echo overwritten > /input/in.txt;"
+        "rm -rf /input/* /resource/* 2>/dev/null; echo x > /etc/passwd; true"
+    )
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+        task = client.task_create(script, shell=True, container=TEST_IMAGE,
+                                  inputs=[f"file://{data / 'in.txt'}"], output=f"file://{out}")
+        assert finish(client, [task], timeout=30)[0]["status"] == "succeeded"
+    assert sorted(p.name for p in out.iterdir()) == ["real.txt"]
+    assert last_execution(client, task)["output_files"] == ["real.txt"]
+    assert (data / "in.txt").read_text() == "keep me\n"
+    assert secret.read_text() == "host secret\n"
+    assert "x" != Path("/etc/passwd").read_text().strip()
+
+
+def test_idle_images_are_pruned_when_the_disk_is_full(live_server, tmp_path, docker_client):
+    image = docker_client.images.get(TEST_IMAGE)
+    image.tag("localhost/scitq-bench-prune", "test")
+    engine = engine_for(docker_client, tmp_path, prune_threshold=0.0, image_max_idle=0.0,
+                        prune_every=0.0)
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=engine):
+        task = client.task_create("true", container="localhost/scitq-bench-prune:test")
+        assert finish(client, [task], timeout=30)[0]["status"] == "succeeded"
+        wait_until(lambda: "localhost/scitq-bench-prune:test" not in _tags(docker_client),
+                   timeout=15, message="the idle image pruned")
+    assert TEST_IMAGE in _tags(docker_client)  # only the idle image went
+
+
+def _tags(docker_client: Any) -> set[str]:
+    return {tag for image in docker_client.images.list() for tag in image.tags}
+
+
+def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_path):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, engine=False) as agent:
+        boxed = client.task_create("true", container=TEST_IMAGE)
+        plain = client.task_create("true")
+        assert finish(client, [plain])[0]["status"] == "succeeded"
+        time.sleep(1.0)
+        assert client.task_get(boxed["id"])["status"] == "pending"
+        assert client.worker_get(agent.worker_id)["containers"] is False
