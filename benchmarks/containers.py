@@ -19,16 +19,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import batch_span, median_round  # noqa: E402
 from tests.support.engine import TEST_IMAGE, Engine, ensure_test_image, start_engine  # noqa: E402
 from tests.support.stack import Stack, wait_until  # noqa: E402
 
@@ -65,18 +64,12 @@ def ours_seconds(stack: Stack, tasks: int, batch: str) -> float:
     counts = _counts(stack, batch)
     if counts.get("succeeded") != tasks:
         raise SystemExit(f"some container tasks failed: {counts}")
-    finished = max(_instant(e["finished_at"])
-                   for e in client.execution_list(batch=batch, status="succeeded"))
-    return (finished - _instant(created[0]["created_at"])).total_seconds()
+    return batch_span(client, batch, created)
 
 
 def _counts(stack: Stack, batch: str) -> dict[str, int]:
     found = stack.client().batch_list(name=batch)
     return found[0]["counts"] if found else {}
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.rstrip("Z"))
 
 
 def engine_cli(docker_host: str, engine: Engine | None) -> tuple[list[str], dict[str, str]]:
@@ -115,7 +108,7 @@ def main() -> None:
         stack.init()
         stack.start_server()
         try:
-            stack.start_worker("bench", concurrency=args.concurrency)
+            stack.start_worker("bench", concurrency=args.concurrency, containers=True)
             wait_until(lambda: stack.client().worker_list(), timeout=60, what="the worker")
             ours_seconds(stack, args.concurrency, "warmup")
             rounds = []
@@ -128,8 +121,7 @@ def main() -> None:
             stack.stop()
             if engine is not None:
                 engine.stop()
-    ratios = sorted(o / d for o, d in rounds)
-    mine, direct = rounds[[o / d for o, d in rounds].index(statistics.median_low(ratios))]
+    (mine, direct), ratios = median_round(rounds)
     figures = {
         "tasks": args.tasks,
         "concurrency": args.concurrency,

@@ -19,11 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import batch_span, instant, median_round  # noqa: E402
 from tests.support.stack import Stack, wait_until  # noqa: E402
 
 
@@ -45,14 +45,7 @@ def scheduler_rate(stack: Stack, tasks: int, batch: str) -> float:
         lambda: client.batch_list(name=batch)[0]["counts"]["succeeded"] == tasks,
         timeout=600, interval=0.5, what=f"the {batch} batch",
     )
-    finished = max(
-        _instant(e["finished_at"]) for e in client.execution_list(batch=batch, status="succeeded")
-    )
-    return tasks / (finished - _instant(created[0]["created_at"])).total_seconds()
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.rstrip("Z"))
+    return tasks / batch_span(client, batch, created)
 
 
 def dispatch_latencies(stack: Stack, samples: int) -> list[float]:
@@ -64,7 +57,7 @@ def dispatch_latencies(stack: Stack, samples: int) -> list[float]:
             lambda t=task: [e for e in client.task_executions(t["id"]) if e["started_at"]],
             timeout=30, interval=0.01, what="a latency task to start",
         )[0]
-        started = _instant(execution["started_at"]) - _instant(task["created_at"])
+        started = instant(execution["started_at"]) - instant(task["created_at"])
         latencies.append(started.total_seconds() * 1000)
         client.join([task], interval=0.02)
     return latencies
@@ -106,8 +99,7 @@ def main() -> None:
                 rounds.append((ours, xargs_rate(args.tasks, args.concurrency)))
         finally:
             stack.stop()
-    ratios = sorted(o / b for o, b in rounds)
-    ours, baseline = rounds[[o / b for o, b in rounds].index(statistics.median_low(ratios))]
+    (ours, baseline), ratios = median_round(rounds)
     figures = {
         "tasks": args.tasks,
         "concurrency": args.concurrency,

@@ -15,7 +15,7 @@ from scitq_bench.cli.common import cli_state, json_option, long_option, pass_cli
 from scitq_bench.cli.output import Column, format_value, print_json, print_list, success, when
 from scitq_bench.cli.resolve import resolve_worker, statuses
 from scitq_bench.client import Client
-from scitq_bench.exceptions import ScitqBenchError, Unauthorized
+from scitq_bench.exceptions import InvalidInput, ScitqBenchError, Unauthorized
 from scitq_bench.settings import default_data_dir
 
 
@@ -75,13 +75,36 @@ def worker() -> None:
 @click.option("--batch", help="Only run tasks of this batch.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where tasks run [default: <data dir>/worker-<name>].")
+@click.option("--containers/--no-containers", default=True, show_default=True,
+              help="Run container tasks, when a container engine answers.")
+@click.option("--docker-host", envvar="DOCKER_HOST",
+              help="The engine's API (Docker, or Podman's service) [default: $DOCKER_HOST, "
+              "else /var/run/docker.sock or /run/podman/podman.sock].")
+@click.option("--container-user", metavar="UID[:GID]",
+              help="Numeric user containers run as [default: 65534 (nobody) for a root "
+              "worker, else the worker's own user]; never 0.")
+@click.option("--container-mem", type=click.FloatRange(min=0, min_open=True), metavar="GB",
+              help="Memory limit of a container whose task gives none [default: this "
+              "machine's memory / concurrency].")
+@click.option("--container-pids", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Process limit of a container.")
+@click.option("--image-max-idle", type=click.FloatRange(min=0), default=168.0,
+              show_default=True, metavar="HOURS",
+              help="Images unused this long may be pruned when the disk is full.")
+@click.option("--prune-threshold", type=click.FloatRange(0, 100), default=80.0,
+              show_default=True, metavar="PERCENT",
+              help="Disk use of the engine's storage above which idle images are pruned.")
 def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | None,
-               batch: str | None, work_dir: Path | None) -> None:
+               batch: str | None, work_dir: Path | None, containers: bool,
+               docker_host: str | None, container_user: str | None,
+               container_mem: float | None, container_pids: int, image_max_idle: float,
+               prune_threshold: float) -> None:
     """Run a worker on this machine against the server at URL (default: --server or the
     client config). Needs an admin or enrollment token (--token, $SCITQ_BENCH_TOKEN or
     the client config). SIGTERM or Ctrl-C stops it."""
     try:
         from scitq_bench.client.worker.agent import WorkerAgent
+        from scitq_bench.client.worker.container import ContainerDefaults
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("scitq_bench.client.worker"):
             raise ScitqBenchError("the worker agent (scitq_bench.client.worker) is not "
@@ -95,8 +118,12 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
                            "(or `scitq-bench server token --role enroll` on the server)")
     name = name or socket.gethostname()
     work_dir = work_dir or default_data_dir() / f"worker-{name}"
+    defaults = ContainerDefaults(user=_container_user(container_user),
+                                 pids_limit=container_pids, mem_gb=container_mem)
+    engine = _engine(containers, docker_host, name, work_dir, image_max_idle, prune_threshold)
     agent = WorkerAgent(client, name=name, concurrency=concurrency, prefetch=prefetch,
-                        batch=batch, work_dir=work_dir)
+                        batch=batch, work_dir=work_dir, engine=engine,
+                        container_defaults=defaults)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # os.write: a buffered print could re-enter a write the signal interrupted
@@ -110,6 +137,33 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _container_user(text: str | None) -> str | None:
+    """Numeric UID[:GID], never root: isolation must not be one option away."""
+    if text is None:
+        return None
+    uid, _, gid = text.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise InvalidInput(f"--container-user: {text!r} is not UID or UID:GID (numbers)")
+    if int(uid) == 0 or (gid and int(gid) == 0):
+        raise InvalidInput("--container-user: containers never run as root (uid or gid 0)")
+    return text
+
+
+def _engine(enabled: bool, docker_host: str | None, name: str, work_dir: Path,
+            image_max_idle: float, prune_threshold: float) -> Any:
+    """The container engine to use, or None (processes only)."""
+    if not enabled:
+        return None
+    from scitq_bench.client.worker.engine import Engine, connect
+
+    client = connect(docker_host)
+    if client is None:
+        click.echo("no container engine: container tasks will go to other workers", err=True)
+        return None
+    return Engine(client, name, work_dir.absolute() / "state",
+                  image_max_idle=image_max_idle * 3600, prune_threshold=prune_threshold / 100)
 
 
 @worker.command("list")

@@ -31,7 +31,7 @@ def test_killed_worker_leaves_no_orphan_container(stack: Stack, docker_host: str
     no retry)."""
     stack.extra_env["DOCKER_HOST"] = docker_host
     client = stack.client()
-    worker = stack.start_worker("boxer", concurrency=1)
+    worker = stack.start_worker("boxer", concurrency=1, containers=True)
     task = client.task_create("echo run; sleep 4; echo finished", shell=True,
                               container=TEST_IMAGE)
     wait_until(lambda: [c for c in containers(docker_client, "boxer") if c.status == "running"],
@@ -40,7 +40,7 @@ def test_killed_worker_leaves_no_orphan_container(stack: Stack, docker_host: str
     worker.wait()
     assert [c.status for c in containers(docker_client, "boxer")] == ["running"]
 
-    stack.start_worker("boxer", concurrency=1)
+    stack.start_worker("boxer", concurrency=1, containers=True)
     final = client.join([task], timeout=90)[0]
     assert final["status"] == "succeeded"
     assert (final["retries_used"], final["losses"]) == (0, 1)

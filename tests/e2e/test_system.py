@@ -78,9 +78,10 @@ def test_server_killed_and_restarted_mid_batch(stack: Stack) -> None:
 def test_twenty_workers_claiming_concurrently(stack: Stack) -> None:
     """PostgreSQL's row locking under contention (SQLite has a single writer)."""
     client = stack.client()
-    client.tasks_create([{"command": "true", "batch": "s"} for _ in range(400)])
     for index in range(20):
         stack.start_worker(f"s{index}", concurrency=1, prefetch=1)
+    wait_until(lambda: len(client.worker_list()) == 20, timeout=120, what="20 workers")
+    client.tasks_create([{"command": "true", "batch": "s"} for _ in range(400)])
     wait_until(lambda: all_succeeded(stack, "s", 400), timeout=240, interval=0.5,
                what="400 tasks on 20 workers")
     executions = client.execution_list(batch="s")

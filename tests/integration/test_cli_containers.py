@@ -114,3 +114,12 @@ def test_execution_list_shows_the_reason(run: Invoke, live_server: Any) -> None:
     assert listed[0]["reason"] == "image_pull_failed"
     workers = ok(run("worker", "list", "-L")).stdout
     assert "Tesla T4" in workers and "15" in workers
+
+
+@pytest.mark.parametrize(("user", "message"), [
+    ("0", "never run as root"), ("1000:0", "never run as root"),
+    ("root", "is not UID or UID:GID"),
+])
+def test_worker_run_refuses_root_or_named_container_users(run: Invoke, user: str,
+                                                          message: str) -> None:
+    fails(run("worker", "run", "--container-user", user, "--no-containers"), message)

@@ -136,23 +136,23 @@ def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client):
         execution = wait_until(lambda: (executions(client, task["id"]) or [None])[-1],
                                timeout=20)
         assert wait_until(lambda: client.execution_log(execution["id"])[0],
-                          timeout=10) == b"started\n"
+                          timeout=30) == b"started\n"
         client.task_signal(task["id"], "pause")
-        wait_until(lambda: _state(docker_client, "w1") == "paused", timeout=10,
+        wait_until(lambda: _state(docker_client, "w1") == "paused", timeout=30,
                    message="container paused")
         time.sleep(3)  # paused: it cannot finish its sleep
         assert client.task_get(task["id"])["status"] == "paused"
         assert _state(docker_client, "w1") == "paused"
         client.task_signal(task["id"], "resume")
-        done = finish(client, [task], timeout=20)[0]
+        done = finish(client, [task], timeout=30)[0]
         assert done["status"] == "succeeded"
         assert stdout_of(client, task) == b"started\nended\n"
         assert client.execution_log(execution["id"], "stderr")[0] == b"oops\n"
 
         victim = client.task_create("sleep 60", container=TEST_IMAGE)
-        wait_until(lambda: _state(docker_client, "w1") == "running", timeout=20)
+        wait_until(lambda: _state(docker_client, "w1") == "running", timeout=30)
         client.task_signal(victim["id"], "kill")
-        wait_until(lambda: client.task_get(victim["id"])["status"] != "running", timeout=15)
+        wait_until(lambda: client.task_get(victim["id"])["status"] != "running", timeout=30)
     assert containers_of(docker_client, "w1") == []
 
 
@@ -231,7 +231,7 @@ def _tags(docker_client: Any) -> set[str]:
 
 def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_path):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=False) as agent:
+    with running_worker(live_server, tmp_path, engine=None) as agent:
         boxed = client.task_create("true", container=TEST_IMAGE)
         plain = client.task_create("true")
         assert finish(client, [plain])[0]["status"] == "succeeded"

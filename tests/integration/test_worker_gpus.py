@@ -35,7 +35,7 @@ def run_of(client, task):
 
 def test_gpus_are_given_exclusively_and_big_tasks_wait(live_server, tmp_path, two_gpus):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, concurrency=3, engine=False) as agent:
+    with running_worker(live_server, tmp_path, concurrency=3, engine=None) as agent:
         worker = client.worker_get(agent.worker_id)
         first, second, both = client.tasks_create([
             {"command": STAMP.format(sleep=1.5), "shell": True, "gpu": 1},
@@ -62,7 +62,7 @@ def test_gpus_are_given_exclusively_and_big_tasks_wait(live_server, tmp_path, tw
 def test_worker_without_gpus_is_not_sent_gpu_tasks(live_server, tmp_path, monkeypatch):
     monkeypatch.setenv("SCITQ_BENCH_GPU_DETECTION", "off")
     client = live_server.client()
-    with running_worker(live_server, tmp_path, concurrency=1, engine=False) as agent:
+    with running_worker(live_server, tmp_path, concurrency=1, engine=None) as agent:
         gpu_task = client.task_create("true", gpu=1)
         plain = client.task_create("true")
         assert finish(client, [plain])[0]["status"] == "succeeded"

@@ -88,13 +88,16 @@ class Stack:
             self.server.wait()
             self.server = None
 
-    def start_worker(self, name: str, concurrency: int = 2, prefetch: int = 0) -> subprocess.Popen:
+    def start_worker(self, name: str, concurrency: int = 2, prefetch: int = 0,
+                     containers: bool = False) -> subprocess.Popen:
+        """A worker process; with a container engine only when ``containers`` (the
+        engine ``DOCKER_HOST`` names)."""
         work_dir = self.root / f"work-{name}"
         log = open(self.root / f"worker-{name}.log", "ab")
         process = subprocess.Popen(
             [*CLI, "--token", self.token, "worker", "run", self.url, "--name", name,
              "--concurrency", str(concurrency), "--prefetch", str(prefetch),
-             "--work-dir", str(work_dir)],
+             "--work-dir", str(work_dir), "--containers" if containers else "--no-containers"],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT,
         )
         self.workers[name] = process

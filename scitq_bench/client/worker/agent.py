@@ -41,7 +41,7 @@ from scitq_bench.client.worker.container import (
     build_spec,
     prepare_slots,
 )
-from scitq_bench.client.worker.engine import Engine, ImagePullFailed, connect
+from scitq_bench.client.worker.engine import Engine, ImagePullFailed
 from scitq_bench.client.worker.executor import (
     CommandError,
     Process,
@@ -121,12 +121,11 @@ class WorkerAgent:
         stop_timeout: float = 20.0,
         claim_stop_wait: float = 1.0,
         gpus: list[Gpu] | None = None,
-        engine: Engine | None | bool = True,
+        engine: Engine | None = None,
         container_defaults: ContainerDefaults | None = None,
     ) -> None:
-        """``gpus``: None to detect them. ``engine``: True to connect to the engine
-        ``DOCKER_HOST`` names (or a default socket), False for none (processes only),
-        or an ``Engine`` already made."""
+        """``gpus``: None to detect them. ``engine``: the container engine to run
+        container tasks with (``engine.connect`` finds one), None for processes only."""
         self.client = client
         self.name = name
         self.concurrency = concurrency
@@ -162,8 +161,7 @@ class WorkerAgent:
         self.gpus = detect_gpus() if gpus is None else list(gpus)
         self._gate = RunGate(concurrency, GpuPool(self.gpus))
         self.container_defaults = container_defaults or ContainerDefaults()
-        self._engine_choice = engine
-        self.engine: Engine | None = None
+        self.engine = engine
 
     # -- public --------------------------------------------------------------------------
 
@@ -172,7 +170,7 @@ class WorkerAgent:
         if self._stop_requested:
             return
         self._reset_work_dir()
-        self._connect_engine()
+        self._clear_engine()
         if not self._register():
             return
         self._io = self._session_client(pool=min(64, self.concurrency + self.prefetch + 4))
@@ -205,16 +203,9 @@ class WorkerAgent:
         self._dirs.reset()
         self.resource_dir.mkdir(parents=True, exist_ok=True)
 
-    def _connect_engine(self) -> None:
-        """Find the container engine, and remove what a previous run of this worker
-        left there before registering (registering re-queues those executions)."""
-        choice = self._engine_choice
-        if isinstance(choice, Engine):
-            self.engine = choice
-        elif choice:
-            client = connect()
-            if client is not None:
-                self.engine = Engine(client, self.name, self.work_dir / "state")
+    def _clear_engine(self) -> None:
+        """Remove the containers a previous run of this worker left, before registering
+        (registering re-queues their executions)."""
         if self.engine is not None:
             self.engine.remove_orphans()
         log.info("container engine: %s; GPUs: %d",
