@@ -290,14 +290,15 @@ class ContainerRun(Supervised):
         """Whether the engine killed it at its memory limit. Docker says so
         (``OOMKilled``); some engines do not, so a SIGKILL nobody here sent, to a
         container with a memory limit, counts too."""
+        if self._exit != OOM_EXIT or self._stop_requested:
+            return False  # only a SIGKILL nobody here sent can be the memory limit
         try:
             self.container.reload()
             if self.container.attrs["State"].get("OOMKilled"):
                 return True
         except Exception:  # noqa: BLE001
             pass
-        return (self._exit == OOM_EXIT and self._mem_bytes is not None
-                and not self._stop_requested)
+        return self._mem_bytes is not None
 
     def _release(self) -> None:
         try:

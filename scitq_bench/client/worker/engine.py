@@ -21,6 +21,7 @@ from scitq_bench.client.worker.container import LABEL_WORKER
 log = logging.getLogger("scitq_bench.worker")
 
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
+PRESENT_FOR = 10.0  # seconds an image found present is trusted to still be there
 
 
 class ImagePullFailed(Exception):
@@ -77,6 +78,7 @@ class Engine:
         self._pulls: dict[str, threading.Lock] = {}
         self._pulls_lock = threading.Lock()
         self._last_prune = 0.0
+        self._seen: dict[str, float] = {}  # image -> when last found present
 
     # -- images --------------------------------------------------------------------------
 
@@ -84,11 +86,14 @@ class Engine:
         """Make ``reference`` available locally: used as is when present (local images
         need no registry), else pulled, with retries. One pull per image at a time:
         executions waiting for the same image share it."""
+        if time.monotonic() - self._seen.get(reference, -PRESENT_FOR) < PRESENT_FOR:
+            return  # seen here a moment ago: spare the engine a call per task
         with self._pulls_lock:
             lock = self._pulls.setdefault(reference, threading.Lock())
         with lock:
             if self._present(reference):
                 self.images.touch(reference)
+                self._seen[reference] = time.monotonic()
                 return
             error = "no pull attempted"
             for attempt in range(1, self.pull_attempts + 1):
@@ -97,6 +102,7 @@ class Engine:
                 error = self._pull(reference)
                 if not error:
                     self.images.touch(reference)
+                    self._seen[reference] = time.monotonic()
                     return
                 log.warning("pulling %s failed (attempt %d of %d): %s", reference, attempt,
                             self.pull_attempts, error)
@@ -171,6 +177,7 @@ class Engine:
                 if "no such image" not in str(exc).lower() and "not known" not in str(exc).lower():
                     continue
             self.images.forget(reference)
+            self._seen.pop(reference, None)
             removed.append(reference)
         if removed:
             log.info("pruned %d idle image(s) at %.0f%% disk use: %s", len(removed),
