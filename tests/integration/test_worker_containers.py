@@ -7,6 +7,7 @@ The database plays no part in what is tested here, so these run on SQLite only."
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,14 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-def engine_for(docker_client: Any, tmp_path: Path, name: str = "w1", **options: Any) -> Engine:
+@pytest.fixture
+def name() -> str:
+    """A worker name of its own: tests run in parallel on one engine, and a worker
+    removes every container labelled with its name when it starts."""
+    return f"w-{uuid.uuid4().hex[:10]}"
+
+
+def engine_for(docker_client: Any, tmp_path: Path, name: str, **options: Any) -> Engine:
     settings = {"pull_attempts": 2, "pull_backoff": 0.1, **options}
     return Engine(docker_client, name, tmp_path / f"state-{name}", **settings)
 
@@ -44,7 +52,7 @@ def last_execution(client: Any, task: dict[str, Any]) -> dict[str, Any]:
     return executions(client, task["id"])[-1]
 
 
-def test_slots_environment_and_user(live_server, tmp_path, docker_client):
+def test_slots_environment_and_user(live_server, tmp_path, docker_client, name):
     data = tmp_path / "src"
     data.mkdir()
     (data / "in.txt").write_text("input data\n")
@@ -58,7 +66,7 @@ def test_slots_environment_and_user(live_server, tmp_path, docker_client):
         'echo "$INPUT $OUTPUT $RESOURCE $TEMP cpu=$CPU task=$SCITQ_BENCH_TASK_ID"'
     )
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)) as agent:
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)) as agent:
         task = client.task_create(script, shell=True, container=TEST_IMAGE,
                                   inputs=[f"file://{data / 'in.txt'}"],
                                   resources=[f"file://{data / 'res.txt'}"],
@@ -75,13 +83,13 @@ def test_slots_environment_and_user(live_server, tmp_path, docker_client):
     assert (out / "r.txt").read_text() == "result\n"
     assert last_execution(client, task)["output_files"] == ["r.txt"]
     assert list(executions_dir.iterdir()) == []  # work dir cleaned after upload
-    assert containers_of(docker_client, "w1") == []  # container removed
+    assert containers_of(docker_client, name) == []  # container removed
 
 
-def test_isolation_defaults(live_server, tmp_path, docker_client):
+def test_isolation_defaults(live_server, tmp_path, docker_client, name):
     """No network, no capabilities, no new privileges, and a pids limit."""
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         closed = client.task_create("cat /proc/net/dev; grep -E 'CapEff|NoNewPrivs' "
                                     "/proc/self/status; cat /sys/fs/cgroup/pids/pids.max "
                                     "2>/dev/null || cat /sys/fs/cgroup/pids.max",
@@ -100,9 +108,9 @@ def test_isolation_defaults(live_server, tmp_path, docker_client):
     assert "eth0" in stdout_of(client, opened).decode()
 
 
-def test_memory_limit_fails_with_out_of_memory(live_server, tmp_path, docker_client):
+def test_memory_limit_fails_with_out_of_memory(live_server, tmp_path, docker_client, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         hog = client.task_create("exec tail /dev/zero", shell=True, container=TEST_IMAGE,
                                  mem=0.0625)  # 64 MB
         modest = client.task_create("head -c 10000000 /dev/zero | tail -c 5 | wc -c",
@@ -114,9 +122,9 @@ def test_memory_limit_fails_with_out_of_memory(live_server, tmp_path, docker_cli
     assert "out of memory" in execution["error"]
 
 
-def test_timeout_kills_the_container(live_server, tmp_path, docker_client):
+def test_timeout_kills_the_container(live_server, tmp_path, docker_client, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path),
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name),
                         kill_grace=1.0):
         task = client.task_create("sleep 60", container=TEST_IMAGE, run_timeout=1.0)
         began = time.monotonic()
@@ -125,24 +133,25 @@ def test_timeout_kills_the_container(live_server, tmp_path, docker_client):
     execution = last_execution(client, task)
     assert execution["status"] == "timeout"
     assert elapsed < 15, elapsed
-    assert containers_of(docker_client, "w1") == []
+    assert containers_of(docker_client, name) == []
 
 
-def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client):
+def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         task = client.task_create("echo started; sleep 2; echo ended; echo oops >&2",
                                   shell=True, container=TEST_IMAGE)
         execution = wait_until(lambda: (executions(client, task["id"]) or [None])[-1],
                                timeout=20)
         assert wait_until(lambda: client.execution_log(execution["id"])[0],
                           timeout=30) == b"started\n"
+        wait_until(lambda: client.task_get(task["id"])["status"] == "running", timeout=30)
         client.task_signal(task["id"], "pause")
-        wait_until(lambda: _state(docker_client, "w1") == "paused", timeout=30,
+        wait_until(lambda: _state(docker_client, name) == "paused", timeout=30,
                    message="container paused")
         time.sleep(3)  # paused: it cannot finish its sleep
         assert client.task_get(task["id"])["status"] == "paused"
-        assert _state(docker_client, "w1") == "paused"
+        assert _state(docker_client, name) == "paused"
         client.task_signal(task["id"], "resume")
         done = finish(client, [task], timeout=30)[0]
         assert done["status"] == "succeeded"
@@ -150,10 +159,10 @@ def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client):
         assert client.execution_log(execution["id"], "stderr")[0] == b"oops\n"
 
         victim = client.task_create("sleep 60", container=TEST_IMAGE)
-        wait_until(lambda: _state(docker_client, "w1") == "running", timeout=30)
+        wait_until(lambda: _state(docker_client, name) == "running", timeout=30)
         client.task_signal(victim["id"], "kill")
         wait_until(lambda: client.task_get(victim["id"])["status"] != "running", timeout=30)
-    assert containers_of(docker_client, "w1") == []
+    assert containers_of(docker_client, name) == []
 
 
 def _state(docker_client: Any, worker: str) -> str | None:
@@ -161,9 +170,9 @@ def _state(docker_client: Any, worker: str) -> str | None:
     return found[0].status if found else None
 
 
-def test_unknown_image_fails_with_image_pull_failed(live_server, tmp_path, docker_client):
+def test_unknown_image_fails_with_image_pull_failed(live_server, tmp_path, docker_client, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         task = client.task_create("true", container="localhost/no-such-image:never")
         done = finish(client, [task], timeout=60)[0]
     assert done["status"] == "failed"
@@ -174,9 +183,9 @@ def test_unknown_image_fails_with_image_pull_failed(live_server, tmp_path, docke
     assert execution["started_at"] is None or execution["duration"] is None
 
 
-def test_missing_executable_in_image(live_server, tmp_path, docker_client):
+def test_missing_executable_in_image(live_server, tmp_path, docker_client, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         task = client.task_create("no-such-program --flag", container=TEST_IMAGE)
         done = finish(client, [task], timeout=30)[0]
     assert done["status"] == "failed"
@@ -187,7 +196,7 @@ def test_missing_executable_in_image(live_server, tmp_path, docker_client):
 
 
 def test_outputs_never_follow_symlinks_and_host_is_untouched(live_server, tmp_path,
-                                                               docker_client):
+                                                               docker_client, name):
     secret = tmp_path / "secret.txt"
     secret.write_text("host secret\n")
     data = tmp_path / "src"
@@ -200,7 +209,7 @@ def test_outputs_never_follow_symlinks_and_host_is_untouched(live_server, tmp_pa
         "rm -rf /input/* /resource/* 2>/dev/null; echo x > /etc/passwd; true"
     )
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine_for(docker_client, tmp_path)):
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
         task = client.task_create(script, shell=True, container=TEST_IMAGE,
                                   inputs=[f"file://{data / 'in.txt'}"], output=f"file://{out}")
         assert finish(client, [task], timeout=30)[0]["status"] == "succeeded"
@@ -211,13 +220,13 @@ def test_outputs_never_follow_symlinks_and_host_is_untouched(live_server, tmp_pa
     assert "x" != Path("/etc/passwd").read_text().strip()
 
 
-def test_idle_images_are_pruned_when_the_disk_is_full(live_server, tmp_path, docker_client):
+def test_idle_images_are_pruned_when_the_disk_is_full(live_server, tmp_path, docker_client, name):
     image = docker_client.images.get(TEST_IMAGE)
     image.tag("localhost/scitq-bench-prune", "test")
-    engine = engine_for(docker_client, tmp_path, prune_threshold=0.0, image_max_idle=0.0,
+    engine = engine_for(docker_client, tmp_path, name, prune_threshold=0.0, image_max_idle=0.0,
                         prune_every=0.0)
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=engine):
+    with running_worker(live_server, tmp_path, name, engine=engine):
         task = client.task_create("true", container="localhost/scitq-bench-prune:test")
         assert finish(client, [task], timeout=30)[0]["status"] == "succeeded"
         wait_until(lambda: "localhost/scitq-bench-prune:test" not in _tags(docker_client),
@@ -229,9 +238,9 @@ def _tags(docker_client: Any) -> set[str]:
     return {tag for image in docker_client.images.list() for tag in image.tags}
 
 
-def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_path):
+def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_path, name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, engine=None) as agent:
+    with running_worker(live_server, tmp_path, name, engine=None) as agent:
         boxed = client.task_create("true", container=TEST_IMAGE)
         plain = client.task_create("true")
         assert finish(client, [plain])[0]["status"] == "succeeded"
