@@ -107,6 +107,11 @@ class Task(Base):
     modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # the task may use the network (its batch may also grant it)
     network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # "codabench": the run sees /app/... (program, input_data, input/ref, ...) instead
+    # of the standard slots; see docs/benchmarks.md
+    layout: Mapped[str | None] = mapped_column(String(16))
+    # when set, the worker reads scores.json/scores.txt after the run: the keys allowed
+    score_keys: Mapped[list[Any] | None] = mapped_column(JSON)
 
     batch: Mapped[Batch] = relationship(back_populates="tasks")
 
@@ -160,6 +165,7 @@ class Execution(Base):
     duration: Mapped[float | None] = mapped_column(Float)  # seconds the command ran
     output_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what ran exactly
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # read by the worker
 
 
 class Signal(Base):

@@ -126,6 +126,7 @@ def _event_values(event: ExecutionEvent, now: datetime, started: dict[int, Any])
         "reason": event.reason,
         "output_files": event.output_files,
         "duration": event.duration,
+        "scores": event.scores,
     }
     if started.get(event.execution_id) is None and event.duration is not None:
         values["started_at"] = happened - timedelta(seconds=event.duration)

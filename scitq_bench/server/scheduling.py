@@ -26,7 +26,7 @@ from scitq_bench.states import TaskStatus as T
 SNAPSHOT_COLUMNS = (
     Task.id, Task.name, Task.command, Task.shell, Task.container, Task.container_options,
     Task.inputs, Task.resources, Task.output, Task.download_timeout, Task.run_timeout,
-    Task.cpu, Task.mem, Task.gpu, Task.network,
+    Task.cpu, Task.mem, Task.gpu, Task.network, Task.layout, Task.score_keys,
 )
 
 
@@ -50,6 +50,8 @@ def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
         "cpu": row.cpu,
         "mem": row.mem,
         "gpu": row.gpu,
+        "layout": row.layout,
+        "score_keys": row.score_keys,
     }
 
 

@@ -25,6 +25,7 @@ from scitq_bench.exceptions import InvalidInput
 from scitq_bench.states import ExecutionStatus, Signal, TaskStatus, WorkerStatus
 from scitq_bench.uris import parse_uri
 
+SCORE_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 NAME_PATTERN = r"^[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+ -]*$"
 
 
@@ -136,6 +137,13 @@ class TaskCreate(Strict):
     priority: int = 0
     requires: list[int] = Field(default_factory=list, description="ids of prerequisite tasks")
     paused: bool = Field(default=False, description="create held back (status paused)")
+    layout: Literal["codabench"] | None = Field(
+        default=None, description="codabench: the run sees /app/program, /app/input_data, "
+        "/app/input/ref, /app/input/res, /app/ingested_program, /app/output, /app/shared "
+        "(from the input subfolders of the same names) instead of the standard slots")
+    score_keys: list[Annotated[str, Field(pattern=SCORE_KEY_PATTERN)]] | None = Field(
+        default=None, max_length=1000, description="read scores.json (or scores.txt) from "
+        "the output after the run; only these keys are accepted")
 
     _options: ContainerOptions = PrivateAttr(default_factory=ContainerOptions)
 
@@ -300,6 +308,8 @@ class ExecutionEvent(Strict):
         description="why it failed, for machines: image_pull_failed, out_of_memory, timeout...",
     )
     output_files: list[str] = Field(default_factory=list)
+    scores: dict[Annotated[str, Field(pattern=SCORE_KEY_PATTERN)], float] | None = Field(
+        default=None, max_length=1000, description="what the run's scores file said")
     duration: float | None = Field(default=None, ge=0, description="seconds the command ran")
     age: float = Field(
         default=0, ge=0, description="seconds between the event and this report (no clock skew)"

@@ -119,6 +119,8 @@ def _new_task(
         gpu=spec.gpu,
         network=spec.network,
         priority=spec.priority,
+        layout=spec.layout,
+        score_keys=list(spec.score_keys) if spec.score_keys is not None else None,
         status=status.value,
         status_reason=reason,
         created_at=now,
