@@ -1,6 +1,8 @@
 """API tokens: random, shown once, stored as SHA-256 (they carry enough entropy that a
 slow hash adds nothing). Roles: admin (everything), enroll (may only register
-workers), worker (only its own worker record and executions)."""
+workers), worker (only its own worker record and executions); and for benchmarks,
+participant (submit, see its own submissions) and organizer (also import benchmarks
+and manage the ones it owns). Benchmark roles never reach the queue's own API."""
 
 from __future__ import annotations
 
@@ -15,12 +17,21 @@ from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server.models import ApiToken
 
 ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
+PARTICIPANT, ORGANIZER = "participant", "organizer"
+QUEUE_ROLES = (ADMIN, ENROLL, WORKER)
+BENCH_ROLES = (ADMIN, ORGANIZER, PARTICIPANT)
 
 
 @dataclass(frozen=True)
 class Principal:
     role: str
     worker_id: int | None = None
+    account_id: int | None = None
+
+    @property
+    def is_organizer(self) -> bool:
+        """Admins organize everything; organizers what they own (checked per object)."""
+        return self.role in (ADMIN, ORGANIZER)
 
     @property
     def is_admin(self) -> bool:
@@ -43,11 +54,13 @@ def hash_token(token: str) -> str:
 
 
 def issue_token(
-    session: Session, role: str, *, worker_id: int | None = None, name: str | None = None
+    session: Session, role: str, *, worker_id: int | None = None, name: str | None = None,
+    account_id: int | None = None,
 ) -> str:
     """Create a token and return it; only its hash is kept."""
     token = f"sqb_{secrets.token_urlsafe(32)}"
-    session.add(ApiToken(token_hash=hash_token(token), role=role, worker_id=worker_id, name=name))
+    session.add(ApiToken(token_hash=hash_token(token), role=role, worker_id=worker_id,
+                         name=name, account_id=account_id))
     session.flush()
     return token
 
@@ -61,8 +74,9 @@ def authenticate(session: Session, header: str | None) -> Principal:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     token = header.removeprefix("Bearer ").strip()
     row = session.execute(
-        select(ApiToken.role, ApiToken.worker_id).where(ApiToken.token_hash == hash_token(token))
+        select(ApiToken.role, ApiToken.worker_id, ApiToken.account_id)
+        .where(ApiToken.token_hash == hash_token(token))
     ).first()
     if row is None:
         raise Unauthorized("invalid token")
-    return Principal(role=row.role, worker_id=row.worker_id)
+    return Principal(role=row.role, worker_id=row.worker_id, account_id=row.account_id)

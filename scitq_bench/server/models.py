@@ -189,9 +189,16 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # admin | worker | enroll
+    role: Mapped[str] = mapped_column(String(16))  # admin|worker|enroll|participant|organizer
     worker_id: Mapped[int | None] = mapped_column(
         ForeignKey("worker.id", ondelete="CASCADE"), index=True
     )
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# The benchmark tables share this metadata (one schema, one migration history).
+from scitq_bench.server.bench import models as _bench_models  # noqa: E402, F401

@@ -18,6 +18,7 @@ from scitq_bench.server.schemas import parse_body
 
 API_PREFIX = "/api/v1"
 PUBLIC, ANY, ADMIN, ENROLL = "public", "any", "admin", "enroll"
+BENCH, ORGANIZE = "bench", "organize"  # benchmark API: accounts' roles (and admin)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def endpoint(
     raw_body: bool = False,
     documented_body: type[BaseModel] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``fn`` as a view. ``access``: public, any (valid token), admin, enroll
-    (admin or enrollment token). Worker ownership is checked by the view itself with
+    """Register ``fn`` as a view. ``access``: public, any (a queue token: admin, enroll
+    or worker), admin, enroll (admin or enrollment token), bench (admin, organizer or
+    participant), organize (admin or organizer). Benchmark ownership is checked by the
+    views. Worker ownership is checked by the view itself with
     ``g.principal.require_worker(id)``. ``documented_body`` documents a body that the
     view parses itself."""
 
@@ -98,6 +101,12 @@ def _authorize(principal: auth.Principal, access: str) -> None:
         principal.require_admin()
     elif access == ENROLL and principal.role not in (auth.ADMIN, auth.ENROLL):
         raise Forbidden("registering a worker needs an admin or enrollment token")
+    elif access == ANY and principal.role not in auth.QUEUE_ROLES:
+        raise Forbidden(f"a {principal.role} token only reaches the benchmark API")
+    elif access == BENCH and principal.role not in auth.BENCH_ROLES:
+        raise Forbidden(f"a {principal.role} token does not reach the benchmark API")
+    elif access == ORGANIZE and not principal.is_organizer:
+        raise Forbidden("this needs an organizer or admin token")
 
 
 def json_body() -> Any:
