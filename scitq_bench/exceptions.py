@@ -31,6 +31,13 @@ class InvalidInput(ScitqBenchError):
     code = "invalid_input"
 
 
+class TooLarge(InvalidInput):
+    """The upload is bigger than allowed."""
+
+    http_status = 413
+    code = "too_large"
+
+
 class Unauthorized(ScitqBenchError):
     """A valid token is required."""
 
@@ -77,6 +84,7 @@ ERRORS_BY_CODE: dict[str, type[ScitqBenchError]] = {
     for cls in (
         ScitqBenchError,
         InvalidInput,
+        TooLarge,
         Unauthorized,
         Forbidden,
         NotFound,

@@ -7,6 +7,7 @@ import logging
 import threading
 
 from scitq_bench.server import scheduling
+from scitq_bench.server.bench import runs as _bench_runs  # noqa: F401 - runs follow tasks
 from scitq_bench.server.db import Database
 from scitq_bench.server.notify import WORK, Notifier
 

@@ -7,7 +7,7 @@ writers can never both win. The tables below are the whole state machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -45,6 +45,20 @@ EXECUTION_TRANSITIONS: Mapping[E, frozenset[E]] = {
     E.TIMEOUT: frozenset(),
     E.CANCELLED: frozenset(),
 }
+
+FINAL_TASK = frozenset({T.SUCCEEDED, T.FAILED, T.CANCELLED})
+# Called in the same transaction with the ids of tasks just moved to a final status
+# (some ids may not have moved): what is built on tasks (benchmark runs) follows them.
+FinalListener = Callable[[Session, list[int]], None]
+FINAL_LISTENERS: list[FinalListener] = []
+
+
+def on_final(listener: FinalListener) -> FinalListener:
+    """Register ``listener`` (once) for tasks reaching a final status."""
+    if listener not in FINAL_LISTENERS:
+        FINAL_LISTENERS.append(listener)
+    return listener
+
 
 WORKER_TRANSITIONS: Mapping[W, frozenset[W]] = {
     W.RUNNING: frozenset({W.PAUSED, W.OFFLINE, W.FAILED, W.EVICTED}),
@@ -100,7 +114,11 @@ def move_tasks(
         .values(status=target.value, status_reason=reason, modified_at=utcnow(), **(values or {}))
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount
+    moved = session.execute(stmt).rowcount
+    if moved and target in FINAL_TASK:
+        for listener in FINAL_LISTENERS:
+            listener(session, ids)
+    return moved
 
 
 def move_task(

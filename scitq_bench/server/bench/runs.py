@@ -1,0 +1,317 @@
+"""A submission attempt as queue tasks, and scores back from them.
+
+Each task of the phase becomes a run: a prediction task when the submission is code
+(the task's ingestion program runs the participant's code) or an image (it runs in
+the participant's image), then a scoring task that depends on it, in the phase's
+batch, so retries, leases, live logs, signals and recruiters all apply. Both tasks see
+the Codabench layout (``/app/program``, ``/app/input/ref``, ...), built from inputs
+placed with ``|mv:``; reference data only ever reaches the scoring task.
+
+Runs follow their tasks through ``transitions.on_final``: when a scoring task
+succeeds, the scores its execution reported are completed with the computed columns of
+every leaderboard and land on the run, then on the attempt and the submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from scitq_bench.bench import placeholders, ranking
+from scitq_bench.exceptions import InvalidInput
+from scitq_bench.server import tasks as queue
+from scitq_bench.server import transitions
+from scitq_bench.server.bench.models import (
+    Attempt,
+    Benchmark,
+    BenchTask,
+    Leaderboard,
+    LeaderboardColumn,
+    Phase,
+    PhaseTask,
+    Run,
+    Submission,
+)
+from scitq_bench.server.db import Database
+from scitq_bench.server.models import Execution, Task, utcnow
+from scitq_bench.server.schemas import TaskCreate
+from scitq_bench.states import Signal as SignalKind
+from scitq_bench.states import TaskStatus
+
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+DETAILED_RESULTS = "detailed_results.html"
+
+
+def phase_batch(benchmark: Benchmark, phase: Phase) -> str:
+    return f"bench-{benchmark.key}-{phase.index}"
+
+
+def start_attempt(db: Database, session: Session, submission: Submission) -> Attempt:
+    """A new attempt of ``submission`` with its runs and their queue tasks."""
+    phase = session.get(Phase, submission.phase_id)
+    benchmark = session.get(Benchmark, submission.benchmark_id)
+    assert phase is not None and benchmark is not None
+    submission.attempts += 1
+    submission.status = RUNNING
+    attempt = Attempt(submission_id=submission.id, number=submission.attempts, status=RUNNING)
+    session.add(attempt)
+    session.flush()
+    keys = score_keys(session, benchmark.id)
+    for position, task in enumerate(phase_tasks(session, phase.id)):
+        run = Run(attempt_id=attempt.id, bench_task_id=task.id, position=position,
+                  status=RUNNING)
+        session.add(run)
+        session.flush()
+        prediction = _prediction_spec(benchmark, phase, task, submission, run)
+        if prediction is not None:
+            (created,) = queue.create_tasks(db, session, [prediction])
+            run.prediction_task_id = created.id
+        scoring = _scoring_spec(benchmark, phase, task, submission, run, keys,
+                                run.prediction_task_id)
+        (created,) = queue.create_tasks(db, session, [scoring])
+        run.scoring_task_id = created.id
+    session.flush()
+    return attempt
+
+
+def phase_tasks(session: Session, phase_id: int) -> list[BenchTask]:
+    return list(session.scalars(
+        select(BenchTask).join(PhaseTask, PhaseTask.bench_task_id == BenchTask.id)
+        .where(PhaseTask.phase_id == phase_id).order_by(PhaseTask.position)))
+
+
+def score_keys(session: Session, benchmark_id: int) -> list[str]:
+    """Keys a scoring program may write: every column that is not computed."""
+    return sorted(set(session.scalars(
+        select(LeaderboardColumn.key).join(Leaderboard)
+        .where(Leaderboard.benchmark_id == benchmark_id,
+               LeaderboardColumn.computation.is_(None)))))
+
+
+def _store(path: str, action: str) -> str:
+    return f"server://{path}|unzip|mv:{action}"
+
+
+def _common(benchmark: Benchmark, phase: Phase, task: BenchTask, name: str) -> dict[str, Any]:
+    return {
+        "name": name, "batch": phase.batch, "layout": "codabench", "shell": True,
+        "run_timeout": float(phase.execution_time_limit), "gpu": task.gpu,
+        "container": None if benchmark.run_on_host else benchmark.docker_image,
+    }
+
+
+def _prediction_spec(benchmark: Benchmark, phase: Phase, task: BenchTask,
+                     submission: Submission, run: Run) -> TaskCreate | None:
+    """The step that turns code into predictions; None for a result submission."""
+    if submission.kind == "result":
+        return None
+    spec = _common(benchmark, phase, task, f"submission {submission.id} run {run.id} prediction")
+    inputs = []
+    if task.input_data:
+        inputs.append(_store(task.input_data, "input_data"))
+    if submission.kind == "code":
+        assert submission.file is not None
+        inputs.append(_store(submission.file, "ingested_program"))
+    if task.ingestion_program:
+        inputs += [_store(task.ingestion_program, "program"),
+                   _store(task.ingestion_program, "ingestion_program")]
+        command = placeholders.substitute(task.ingestion_command or "", "ingestion")
+    else:
+        command = submission_command(submission)
+    if submission.kind == "image":
+        spec["container"] = submission.image
+    spec.update(command=command, inputs=inputs, output=f"server://runs/{run.id}/prediction/")
+    return TaskCreate(**spec)
+
+
+def submission_command(submission: Submission) -> str:
+    """The command a code or image submission runs itself when the task has no
+    ingestion program (its own metadata command, with the placeholders of a
+    prediction step)."""
+    if not submission.command:
+        raise InvalidInput(
+            f"submission {submission.id}: the task has no ingestion program, so the "
+            "submission must say what to run (a metadata file with a command, or command)")
+    return placeholders.substitute(submission.command, "ingestion")
+
+
+def _scoring_spec(benchmark: Benchmark, phase: Phase, task: BenchTask, submission: Submission,
+                  run: Run, keys: Sequence[str], prediction_id: int | None) -> TaskCreate:
+    spec = _common(benchmark, phase, task, f"submission {submission.id} run {run.id} scoring")
+    inputs = [_store(task.scoring_program, "program")]
+    if task.reference_data:
+        inputs.append(_store(task.reference_data, "input/ref"))
+    if prediction_id is None:
+        assert submission.file is not None
+        inputs.append(_store(submission.file, "input/res"))
+    else:
+        inputs.append(f"server://runs/{run.id}/prediction/|mv:input/res")
+    spec.update(
+        command=placeholders.substitute(task.scoring_command, "scoring"), inputs=inputs,
+        output=f"server://runs/{run.id}/scoring/", score_keys=list(keys),
+        requires=[prediction_id] if prediction_id is not None else [],
+    )
+    return TaskCreate(**spec)
+
+
+# -- following the tasks ---------------------------------------------------------------
+
+
+@transitions.on_final
+def refresh_runs(session: Session, task_ids: list[int]) -> None:
+    """Runs whose prediction or scoring task is among ``task_ids`` catch up with them."""
+    runs = list(session.scalars(select(Run).where(
+        Run.status == RUNNING,
+        or_(Run.scoring_task_id.in_(task_ids), Run.prediction_task_id.in_(task_ids)))))
+    if not runs:
+        return
+    statuses = dict(session.execute(select(Task.id, Task.status).where(Task.id.in_(
+        [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]))).all())
+    attempts = set()
+    for run in runs:
+        if _refresh_run(session, run, statuses):
+            attempts.add(run.attempt_id)
+    for attempt_id in attempts:
+        refresh_attempt(session, attempt_id)
+
+
+def _refresh_run(session: Session, run: Run, statuses: dict[int, str]) -> bool:
+    """Move ``run`` to a final status if its tasks say so; True when it moved."""
+    prediction = statuses.get(run.prediction_task_id or -1)
+    scoring = statuses.get(run.scoring_task_id or -1)
+    if "cancelled" in (prediction, scoring):
+        run.status, run.error = CANCELLED, "cancelled"
+    elif prediction == "failed":
+        run.status, run.error = FAILED, f"the prediction step (task {run.prediction_task_id}) failed"
+    elif scoring == "failed":
+        run.status, run.error = FAILED, _failure(session, run.scoring_task_id)
+    elif scoring == "succeeded":
+        _take_scores(session, run)
+    else:
+        return False
+    return True
+
+
+def _failure(session: Session, task_id: int | None) -> str:
+    task = session.get(Task, task_id) if task_id else None
+    reason = task.status_reason if task is not None else None
+    return f"the scoring step (task {task_id}) failed" + (f": {reason}" if reason else "")
+
+
+def _take_scores(session: Session, run: Run) -> None:
+    execution = session.scalars(
+        select(Execution).where(Execution.task_id == run.scoring_task_id,
+                                Execution.status == "succeeded")
+        .order_by(Execution.id.desc()).limit(1)).first()
+    raw = (execution.scores if execution is not None else None) or {}
+    task = session.get(BenchTask, run.bench_task_id)
+    assert task is not None
+    run.scores = {board: ranking.compute_columns(columns, raw)
+                  for board, columns in board_columns(session, task.benchmark_id).items()}
+    files = (execution.output_files if execution is not None else None) or []
+    html = [f for f in files if f == DETAILED_RESULTS] or [f for f in files if f.endswith(".html")]
+    if html:
+        run.detailed_results = f"runs/{run.id}/scoring/{html[0]}"
+    run.status, run.error = FINISHED, None
+
+
+def board_columns(session: Session, benchmark_id: int) -> dict[str, list[ranking.Column]]:
+    rows = session.execute(
+        select(Leaderboard.key, LeaderboardColumn).join(LeaderboardColumn)
+        .where(Leaderboard.benchmark_id == benchmark_id).order_by(LeaderboardColumn.index)
+    ).all()
+    boards: dict[str, list[ranking.Column]] = {}
+    for key, column in rows:
+        boards.setdefault(key, []).append(as_column(column))
+    return boards
+
+
+def as_column(column: LeaderboardColumn) -> ranking.Column:
+    return ranking.Column(
+        key=column.key, title=column.title, index=column.index, sorting=column.sorting,
+        computation=column.computation,
+        computation_indexes=tuple(column.computation_indexes or ()),
+        precision=column.precision, hidden=column.hidden)
+
+
+def refresh_attempt(session: Session, attempt_id: int) -> None:
+    """An attempt ends with its last run: finished when every run has scores, failed
+    (or cancelled) otherwise. The submission then shows its newest finished attempt."""
+    attempt = session.get(Attempt, attempt_id)
+    assert attempt is not None
+    runs = list(session.scalars(select(Run).where(Run.attempt_id == attempt_id)
+                                .order_by(Run.position)))
+    if any(r.status == RUNNING for r in runs):
+        return
+    if all(r.status == FINISHED for r in runs):
+        attempt.status, attempt.error = FINISHED, None
+        attempt.scores = _attempt_scores(runs)
+    else:
+        worst = next(r for r in runs if r.status != FINISHED)
+        attempt.status = CANCELLED if worst.status == CANCELLED else FAILED
+        attempt.error = worst.error
+    attempt.finished_at = utcnow()
+    session.flush()
+    refresh_submission(session, attempt.submission_id)
+
+
+def _attempt_scores(runs: Sequence[Run]) -> dict[str, Any]:
+    """{board: {task position: {column: value}}}: one column group per task."""
+    scores: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for board, values in (run.scores or {}).items():
+            scores.setdefault(board, {})[str(run.position)] = values
+    return scores
+
+
+def refresh_submission(session: Session, submission_id: int) -> None:
+    """The submission's status is its newest attempt's; its scores (what leaderboards
+    rank) are those of its newest finished attempt, kept while a re-run goes on."""
+    submission = session.get(Submission, submission_id)
+    if submission is None:
+        return
+    attempts = list(session.scalars(select(Attempt).where(
+        Attempt.submission_id == submission_id).order_by(Attempt.number.desc())))
+    submission.status = attempts[0].status if attempts else "cancelled"
+    finished = next((a for a in attempts if a.status == FINISHED), None)
+    submission.scores = finished.scores if finished is not None else None
+    submission.scored_attempt = finished.number if finished is not None else None
+    session.flush()
+
+
+def cancel_attempt(session: Session, attempt: Attempt) -> list[int]:
+    """Cancel what has not finished: queued tasks at once, running ones by a stop
+    signal to their worker. Returns the task ids touched."""
+    runs = list(session.scalars(select(Run).where(Run.attempt_id == attempt.id)))
+    ids = [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]
+    live = dict(session.execute(select(Task.id, Task.status).where(
+        Task.id.in_(ids), Task.status.notin_(["succeeded", "failed", "cancelled"]))).all())
+    for task_id, status in live.items():
+        if status in ("assigned", "accepted", "running", "paused") and \
+                queue.live_execution(session, task_id) is not None:
+            queue.signal_task(session, task_id, SignalKind.STOP)
+        else:
+            transitions.move_tasks(session, [task_id], TaskStatus.CANCELLED,
+                                   reason="submission cancelled")
+    return list(live)
+
+
+def mark_time(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment is not None else None
+
+
+def runs_of(session: Session, attempt_ids: Sequence[int]) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.attempt_id.in_(attempt_ids))
+                                .order_by(Run.attempt_id, Run.position)))
+
+
+def detach_tasks(session: Session, attempt_id: int) -> list[int]:
+    """The queue tasks of an attempt (to delete with it)."""
+    runs = runs_of(session, [attempt_id])
+    session.execute(update(Run).where(Run.attempt_id == attempt_id)
+                    .values(prediction_task_id=None, scoring_task_id=None))
+    return [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]

@@ -1,0 +1,53 @@
+"""Request bodies of the benchmark API (validated with pydantic, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from scitq_bench.server.schemas import NAME_PATTERN, Strict
+
+
+class AccountCreate(Strict):
+    name: str = Field(max_length=200, pattern=NAME_PATTERN)
+    role: Literal["participant", "organizer"] = "participant"
+    email: str | None = Field(default=None, max_length=300)
+
+
+class TokenRequest(Strict):
+    revoke_others: bool = Field(default=False, description="revoke the account's other tokens")
+
+
+class PhaseUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    max_submissions: int | None = Field(default=None, ge=1)
+    max_submissions_per_day: int | None = Field(default=None, ge=1)
+    max_submission_mb: float | None = Field(default=None, gt=0)
+    execution_time_limit: int | None = Field(default=None, ge=1)
+    hide_output: bool | None = None
+    hide_prediction_output: bool | None = None
+    hide_score_output: bool | None = None
+    accepts_only_result_submissions: bool | None = None
+
+    @model_validator(mode="after")
+    def _utc(self) -> PhaseUpdate:
+        """Dates are stored as naive UTC."""
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is not None:
+                from datetime import timezone
+
+                object.__setattr__(self, name,
+                                   value.astimezone(timezone.utc).replace(tzinfo=None))
+        if self.start is None and "start" in self.model_fields_set:
+            raise ValueError("start: a phase always has a start")
+        return self
+
+
+class LeaderboardChoice(Strict):
+    on: bool = Field(description="true: put it on the leaderboard; false: take it off")
