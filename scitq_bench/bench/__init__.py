@@ -1,0 +1,1 @@
+"""Benchmarks: bundles, ranking and runs."""
