@@ -33,8 +33,10 @@ from requests.adapters import HTTPAdapter
 
 import scitq_bench
 from scitq_bench.client.api import Client
-from scitq_bench.client.worker import stats
+from scitq_bench.client.worker import sandbox, stats
 from scitq_bench.client.worker.container import (
+    CODABENCH,
+    LAYOUTS,
     ContainerDefaults,
     ContainerRun,
     SlotDirs,
@@ -70,6 +72,7 @@ from scitq_bench.client.worker.held import (
 )
 from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
 from scitq_bench.client.worker.reporter import ACCEPTED, NOT_FINAL, RUNNING, Event, Reporter
+from scitq_bench.client.worker.scores import ScoresRefused, read_scores
 from scitq_bench.client.worker.transfer import (
     Aborted,
     Deadline,
@@ -368,6 +371,16 @@ class WorkerAgent:
         if image and self.engine is None:
             return _final(held, FAILED, error="this worker has no container engine",
                           reason="no_container_engine")
+        layout = payload.get("layout")
+        if layout not in LAYOUTS:
+            return _final(held, FAILED, error=f"this worker does not know the layout {layout!r}",
+                          reason="unknown_layout")
+        if layout == CODABENCH and not image:
+            try:  # before downloading: a worker without the sandbox cannot run it
+                sandbox.check(self._sandbox_user())
+            except sandbox.SandboxUnavailable as exc:
+                return _final(held, FAILED, error=f"sandbox_unavailable: {exc}",
+                              reason="sandbox_unavailable")
         if payload.get("inputs") or payload.get("resources") or image:
             self._reporter.put(Event(held.id, ACCEPTED))
             deadline = Deadline(payload.get("download_timeout"), lambda: held.abandoned)
@@ -430,6 +443,10 @@ class WorkerAgent:
             except CommandError as exc:
                 logs.close()
                 return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
+            except sandbox.SandboxUnavailable as exc:
+                logs.close()
+                return _final(held, FAILED, error=f"sandbox_unavailable: {exc}",
+                              reason="sandbox_unavailable")
             held.process, held.logs = process, logs
         self._reporter.put(Event(held.id, RUNNING, at=process.started))
         code, timed_out = process.wait_until_done(payload.get("run_timeout"), self.kill_grace)
@@ -452,8 +469,41 @@ class WorkerAgent:
             if self.gpus:  # a task sees exactly its own GPUs, none if it asked none
                 env.update(CUDA_VISIBLE_DEVICES=cuda_visible_devices(list(slot.gpus)),
                            CUDA_DEVICE_ORDER="PCI_BUS_ID")
+            if payload.get("layout") == CODABENCH:
+                return self._start_sandboxed(held, argv, slot, logs, env)
             return Process.start(argv, held.directory, env, logs.stdout_fd, logs.stderr_fd)
         return self._start_container(held, argv, slot, logs, env, cpu)
+
+    def _sandbox_user(self) -> tuple[int, int] | None:
+        """Who a sandboxed command runs as: a root worker drops to the containers' user
+        (nobody unless set); any other worker runs it as itself (None)."""
+        if os.geteuid() != 0:
+            return None
+        _, uid, gid = self.container_defaults.resolved_user()
+        if uid is None:  # only numeric users are accepted; be safe anyway
+            return (65534, 65534)
+        return (uid, gid if gid is not None else uid)
+
+    def _start_sandboxed(self, held: Held, argv: list[str], slot: Slot, logs: ExecutionLogs,
+                         env: dict[str, str]) -> sandbox.SandboxedProcess:
+        """The codabench layout on the host: the command in a bwrap sandbox that sees
+        the same /app, /tmp and /resource as a container would, and only the task's
+        variables."""
+        user = self._sandbox_user()
+        tools = sandbox.check(user)  # checked before the download; remembered since
+        slots = SlotDirs.for_execution(held.directory, self.resource_dir, CODABENCH)
+        prepare_slots(slots, *(user or (os.getuid(), os.getgid())))
+        inside = {key: value for key, value in env.items()
+                  if key in ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID",
+                             "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
+        inside.update(slots.environment(), PATH=sandbox.SANDBOX_PATH, HOME="/tmp")
+        devices = sandbox.gpu_devices() if slot.gpus else []
+        workdir = slots.workdir()
+        assert workdir is not None
+        command = sandbox.build_argv(tools, argv, mounts=slots.mounts(), env=inside,
+                                     workdir=workdir, user=user, devices=devices)
+        return sandbox.SandboxedProcess.start(command, Path("/"), {"PATH": sandbox.SANDBOX_PATH},
+                                              logs.stdout_fd, logs.stderr_fd)
 
     def _start_container(self, held: Held, argv: list[str], slot: Slot, logs: ExecutionLogs,
                          env: dict[str, str], cpu: int) -> ContainerRun:
@@ -467,8 +517,7 @@ class WorkerAgent:
             raise CommandError(f"container options refused: {exc}", 125) from None
         defaults = self.container_defaults
         user, uid, gid = defaults.resolved_user()
-        slots = SlotDirs(input=held.directory / "input", output=held.directory / "output",
-                         tmp=held.directory / "tmp", resource=self.resource_dir)
+        slots = SlotDirs.for_execution(held.directory, self.resource_dir, payload.get("layout"))
         prepare_slots(slots, uid, gid)
         task_env = {key: value for key, value in env.items()
                     if key in ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID")}
@@ -507,6 +556,12 @@ class WorkerAgent:
             error = "cancelled on request" if held.reason == CANCELLED else "the worker stopped"
         else:
             status, error = (SUCCEEDED, None) if code == 0 else (FAILED, None)
+        scores = None
+        if status == SUCCEEDED and payload.get("score_keys") is not None:
+            try:  # before the upload; the output goes up whatever the scores say
+                scores = read_scores(held.directory / "output", payload["score_keys"])
+            except ScoresRefused as exc:
+                status, reason, error = FAILED, exc.reason, f"{exc.reason}: {exc}"
         output_files: list[str] = []
         if payload.get("output") and status != CANCELLED:
             try:
@@ -520,9 +575,9 @@ class WorkerAgent:
                   "duration": round(ran.ended - ran.started, 3)}
         if reason:
             fields["reason"] = reason
+        if scores is not None and status == SUCCEEDED:
+            fields["scores"] = scores
         return Event(held.id, status, at=ran.ended, fields=fields)
-
-
 
     def _flush_logs(self, held: Held, logs: ExecutionLogs) -> None:
         """Every byte goes out before the final event; while the server is away, keep

@@ -2,8 +2,9 @@
 Docker-compatible service), isolated by default.
 
 A container gets the task's data slots at fixed places (``/input`` and ``/resource``
-read-only, ``/output`` and ``/tmp`` writable), no network unless the task or its batch
-allows it, memory, CPU and pids limits, a non-root user, no capabilities and
+read-only, ``/output`` and ``/tmp`` writable; or, for the ``codabench`` layout, ``/app``
+and its subfolders, see ``SlotDirs``), no network unless the task or its batch allows
+it, memory, CPU and pids limits, a non-root user, no capabilities and
 no-new-privileges. What a user may add is limited to the parsed ``ContainerOptions``
 (validated again here: the server's check is not the only line of defence).
 """
@@ -25,6 +26,10 @@ from scitq_bench.container_options import ContainerOptions
 log = logging.getLogger("scitq_bench.worker")
 
 INPUT, OUTPUT, RESOURCE, TEMP = "/input", "/output", "/resource", "/tmp"
+CODABENCH = "codabench"
+LAYOUTS = (None, CODABENCH)
+APP = "/app"
+APP_MOUNTS = ("output", "shared")  # mounted inside /app: mount points in the input folder
 LABEL_WORKER = "scitq_bench.worker"
 LABEL_EXECUTION = "scitq_bench.execution"
 LABEL_TASK = "scitq_bench.task"
@@ -106,12 +111,65 @@ class ContainerDefaults:
 
 @dataclass
 class SlotDirs:
-    """The host side of the data slots of one execution."""
+    """The host side of the data slots of one execution, and where a run sees them.
+
+    The standard layout: ``/input`` and ``/resource`` read-only, ``/output`` and
+    ``/tmp`` writable. The ``codabench`` layout: the input folder, writable (it is this
+    execution's own copy), at ``/app`` -- so what the inputs placed in ``program``,
+    ``input_data``, ``input/ref``, ``input/res``, ``ingested_program`` or
+    ``ingestion_program`` shows up under ``/app`` -- with the output at ``/app/output``,
+    a fresh ``shared`` folder at ``/app/shared``, the scratch folder at ``/tmp`` and the
+    resources, read-only, at ``/resource``."""
 
     input: Path
     output: Path
     tmp: Path
     resource: Path
+    layout: str | None = None
+    shared: Path | None = None  # codabench: the host folder behind /app/shared
+
+    @classmethod
+    def for_execution(cls, directory: Path, resource: Path,
+                      layout: str | None = None) -> SlotDirs:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}")
+        return cls(input=directory / "input", output=directory / "output",
+                   tmp=directory / "tmp", resource=resource, layout=layout,
+                   shared=directory / "shared" if layout == CODABENCH else None)
+
+    @property
+    def codabench(self) -> bool:
+        return self.layout == CODABENCH
+
+    def mounts(self) -> list[tuple[str, str, bool]]:
+        """(host path, path in the run, read only), parents before what they hold."""
+        if not self.codabench:
+            return [(str(self.input), INPUT, True), (str(self.resource), RESOURCE, True),
+                    (str(self.output), OUTPUT, False), (str(self.tmp), TEMP, False)]
+        assert self.shared is not None
+        return [(str(self.input), APP, False), (str(self.output), f"{APP}/output", False),
+                (str(self.shared), f"{APP}/shared", False), (str(self.tmp), TEMP, False),
+                (str(self.resource), RESOURCE, True)]
+
+    def environment(self) -> dict[str, str]:
+        """The slot variables, as the run sees them. Codabench: ``INPUT`` is
+        ``/app/input_data`` when the inputs made that folder (an ingestion), else
+        ``/app/input`` (scoring: ``ref`` and ``res`` below it)."""
+        if not self.codabench:
+            return dict(INPUT=INPUT, OUTPUT=OUTPUT, RESOURCE=RESOURCE, TEMP=TEMP)
+        data = "input_data" if _is_dir(self.input / "input_data") else "input"
+        return dict(INPUT=f"{APP}/{data}", OUTPUT=f"{APP}/output", RESOURCE=RESOURCE,
+                    TEMP=TEMP)
+
+    def workdir(self) -> str | None:
+        """Codabench: ``/app/program`` when the inputs made it, else ``/app``."""
+        if not self.codabench:
+            return None
+        return f"{APP}/program" if _is_dir(self.input / "program") else APP
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def build_spec(
@@ -120,12 +178,12 @@ def build_spec(
     network_allowed: bool, user: str, mem_gb: float | None, cpus: float | None,
     pids_limit: int, gpu_ids: list[str],
 ) -> ContainerSpec:
-    """The container for one execution: fixed slots, the process executor's variables
-    (pointing at the slots), and the limits. User options only add what the allow-list
-    permits; the network stays off unless allowed."""
+    """The container for one execution: the slots of its layout, the process
+    executor's variables (pointing at the slots), and the limits. User options only add
+    what the allow-list permits; the network stays off unless allowed."""
     environment = dict(options.env)
     environment.update(task_env)
-    environment.update(INPUT=INPUT, OUTPUT=OUTPUT, RESOURCE=RESOURCE, TEMP=TEMP)
+    environment.update(slots.environment())
     network = "none"
     if network_allowed:
         network = options.network or "bridge"
@@ -134,13 +192,12 @@ def build_spec(
         labels={LABEL_WORKER: worker, LABEL_EXECUTION: str(execution_id),
                 LABEL_TASK: str(task_id)},
         environment=environment,
-        mounts=[(str(slots.input), INPUT, True), (str(slots.resource), RESOURCE, True),
-                (str(slots.output), OUTPUT, False), (str(slots.tmp), TEMP, False)],
+        mounts=slots.mounts(),
         user=user, network=network,
         mem_bytes=None if mem_gb is None else int(mem_gb * (1 << 30)),
         nano_cpus=None if cpus is None else int(cpus * 1e9),
         pids_limit=options.pids_limit or pids_limit, shm_bytes=options.shm_size,
-        workdir=options.workdir, entrypoint=options.entrypoint, gpu_ids=list(gpu_ids),
+        workdir=options.workdir or slots.workdir(), entrypoint=options.entrypoint, gpu_ids=list(gpu_ids),
     )
 
 
@@ -151,16 +208,40 @@ def container_name(worker: str, execution_id: int) -> str:
 
 
 def prepare_slots(slots: SlotDirs, uid: int | None, gid: int | None) -> None:
-    """Writable slots belong to the container's user; the others only need to be
-    readable by it (downloads are made world-readable)."""
-    for path in (slots.output, slots.tmp):
+    """Writable slots belong to the run's user; the others only need to be readable by
+    it (downloads are made world-readable). Codabench: the input folder, mounted at
+    ``/app``, is writable too, and holds the mount points of ``/app/output`` and
+    ``/app/shared`` (made before mounting: nothing creates them inside the run)."""
+    writable = [slots.output, slots.tmp]
+    if slots.codabench:
+        assert slots.shared is not None
+        slots.input.mkdir(parents=True, exist_ok=True)
+        for name in APP_MOUNTS:
+            _mount_point(slots.input / name)
+        writable.append(slots.shared)
+    for path in writable:
         path.mkdir(parents=True, exist_ok=True)
-        if uid is not None and os.geteuid() == 0:
-            os.chown(path, uid, gid if gid is not None else uid)
-        path.chmod(0o770 if uid is not None else 0o777)
-    for path in (slots.input, slots.resource):
+        _own(path, uid, gid)
+    readable = [slots.resource] if slots.codabench else [slots.input, slots.resource]
+    for path in readable:
         path.mkdir(parents=True, exist_ok=True)
         _make_readable(path)
+    if slots.codabench:
+        _make_writable(slots.input, uid, gid)
+
+
+def _own(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is not None and os.geteuid() == 0:
+        os.chown(path, uid, gid if gid is not None else uid)
+    path.chmod(0o770 if uid is not None else 0o777)
+
+
+def _mount_point(path: Path) -> None:
+    """An empty folder at ``path``, whatever the inputs put there (a file or a link
+    would move or break the mount); a real folder stays, hidden by the mount."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True)
 
 
 def _make_readable(root: Path) -> None:
@@ -170,6 +251,31 @@ def _make_readable(root: Path) -> None:
             path = os.path.join(directory, name)
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
+def _make_writable(root: Path, uid: int | None, gid: int | None) -> None:
+    """The whole tree to the run's user (a root worker gives it away; links are
+    changed themselves, never what they point to), or open to all when the user is
+    unknown. Nothing runs yet: the tree is the worker's own download."""
+    give = uid is not None and os.geteuid() == 0
+    group = gid if gid is not None else uid
+    dir_bits, file_bits = (0o770, 0o660) if uid is not None else (0o777, 0o666)
+
+    def adopt(path: str, bits: int) -> None:
+        if os.path.islink(path):
+            if give:
+                os.chown(path, uid, group, follow_symlinks=False)  # type: ignore[arg-type]
+            return
+        if give:
+            os.chown(path, uid, group)  # type: ignore[arg-type]
+        os.chmod(path, os.stat(path).st_mode | bits)
+
+    adopt(str(root), dir_bits)
+    for directory, subdirs, files in os.walk(root):  # links to folders are not entered
+        for name in subdirs:
+            adopt(os.path.join(directory, name), dir_bits)
+        for name in files:
+            adopt(os.path.join(directory, name), file_bits)
 
 
 class ContainerRun(Supervised):
