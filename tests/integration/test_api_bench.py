@@ -65,7 +65,7 @@ def test_import_describes_the_benchmark(api, bench) -> None:
     assert bench["title"] == "Test competition"
     assert [p["name"] for p in bench["phases"]] and bench["phases"][0]["tasks"] == [0]
     board = bench["leaderboards"][0]
-    assert [c["key"] for c in board["columns"]] == ["score", "error"]
+    assert [c["key"] for c in board["columns"]] == ["score", "error", "prediction"]
     assert bench["docker_image"]  # the bundle's or Codabench's default image
     listed = api.get("/benchmarks").json
     assert [b["id"] for b in listed] == [bench["id"]]
@@ -97,7 +97,8 @@ def test_result_submission_is_scored_and_ranked(api, bench, tmp_path) -> None:
     claimed = worker.claim()
     assert len(claimed) == 2
     payload = claimed[0]
-    assert payload["layout"] == "codabench" and payload["score_keys"] == ["error", "score"]
+    assert payload["layout"] == "codabench"
+    assert payload["score_keys"] == ["error", "prediction", "score"]
     assert any(uri.endswith("|unzip|mv:input/ref") for uri in payload["inputs"])
     assert any(uri.endswith("|unzip|mv:input/res") for uri in payload["inputs"])
     assert payload["command"] == "sh /app/program/score.sh /app/input /app/output"

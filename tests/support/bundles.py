@@ -14,8 +14,9 @@ The programs are POSIX ``sh`` and ``awk`` only, so they also run in a busybox im
   ``{"score": 100 - |p - r|, "error": |p - r|, "prediction": p}``; with no prediction it
   writes nothing and exits 1 (the reason on stderr).
 
-The default leaderboard has the columns ``score`` (index 0, desc) and ``error`` (index 1,
-asc, precision 3).
+The default leaderboard has the columns ``score`` (index 0, desc), ``error`` (index 1,
+asc, precision 3) and ``prediction`` (index 2, hidden): every key the scoring program
+writes is a column, as a real worker insists.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ DEFAULT_CODE = "awk 'NF { print $1; exit }' \"$1/input.txt\"\n"
 DEFAULT_COLUMNS: tuple[dict[str, Any], ...] = (
     {"title": "Score", "key": "score", "index": 0, "sorting": "desc"},
     {"title": "Error", "key": "error", "index": 1, "sorting": "asc", "precision": 3},
+    {"title": "Prediction", "key": "prediction", "index": 2, "sorting": "desc",
+     "hidden": True},
 )
 LOGO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # the PNG signature: enough for a file check
 

@@ -103,12 +103,12 @@ def test_a_bundle_loads_with_its_defaults(tmp_path, zipped):
     assert (board.key, board.title, board.index, board.hidden) == ("main", "Results", 0, False)
     assert board.submission_rule == "Force_Last"
     assert board.primary_index == 0
-    score, error = board.columns
+    score, error, prediction = board.columns
     assert (score.key, score.title, score.index, score.sorting, score.precision) == (
         "score", "Score", 0, "desc", 2)
     assert (error.key, error.sorting, error.precision) == ("error", "asc", 3)
     assert score.computation is None and score.computation_indexes == ()
-    assert not score.hidden
+    assert not score.hidden and prediction.hidden
     assert spec.solutions == ()
 
 

@@ -1,109 +1,137 @@
-"""Leaderboards from the database: one read of the phase's scored submissions, then the
-one ranking function (``scitq_bench.bench.ranking``) for both the page and the CSV."""
+"""Leaderboards from the database.
+
+Every scored submission has one ``leaderboard_entry`` per leaderboard, written when its
+scores change: the ranking order as bytes (``scitq_bench.bench.sortkey``, the same
+order as ``ranking.rank``) and the scores as displayed. The submission rule picks the
+entries when scores land (``chosen``, by ``ranking.select`` over the owner's entries),
+and a ranked page is an indexed ``ORDER BY sort_key LIMIT``; a CSV export reads the chosen
+entries' pre-rendered lines in order. Nothing is sorted or formatted in Python.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench import ranking
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages
+from scitq_bench.server.bench.boards import load_board
 from scitq_bench.server.bench.models import (
     Account,
     Benchmark,
     Leaderboard,
-    LeaderboardColumn,
+    LeaderboardEntry,
     Phase,
-    Submission,
 )
-from scitq_bench.server.bench.runs import as_column, phase_tasks
+
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def board_of(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
              key: str) -> tuple[Leaderboard, ranking.Board, list[str]]:
-    """The leaderboard ``key`` as a ranking board, with the task names of its column
-    groups. A hidden one is not found for those who do not manage the benchmark."""
+    """A hidden leaderboard is not found for those who do not manage the benchmark."""
     row = session.scalars(select(Leaderboard).where(
         Leaderboard.benchmark_id == benchmark.id, Leaderboard.key == key)).first()
     if row is None or (row.hidden and not manages(principal, benchmark)):
         raise NotFound(f"benchmark {benchmark.id} has no leaderboard {key!r}")
-    columns = tuple(as_column(c) for c in session.scalars(
-        select(LeaderboardColumn).where(LeaderboardColumn.leaderboard_id == row.id)
-        .order_by(LeaderboardColumn.index)))
-    tasks = phase_tasks(session, phase.id)
-    board = ranking.Board(
-        key=row.key, title=row.title, rule=row.submission_rule, columns=columns,
-        primary_index=row.primary_index, task_keys=tuple(str(i) for i in range(len(tasks))),
-        hidden=row.hidden)
-    return row, board, [t.name for t in tasks]
+    board, names = load_board(session, row, phase.id)
+    return row, board, names
 
 
-def entries(session: Session, phase_id: int, board_key: str) -> list[ranking.Entry]:
-    """Every scored submission of the phase: one query, no ORM objects."""
-    rows = session.execute(select(
-        Submission.id, Submission.owner_id, Submission.created_at, Submission.on_leaderboard,
-        Submission.scores,
-    ).where(Submission.phase_id == phase_id, Submission.scores.is_not(None))).all()
-    return [
-        ranking.Entry(submission_id=r.id, owner=None if r.owner_id is None else str(r.owner_id),
-                      submitted_at=r.created_at, scores=(r.scores or {}).get(board_key) or {},
-                      selected=bool(r.on_leaderboard))
-        for r in rows
-    ]
+# -- ranking ----------------------------------------------------------------------------
 
 
-def owner_names(session: Session, rows: list[ranking.Row]) -> dict[str | None, str]:
-    ids = {int(r.entry.owner) for r in rows if r.entry.owner is not None}
-    names: dict[str | None, str] = {None: "organizers"}
-    if ids:
-        names.update({str(i): n for i, n in session.execute(
-            select(Account.id, Account.name).where(Account.id.in_(ids))).all()})
-    return names
+def ranked_rows(session: Session, row: Leaderboard, phase_id: int, everything: bool,
+                offset: int = 0, limit: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """(total, [(owner, line)] in rank order from ``offset``) of the entries the rule
+    shows (``chosen``, kept up to date when scores land); ``line`` holds every column
+    or only the visible ones."""
+    entry = LeaderboardEntry
+    shown = (entry.leaderboard_id == row.id, entry.phase_id == phase_id,
+             entry.chosen.is_(True))
+    total = session.scalar(select(func.count()).select_from(entry).where(*shown)) or 0
+    line = entry.line if everything else entry.public_line
+    query = (select(func.coalesce(Account.name, literal("organizers")), line)
+             .select_from(entry).outerjoin(Account, Account.id == entry.owner_id)
+             .where(*shown).order_by(entry.sort_key).offset(offset))
+    if limit is not None:
+        query = query.limit(limit)
+    return total, [(owner, text) for owner, text in session.execute(query)]
+
+
+def _shown(board: ranking.Board, everything: bool) -> list[tuple[str, ranking.Column]]:
+    """(task key, column) of the values in a line, in order."""
+    return [(task, column) for task in board.task_keys for column in board.display_columns
+            if everything or not column.hidden]
 
 
 def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase, key: str,
          offset: int = 0, limit: int = 50) -> dict[str, Any]:
-    _, board, task_names = board_of(session, principal, benchmark, phase, key)
-    rows = ranking.rank(board, entries(session, phase.id, key))
-    shown = rows[offset:offset + limit]
-    names = owner_names(session, shown)
+    row, board, task_names = board_of(session, principal, benchmark, phase, key)
     everything = manages(principal, benchmark)
-    columns = [c for c in sorted(board.columns, key=lambda c: c.index)
-               if everything or not c.hidden]
+    total, rows = ranked_rows(session, row, phase.id, everything, offset, limit)
+    shown = _shown(board, everything)
+    answer_rows = []
+    for position, (owner, line) in enumerate(rows, offset + 1):
+        submission_id, submitted_at, *cells = line.split(",")
+        display: dict[str, dict[str, str]] = {task: {} for task in board.task_keys}
+        scores: dict[str, dict[str, float | None]] = {task: {} for task in board.task_keys}
+        for (task, column), text in zip(shown, cells, strict=True):
+            display[task][column.key] = text
+            scores[task][column.key] = float(text) if text else None
+        answer_rows.append({"rank": position, "submission_id": int(submission_id),
+                            "owner": owner, "submitted_at": submitted_at,
+                            "scores": scores, "display": display})
+    columns = [c for c in board.display_columns if everything or not c.hidden]
     return {
         "benchmark_id": benchmark.id, "phase_id": phase.id, "key": board.key,
-        "title": board.title, "rule": board.rule, "total": len(rows),
-        "offset": offset, "limit": limit,
+        "title": board.title, "rule": board.rule, "total": total, "offset": offset,
+        "limit": limit,
         "tasks": [{"key": k, "name": n} for k, n in zip(board.task_keys, task_names,
                                                          strict=True)],
         "columns": [{"key": c.key, "title": c.title, "index": c.index, "sorting": c.sorting,
                      "computation": c.computation, "precision": c.precision,
                      "hidden": c.hidden} for c in columns],
-        "rows": [{
-            "rank": row.rank, "submission_id": row.entry.submission_id,
-            "owner": names.get(row.entry.owner, row.entry.owner),
-            "submitted_at": row.entry.submitted_at.isoformat() + "Z",
-            "scores": {task: {c.key: _value(row.entry.scores, task, c.key) for c in columns}
-                       for task in board.task_keys},
-            "display": {task: {c.key: ranking.format_score(
-                _value(row.entry.scores, task, c.key), c.precision) for c in columns}
-                for task in board.task_keys},
-        } for row in shown],
+        "rows": answer_rows,
     }
-
-
-def _value(scores: Any, task: str, key: str) -> float | None:
-    value = (scores.get(task) or {}).get(key)
-    return None if value is None else float(value)
 
 
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
                key: str) -> str:
-    _, board, _ = board_of(session, principal, benchmark, phase, key)
-    rows = ranking.rank(board, entries(session, phase.id, key))
-    return ranking.export_csv(board, rows, include_hidden=manages(principal, benchmark),
-                              owner_names=owner_names(session, rows))
+    """The whole board as CSV: rank, owner, submission, submitted_at, then the shown
+    columns ("<task>/<title>" when the phase has several tasks). Scores in the display
+    precision (values, not the ranks' tie-breakers, as in the table)."""
+    row, board, _ = board_of(session, principal, benchmark, phase, key)
+    everything = manages(principal, benchmark)
+    several = len(board.task_keys) > 1
+    header = ["rank", "owner", "submission", "submitted_at"] + [
+        safe_text(f"{task}/{column.title}" if several else column.title)
+        for task, column in _shown(board, everything)]
+    _, rows = ranked_rows(session, row, phase.id, everything)
+    return "".join([_csv_line(header), *[
+        f"{position},{_csv_field(safe_text(owner))},{line}\r\n"
+        for position, (owner, line) in enumerate(rows, 1)]])
+
+
+def _csv_line(fields: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(fields)
+    return buffer.getvalue()
+
+
+def _csv_field(text: str) -> str:
+    """Quoted as the csv module would, only when needed (names are rarely odd)."""
+    if any(c in text for c in ',"\r\n') or text != text.strip():
+        return _csv_line([text])[:-2]
+    return text
+
+
+def safe_text(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula."""
+    return "'" + text if text.startswith(FORMULA_LEADS) else text

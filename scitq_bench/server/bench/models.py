@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -210,3 +211,33 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {board: {column: value}}
     detailed_results: Mapped[str | None] = mapped_column(String(500))
+
+
+class LeaderboardEntry(Base):
+    """A scored submission on one leaderboard, kept ready to rank: ``sort_key`` is the
+    ranking order as bytes (``scitq_bench.bench.sortkey``); ``line`` and
+    ``public_line`` are the end of its CSV line (submission id, instant, then the
+    scores as displayed, per task: every column, or the visible ones only), so a ranked
+    page is an indexed query and a CSV export a plain read. Rewritten whenever the
+    submission's scores or its leaderboard choice change."""
+
+    __tablename__ = "leaderboard_entry"
+    __table_args__ = (
+        UniqueConstraint("leaderboard_id", "submission_id"),
+        Index("ix_leaderboard_entry_rank", "leaderboard_id", "phase_id", "chosen", "sort_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    leaderboard_id: Mapped[int] = mapped_column(
+        ForeignKey("leaderboard.id", ondelete="CASCADE"))
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phase.id", ondelete="CASCADE"))
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submission.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # on the board under its submission rule (``ranking.select`` over the owner's entries)
+    chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+    sort_key: Mapped[bytes] = mapped_column(LargeBinary)
+    line: Mapped[str] = mapped_column(Text)
+    public_line: Mapped[str] = mapped_column(Text)

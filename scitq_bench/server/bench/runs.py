@@ -25,6 +25,7 @@ from scitq_bench.bench import placeholders, ranking
 from scitq_bench.exceptions import InvalidInput
 from scitq_bench.server import tasks as queue
 from scitq_bench.server import transitions
+from scitq_bench.server.bench.boards import board_columns, phase_tasks, sync_entries
 from scitq_bench.server.bench.models import (
     Attempt,
     Benchmark,
@@ -32,7 +33,6 @@ from scitq_bench.server.bench.models import (
     Leaderboard,
     LeaderboardColumn,
     Phase,
-    PhaseTask,
     Run,
     Submission,
 )
@@ -76,12 +76,6 @@ def start_attempt(db: Database, session: Session, submission: Submission) -> Att
         run.scoring_task_id = created.id
     session.flush()
     return attempt
-
-
-def phase_tasks(session: Session, phase_id: int) -> list[BenchTask]:
-    return list(session.scalars(
-        select(BenchTask).join(PhaseTask, PhaseTask.bench_task_id == BenchTask.id)
-        .where(PhaseTask.phase_id == phase_id).order_by(PhaseTask.position)))
 
 
 def score_keys(session: Session, benchmark_id: int) -> list[str]:
@@ -219,25 +213,6 @@ def _take_scores(session: Session, run: Run) -> None:
     run.status, run.error = FINISHED, None
 
 
-def board_columns(session: Session, benchmark_id: int) -> dict[str, list[ranking.Column]]:
-    rows = session.execute(
-        select(Leaderboard.key, LeaderboardColumn).join(LeaderboardColumn)
-        .where(Leaderboard.benchmark_id == benchmark_id).order_by(LeaderboardColumn.index)
-    ).all()
-    boards: dict[str, list[ranking.Column]] = {}
-    for key, column in rows:
-        boards.setdefault(key, []).append(as_column(column))
-    return boards
-
-
-def as_column(column: LeaderboardColumn) -> ranking.Column:
-    return ranking.Column(
-        key=column.key, title=column.title, index=column.index, sorting=column.sorting,
-        computation=column.computation,
-        computation_indexes=tuple(column.computation_indexes or ()),
-        precision=column.precision, hidden=column.hidden)
-
-
 def refresh_attempt(session: Session, attempt_id: int) -> None:
     """An attempt ends with its last run: finished when every run has scores, failed
     (or cancelled) otherwise. The submission then shows its newest finished attempt."""
@@ -281,6 +256,7 @@ def refresh_submission(session: Session, submission_id: int) -> None:
     submission.scores = finished.scores if finished is not None else None
     submission.scored_attempt = finished.number if finished is not None else None
     session.flush()
+    sync_entries(session, submission)
 
 
 def cancel_attempt(session: Session, attempt: Attempt) -> list[int]:

@@ -20,6 +20,7 @@ from scitq_bench.server import tasks as queue
 from scitq_bench.server.auth import ADMIN, PARTICIPANT, Principal
 from scitq_bench.server.bench import runs
 from scitq_bench.server.bench.access import manages, owns, visible_phase
+from scitq_bench.server.bench.boards import sync_entries
 from scitq_bench.server.bench.models import (
     Attempt,
     Benchmark,
@@ -250,6 +251,7 @@ def set_on_leaderboard(session: Session, principal: Principal, submission: Submi
             raise Conflict("the rule Add does not allow removing a submission from the "
                            "leaderboard")
         submission.on_leaderboard = False
+        sync_entries(session, submission)
         return
     if submission.scores is None:
         raise Conflict(f"submission {submission.id} has no scores yet")
@@ -262,3 +264,4 @@ def set_on_leaderboard(session: Session, principal: Principal, submission: Submi
             raise Conflict(f"submission {other} is already on the leaderboard and the rule "
                            f"{rule} allows one{more}")
     submission.on_leaderboard = True
+    sync_entries(session, submission)

@@ -199,6 +199,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_submission_run_prediction_task_id'), ['prediction_task_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_submission_run_scoring_task_id'), ['scoring_task_id'], unique=False)
 
+    op.create_table('leaderboard_entry',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('leaderboard_id', sa.Integer(), nullable=False),
+    sa.Column('phase_id', sa.Integer(), nullable=False),
+    sa.Column('submission_id', sa.Integer(), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=True),
+    sa.Column('submitted_at', sa.DateTime(), nullable=False),
+    sa.Column('selected', sa.Boolean(), nullable=False),
+    sa.Column('chosen', sa.Boolean(), nullable=False),
+    sa.Column('sort_key', sa.LargeBinary(), nullable=False),
+    sa.Column('line', sa.Text(), nullable=False),
+    sa.Column('public_line', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['leaderboard_id'], ['leaderboard.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['phase_id'], ['phase.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['submission_id'], ['submission.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('leaderboard_id', 'submission_id')
+    )
+    op.create_index('ix_leaderboard_entry_rank', 'leaderboard_entry',
+                    ['leaderboard_id', 'phase_id', 'chosen', 'sort_key'], unique=False)
+    op.create_index(op.f('ix_leaderboard_entry_submission_id'), 'leaderboard_entry',
+                    ['submission_id'], unique=False)
+
     with op.batch_alter_table('api_token', schema=None) as batch_op:
         batch_op.add_column(sa.Column('account_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_api_token_account_id'), ['account_id'], unique=False)
@@ -208,6 +231,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_leaderboard_entry_submission_id'), table_name='leaderboard_entry')
+    op.drop_index('ix_leaderboard_entry_rank', table_name='leaderboard_entry')
+    op.drop_table('leaderboard_entry')
     with op.batch_alter_table('api_token', schema=None) as batch_op:
         batch_op.drop_constraint('fk_api_token_account_id', type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_api_token_account_id'))
