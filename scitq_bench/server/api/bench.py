@@ -7,6 +7,7 @@ access); what each may see of a benchmark is decided in ``server.bench.access``.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,38 @@ def get_submission(submission_id: int) -> Any:
         return submission_dict(session, g.principal, submission, benchmark, phase)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of one run of a submission, as the request named it; plain values,
+    usable once the session is gone."""
+
+    run_id: int
+    detailed_results: str | None
+    task_id: int | None
+    step: str
+    phase_name: str
+    hide_output: bool
+    hide_prediction_output: bool
+    hide_score_output: bool
+    organizer: bool
+
+    def check_output_visible(self, step: str) -> None:
+        hidden = self.hide_prediction_output if step == "prediction" else self.hide_score_output
+        if hidden and not self.organizer:
+            raise Forbidden(f"phase {self.phase_name!r} hides the {step} output")
+
+
+def _step(submission_id: int) -> Step:
+    with server_context().db.read() as session:
+        run, task, phase, organizer = _step_task(session, submission_id)
+        return Step(run_id=run.id, detailed_results=run.detailed_results,
+                    task_id=task.id if task is not None else None,
+                    step=request.args.get("step", "scoring"), phase_name=phase.name,
+                    hide_output=phase.hide_output,
+                    hide_prediction_output=phase.hide_prediction_output,
+                    hide_score_output=phase.hide_score_output, organizer=organizer)
+
+
 def _step_task(session: Any, submission_id: int) -> tuple[Run, Task | None, Phase, bool]:
     """The run and queue task named by ?attempt= (default: latest) &run= (position,
     default 0) &step= (prediction or scoring, default scoring)."""
@@ -279,17 +312,16 @@ STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "int
           query=STEP_QUERY)
 def submission_logs(submission_id: int) -> Any:
     context = server_context()
+    step = _step(submission_id)
+    if step.hide_output and not step.organizer:
+        raise Forbidden(f"phase {step.phase_name!r} hides the output of submissions")
+    if step.task_id is None:
+        raise NotFound("this step did not run (a result submission has no prediction)")
     with context.db.read() as session:
-        _, task, phase, organizer = _step_task(session, submission_id)
-        if phase.hide_output and not organizer:
-            raise Forbidden(f"phase {phase.name!r} hides the output of submissions")
-        if task is None:
-            raise NotFound("this step did not run (a result submission has no prediction)")
-        execution = session.scalars(select(Execution).where(Execution.task_id == task.id)
-                                    .order_by(Execution.id.desc()).limit(1)).first()
-    if execution is None:
+        execution_id = session.scalar(select(Execution.id).where(
+            Execution.task_id == step.task_id).order_by(Execution.id.desc()).limit(1))
+    if execution_id is None:
         return Response(b"", mimetype="application/octet-stream")
-    execution_id = execution.id
 
     def status() -> str:
         with context.db.read() as session:
@@ -299,13 +331,9 @@ def submission_logs(submission_id: int) -> Any:
 
 
 def _output_prefix(submission_id: int) -> tuple[str, bool]:
-    with server_context().db.read() as session:
-        run, task, phase, organizer = _step_task(session, submission_id)
-    step = request.args.get("step", "scoring")
-    hidden = phase.hide_prediction_output if step == "prediction" else phase.hide_score_output
-    if hidden and not organizer:
-        raise Forbidden(f"phase {phase.name!r} hides the {step} output")
-    return f"runs/{run.id}/{step}", organizer
+    step = _step(submission_id)
+    step.check_output_visible(step.step)
+    return f"runs/{step.run_id}/{step.step}", step.organizer
 
 
 @endpoint(bp, "/submissions/<int:submission_id>/outputs", "GET", access=BENCH,
@@ -330,13 +358,11 @@ def submission_output_file(submission_id: int, path: str) -> Any:
           summary="The scoring step's detailed results page (sandboxed HTML)",
           query=STEP_QUERY)
 def detailed_results(submission_id: int) -> Any:
-    with server_context().db.read() as session:
-        run, _, phase, organizer = _step_task(session, submission_id)
-    if phase.hide_score_output and not organizer:
-        raise Forbidden(f"phase {phase.name!r} hides the scoring output")
-    if not run.detailed_results:
+    step = _step(submission_id)
+    step.check_output_visible("scoring")
+    if not step.detailed_results:
         raise NotFound("this run has no detailed results")
-    response = send_file(server_context().files.open(run.detailed_results),
+    response = send_file(server_context().files.open(step.detailed_results),
                          mimetype="text/html")
     # participants' HTML: no scripts, no same-origin access, whatever it contains
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'; " \
