@@ -171,3 +171,44 @@ def test_failures_reruns_and_attempt_history(live_server, api, tmp_path) -> None
     assert first["runs"][0]["scoring_task"]["id"] != second["runs"][0]["scoring_task"]["id"]
     board = api.call("GET", f"/phases/{phase}/leaderboards/main")
     assert [r["submission_id"] for r in board["rows"]] == [good["id"]]  # Force_Last
+
+
+def test_participants_choose_what_the_add_rules_show(live_server, api, tmp_path) -> None:
+    bundle = make_bundle(tmp_path / "b", leaderboard_extra={"submission_rule": "Add_And_Delete"})
+    bench = api.import_bundle(bundle, "?run_on_host=true")
+    phase = bench["phases"][0]["id"]
+    erin = api.account("erin")
+    with running_worker(live_server, tmp_path, concurrency=2):
+        first = api.submit(phase, erin, make_submission(tmp_path / "1", "result", 41))
+        second = api.submit(phase, erin, make_submission(tmp_path / "2", "result", 42))
+        api.wait([first["id"], second["id"]])
+    board = f"/phases/{phase}/leaderboards/main"
+    assert api.call("GET", board)["rows"] == []  # nothing until erin chooses
+    api.call("PUT", f"/submissions/{first['id']}/leaderboard", token=erin, json={"on": True})
+    assert [r["submission_id"] for r in api.call("GET", board)["rows"]] == [first["id"]]
+    with pytest.raises(AssertionError, match="remove submission"):
+        api.call("PUT", f"/submissions/{second['id']}/leaderboard", token=erin,
+                 json={"on": True})
+    api.call("PUT", f"/submissions/{first['id']}/leaderboard", token=erin, json={"on": False})
+    api.call("PUT", f"/submissions/{second['id']}/leaderboard", token=erin, json={"on": True})
+    assert [r["submission_id"] for r in api.call("GET", board)["rows"]] == [second["id"]]
+
+
+def test_image_submission_predicts_in_its_own_image(live_server, api, tmp_path,
+                                                    docker_client, name) -> None:
+    """The participant's image runs the prediction step (its own command, the Codabench
+    layout mounted), the benchmark's image scores it."""
+    bundle = make_bundle(tmp_path / "b", docker_image=TEST_IMAGE,
+                         phase_extra={"accepts_only_result_submissions": False})
+    bench = api.import_bundle(bundle)
+    phase = bench["phases"][0]["id"]
+    frank = api.account("frank")
+    command = "sh -c 'echo 42 > /app/output/prediction.txt'"
+    with running_worker(live_server, tmp_path, name, concurrency=2,
+                        engine=engine_for(docker_client, tmp_path, name)):
+        sub = api.call("POST", f"/phases/{phase}/submissions", token=frank, params={
+            "kind": "image", "image": TEST_IMAGE, "command": command})
+        (done,) = api.wait([sub["id"]])
+    assert done["status"] == "finished", done
+    assert scores_of(done)["error"] == 0
+    assert done["attempts_detail"][0]["runs"][0]["prediction_task"]["status"] == "succeeded"
