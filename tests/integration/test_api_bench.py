@@ -234,3 +234,20 @@ def test_organizer_manages_only_its_own_benchmarks(api, tmp_path) -> None:
     assert api.get(f"/benchmarks/{bench_id}", token=dave).status_code == 404
     assert api.delete(f"/benchmarks/{bench_id}", token=dave).status_code == 404
     assert api.delete(f"/benchmarks/{bench_id}", token=carol).status_code == 200
+
+
+def test_a_task_can_ask_for_gpus_and_an_image_of_its_own(api, bench, tmp_path) -> None:
+    answer = api.patch(f"/benchmarks/{bench['id']}/tasks/0",
+                       json={"gpu": 2, "image": "localhost/scorer:2"})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["tasks"][0]["gpu"] == 2
+    assert api.patch(f"/benchmarks/{bench['id']}/tasks/0", json={"image": "-x"}
+                     ).status_code == 400
+    assert api.patch(f"/benchmarks/{bench['id']}/tasks/7", json={"gpu": 1}).status_code == 404
+    alice = account(api, "alice")
+    submit(api, bench["phases"][0]["id"], alice, make_submission(tmp_path, "result", 1))
+    worker = FakeWorker(api)
+    assert worker.claim() == []  # a worker without GPUs never gets it
+    gpu_id, gpu_token = register(api, "gpu-worker", concurrency=2, containers=True, gpus=2)
+    (payload,) = api.post(f"/workers/{gpu_id}/claim?max=5", token=gpu_token).json["executions"]
+    assert (payload["gpu"], payload["container"]) == (2, "localhost/scorer:2")

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request, send_file
 from sqlalchemy import select
 
+from scitq_bench.container_options import GPU_ALL, validate_image
 from scitq_bench.exceptions import Forbidden, InvalidInput, NotFound
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import (
@@ -33,10 +34,19 @@ from scitq_bench.server.bench.access import (
     visible_phase,
     visible_submission,
 )
-from scitq_bench.server.bench.models import Account, Attempt, Benchmark, Phase, Run, Submission
+from scitq_bench.server.bench.models import (
+    Account,
+    Attempt,
+    Benchmark,
+    BenchTask,
+    Phase,
+    Run,
+    Submission,
+)
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.bench.schemas import (
     AccountCreate,
+    BenchTaskUpdate,
     LeaderboardChoice,
     PhaseUpdate,
     TokenRequest,
@@ -186,6 +196,24 @@ def update_phase(phase_id: int, body: PhaseUpdate) -> Any:
             raise InvalidInput(f"end: {phase.end} is not after start {phase.start}")
         session.flush()
         return phase_dict(phase, [])
+
+
+@endpoint(bp, "/benchmarks/<int:benchmark_id>/tasks/<int:index>", "PATCH", access=ORGANIZE,
+          body=BenchTaskUpdate,
+          summary="Set a task's resources: GPUs per step, and an image of its own")
+def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> Any:
+    with server_context().db.write() as session:
+        benchmark = managed_benchmark(session, g.principal, benchmark_id)
+        task = session.scalars(select(BenchTask).where(
+            BenchTask.benchmark_id == benchmark.id, BenchTask.index == index)).first()
+        if task is None:
+            raise NotFound(f"benchmark {benchmark_id} has no task {index}")
+        if "gpu" in body.model_fields_set:
+            task.gpu = GPU_ALL if body.gpu == "all" else int(body.gpu or 0)
+        if "image" in body.model_fields_set:
+            task.image = validate_image(body.image) if body.image else None
+        session.flush()
+        return benchmark_dict(session, g.principal, benchmark)
 
 
 # -- submissions ------------------------------------------------------------------------

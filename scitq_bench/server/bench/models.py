@@ -107,7 +107,8 @@ class BenchTask(Base):
     input_data: Mapped[str | None] = mapped_column(String(500))
     reference_data: Mapped[str | None] = mapped_column(String(500))
     ingestion_only_during_scoring: Mapped[bool] = mapped_column(Boolean, default=False)
-    gpu: Mapped[int] = mapped_column(Integer, default=0)
+    gpu: Mapped[int] = mapped_column(Integer, default=0)  # GPUs each step needs (-1: all)
+    image: Mapped[str | None] = mapped_column(String(500))  # else the benchmark's
 
 
 class PhaseTask(Base):

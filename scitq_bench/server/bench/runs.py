@@ -94,7 +94,7 @@ def _common(benchmark: Benchmark, phase: Phase, task: BenchTask, name: str) -> d
     return {
         "name": name, "batch": phase.batch, "layout": "codabench", "shell": True,
         "run_timeout": float(phase.execution_time_limit), "gpu": task.gpu,
-        "container": None if benchmark.run_on_host else benchmark.docker_image,
+        "container": None if benchmark.run_on_host else (task.image or benchmark.docker_image),
     }
 
 

@@ -49,5 +49,20 @@ class PhaseUpdate(Strict):
         return self
 
 
+class BenchTaskUpdate(Strict):
+    gpu: int | Literal["all"] | None = Field(
+        default=None, description="GPUs each step of this task needs (a count, or all)")
+    image: str | None = Field(default=None, max_length=500,
+                              description="image for this task ('' for the benchmark's)")
+
+    @model_validator(mode="after")
+    def _something(self) -> BenchTaskUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give gpu and/or image")
+        if isinstance(self.gpu, int) and self.gpu < 0:
+            raise ValueError("gpu: a count (0 or more) or 'all'")
+        return self
+
+
 class LeaderboardChoice(Strict):
     on: bool = Field(description="true: put it on the leaderboard; false: take it off")

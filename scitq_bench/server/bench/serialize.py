@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scitq_bench.container_options import GPU_ALL
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages
 from scitq_bench.server.bench.models import (
@@ -76,7 +77,8 @@ def benchmark_dict(session: Session, principal: Principal, benchmark: Benchmark)
 def _task_dict(task: BenchTask, show_programs: bool) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "id": task.id, "index": task.index, "name": task.name, "description": task.description,
-        "has_ingestion": task.ingestion_program is not None, "gpu": task.gpu,
+        "has_ingestion": task.ingestion_program is not None,
+        "gpu": "all" if task.gpu == GPU_ALL else task.gpu, "image": task.image,
     }
     if show_programs:
         answer.update(scoring_command=task.scoring_command,

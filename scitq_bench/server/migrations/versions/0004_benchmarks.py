@@ -59,6 +59,7 @@ def upgrade() -> None:
     sa.Column('reference_data', sa.String(length=500), nullable=True),
     sa.Column('ingestion_only_during_scoring', sa.Boolean(), nullable=False),
     sa.Column('gpu', sa.Integer(), nullable=False),
+    sa.Column('image', sa.String(length=500), nullable=True),
     sa.ForeignKeyConstraint(['benchmark_id'], ['benchmark.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('benchmark_id', 'index')
