@@ -44,6 +44,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # every task of the batch may use the network
     network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    budget: Mapped[float | None] = mapped_column(Float)  # recruiting stops once spent
 
     tasks: Mapped[list[Task]] = relationship(back_populates="batch", passive_deletes=True)
 
@@ -75,6 +76,14 @@ class Worker(Base):
     region: Mapped[str | None] = mapped_column(String(100))
     permanent: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[str | None] = mapped_column(String(40))
+    # a recruited machine: the provider's id for it, its price, who hired it, since when
+    # it has nothing to do (the idle timeout), when it was given back
+    instance_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    cost_per_hour: Mapped[float | None] = mapped_column(Float)
+    recruiter_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recruiter.id", ondelete="SET NULL"), index=True)
+    idle_since: Mapped[datetime | None] = mapped_column(DateTime)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     batch: Mapped[Batch | None] = relationship()
 
@@ -200,5 +209,6 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-# The benchmark tables share this metadata (one schema, one migration history).
+# The benchmark and recruitment tables share this metadata (one schema, one history).
 from scitq_bench.server.bench import models as _bench_models  # noqa: E402, F401
+from scitq_bench.server.recruit import models as _recruit_models  # noqa: E402, F401

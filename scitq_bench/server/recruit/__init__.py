@@ -1,0 +1,2 @@
+"""Recruitment on the server: the flavor catalog, providers, recruiters, deploy and
+destroy jobs, autoscaling and cost."""
