@@ -11,6 +11,7 @@ import requests
 
 from scitq_bench import __version__
 from scitq_bench.cli.batch import batch
+from scitq_bench.cli.bench import COMMANDS as BENCH_COMMANDS
 from scitq_bench.cli.common import CliState
 from scitq_bench.cli.execution import execution
 from scitq_bench.cli.launch import launch
@@ -53,7 +54,7 @@ def cli(ctx: click.Context, server: str | None, token: str | None, timeout: floa
     ctx.obj = CliState(server=server, token=token, timeout=timeout)
 
 
-for command in (server, worker, task, batch, execution, launch, up):
+for command in (server, worker, task, batch, execution, launch, up, *BENCH_COMMANDS):
     cli.add_command(command)
 
 

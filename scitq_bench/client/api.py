@@ -15,6 +15,7 @@ from typing import IO, Any
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from scitq_bench.client.bench import BenchClientMixin
 from scitq_bench.exceptions import ERRORS_BY_CODE, ScitqBenchError, ServerUnreachable
 from scitq_bench.settings import load_client_settings
 from scitq_bench.states import TaskStatus
@@ -24,7 +25,7 @@ FINAL_TASK_STATUSES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
                        TaskStatus.CANCELLED.value}
 
 
-class Client:
+class Client(BenchClientMixin):
     """``Client()`` reads SCITQ_BENCH_SERVER/SCITQ_BENCH_TOKEN or the config file that
     ``scitq-bench server init`` wrote."""
 
