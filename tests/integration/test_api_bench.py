@@ -251,3 +251,12 @@ def test_a_task_can_ask_for_gpus_and_an_image_of_its_own(api, bench, tmp_path) -
     gpu_id, gpu_token = register(api, "gpu-worker", concurrency=2, containers=True, gpus=2)
     (payload,) = api.post(f"/workers/{gpu_id}/claim?max=5", token=gpu_token).json["executions"]
     assert (payload["gpu"], payload["container"]) == (2, "localhost/scorer:2")
+
+
+def test_phase_update_refuses_null_for_what_a_phase_always_has(api, bench) -> None:
+    phase = bench["phases"][0]["id"]
+    for field in ("name", "start", "execution_time_limit", "hide_output"):
+        answer = api.patch(f"/phases/{phase}", json={field: None})
+        assert answer.status_code == 400, (field, answer.json)
+        assert field in answer.json["message"]
+    assert api.patch(f"/phases/{phase}", json={"end": None}).status_code == 200

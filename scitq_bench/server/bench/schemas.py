@@ -20,6 +20,10 @@ class TokenRequest(Strict):
     revoke_others: bool = Field(default=False, description="revoke the account's other tokens")
 
 
+NOT_NULL = ("name", "start", "execution_time_limit", "hide_output", "hide_prediction_output",
+            "hide_score_output", "accepts_only_result_submissions")
+
+
 class PhaseUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=300)
     description: str | None = None
@@ -44,8 +48,9 @@ class PhaseUpdate(Strict):
 
                 object.__setattr__(self, name,
                                    value.astimezone(timezone.utc).replace(tzinfo=None))
-        if self.start is None and "start" in self.model_fields_set:
-            raise ValueError("start: a phase always has a start")
+        for name in NOT_NULL:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: a phase always has one (null is not a value here)")
         return self
 
 
