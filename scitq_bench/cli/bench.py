@@ -314,6 +314,29 @@ def show_bench(client: Client, benchmark_id: int, as_json: bool) -> None:
                           f"({board['submission_rule']}{hidden})")
 
 
+@bench.command("task")
+@click.argument("benchmark_id", type=int)
+@click.argument("index", type=int)
+@click.option("--gpu", help="GPUs each step of the task needs: a count, or all.")
+@click.option("--image", help="An image for this task ('' for the benchmark's).")
+@json_option
+@pass_client
+def update_bench_task(client: Client, benchmark_id: int, index: int, gpu: str | None,
+                      image: str | None, as_json: bool) -> None:
+    """Set the resources of task INDEX of a benchmark."""
+    if gpu is None and image is None:
+        raise click.UsageError("give --gpu and/or --image")
+    count: int | str | None = gpu
+    if gpu is not None and gpu != "all":
+        if not gpu.isdigit():
+            raise click.BadParameter(f"{gpu!r} is not a count or all", param_hint="--gpu")
+        count = int(gpu)
+    answer = client.bench_task_update(benchmark_id, index, gpu=count, image=image)
+    task = next(t for t in answer["tasks"] if t["index"] == index)
+    _show_or_say(task, as_json, f"benchmark {benchmark_id} task {index}: gpu {task['gpu']}, "
+                 f"image {task.get('image') or '(the benchmark' + chr(39) + 's)'}")
+
+
 @bench.command("delete")
 @click.argument("benchmark_id", type=int)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")

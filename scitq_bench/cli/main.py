@@ -14,6 +14,7 @@ from scitq_bench.cli.batch import batch
 from scitq_bench.cli.bench import COMMANDS as BENCH_COMMANDS
 from scitq_bench.cli.common import CliState
 from scitq_bench.cli.execution import execution
+from scitq_bench.cli.flavor import COMMANDS as FLAVOR_COMMANDS
 from scitq_bench.cli.launch import launch
 from scitq_bench.cli.server import server
 from scitq_bench.cli.task import task
@@ -55,6 +56,8 @@ def cli(ctx: click.Context, server: str | None, token: str | None, timeout: floa
 
 
 for command in (server, worker, task, batch, execution, launch, up, *BENCH_COMMANDS):
+    cli.add_command(command)
+for command in FLAVOR_COMMANDS:
     cli.add_command(command)
 
 

@@ -334,6 +334,29 @@ class Client(BenchClientMixin):
     def openapi(self) -> dict[str, Any]:
         return self._json("GET", "/openapi.json")
 
+    # -- flavors and quotas --------------------------------------------------------
+
+    def flavor_list(self, **filters: Any) -> list[dict[str, Any]]:
+        """Offers that may be hired now, best first; filters: protofilters, provider,
+        region, min_cpu, min_ram, min_disk, max_eviction, limit."""
+        return self._json("GET", "/flavors", params=filters)["flavors"]
+
+    def flavor_update(self, provider: str | None = None) -> dict[str, Any]:
+        """Refresh the catalog of a provider (default: of every provider with an
+        updater): ``{"updated": {provider: counts}, "errors": {provider: message}}``."""
+        return self._json("POST", "/flavors/update", params={"provider": provider})
+
+    def quota_list(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/quotas")["quotas"]
+
+    def quota_set(self, provider: str, region: str, **fields: Any) -> dict[str, Any]:
+        """Fields: max_cpus, max_instances (None: no limit), preferred; those left out
+        keep their value."""
+        from urllib.parse import quote
+
+        path = f"/quotas/{quote(provider, safe='')}/{quote(region, safe='')}"
+        return self._json("PUT", path, json=fields)
+
 
 def _param(value: Any) -> Any:
     if isinstance(value, (list, tuple, set)):

@@ -84,6 +84,18 @@ class BenchClientMixin:
         """Delete a benchmark with its submissions, their tasks and its files."""
         return self._json("DELETE", f"/benchmarks/{int(benchmark_id)}")
 
+    def bench_task_update(self, benchmark_id: int, index: int, *, gpu: int | str | None = None,
+                          image: str | None = None) -> dict[str, Any]:
+        """A task's resources: GPUs per step (a count or "all") and/or an image of its
+        own ("" for the benchmark's). Returns the benchmark."""
+        body: dict[str, Any] = {}
+        if gpu is not None:
+            body["gpu"] = gpu
+        if image is not None:
+            body["image"] = image
+        return self._json("PATCH", f"/benchmarks/{int(benchmark_id)}/tasks/{int(index)}",
+                          json=body)
+
     def phase_update(self, phase_id: int, **fields: Any) -> dict[str, Any]:
         """Change a phase: name, description, start, end (None: no end),
         max_submissions, max_submissions_per_day, max_submission_mb,

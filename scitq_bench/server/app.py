@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from scitq_bench.server import scheduling
-from scitq_bench.server.api import batches, bench, executions, files, meta, tasks, workers
+from scitq_bench.server.api import batches, bench, executions, files, flavors, meta, tasks, workers
 from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
@@ -19,7 +19,8 @@ from scitq_bench.server.notify import Notifier
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.settings import ServerSettings
 
-BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp, bench.bp)
+BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp, bench.bp,
+              flavors.bp)
 
 
 def create_app(settings: ServerSettings, *, start_reaper: bool | None = None) -> Flask:

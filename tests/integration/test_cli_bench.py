@@ -119,6 +119,13 @@ def test_bench_import_list_show_delete(run: Invoke, live_server: Any, tmp_path: 
     fails(run("bench", "show", folder["id"], token=participant), "not", "found")
     assert len(as_json(run("bench", "list", "--json"))) == 2  # nothing half-made
 
+    said = ok(run("bench", "task", 1, 0, "--gpu", "all", "--image", "localhost/s:1")).stdout
+    assert said.strip() == "benchmark 1 task 0: gpu all, image localhost/s:1"
+    task = as_json(run("bench", "task", 1, 0, "--gpu", "1", "--image", "", "--json"))
+    assert (task["gpu"], task["image"]) == (1, None)
+    fails(run("bench", "task", 1, 0, "--gpu", "two"), "two", code=2)
+    fails(run("bench", "task", 1, 9, "--gpu", "1"), "no task 9")
+
     refused = run("bench", "delete", 1, input="n\n")
     assert refused.exit_code == 1 and "Aborted" in refused.output
     assert "benchmark 1 deleted" in ok(run("bench", "delete", 1, "--yes")).stdout
