@@ -2,14 +2,15 @@
 
 Environment variables (stable, users rely on them):
 ``SCITQ_BENCH_DATA_DIR``, ``SCITQ_BENCH_DATABASE_URL``, ``SCITQ_BENCH_SERVER``,
-``SCITQ_BENCH_TOKEN``, ``SCITQ_BENCH_LEASE_SECONDS``, ``SCITQ_BENCH_CONFIG``.
+``SCITQ_BENCH_TOKEN``, ``SCITQ_BENCH_LEASE_SECONDS``, ``SCITQ_BENCH_CONFIG``,
+``SCITQ_BENCH_PUBLIC_URL``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class ServerSettings:
     reaper_interval: float = 2.0
     run_reaper: bool = True
     claim_max_wait: float = 30.0
+    # the URL workers reach this server at (recruited machines are given it)
+    public_url: str | None = None
+    # ``recruitment:`` in settings.yaml: providers' configuration (credentials included:
+    # keep the file private), timeouts, caps; see docs/recruitment.md
+    recruitment: dict[str, Any] = field(default_factory=dict)
+    run_recruiter: bool = True
 
     @property
     def log_dir(self) -> Path:
@@ -63,10 +70,15 @@ class ServerSettings:
             or f"sqlite:///{root / 'scitq_bench.db'}"
         )
         lease = os.environ.get("SCITQ_BENCH_LEASE_SECONDS") or file_values.get("lease_seconds", 30)
+        recruitment = file_values.get("recruitment") or {}
+        if not isinstance(recruitment, dict):
+            raise InvalidInput(f"{root / 'settings.yaml'}: recruitment must be a mapping")
         values: dict[str, Any] = {
             "data_dir": root,
             "database_url": url,
             "lease_seconds": _positive_float("lease_seconds", lease),
+            "public_url": os.environ.get("SCITQ_BENCH_PUBLIC_URL") or file_values.get("public_url"),
+            "recruitment": recruitment,
         }
         values.update(overrides)
         return cls(**values)

@@ -16,6 +16,8 @@ from scitq_bench.cli.common import CliState
 from scitq_bench.cli.execution import execution
 from scitq_bench.cli.flavor import COMMANDS as FLAVOR_COMMANDS
 from scitq_bench.cli.launch import launch
+from scitq_bench.cli.recruit import COMMANDS as RECRUIT_COMMANDS
+from scitq_bench.cli.recruit import WORKER_COMMANDS
 from scitq_bench.cli.server import server
 from scitq_bench.cli.task import task
 from scitq_bench.cli.up import up
@@ -57,8 +59,10 @@ def cli(ctx: click.Context, server: str | None, token: str | None, timeout: floa
 
 for command in (server, worker, task, batch, execution, launch, up, *BENCH_COMMANDS):
     cli.add_command(command)
-for command in FLAVOR_COMMANDS:
+for command in (*FLAVOR_COMMANDS, *RECRUIT_COMMANDS):
     cli.add_command(command)
+for command in WORKER_COMMANDS:
+    worker.add_command(command)
 
 
 def main() -> None:

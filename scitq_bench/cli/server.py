@@ -6,6 +6,7 @@ Flask or SQLAlchemy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -97,11 +98,13 @@ def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
     from scitq_bench.server.migrate import upgrade
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    url = local_url(host, port)
     settings = ServerSettings.from_env(data_dir, run_reaper=not no_reaper)
+    if settings.public_url is None:  # recruited local workers reach it there
+        settings = dataclasses.replace(settings, public_url=url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with database_errors():
         upgrade(settings.database_url)  # fail here, with one line, rather than in gunicorn
-    url = local_url(host, port)
     if debug:
         from scitq_bench.server.app import create_app
 

@@ -94,11 +94,16 @@ def worker() -> None:
 @click.option("--prune-threshold", type=click.FloatRange(0, 100), default=80.0,
               show_default=True, metavar="PERCENT",
               help="Disk use of the engine's storage above which idle images are pruned.")
+@click.option("--spot", type=click.Choice(["aws", "azure"]),
+              help="A spot machine of this provider: watch its metadata service for an "
+              "interruption notice, and give the work back when one comes.")
+@click.option("--metadata-url", default="http://169.254.169.254", show_default=True,
+              help="The instance metadata service (for --spot).")
 def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | None,
                batch: str | None, work_dir: Path | None, containers: bool,
                docker_host: str | None, container_user: str | None,
                container_mem: float | None, container_pids: int, image_max_idle: float,
-               prune_threshold: float) -> None:
+               prune_threshold: float, spot: str | None, metadata_url: str) -> None:
     """Run a worker on this machine against the server at URL (default: --server or the
     client config). Needs an admin or enrollment token (--token, $SCITQ_BENCH_TOKEN or
     the client config). SIGTERM or Ctrl-C stops it."""
@@ -121,9 +126,12 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
     defaults = ContainerDefaults(user=_container_user(container_user),
                                  pids_limit=container_pids, mem_gb=container_mem)
     engine = _engine(containers, docker_host, name, work_dir, image_max_idle, prune_threshold)
+    from scitq_bench.client.worker.interruption import reader
+
     agent = WorkerAgent(client, name=name, concurrency=concurrency, prefetch=prefetch,
                         batch=batch, work_dir=work_dir, engine=engine,
-                        container_defaults=defaults)
+                        container_defaults=defaults,
+                        spot_notice=reader(spot, metadata_url) if spot else None)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # os.write: a buffered print could re-enter a write the signal interrupted

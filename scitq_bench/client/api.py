@@ -16,6 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scitq_bench.client.bench import BenchClientMixin
+from scitq_bench.client.recruit import RecruitClientMixin
 from scitq_bench.exceptions import ERRORS_BY_CODE, ScitqBenchError, ServerUnreachable
 from scitq_bench.settings import load_client_settings
 from scitq_bench.states import TaskStatus
@@ -25,7 +26,7 @@ FINAL_TASK_STATUSES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
                        TaskStatus.CANCELLED.value}
 
 
-class Client(BenchClientMixin):
+class Client(BenchClientMixin, RecruitClientMixin):
     """``Client()`` reads SCITQ_BENCH_SERVER/SCITQ_BENCH_TOKEN or the config file that
     ``scitq-bench server init`` wrote."""
 
@@ -251,6 +252,11 @@ class Client(BenchClientMixin):
     def worker_register(self, **fields: Any) -> dict[str, Any]:
         """Returns {"worker", "token", "lease_seconds"}; use the token from then on."""
         return self._json("POST", "/workers", json=fields)
+
+    def worker_evicted(self, worker_id: int, notice: str = "") -> dict[str, Any]:
+        """Tell the server the provider takes this machine back (spot interruption)."""
+        return self._json("POST", f"/workers/{worker_id}/evicted", params={"notice": notice},
+                          retry_for=10.0)
 
     def heartbeat(
         self, worker_id: int, *, stats: dict[str, Any], executions: Sequence[int],

@@ -7,7 +7,17 @@ import logging
 from flask import Flask
 
 from scitq_bench.server import scheduling
-from scitq_bench.server.api import batches, bench, executions, files, flavors, meta, tasks, workers
+from scitq_bench.server.api import (
+    batches,
+    bench,
+    executions,
+    files,
+    flavors,
+    meta,
+    recruit,
+    tasks,
+    workers,
+)
 from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
@@ -20,12 +30,16 @@ from scitq_bench.server.reaper import Reaper
 from scitq_bench.settings import ServerSettings
 
 BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp, bench.bp,
-              flavors.bp)
+              flavors.bp, recruit.bp)
 
 
-def create_app(settings: ServerSettings, *, start_reaper: bool | None = None) -> Flask:
+def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
+               start_recruiter: bool | None = None) -> Flask:
     """Build the app. ``start_reaper`` (default: ``settings.run_reaper``) starts the
-    lease reaper thread; the schema is migrated to the latest revision first."""
+    lease reaper thread; recruitment is set up when the server knows the URL workers
+    reach it at (``public_url``), and its loop started with ``start_recruiter``
+    (default: ``settings.run_recruiter`` when the reaper runs). The schema is migrated
+    to the latest revision first."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     app = Flask(__name__)
@@ -48,7 +62,25 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None) ->
         reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval, context.notifier)
         reaper.start()
         app.extensions["scitq_bench_reaper"] = reaper
+    if settings.public_url:
+        reaping = settings.run_reaper if start_reaper is None else start_reaper
+        if start_recruiter is None:
+            start_recruiter = settings.run_recruiter and reaping
+        start_recruitment(app, settings.public_url, start=start_recruiter)
     return app
+
+
+def start_recruitment(app: Flask, server_url: str, *, start: bool) -> None:
+    """Set up recruitment for ``app`` (its API answers once this ran) and, with
+    ``start``, run its loop."""
+    from scitq_bench.server.recruit.runtime import EXTENSION as RECRUIT
+    from scitq_bench.server.recruit.runtime import build
+
+    context = app.extensions[EXTENSION]
+    runtime = build(context.settings, context.db, server_url)
+    app.extensions[RECRUIT] = runtime
+    if start:
+        runtime.engine.start()
 
 
 def create_app_from_env() -> Flask:

@@ -18,10 +18,17 @@ def get_worker(session: Session, worker_id: int) -> Worker:
     return get_or_404(session, Worker, worker_id)
 
 
+# What the recruiter set for a machine it hired, which its worker process must not undo
+# when it registers.
+SERVER_DECIDES = frozenset({"concurrency", "prefetch", "flavor", "provider", "region",
+                            "permanent"})
+
+
 def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:
     """Create the worker, or take over the record of the same name. Executions the old
     process held are lost (its children died with it) and re-queued without spending
-    retries. Returns the worker, its new token, and how many tasks were re-queued."""
+    retries. A recruited machine keeps what its recruiter decided (batch, concurrency,
+    flavor...). Returns the worker, its new token, and how many tasks were re-queued."""
     worker = session.scalar(select(Worker).where(Worker.name == spec.name))
     fields = spec.model_dump(exclude={"batch"})
     batch = get_or_create_batch(session, spec.batch) if spec.batch else None
@@ -31,9 +38,12 @@ def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:
         session.add(worker)
         session.flush()
     else:
+        recruited = not worker.permanent
         for key, value in fields.items():
-            setattr(worker, key, value)
-        worker.batch = batch
+            if not (recruited and key in SERVER_DECIDES):
+                setattr(worker, key, value)
+        if not recruited:
+            worker.batch = batch
         worker.last_contact_at = utcnow()
         if worker.status != WorkerStatus.PAUSED.value:
             transitions.move_worker(session, worker.id, WorkerStatus.RUNNING)
@@ -108,3 +118,15 @@ def live_counts(session: Session) -> dict[int, dict[str, int]]:
     for worker_id, status, count in rows:
         counts.setdefault(worker_id, {})[status] = count
     return counts
+
+
+def evict(session: Session, worker_id: int, notice: str) -> int:
+    """The machine is being taken back: the worker is evicted (it takes no more work and
+    no longer counts toward its recruiter's maximum, so a replacement is recruited if
+    work remains) and what it held is lost and re-queued without spending retries."""
+    worker = get_worker(session, worker_id)
+    transitions.move_worker(session, worker.id, WorkerStatus.EVICTED)
+    held = session.execute(select(Execution.id, Execution.task_id).where(
+        Execution.worker_id == worker.id, Execution.status.in_(LIVE_EXECUTION_VALUES))).all()
+    reason = "the machine was reclaimed by its provider" + (f" ({notice[:200]})" if notice else "")
+    return scheduling.lose_executions(session, list(held), utcnow(), reason)

@@ -24,6 +24,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,13 @@ class WorkerAgent:
         gpus: list[Gpu] | None = None,
         engine: Engine | None = None,
         container_defaults: ContainerDefaults | None = None,
+        spot_notice: Callable[[], str | None] | None = None,
+        spot_interval: float = 5.0,
     ) -> None:
         """``gpus``: None to detect them. ``engine``: the container engine to run
-        container tasks with (``engine.connect`` finds one), None for processes only."""
+        container tasks with (``engine.connect`` finds one), None for processes only.
+        ``spot_notice``: polled every ``spot_interval`` seconds on spot machines; a
+        notice (``interruption.reader``) evicts the worker and stops it."""
         self.client = client
         self.name = name
         self.concurrency = concurrency
@@ -165,6 +170,8 @@ class WorkerAgent:
         self._gate = RunGate(concurrency, GpuPool(self.gpus))
         self.container_defaults = container_defaults or ContainerDefaults()
         self.engine = engine
+        self.spot_notice = spot_notice
+        self.spot_interval = spot_interval
 
     # -- public --------------------------------------------------------------------------
 
@@ -187,6 +194,8 @@ class WorkerAgent:
             "claim": self._start(self._claim_loop, "claim"),
             "logs": self._start(self._log_loop, "logs"),
         }
+        if self.spot_notice is not None:
+            self._start(self._spot_loop, "spot")
         log.info("worker %s (id %s) running, concurrency %d, prefetch %d",
                  self.name, self.worker_id, self.concurrency, self.prefetch)
         self._wake.get()
@@ -778,6 +787,22 @@ class WorkerAgent:
                     log.warning("execution %s: log shipping failed: %s", execution_id, exc)
             else:
                 delay = 0.5
+
+    # -- spot interruptions --------------------------------------------------------------
+
+    def _spot_loop(self) -> None:
+        assert self.spot_notice is not None
+        while not self._finished.wait(self.spot_interval):
+            notice = self.spot_notice()
+            if notice is None:
+                continue
+            log.warning("spot interruption notice: %s; giving the work back", notice)
+            try:
+                self._reporter_client.worker_evicted(self.worker_id, notice)  # type: ignore[arg-type]
+            except ScitqBenchError as exc:
+                log.warning("could not tell the server about the eviction: %s", exc)
+            self.stop()
+            return
 
     # -- stopping ------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
-"""Health and the OpenAPI document, both public."""
+"""Health and the OpenAPI document (public), and the worker package (enrollment)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, send_file
 
 from scitq_bench import __version__
-from scitq_bench.server.api.registry import OPERATIONS, PUBLIC, Operation, endpoint
+from scitq_bench.server.api.registry import ENROLL, OPERATIONS, PUBLIC, Operation, endpoint
+from scitq_bench.server.context import server_context
+from scitq_bench.server.package import package_file
 
 bp = Blueprint("meta", __name__)
 
@@ -84,3 +86,11 @@ def _path_names(path: str) -> list[str]:
     import re
 
     return re.findall(r"{([a-z_]+)}", path)
+
+
+@endpoint(bp, "/package", "GET", access=ENROLL,
+          summary="The worker package (a wheel) at this server's exact version")
+def package() -> Any:
+    path = package_file(server_context().settings)
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True,
+                     download_name=path.name)

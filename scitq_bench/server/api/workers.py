@@ -159,3 +159,16 @@ def report(worker_id: int, body: WorkerReport) -> Any:
             ctx.db, worker_id, wanted, ctx.settings.lease_seconds
         )
     return answer
+
+
+@endpoint(bp, "/workers/<int:worker_id>/evicted", "POST", access=ANY,
+          summary="The provider is taking the machine back (a spot interruption): its "
+          "executions go back to the queue without spending retries",
+          query=(QueryParam("notice", "what the provider said"),))
+def evicted(worker_id: int) -> Any:
+    g.principal.require_worker(worker_id)
+    ctx = server_context()
+    with ctx.db.write() as session:
+        requeued = domain.evict(session, worker_id, request.args.get("notice") or "")
+    ctx.notifier.notify(WORK)
+    return {"requeued": requeued}

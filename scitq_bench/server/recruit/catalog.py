@@ -96,7 +96,7 @@ def find_offers(
     if pushed:
         stmt = stmt.where(and_(*pushed))
 
-    offers = [o for o in (_offer(f, m) for f, m in session.execute(stmt))
+    offers = [o for o in (offer_from(f, m) for f, m in session.execute(stmt))
               if wanted.matches(o)]
     quotas = {(q.provider, q.region): q for q in session.scalars(select(Quota))}
     usage = live_usage(session)
@@ -130,7 +130,8 @@ def _sql(condition: Condition) -> ColumnElement[bool] | None:
     return None
 
 
-def _offer(flavor: Flavor, metric: FlavorMetric) -> Offer:
+def offer_from(flavor: Flavor, metric: FlavorMetric) -> Offer:
+    """A catalog row (a flavor and one of its regions) as an offer."""
     count = flavor.gpu_count or 0
     return Offer(
         provider=flavor.provider, region=metric.region, flavor=flavor.name, cpu=flavor.cpu,

@@ -1,0 +1,357 @@
+"""Autoscaling: every few seconds, look at the queue and the machines, and act.
+
+One pass (``plan``), in one transaction:
+
+1. idleness: a recruited worker holding no execution is idle since then;
+2. for each running batch with pending work, its recruiters in rank order top up to
+   what they want (a worker per ``tasks_per_worker`` pending tasks, at most
+   ``maximum_workers`` alive), first by recycling idle recruited workers of other
+   batches whose flavor fits, then by hiring the cheapest offer that fits (protofilter
+   or flavor name, provider, region, quotas, exclusions), within the global caps on
+   workers and spend per hour and the batch's budget;
+3. idle workers nobody needs are given back after the idle timeout (shorter once they
+   have worked).
+
+Hiring and giving back are jobs (``jobs.JobRunner``), started after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scitq_bench.recruit import protofilter as pf
+from scitq_bench.server import transitions
+from scitq_bench.server.db import Database
+from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.server.recruit import catalog
+from scitq_bench.server.recruit.costs import batch_cost
+from scitq_bench.server.recruit.jobs import DEPLOY, DESTROY, PENDING, RUNNING, JobRunner
+from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Job, Recruiter
+from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
+
+log = logging.getLogger("scitq_bench.recruit")
+
+DEAD = (WorkerStatus.FAILED.value, WorkerStatus.EVICTED.value)
+ANY_FLAVOR = "eviction>=0:tags~%"  # mentions both: lifts the default filters
+
+
+@dataclass
+class RecruitSettings:
+    interval: float = 5.0
+    idle_timeout: float = 600.0  # a recruited worker that never worked
+    idle_after_work: float = 120.0  # one that has worked and has nothing left
+    max_workers: int | None = None  # recruited workers alive at once, all batches
+    max_cost_per_hour: float | None = None  # their summed price
+
+
+@dataclass
+class Plan:
+    deploy_jobs: list[int] = field(default_factory=list)
+    destroy_jobs: list[int] = field(default_factory=list)
+    recycled: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def alive(query: Any) -> Any:
+    """Recruited workers (machines we hired: not ``permanent``) that exist: not given
+    back, not failed or evicted. They count toward caps and maximums."""
+    return query.where(Worker.permanent.is_(False), Worker.released_at.is_(None),
+                       Worker.status.notin_(DEAD))
+
+
+def plan(session: Session, settings: RecruitSettings, now: datetime | None = None) -> Plan:
+    now = now or utcnow()
+    result = Plan()
+    busy = _mark_idleness(session, now)
+    for batch in session.scalars(select(Batch).where(Batch.status == BatchStatus.RUNNING.value)
+                                 .order_by(Batch.priority.desc(), Batch.id)):
+        recruiters = list(session.scalars(select(Recruiter).where(
+            Recruiter.batch_id == batch.id).order_by(Recruiter.rank)))
+        if recruiters:
+            _staff(session, batch, recruiters, settings, now, result)
+    _give_back_idle(session, settings, now, busy, result)
+    _release_evicted(session, result)
+    return result
+
+
+def _release_evicted(session: Session, result: Plan) -> None:
+    """A reclaimed spot machine is gone or going: make sure, and close its record."""
+    for worker in session.scalars(select(Worker).where(
+            Worker.permanent.is_(False), Worker.released_at.is_(None),
+            Worker.status == WorkerStatus.EVICTED.value)):
+        if session.scalar(select(func.count()).select_from(Job).where(
+                Job.worker_id == worker.id, Job.kind == DESTROY)):
+            continue
+        result.destroy_jobs.append(destroy(session, worker, "evicted by its provider").id)
+
+
+def _mark_idleness(session: Session, now: datetime) -> set[int]:
+    """Set or clear ``idle_since``; returns the ids of workers holding executions."""
+    busy = set(session.scalars(select(Execution.worker_id).where(
+        Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.worker_id.is_not(None))))
+    for worker in session.scalars(alive(select(Worker))):
+        if worker.id in busy:
+            worker.idle_since = None
+        elif worker.idle_since is None and worker.last_contact_at is not None:
+            worker.idle_since = now
+    return busy
+
+
+def _pending(session: Session, batch_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Task).where(
+        Task.batch_id == batch_id, Task.status == "pending")) or 0
+
+
+def _staff(session: Session, batch: Batch, recruiters: list[Recruiter],
+           settings: RecruitSettings, now: datetime, result: Plan) -> None:
+    remaining = _pending(session, batch.id)
+    for recruiter in recruiters:
+        if remaining <= 0 or remaining < recruiter.minimum_tasks:
+            return
+        have = session.scalar(alive(select(func.count()).select_from(Worker)).where(
+            Worker.recruiter_id == recruiter.id)) or 0
+        per = recruiter.tasks_per_worker
+        wanted = recruiter.maximum_workers if not per else min(
+            recruiter.maximum_workers, math.ceil(remaining / per))
+        need = max(0, wanted - have)
+        remaining -= (have + need) * per if per else remaining
+        for _ in range(need):
+            if not _recycle(session, batch, recruiter, now, result):
+                if not _hire(session, batch, recruiter, settings, now, result):
+                    break
+
+
+def _spec(recruiter: Recruiter) -> tuple[pf.Protofilter | None, str | None]:
+    """(protofilter, flavor name): one of them says what fits."""
+    if recruiter.flavor.startswith("auto"):
+        return pf.parse(recruiter.flavor, require_auto=True), None
+    return None, recruiter.flavor
+
+
+def _where(value: str | None) -> str | None:
+    return None if value in (None, "", "auto") else value
+
+
+def _recycle(session: Session, batch: Batch, recruiter: Recruiter, now: datetime,
+             result: Plan) -> bool:
+    """Give this batch an idle recruited worker of another batch whose flavor fits."""
+    protofilter, name = _spec(recruiter)
+    candidates = session.scalars(alive(select(Worker)).where(
+        Worker.idle_since.is_not(None), Worker.status == WorkerStatus.RUNNING.value,
+        (Worker.batch_id != batch.id) | Worker.batch_id.is_(None))
+        .order_by(Worker.idle_since))
+    for worker in candidates:
+        if _where(recruiter.provider) not in (None, worker.provider):
+            continue
+        if _where(recruiter.region) not in (None, worker.region):
+            continue
+        offer = offer_of(session, worker)
+        fits = (offer is not None and protofilter.matches(offer)) if protofilter else \
+            worker.flavor == name
+        if not fits:
+            continue
+        worker.batch_id, worker.recruiter_id = batch.id, recruiter.id
+        worker.concurrency = _concurrency(session, batch.id, recruiter, offer)
+        worker.prefetch, worker.idle_since = recruiter.prefetch, None
+        result.recycled.append(worker.id)
+        result.notes.append(f"recycled worker {worker.name} for batch {batch.name}")
+        return True
+    return False
+
+
+def offer_of(session: Session, worker: Worker) -> pf.Offer | None:
+    """The catalog's description of the machine a worker runs on."""
+    row = session.execute(
+        select(Flavor, FlavorMetric).join(FlavorMetric, FlavorMetric.flavor_id == Flavor.id)
+        .where(Flavor.provider == worker.provider, Flavor.name == worker.flavor,
+               FlavorMetric.region == worker.region)).first()
+    return None if row is None else catalog.offer_from(*row)
+
+
+def _hire(session: Session, batch: Batch, recruiter: Recruiter, settings: RecruitSettings,
+          now: datetime, result: Plan) -> bool:
+    outcome = hire(session, settings, batch=batch, flavor=recruiter.flavor,
+                   provider=recruiter.provider, region=recruiter.region,
+                   concurrency=recruiter.concurrency, prefetch=recruiter.prefetch,
+                   recruiter=recruiter, now=now)
+    if isinstance(outcome, str):
+        result.notes.append(f"batch {batch.name}, recruiter {recruiter.rank}: {outcome}")
+        return False
+    result.deploy_jobs.append(outcome.id)
+    return True
+
+
+def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, flavor: str,
+         provider: str, region: str, concurrency: int | None, prefetch: int,
+         recruiter: Recruiter | None = None, now: datetime | None = None) -> Job | str:
+    """Choose the cheapest offer that fits and queue its deploy: the worker row first
+    (so no machine ever lacks a record), then the job. Returns the job, or why not."""
+    now = now or utcnow()
+    reason = _within_caps(session, batch, settings)
+    if reason:
+        return reason
+    named = not flavor.startswith("auto")
+    # a flavor asked by name is wanted whatever the default filters (metal, spot) say
+    protofilter = pf.parse(ANY_FLAVOR if named else flavor, require_auto=not named)
+    offers = catalog.find_offers(session, protofilter=protofilter, provider=_where(provider),
+                                 region=_where(region), now=now)
+    if named:
+        offers = [o for o in offers if o.flavor == flavor]
+    if settings.max_cost_per_hour is not None:
+        spent = _hourly_spend(session)
+        offers = [o for o in offers if spent + (o.cost or 0) <= settings.max_cost_per_hour]
+    if not offers:
+        return (f"no offer fits {flavor} ({provider}/{region}): nothing matches, or quotas, "
+                "exclusions after capacity failures, or the spend cap leave none")
+    offer = offers[0]
+    label = batch.name if batch is not None else "pool"
+    worker = Worker(
+        name=f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}", status="offline",
+        batch_id=batch.id if batch is not None else None,
+        recruiter_id=recruiter.id if recruiter is not None else None,
+        provider=offer.provider, region=offer.region, flavor=offer.flavor,
+        cost_per_hour=offer.cost, cpus=offer.cpu, mem_gb=offer.ram_gb, gpus=offer.gpu_count,
+        permanent=False, prefetch=prefetch, stats={},
+        concurrency=concurrency or _derived_concurrency(session, batch, offer),
+    )
+    session.add(worker)
+    session.flush()
+    job = Job(kind=DEPLOY, worker_id=worker.id, status=PENDING, arguments={
+        "name": worker.name, "provider": offer.provider, "region": offer.region,
+        "flavor": offer.flavor, "tags": offer.tags, "spot": offer.eviction is not None,
+        "concurrency": worker.concurrency, "prefetch": worker.prefetch, "batch": label,
+    }, log=f"deploy {offer.flavor} ({offer.provider}/{offer.region}, "
+            f"{offer.cost if offer.cost is not None else '?'}/h) for {label}\n")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _within_caps(session: Session, batch: Batch | None, settings: RecruitSettings) -> str | None:
+    """Why no machine may be hired now, if so."""
+    if settings.max_workers is not None:
+        count = session.scalar(alive(select(func.count()).select_from(Worker))) or 0
+        if count >= settings.max_workers:
+            return f"the global cap of {settings.max_workers} workers is reached"
+    if batch is not None and batch.budget is not None and \
+            batch_cost(session, batch.id) >= batch.budget:
+        return f"batch {batch.name} has spent its budget of {batch.budget:g}"
+    return None
+
+
+def _hourly_spend(session: Session) -> float:
+    return float(session.scalar(alive(select(func.coalesce(func.sum(Worker.cost_per_hour), 0.0))
+                                      ))or 0.0)
+
+
+def _concurrency(session: Session, batch_id: int, recruiter: Recruiter, offer: Any) -> int:
+    if recruiter.concurrency:
+        return recruiter.concurrency
+    return _derived_concurrency(session, session.get(Batch, batch_id), offer)
+
+
+def _derived_concurrency(session: Session, batch: Batch | None, offer: Any) -> int:
+    """As many of the batch's most demanding pending tasks as the flavor holds (cpu,
+    memory, GPUs), at least one; without needs stated, one per CPU."""
+    if offer is None:
+        return 1
+    if batch is None:
+        return max(1, offer.cpu)
+    need = session.execute(select(func.max(Task.cpu), func.max(Task.mem), func.max(Task.gpu))
+                           .where(Task.batch_id == batch.id, Task.status == "pending")).one()
+    limits = [offer.cpu // need[0] if need[0] else offer.cpu]
+    if need[1]:
+        limits.append(int(offer.ram_gb // need[1]))
+    if need[2] and need[2] > 0:
+        limits.append(offer.gpu_count // need[2])
+    return max(1, min(limits))
+
+
+def _give_back_idle(session: Session, settings: RecruitSettings, now: datetime,
+                    busy: set[int], result: Plan) -> None:
+    worked = set(session.scalars(select(Execution.worker_id).where(
+        Execution.worker_id.is_not(None)).distinct()))
+    for worker in session.scalars(alive(select(Worker)).where(
+            Worker.idle_since.is_not(None), Worker.permanent.is_(False))):
+        if worker.id in busy or worker.id in result.recycled:
+            continue
+        timeout = settings.idle_after_work if worker.id in worked else settings.idle_timeout
+        if worker.idle_since + timedelta(seconds=timeout) > now:
+            continue
+        if session.scalar(select(func.count()).select_from(Job).where(
+                Job.worker_id == worker.id, Job.status.in_([PENDING, RUNNING]))):
+            continue
+        result.destroy_jobs.append(destroy(session, worker, "idle").id)
+        result.notes.append(f"giving back idle worker {worker.name}")
+
+
+def destroy(session: Session, worker: Worker, why: str) -> Job:
+    """Stop giving the worker work, and queue the job that gives its machine back."""
+    if worker.status == WorkerStatus.RUNNING.value:
+        transitions.move_worker(session, worker.id, WorkerStatus.PAUSED)
+    job = Job(kind=DESTROY, worker_id=worker.id, status=PENDING, arguments={
+        "name": worker.name, "provider": worker.provider, "region": worker.region,
+        "instance_id": worker.instance_id, "address": (worker.stats or {}).get("address"),
+    }, log=f"destroy {worker.name} ({why})\n")
+    session.add(job)
+    session.flush()
+    return job
+
+
+class Engine:
+    """The loop: plans in the database, then hands jobs to the runner."""
+
+    def __init__(self, db: Database, runner: JobRunner, settings: RecruitSettings) -> None:
+        self.db, self.runner, self.settings = db, runner, settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def recover(self) -> None:
+        """Jobs a previous server process left running were cut short: fail them, and
+        give back what their deploys created."""
+        with self.db.write() as session:
+            for job in session.scalars(select(Job).where(Job.status == RUNNING)):
+                job.status, job.error = "failed", "interrupted by a server restart"
+                if job.kind == DEPLOY and job.worker_id is not None:
+                    worker = session.get(Worker, job.worker_id)
+                    if worker is not None and worker.released_at is None:
+                        destroy(session, worker, "its deploy was interrupted")
+            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))
+        for job_id in pending:
+            self.runner.submit(job_id)
+
+    def run_once(self) -> Plan:
+        with self.db.write() as session:
+            result = plan(session, self.settings)
+        for job_id in result.deploy_jobs + result.destroy_jobs:
+            self.runner.submit(job_id)
+        for note in result.notes:
+            log.info("recruitment: %s", note)
+        return result
+
+    def run_forever(self) -> None:
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self.run_once()
+            except Exception:  # keep recruiting through transient errors
+                log.exception("recruitment pass failed")
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self.run_forever, name="recruiter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.runner.shutdown()

@@ -1,0 +1,98 @@
+"""Building the recruitment machinery from the server's settings.
+
+``recruitment:`` in ``settings.yaml``::
+
+    recruitment:
+      identity: my-lab            # the value of the owner tag on our instances
+      interval: 5                 # seconds between passes
+      idle_timeout: 600           # a recruited worker that never worked
+      idle_after_work: 120        # one that worked and has nothing left
+      deploy_timeout: 900         # the watchdog of a deploy
+      exclusion: 1800             # an offer refused for capacity stays out this long
+      max_workers: 20             # recruited workers at once (all batches)
+      max_cost_per_hour: 15.0     # their summed price
+      ssh_key: /path/to/key       # for Ansible on hired machines
+      package: /path/to/wheel     # the worker package to install (default: served)
+      providers:                  # each provider's own configuration
+        aws: {regions: [eu-west-3], image_id: ami-..., ...}
+
+The ``local`` provider (worker processes on this machine) is always available.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scitq_bench.recruit.providers.base import Provider, build_provider
+from scitq_bench.server import auth
+from scitq_bench.server.db import Database
+from scitq_bench.server.recruit.engine import Engine, RecruitSettings
+from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
+from scitq_bench.settings import ServerSettings
+
+EXTENSION = "scitq_bench_recruit"
+MACHINE_TOKEN = "machine:"  # name prefix of enrollment tokens minted for hired machines
+
+
+@dataclass
+class Recruitment:
+    engine: Engine
+    runner: JobRunner
+    settings: RecruitSettings
+    providers_config: dict[str, Any]
+
+    def configured_providers(self) -> list[str]:
+        return sorted({"local", *self.providers_config})
+
+
+def recruit_settings(config: dict[str, Any]) -> RecruitSettings:
+    def number(key: str, default: float | None) -> float | None:
+        value = config.get(key, default)
+        return None if value is None else float(value)
+
+    return RecruitSettings(
+        interval=number("interval", 5.0) or 5.0,
+        idle_timeout=number("idle_timeout", 600.0) or 0.0,
+        idle_after_work=number("idle_after_work", 120.0) or 0.0,
+        max_workers=None if config.get("max_workers") is None else int(config["max_workers"]),
+        max_cost_per_hour=number("max_cost_per_hour", None),
+    )
+
+
+def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitment:
+    config = dict(settings.recruitment or {})
+    identity = str(config.get("identity") or "scitq-bench")
+    providers_config: dict[str, Any] = dict(config.get("providers") or {})
+    cache: dict[str, Provider] = {}
+    lock = threading.Lock()
+
+    def machine_token(name: str) -> str:
+        """An enrollment token for one hired machine (the worker then gets its own)."""
+        with db.write() as session:
+            return auth.issue_token(session, auth.ENROLL, name=f"{MACHINE_TOKEN}{name}")
+
+    def provider(name: str) -> Provider:
+        with lock:
+            if name not in cache:
+                own = dict(providers_config.get(name) or {})
+                if name == "local":
+                    own.setdefault("server_url", server_url)
+                    own.setdefault("token", machine_token("local"))
+                    own.setdefault("work_root", str(settings.data_dir / "local-workers"))
+                cache[name] = build_provider(name, own, identity)
+            return cache[name]
+
+    jobs = JobSettings(
+        deploy_timeout=float(config.get("deploy_timeout", 900)),
+        exclusion=float(config.get("exclusion", 1800)),
+        ssh_key=Path(config["ssh_key"]) if config.get("ssh_key") else None,
+        package_path=Path(config["package"]) if config.get("package") else None,
+    )
+    runner = JobRunner(db=db, providers=provider, server_url=server_url,
+                       enroll_token=machine_token, settings=jobs)
+    recruit = recruit_settings(config)
+    return Recruitment(engine=Engine(db, runner, recruit), runner=runner, settings=recruit,
+                       providers_config=providers_config)

@@ -1,0 +1,73 @@
+"""Request bodies of the recruitment API."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from scitq_bench.exceptions import InvalidInput
+from scitq_bench.server.schemas import NAME_PATTERN, Strict
+
+
+def _check_flavor(value: str) -> str:
+    """A flavor name, or ``auto:`` protofilters (parsed now: a bad one is refused with
+    the part that is wrong)."""
+    if value.startswith("auto"):
+        from scitq_bench.recruit import protofilter
+
+        try:
+            protofilter.parse(value, require_auto=True)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+    elif not value.strip():
+        raise ValueError("a flavor name or auto:<protofilters> is required")
+    return value
+
+
+class RecruiterCreate(Strict):
+    batch: str = Field(max_length=200, pattern=NAME_PATTERN)
+    rank: int = Field(default=1, ge=1)
+    flavor: str = Field(max_length=500, description="flavor name, or auto:<protofilters>")
+    provider: str = Field(default="auto", max_length=50)
+    region: str = Field(default="auto", max_length=100)
+    concurrency: int | None = Field(default=None, ge=1, le=1024,
+                                    description="default: from the tasks' needs and the flavor")
+    prefetch: int = Field(default=0, ge=0, le=10_000)
+    tasks_per_worker: int | None = Field(default=None, ge=1)
+    minimum_tasks: int = Field(default=0, ge=0)
+    maximum_workers: int = Field(default=1, ge=0, le=10_000)
+
+    _flavor = field_validator("flavor")(classmethod(lambda cls, v: _check_flavor(v)))
+
+
+class RecruiterUpdate(Strict):
+    flavor: str | None = Field(default=None, max_length=500)
+    provider: str | None = Field(default=None, max_length=50)
+    region: str | None = Field(default=None, max_length=100)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    prefetch: int | None = Field(default=None, ge=0, le=10_000)
+    tasks_per_worker: int | None = Field(default=None, ge=1)
+    minimum_tasks: int | None = Field(default=None, ge=0)
+    maximum_workers: int | None = Field(default=None, ge=0, le=10_000)
+
+    @field_validator("flavor")
+    @classmethod
+    def _valid_flavor(cls, value: str | None) -> str | None:
+        return None if value is None else _check_flavor(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> RecruiterUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
+class DeployRequest(Strict):
+    flavor: str = Field(max_length=500, description="flavor name, or auto:<protofilters>")
+    provider: str = Field(default="auto", max_length=50)
+    region: str = Field(default="auto", max_length=100)
+    batch: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN)
+    number: int = Field(default=1, ge=1, le=1000)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    prefetch: int = Field(default=0, ge=0, le=10_000)
+
+    _flavor = field_validator("flavor")(classmethod(lambda cls, v: _check_flavor(v)))

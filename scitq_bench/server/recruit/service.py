@@ -1,0 +1,135 @@
+"""Recruiters, one-off deploys and jobs, as the API and CLI handle them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
+from scitq_bench.server import transitions
+from scitq_bench.server.lookup import get_or_404
+from scitq_bench.server.models import Batch, Worker
+from scitq_bench.server.recruit.costs import worker_cost
+from scitq_bench.server.recruit.engine import RecruitSettings, destroy, hire
+from scitq_bench.server.recruit.jobs import FAILED, PENDING, RUNNING
+from scitq_bench.server.recruit.models import Job, Recruiter
+from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.tasks import get_or_create_batch
+from scitq_bench.states import WorkerStatus
+
+
+def _when(moment: Any) -> str | None:
+    return moment.isoformat() + "Z" if moment is not None else None
+
+
+def recruiter_dict(recruiter: Recruiter, batch_name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": recruiter.id, "batch_id": recruiter.batch_id, "batch": batch_name,
+        "rank": recruiter.rank, "flavor": recruiter.flavor, "provider": recruiter.provider,
+        "region": recruiter.region, "concurrency": recruiter.concurrency,
+        "prefetch": recruiter.prefetch, "tasks_per_worker": recruiter.tasks_per_worker,
+        "minimum_tasks": recruiter.minimum_tasks, "maximum_workers": recruiter.maximum_workers,
+        "created_at": _when(recruiter.created_at),
+    }
+
+
+def job_dict(job: Job, with_log: bool = False) -> dict[str, Any]:
+    answer = {
+        "id": job.id, "kind": job.kind, "worker_id": job.worker_id, "status": job.status,
+        "progress": job.progress, "attempts": job.attempts, "error": job.error,
+        "arguments": job.arguments, "created_at": _when(job.created_at),
+        "modified_at": _when(job.modified_at),
+    }
+    if with_log:
+        answer["log"] = job.log
+    return answer
+
+
+def create_recruiter(session: Session, body: RecruiterCreate) -> Recruiter:
+    batch = get_or_create_batch(session, body.batch)
+    recruiter = Recruiter(batch_id=batch.id, **body.model_dump(exclude={"batch"}))
+    try:
+        with session.begin_nested():
+            session.add(recruiter)
+    except IntegrityError:
+        raise Conflict(f"batch {body.batch} already has a recruiter of rank {body.rank}") from None
+    return recruiter
+
+
+def update_recruiter(session: Session, recruiter_id: int, body: RecruiterUpdate) -> Recruiter:
+    recruiter = get_or_404(session, Recruiter, recruiter_id)
+    for key, value in body.model_dump(exclude_unset=True).items():
+        setattr(recruiter, key, value)
+    session.flush()
+    return recruiter
+
+
+def list_recruiters(session: Session, batch: str | None = None) -> list[dict[str, Any]]:
+    query = select(Recruiter, Batch.name).join(Batch).order_by(Batch.name, Recruiter.rank)
+    if batch:
+        query = query.where(Batch.name == batch)
+    return [recruiter_dict(r, name) for r, name in session.execute(query).all()]
+
+
+def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> list[Job]:
+    """``number`` machines now, for a batch or for the pool (recycled later)."""
+    batch = get_or_create_batch(session, body.batch) if body.batch else None
+    jobs = []
+    for _ in range(body.number):
+        outcome = hire(session, settings, batch=batch, flavor=body.flavor,
+                       provider=body.provider, region=body.region,
+                       concurrency=body.concurrency, prefetch=body.prefetch)
+        if isinstance(outcome, str):
+            if not jobs:
+                raise InvalidInput(outcome)
+            break
+        jobs.append(outcome)
+    return jobs
+
+
+def undeploy(session: Session, worker_id: int) -> Job:
+    worker = get_or_404(session, Worker, worker_id)
+    if worker.permanent:
+        raise Conflict(f"worker {worker.name} was not recruited: stop it where it runs")
+    if worker.released_at is not None:
+        raise Conflict(f"worker {worker.name} was given back already")
+    return destroy(session, worker, "asked by a user")
+
+
+def retry_job(session: Session, job_id: int) -> Job:
+    job = get_or_404(session, Job, job_id)
+    if job.status != FAILED:
+        raise Conflict(f"job {job_id} is {job.status}; only a failed job is retried")
+    if job.kind == "deploy":
+        worker = session.get(Worker, job.worker_id) if job.worker_id else None
+        if worker is None:
+            raise Conflict(f"job {job_id}'s worker is gone; deploy anew")
+        transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
+        worker.released_at, worker.instance_id = None, None
+    job.status = PENDING
+    job.log = (job.log or "") + "retry requested\n"
+    session.flush()
+    return job
+
+
+def delete_job(session: Session, job_id: int) -> None:
+    job = get_or_404(session, Job, job_id)
+    if job.status in (PENDING, RUNNING):
+        raise Conflict(f"job {job_id} is {job.status}; wait for it to end")
+    session.delete(job)
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", details={"job_id": job_id})
+    return job
+
+
+def worker_costs(session: Session) -> list[dict[str, Any]]:
+    return [{"worker_id": w.id, "name": w.name, "cost_per_hour": w.cost_per_hour,
+             "cost": round(worker_cost(w), 6), "released_at": _when(w.released_at)}
+            for w in session.scalars(select(Worker).where(Worker.cost_per_hour.is_not(None)))]

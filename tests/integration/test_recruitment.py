@@ -1,0 +1,193 @@
+"""Recruitment decisions on both databases: which offer is hired, when to recycle,
+when to stop (caps, budgets, quotas, exclusions), how many tasks a machine runs, when
+an idle machine goes back; and the recruiters/jobs/deploy API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from scitq_bench.recruit.protofilter import Offer
+from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.server.recruit import catalog
+from scitq_bench.server.recruit.engine import RecruitSettings, plan
+from scitq_bench.server.recruit.models import Job, Recruiter
+from scitq_bench.server.tasks import get_or_create_batch
+
+OFFERS = [
+    Offer(provider="fake", region="r1", flavor="small", cpu=2, ram_gb=4, cost=0.10),
+    Offer(provider="fake", region="r2", flavor="small", cpu=2, ram_gb=4, cost=0.12),
+    Offer(provider="fake", region="r1", flavor="big", cpu=16, ram_gb=64, cost=0.80),
+    Offer(provider="fake", region="r1", flavor="gpu", cpu=8, ram_gb=32, gpu_count=2,
+          gpu_mem_gb=48, tags="G", cost=2.0),
+    Offer(provider="fake", region="r1", flavor="cheap-spot", cpu=16, ram_gb=64, cost=0.05,
+          eviction=20.0),
+]
+
+
+def setup(session: Any, pending: int = 10, **recruiter: Any) -> tuple[Batch, Recruiter]:
+    catalog.upsert_offers(session, "fake", OFFERS)
+    batch = get_or_create_batch(session, "b")
+    session.flush()
+    fields = {"flavor": "auto:cpu>=2", "provider": "fake", "region": "auto",
+              "maximum_workers": 3, **recruiter}
+    rec = Recruiter(batch_id=batch.id, rank=1, **fields)
+    session.add(rec)
+    for _ in range(pending):
+        session.add(Task(batch_id=batch.id, command="true", status="pending"))
+    session.flush()
+    return batch, rec
+
+
+def hired(session: Any) -> list[Worker]:
+    return list(session.scalars(select(Worker).where(Worker.permanent.is_(False))
+                                .order_by(Worker.id)))
+
+
+def test_hires_the_cheapest_fitting_offer_up_to_the_maximum(db) -> None:
+    with db.write() as session:
+        setup(session)
+        result = plan(session, RecruitSettings())
+        workers = hired(session)
+        assert len(result.deploy_jobs) == 3
+        # eviction <= 5 by default keeps the spot offer out; cheapest first
+        assert {(w.flavor, w.region) for w in workers} == {("small", "r1")}
+        assert all(w.cost_per_hour == 0.10 and w.concurrency == 2 for w in workers)
+        jobs = list(session.scalars(select(Job)))
+        assert {j.kind for j in jobs} == {"deploy"} and "small" in jobs[0].log
+        assert plan(session, RecruitSettings()).deploy_jobs == []  # no more than maximum
+
+
+def test_tasks_per_worker_quota_exclusion_and_caps(db) -> None:
+    with db.write() as session:
+        setup(session, pending=5, tasks_per_worker=2, maximum_workers=10)
+        catalog.set_quota(session, "fake", "r1", max_instances=1)
+        catalog.exclude(session, "fake", "r2", "small", utcnow() + timedelta(hours=1))
+        result = plan(session, RecruitSettings())
+        # 3 wanted (5 tasks, 2 each); r1 holds one; r2's small is excluded; next: big in r1?
+        # no: r1 is full (1 instance), so only one hire this pass
+        assert len(result.deploy_jobs) == 1
+        assert "no offer fits" in " ".join(result.notes)
+    with db.write() as session:
+        batch = session.scalar(select(Batch))
+        batch.budget = 0.0
+        assert plan(session, RecruitSettings()).deploy_jobs == []
+    with db.write() as session:
+        session.scalar(select(Batch)).budget = None
+        catalog.set_quota(session, "fake", "r1", max_instances=None)
+        result = plan(session, RecruitSettings(max_workers=2))
+        assert len(result.deploy_jobs) == 1  # 1 alive + 1 = the global cap
+        assert plan(session, RecruitSettings(max_cost_per_hour=0.25)).deploy_jobs == []
+
+
+def test_concurrency_from_task_needs_and_gpu_offers(db) -> None:
+    with db.write() as session:
+        batch, rec = setup(session, pending=0, flavor="auto:tags#G", maximum_workers=1)
+        for _ in range(3):
+            session.add(Task(batch_id=batch.id, command="x", status="pending", cpu=2, mem=10,
+                             gpu=1))
+        session.flush()
+        plan(session, RecruitSettings())
+        (worker,) = hired(session)
+        assert worker.flavor == "gpu" and worker.gpus == 2
+        assert worker.concurrency == 2  # min(8 cpu / 2, 32 GB / 10, 2 GPUs / 1)
+
+
+def test_idle_workers_are_recycled_then_given_back(db) -> None:
+    now = datetime(2030, 1, 1)
+    with db.write() as session:
+        setup(session, pending=0, maximum_workers=1)
+        other = get_or_create_batch(session, "other")
+        session.flush()
+        idle = Worker(name="idle-one", status="running", permanent=False, provider="fake",
+                      region="r1", flavor="small", cpus=2, batch_id=other.id,
+                      last_contact_at=now, instance_id="i-1", stats={})
+        session.add(idle)
+        session.flush()
+        plan(session, RecruitSettings(), now=now)  # marks it idle (no work anywhere)
+        assert idle.idle_since == now
+        session.add(Task(batch_id=session.scalar(select(Batch.id).where(Batch.name == "b")),
+                         command="true", status="pending"))
+        session.flush()
+        result = plan(session, RecruitSettings(), now=now + timedelta(seconds=1))
+        assert result.recycled == [idle.id] and result.deploy_jobs == []
+        assert idle.batch.name == "b"
+        session.execute(Task.__table__.update().values(status="succeeded"))
+        session.add(Execution(task_id=session.scalar(select(Task.id)), worker_id=idle.id,
+                              status="succeeded"))
+        session.flush()
+        plan(session, RecruitSettings(), now=now + timedelta(seconds=2))
+        settings = RecruitSettings(idle_timeout=600, idle_after_work=60)
+        assert plan(session, settings, now=now + timedelta(seconds=30)).destroy_jobs == []
+        later = plan(session, settings, now=now + timedelta(seconds=200))
+        assert len(later.destroy_jobs) == 1  # it worked: the shorter timeout applies
+        job = session.get(Job, later.destroy_jobs[0])
+        session.refresh(idle)
+        assert job.arguments["instance_id"] == "i-1" and idle.status == "paused"
+
+
+# -- API -------------------------------------------------------------------------------
+
+
+def test_recruiters_api(api) -> None:
+    created = api.post("/recruiters", json={"batch": "b", "flavor": "auto:cpu>=4:ram>=8",
+                                            "maximum_workers": 2})
+    assert created.status_code == 201, created.json
+    assert api.post("/recruiters", json={"batch": "b", "flavor": "x"}).status_code == 409
+    bad = api.post("/recruiters", json={"batch": "b", "rank": 2, "flavor": "auto:cpu>=ten"})
+    assert bad.status_code == 400 and "cpu>=ten" in bad.json["message"]
+    listed = api.get("/recruiters?batch=b").json
+    assert [r["flavor"] for r in listed] == ["auto:cpu>=4:ram>=8"]
+    changed = api.patch(f"/recruiters/{created.json['id']}", json={"maximum_workers": 5})
+    assert changed.json["maximum_workers"] == 5
+    assert api.delete(f"/recruiters/{created.json['id']}").status_code == 200
+    assert api.get("/recruiters").json == []
+
+
+def test_deploy_needs_recruitment_and_a_fitting_offer(api, app) -> None:
+    answer = api.post("/workers/deploy", json={"flavor": "small"})
+    assert answer.status_code == 400 and "recruitment is not running" in answer.json["message"]
+    from scitq_bench.server.app import start_recruitment
+
+    start_recruitment(app, "http://127.0.0.1:1", start=False)
+    answer = api.post("/workers/deploy", json={"flavor": "nothing-like-this", "provider": "aws"})
+    assert answer.status_code == 400 and "no offer fits" in answer.json["message"]
+    providers = api.get("/providers").json
+    assert [p["name"] for p in providers] == ["local"]
+    assert api.get("/jobs").json == []
+    assert api.get("/jobs/7").status_code == 404
+
+
+def test_the_server_serves_its_own_worker_package(api, settings) -> None:
+    import zipfile
+    from io import BytesIO
+
+    import scitq_bench
+    from scitq_bench.server.setup import create_token
+
+    assert api.get("/package", token=None).status_code == 401
+    _, worker_token = register_worker(api)
+    assert api.get("/package", token=worker_token).status_code == 403
+    answer = api.get("/package", token=create_token(settings, "enroll"))
+    assert answer.status_code == 200, answer.get_data()[:300]
+    with zipfile.ZipFile(BytesIO(answer.get_data())) as wheel:
+        metadata = next(n for n in wheel.namelist() if n.endswith("METADATA"))
+        assert f"Version: {scitq_bench.__version__}" in wheel.read(metadata).decode()
+
+
+def register_worker(api) -> tuple[int, str]:
+    from tests.integration.test_api import register
+
+    return register(api, "w-package")
+
+
+def test_a_flavor_named_is_hired_even_metal_or_spot(db) -> None:
+    with db.write() as session:
+        setup(session, pending=3, flavor="cheap-spot", maximum_workers=1)
+        plan(session, RecruitSettings())
+        (worker,) = hired(session)
+        assert worker.flavor == "cheap-spot"  # eviction 20 %, which auto: would refuse
+        job = session.scalar(select(Job))
+        assert job.arguments["spot"] is True
