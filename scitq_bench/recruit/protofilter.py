@@ -76,6 +76,7 @@ class Offer:
     tags: str = ""
     cost: float | None = None
     eviction: float | None = None
+    spot: bool = False  # a spot (preemptible) machine, whether its eviction rate is known
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

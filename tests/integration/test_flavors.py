@@ -269,7 +269,8 @@ def test_api_lists_offers_with_filters(api: Any, app: Any) -> None:
     assert [o["flavor"] for o in listed] == ["b2-7", "b2-15"]
     assert listed[1] == {"provider": "ovh", "region": "GRA11", "flavor": "b2-15", "cpu": 4,
                          "ram_gb": 15.0, "disk_gb": 100.0, "gpu_count": 0, "gpu_model": None,
-                         "gpu_mem_gb": 0.0, "tags": "", "cost": 0.12, "eviction": None}
+                         "gpu_mem_gb": 0.0, "tags": "", "cost": 0.12, "eviction": None,
+                         "spot": False}
 
     def flavors(query: str) -> list[str]:
         answer = api.get(f"/flavors?{query}")
@@ -414,3 +415,18 @@ def test_cli_quota_set_and_list(run: Invoke, live_server: Any) -> None:
     fails(run("quota", "set", "ovh", "GRA11", "--max-cpus", "lots"), "--max-cpus", code=2)
     fails(run("quota", "set", "auto", "GRA11"), "provider and a region")
     assert live_server.client().quota_list() == [listed]
+
+
+def test_spot_and_on_demand_offers_of_a_flavor_live_side_by_side(db: Database) -> None:
+    from scitq_bench.recruit.protofilter import Offer as CatalogOffer
+
+    with db.write() as session:
+        counts = catalog.upsert_offers(session, "aws", [
+            CatalogOffer("aws", "eu-west-3", "m5.large", cpu=2, ram_gb=8, cost=0.10),
+            CatalogOffer("aws", "eu-west-3", "m5.large", cpu=2, ram_gb=8, cost=0.03,
+                         spot=True),
+        ])
+    assert counts["offers_created"] == 2
+    cheapest, second = find(db, provider="aws")
+    assert (cheapest.cost, cheapest.spot) == (0.03, True)  # no rate known: not excluded
+    assert (second.cost, second.spot) == (0.10, False)

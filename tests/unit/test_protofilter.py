@@ -240,4 +240,4 @@ def test_offer_as_a_dict() -> None:
     assert GPU.to_dict()["gpu_mem_gb"] == 32.0
     assert list(BASE.to_dict()) == ["provider", "region", "flavor", "cpu", "ram_gb", "disk_gb",
                                     "gpu_count", "gpu_model", "gpu_mem_gb", "tags", "cost",
-                                    "eviction"]
+                                    "eviction", "spot"]

@@ -24,34 +24,15 @@ from typing import Any
 
 from scitq_bench.exceptions import ScitqBenchError
 
+# A flavor in a region as a provider sells it is the catalog's own type: ``gpu_mem_gb``
+# is the total over the GPUs; ``cost`` per hour, on-demand or the spot price for a
+# ``spot`` offer; ``eviction`` the spot rate in % per hour when the provider tells it.
+from scitq_bench.recruit.protofilter import Offer  # noqa: E402, F401 - re-exported
+
 OWNER_TAG = "scitq-bench"
 """Tag key on every instance we create; its value is the server's identity."""
 
 STATUSES = ("pending", "running", "stopped", "gone")
-
-
-@dataclass(frozen=True)
-class Offer:
-    """A flavor in a region as a provider sells it (what flavor updaters store).
-
-    ``gpu_mem_gb`` is the total over the GPUs. ``tags`` holds letters: G (GPU), M (bare
-    metal), N (NVMe local disk). ``cost`` is per hour: on-demand, or the spot price for
-    a spot offer (``spot``); ``eviction`` is the spot eviction rate in % per hour when
-    the provider tells it, None otherwise (and always None on-demand)."""
-
-    provider: str
-    region: str
-    flavor: str
-    cpu: int
-    ram_gb: float
-    disk_gb: float
-    gpu_count: int = 0
-    gpu_model: str | None = None
-    gpu_mem_gb: float = 0.0
-    tags: str = ""
-    cost: float | None = None
-    eviction: float | None = None
-    spot: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from scitq_bench.recruit.protofilter import parse
 from scitq_bench.server.api.registry import QueryParam, endpoint, int_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.updaters import UPDATERS, get_updater
+from scitq_bench.server.recruit.updaters import configured_updaters, get_updater
 from scitq_bench.server.schemas import Strict
 
 bp = Blueprint("flavors", __name__)
@@ -79,12 +79,16 @@ def update_flavors() -> Any:
     provider = request.args.get("provider") or None
     if provider is not None:
         updater = get_updater(provider)
+        if hasattr(updater, "fetch"):
+            updater.fetch()  # the provider's API, before holding the write lock
         with db.write() as session:
             return {"updated": {provider: updater(session)}, "errors": {}}
     updated: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name, updater in sorted(UPDATERS.items()):
+    for name, updater in sorted(configured_updaters().items()):
         try:
+            if hasattr(updater, "fetch"):
+                updater.fetch()
             with db.write() as session:
                 updated[name] = updater(session)
         except Exception as exc:  # one provider failing must not keep the others stale

@@ -138,6 +138,7 @@ def offer_from(flavor: Flavor, metric: FlavorMetric) -> Offer:
         ram_gb=flavor.ram_gb, disk_gb=flavor.disk_gb or 0.0, gpu_count=count,
         gpu_model=flavor.gpu_model, gpu_mem_gb=round(count * (flavor.gpu_mem_gb or 0.0), 3),
         tags=flavor.tags or "", cost=metric.cost, eviction=metric.eviction,
+        spot=bool(metric.spot),
     )
 
 
@@ -177,7 +178,7 @@ def upsert_offers(session: Session, provider: str, offers: Iterable[Offer]) -> d
         _check_offer(provider, offer)
     now = utcnow()
     flavors = {f.name: f for f in session.scalars(select(Flavor).where(Flavor.provider == provider))}
-    metrics = {(f.name, m.region): m for f, m in session.execute(
+    metrics = {(f.name, m.region, m.spot): m for f, m in session.execute(
         select(Flavor, FlavorMetric).join(FlavorMetric, FlavorMetric.flavor_id == Flavor.id)
         .where(Flavor.provider == provider))}
     counts = {"flavors_created": 0, "flavors_updated": 0, "offers_created": 0,
@@ -201,13 +202,13 @@ def upsert_offers(session: Session, provider: str, offers: Iterable[Offer]) -> d
         flavor.tags = "".join(sorted(set(offer.tags.upper())))
         flavor.updated_at = now
     session.flush()  # ids of the new flavors
-    seen_offers: set[tuple[str, str]] = set()
+    seen_offers: set[tuple[str, str, bool]] = set()
     for offer in offers:
-        key = (offer.flavor, offer.region)
+        key = (offer.flavor, offer.region, bool(offer.spot))
         metric = metrics.get(key)
         if metric is None:
             metric = metrics[key] = FlavorMetric(flavor_id=flavors[offer.flavor].id,
-                                                 region=offer.region)
+                                                 region=offer.region, spot=bool(offer.spot))
             session.add(metric)
             counts["offers_created"] += 1
         elif key not in seen_offers:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -227,7 +229,8 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     session.flush()
     job = Job(kind=DEPLOY, worker_id=worker.id, status=PENDING, arguments={
         "name": worker.name, "provider": offer.provider, "region": offer.region,
-        "flavor": offer.flavor, "tags": offer.tags, "spot": offer.eviction is not None,
+        "flavor": offer.flavor, "tags": offer.tags,
+        "spot": offer.spot or offer.eviction is not None,
         "concurrency": worker.concurrency, "prefetch": worker.prefetch, "batch": label,
     }, log=f"deploy {offer.flavor} ({offer.provider}/{offer.region}, "
             f"{offer.cost if offer.cost is not None else '?'}/h) for {label}\n")
@@ -310,8 +313,13 @@ def destroy(session: Session, worker: Worker, why: str) -> Job:
 class Engine:
     """The loop: plans in the database, then hands jobs to the runner."""
 
-    def __init__(self, db: Database, runner: JobRunner, settings: RecruitSettings) -> None:
+    def __init__(self, db: Database, runner: JobRunner, settings: RecruitSettings,
+                 refresh_catalogs: Callable[[], None] | None = None,
+                 catalog_interval: float = 6 * 3600.0) -> None:
         self.db, self.runner, self.settings = db, runner, settings
+        self.refresh_catalogs = refresh_catalogs
+        self.catalog_interval = catalog_interval
+        self._last_refresh = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -340,10 +348,23 @@ class Engine:
 
     def run_forever(self) -> None:
         while not self._stop.wait(self.settings.interval):
+            self._maybe_refresh_catalogs()
             try:
                 self.run_once()
             except Exception:  # keep recruiting through transient errors
                 log.exception("recruitment pass failed")
+
+    def _maybe_refresh_catalogs(self) -> None:
+        """The providers' flavors and prices, on a schedule (they change slowly)."""
+        if self.refresh_catalogs is None:
+            return
+        if time.monotonic() - self._last_refresh < self.catalog_interval:
+            return
+        self._last_refresh = time.monotonic()
+        try:
+            self.refresh_catalogs()
+        except Exception:  # noqa: BLE001 - a stale catalog must not stop recruiting
+            log.exception("catalog refresh failed")
 
     def start(self) -> None:
         self.recover()

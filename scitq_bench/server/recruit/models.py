@@ -51,12 +51,13 @@ class FlavorMetric(Base):
     (spot), and until when it is kept out after a capacity failure."""
 
     __tablename__ = "flavor_metric"
-    __table_args__ = (UniqueConstraint("flavor_id", "region"),)
+    __table_args__ = (UniqueConstraint("flavor_id", "region", "spot"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     flavor_id: Mapped[int] = mapped_column(ForeignKey("flavor.id", ondelete="CASCADE"),
                                            index=True)
     region: Mapped[str] = mapped_column(String(100))
+    spot: Mapped[bool] = mapped_column(Boolean, default=False)  # the preemptible offer
     cost: Mapped[float | None] = mapped_column(Float)  # per hour
     eviction: Mapped[float | None] = mapped_column(Float)  # % per hour; None: not spot
     available: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -9,6 +9,7 @@
       idle_after_work: 120        # one that worked and has nothing left
       deploy_timeout: 900         # the watchdog of a deploy
       exclusion: 1800             # an offer refused for capacity stays out this long
+      catalog_interval: 21600     # seconds between refreshes of the providers' catalogs
       max_workers: 20             # recruited workers at once (all batches)
       max_cost_per_hour: 15.0     # their summed price
       ssh_key: /path/to/key       # for Ansible on hired machines
@@ -21,6 +22,7 @@ The ``local`` provider (worker processes on this machine) is always available.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from scitq_bench.server.db import Database
 from scitq_bench.server.recruit.engine import Engine, RecruitSettings
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.settings import ServerSettings
+
+log = logging.getLogger("scitq_bench.recruit")
 
 EXTENSION = "scitq_bench_recruit"
 MACHINE_TOKEN = "machine:"  # name prefix of enrollment tokens minted for hired machines
@@ -94,5 +98,21 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
     runner = JobRunner(db=db, providers=provider, server_url=server_url,
                        enroll_token=machine_token, settings=jobs)
     recruit = recruit_settings(config)
-    return Recruitment(engine=Engine(db, runner, recruit), runner=runner, settings=recruit,
+
+    def refresh_catalogs() -> None:
+        """Each configured cloud provider's offers: fetched, then stored."""
+        from scitq_bench.server.recruit.updaters import ProviderUpdater
+
+        for name in sorted(providers_config):
+            updater = ProviderUpdater(name, provider(name))
+            try:
+                updater.fetch()
+                with db.write() as session:
+                    log.info("catalog of %s: %s", name, updater(session))
+            except Exception as exc:  # noqa: BLE001 - one provider must not block the others
+                log.warning("catalog of %s not refreshed: %s", name, exc)
+
+    engine = Engine(db, runner, recruit, refresh_catalogs=refresh_catalogs,
+                    catalog_interval=float(config.get("catalog_interval", 6 * 3600)))
+    return Recruitment(engine=engine, runner=runner, settings=recruit,
                        providers_config=providers_config)

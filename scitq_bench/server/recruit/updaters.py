@@ -2,7 +2,10 @@
 (``catalog.upsert_offers``) within the session it is given and returns what changed.
 
 ``POST /flavors/update?provider=NAME`` (``scitq-bench flavor update -P NAME``) runs
-``UPDATERS[NAME]``; a provider module registers its updater here.
+``UPDATERS[NAME]`` (``local``), or the updater of a configured cloud provider: its
+``offers()`` (instance types, sizes, flavors, with prices) fetched first, outside any
+transaction, then stored. The recruitment loop also refreshes every configured
+provider on a schedule.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.recruit.catalog import LOCAL, refresh_local_flavor
+from scitq_bench.recruit.providers.base import Provider
+from scitq_bench.server.recruit.catalog import LOCAL, refresh_local_flavor, upsert_offers
 
 Updater = Callable[[Session], dict[str, Any]]
 
@@ -39,9 +43,47 @@ def update_local(session: Session) -> dict[str, Any]:
 UPDATERS: dict[str, Updater] = {LOCAL: update_local}
 
 
+class ProviderUpdater:
+    """A cloud provider's catalog: ``fetch()`` asks the provider (slow: call it before
+    opening the write transaction), calling it stores what was fetched."""
+
+    def __init__(self, name: str, provider: Provider) -> None:
+        self.name, self.provider = name, provider
+        self.offers: list[Any] | None = None
+
+    def fetch(self) -> None:
+        self.offers = self.provider.offers()
+
+    def __call__(self, session: Session) -> dict[str, Any]:
+        if self.offers is None:
+            self.fetch()
+        return upsert_offers(session, self.name, self.offers or [])
+
+
+def configured_updaters() -> dict[str, Updater]:
+    """The registered updaters, plus one per cloud provider the server is configured
+    for (when recruitment runs in this process)."""
+    found: dict[str, Updater] = dict(UPDATERS)
+    runtime = _recruitment()
+    if runtime is not None:
+        for name in runtime.providers_config:
+            if name not in found:
+                found[name] = ProviderUpdater(name, runtime.runner.providers(name))
+    return found
+
+
 def get_updater(provider: str) -> Updater:
-    updater = UPDATERS.get(provider)
+    known = UPDATERS if provider in UPDATERS else configured_updaters()
+    updater = known.get(provider)
     if updater is None:
         raise InvalidInput(f"no catalog updater for provider {provider!r} (known: "
-                           f"{', '.join(sorted(UPDATERS))})")
+                           f"{', '.join(sorted(known))})")
     return updater
+
+
+def _recruitment() -> Any:
+    from flask import current_app, has_app_context
+
+    from scitq_bench.server.recruit.runtime import EXTENSION
+
+    return current_app.extensions.get(EXTENSION) if has_app_context() else None

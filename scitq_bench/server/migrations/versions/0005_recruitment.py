@@ -46,6 +46,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('flavor_id', sa.Integer(), nullable=False),
     sa.Column('region', sa.String(length=100), nullable=False),
+    sa.Column('spot', sa.Boolean(), nullable=False),
     sa.Column('cost', sa.Float(), nullable=True),
     sa.Column('eviction', sa.Float(), nullable=True),
     sa.Column('available', sa.Boolean(), nullable=False),
@@ -53,7 +54,7 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['flavor_id'], ['flavor.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('flavor_id', 'region')
+    sa.UniqueConstraint('flavor_id', 'region', 'spot')
     )
     with op.batch_alter_table('flavor_metric', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_flavor_metric_flavor_id'), ['flavor_id'], unique=False)
