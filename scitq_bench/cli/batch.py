@@ -1,4 +1,4 @@
-"""``batch list|stop|go|delete|priority|network``: the batch screen of scitq."""
+"""``batch list|stop|go|delete|priority|network|budget``: the batch screen of scitq."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from scitq_bench.cli.common import json_option, pass_client
+from scitq_bench.cli.common import json_option, long_option, pass_client
 from scitq_bench.cli.output import Column, blank_zero, duration, print_json, print_list, success
 from scitq_bench.client import Client
 from scitq_bench.exceptions import NotFound
@@ -26,6 +26,9 @@ BATCH_COLUMNS = [
     *(_count(s.value) for s in TaskStatus),
     Column("workers", lambda b: " ".join(b.get("workers") or [])),
     Column("mean", lambda b: duration((b.get("durations") or {}).get("mean")), justify="right"),
+    Column("cost", lambda b: f"{b['cost']:.2f}" if b.get("cost") else None, justify="right",
+           long=True),
+    Column("budget", "budget", justify="right", long=True),
 ]
 
 batch_name_option = click.option("-n", "--name", required=True, help="Batch name.")
@@ -38,12 +41,13 @@ def batch() -> None:
 
 @batch.command("list", short_help="List batches with task counts by status.")
 @click.option("-n", "--name", help="Only this batch.")
+@long_option
 @json_option
 @pass_client
-def list_batches(client: Client, name: str | None, as_json: bool) -> None:
+def list_batches(client: Client, name: str | None, long: bool, as_json: bool) -> None:
     """List batches with their tasks counted by status, their workers and the mean
-    duration of their successful runs."""
-    print_list(client.batch_list(name=name), BATCH_COLUMNS, as_json=as_json)
+    duration of their successful runs (-L: also their cost and budget)."""
+    print_list(client.batch_list(name=name), BATCH_COLUMNS, as_json=as_json, long=long)
 
 
 @batch.command("stop")
@@ -79,6 +83,28 @@ def batch_priority(client: Client, name: str, priority: int) -> None:
     """Set a batch's priority (higher runs first)."""
     client.batch_update(client.batch_find(name)["id"], priority)
     success(f"batch {name} priority set to {priority}")
+
+
+@batch.command("budget")
+@batch_name_option
+@click.argument("amount")
+@json_option
+@pass_client
+def batch_budget(client: Client, name: str, amount: str, as_json: bool) -> None:
+    """Stop recruiting for a batch once its tasks cost AMOUNT (in the providers'
+    currency), or `none` to remove the budget."""
+    value: float | None = None
+    if amount.lower() != "none":
+        try:
+            value = float(amount)
+        except ValueError:
+            raise click.BadParameter(f"{amount!r} is not a number nor 'none'",
+                                     param_hint="AMOUNT") from None
+    updated = client.batch_update(client.batch_find(name)["id"], budget=value)
+    if as_json:
+        print_json(updated)
+    else:
+        success(f"batch {name} budget: {'none' if value is None else f'{value:g}'}")
 
 
 @batch.command("network")

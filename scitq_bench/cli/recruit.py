@@ -243,6 +243,15 @@ def check_provider(client: Client, name: str) -> None:
     success(f"{name}: {client.provider_check(name)['check']}")
 
 
+@provider.command("reconcile")
+@pass_client
+def reconcile_providers(client: Client) -> None:
+    """Delete the instances tagged as ours that no live worker knows, and list them."""
+    orphans = client.provider_reconcile()
+    success(f"{len(orphans)} orphan instance(s) deleted" + "".join(
+        f"\n  {orphan}" for orphan in orphans))
+
+
 @click.command("cost")
 @json_option
 @pass_client

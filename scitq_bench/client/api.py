@@ -217,10 +217,14 @@ class Client(BenchClientMixin, RecruitClientMixin):
                           json={"name": name, "priority": priority, "network": network})
 
     def batch_update(self, batch_id: int, priority: int | None = None, *,
-                     network: bool | None = None) -> dict[str, Any]:
-        """Change the priority and/or whether the batch's tasks may use the network."""
-        fields = {key: value for key, value in (("priority", priority), ("network", network))
-                  if value is not None}
+                     network: bool | None = None, **budget: float | None) -> dict[str, Any]:
+        """Change the priority, whether the batch's tasks may use the network, and/or
+        its ``budget`` (give ``budget=None`` to remove it)."""
+        fields: dict[str, Any] = {key: value for key, value in (
+            ("priority", priority), ("network", network)) if value is not None}
+        if set(budget) - {"budget"}:
+            raise TypeError(f"unexpected arguments: {', '.join(sorted(set(budget) - {'budget'}))}")
+        fields.update(budget)
         return self._json("PATCH", f"/batches/{batch_id}", json=fields)
 
     def batch_stop(self, batch_id: int, signal: str = "none", workers: bool = False) -> dict[str, Any]:

@@ -62,5 +62,9 @@ class RecruitClientMixin:
     def provider_check(self, name: str) -> dict[str, Any]:
         return self._json("POST", f"/providers/{name}/check")
 
+    def provider_reconcile(self) -> list[str]:
+        """Delete the instances tagged as ours that no live worker knows; their names."""
+        return self._json("POST", "/providers/reconcile")["orphans"]
+
     def cost_list(self) -> list[dict[str, Any]]:
         return self._json("GET", "/costs")

@@ -13,6 +13,7 @@ from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
+from scitq_bench.server.recruit.costs import batch_cost
 from scitq_bench.server.schemas import BatchStop, BatchUpdate
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
 from scitq_bench.states import Signal as SignalKind
@@ -34,6 +35,8 @@ def update_batch(session: Session, batch_id: int, changes: BatchUpdate) -> Batch
     batch = get_batch(session, batch_id)
     if changes.priority is not None:
         batch.priority = changes.priority
+    if "budget" in changes.model_fields_set:
+        batch.budget = changes.budget
     if changes.network is not None:
         if batch.network and not changes.network:
             _refuse_if_network_needed(session, batch)
@@ -154,7 +157,8 @@ def delete_batch(session: Session, batch_id: int) -> list[int]:
 
 
 def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
-    """Counts by status, workers attached, and run durations of succeeded executions."""
+    """Counts by status, workers attached, run durations of succeeded executions, and
+    what the batch's executions cost (their share of their machines' price)."""
     ids = [b.id for b in batches]
     counts = task_domain.count_by_status(session, ids)
     durations = {
@@ -191,5 +195,6 @@ def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
                 "total": float(row.total) if row and row.total is not None else None,
             },
             "workers": workers.get(batch.id, []),
+            "cost": round(batch_cost(session, batch.id), 6),
         })
     return result

@@ -246,11 +246,17 @@ class BatchUpdate(Strict):
     priority: int | None = None
     network: bool | None = Field(default=None, description="every task of the batch may "
                                  "use the network")
+    budget: float | None = Field(default=None, ge=0, description="recruiting for the batch "
+                                 "stops once its tasks cost this much (null: no budget)")
 
     @model_validator(mode="after")
     def _something(self) -> BatchUpdate:
-        if self.priority is None and self.network is None:
-            raise ValueError("nothing to change: give priority and/or network")
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give priority, network and/or budget")
+        if "priority" in self.model_fields_set and self.priority is None:
+            raise ValueError("priority: a number is needed")
+        if "network" in self.model_fields_set and self.network is None:
+            raise ValueError("network: true or false is needed")
         return self
 
 

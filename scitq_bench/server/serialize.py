@@ -101,6 +101,7 @@ def batch_dict(batch: Batch, summary: dict[str, Any] | None = None) -> dict[str,
         "status": batch.status,
         "priority": batch.priority,
         "network": bool(batch.network),
+        "budget": batch.budget,
         "created_at": iso(batch.created_at),
     }
     result.update(summary or {})

@@ -79,4 +79,10 @@ def test_deploy_follow_and_undeploy_a_local_worker(run: Invoke, recruiting: Any)
     assert "local" in ok(run("provider", "check", "local")).stdout
     costs = as_json(run("cost", "--json"))
     assert [c["worker_id"] for c in costs] == [worker_id] and costs[0]["cost"] == 0
-    fails(run("worker", "deploy", "-f", "no-such-flavor", "-P", "local"), "no offer fits")
+    fails(run("worker", "deploy", "-f", "no-such-flavor", "-P", "local"),
+          "unknown flavor 'no-such-flavor'")
+    fails(run("worker", "deploy", "-f", "auto:cpu>=9999", "-P", "local"), "no offer fits")
+    assert "0 orphan instance(s) deleted" in ok(run("provider", "reconcile")).stdout
+    ok(run("batch", "budget", "-n", "pool", "2.5"))
+    assert "2.5" in ok(run("batch", "list", "-L")).stdout
+    fails(run("batch", "budget", "-n", "pool", "lots"), "not a number", code=2)

@@ -153,7 +153,7 @@ def test_deploy_needs_recruitment_and_a_fitting_offer(api, app) -> None:
 
     start_recruitment(app, "http://127.0.0.1:1", start=False)
     answer = api.post("/workers/deploy", json={"flavor": "nothing-like-this", "provider": "aws"})
-    assert answer.status_code == 400 and "no offer fits" in answer.json["message"]
+    assert answer.status_code == 400 and "unknown provider 'aws'" in answer.json["message"]
     providers = api.get("/providers").json
     assert [p["name"] for p in providers] == ["local"]
     assert api.get("/jobs").json == []
@@ -191,3 +191,116 @@ def test_a_flavor_named_is_hired_even_metal_or_spot(db) -> None:
         assert worker.flavor == "cheap-spot"  # eviction 20 %, which auto: would refuse
         job = session.scalar(select(Job))
         assert job.arguments["spot"] is True
+
+
+def test_unknown_provider_region_or_flavor_is_named(db) -> None:
+    from scitq_bench.server.recruit.engine import hire
+
+    with db.write() as session:
+        setup(session, pending=0)
+        settings = RecruitSettings()
+        reasons = [hire(session, settings, batch=None, flavor=flavor, provider=provider,
+                        region=region, concurrency=None, prefetch=0)
+                   for flavor, provider, region in (("small", "nebula", "auto"),
+                                                    ("small", "fake", "mars"),
+                                                    ("tiny", "fake", "auto"),
+                                                    ("auto:cpu>=999", "fake", "auto"))]
+    assert "unknown provider 'nebula'" in reasons[0] and "fake" in reasons[0]
+    assert "unknown region 'mars'" in reasons[1] and "r1, r2" in reasons[1]
+    assert "unknown flavor 'tiny'" in reasons[2]
+    assert "no offer fits auto:cpu>=999" in reasons[3]
+
+
+def test_evicted_worker_is_replaced_and_given_back(db) -> None:
+    from scitq_bench.server import workers
+
+    with db.write() as session:
+        setup(session, pending=4, maximum_workers=1)
+        plan(session, RecruitSettings())
+        (first,) = hired(session)
+        first.status, first.last_contact_at, first.instance_id = "running", utcnow(), "i-9"
+        session.flush()
+        workers.evict(session, first.id, "spot")
+        result = plan(session, RecruitSettings())
+        assert len(result.deploy_jobs) == 1  # a replacement: work remains
+        assert len(result.destroy_jobs) == 1  # and the reclaimed machine is closed
+        job = session.get(Job, result.destroy_jobs[0])
+        assert (job.worker_id, job.arguments["instance_id"]) == (first.id, "i-9")
+        assert plan(session, RecruitSettings()).destroy_jobs == []  # once only
+
+
+def test_batch_budget_and_cost_api(api) -> None:
+    api.post("/tasks", json={"command": "true", "batch": "paid"})
+    batch_id = api.get("/batches?name=paid").json["batches"][0]["id"]
+    answer = api.patch(f"/batches/{batch_id}", json={"budget": 12.5})
+    assert answer.status_code == 200 and answer.json["budget"] == 12.5
+    listed = api.get("/batches?name=paid").json["batches"]
+    assert listed[0]["budget"] == 12.5 and listed[0]["cost"] == 0
+    assert api.patch(f"/batches/{batch_id}", json={"budget": None}).json["budget"] is None
+    assert api.patch(f"/batches/{batch_id}", json={"priority": None}).status_code == 400
+    assert api.patch(f"/batches/{batch_id}", json={"budget": -1}).status_code == 400
+
+
+class RefusingProvider:
+    """Has no capacity for ``small`` in r1; anything else is created and 'runs'."""
+
+    def __init__(self) -> None:
+        self.created: list[Any] = []
+        self.deleted: list[str] = []
+
+    def create(self, spec: Any) -> Any:
+        from scitq_bench.recruit.providers.base import CapacityError, Instance
+
+        if (spec.flavor, spec.region) == ("small", "r1"):
+            raise CapacityError("InsufficientInstanceCapacity: no small left in r1")
+        self.created.append(spec)
+        return Instance(provider="fake", instance_id=f"i-{len(self.created)}", name=spec.name,
+                        region=spec.region, status="pending")
+
+    def state(self, instance_id: str, region: str) -> Any:
+        from scitq_bench.recruit.providers.base import Instance
+
+        return Instance(provider="fake", instance_id=instance_id, name="x", region=region,
+                        status="running", address=None)
+
+    def delete(self, instance_id: str, region: str) -> None:
+        self.deleted.append(instance_id)
+
+
+def test_capacity_failure_moves_to_the_next_offer(db) -> None:
+    import time
+
+    from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
+
+    provider = RefusingProvider()
+    runner = JobRunner(db=db, providers=lambda name: provider, server_url="http://x",
+                       enroll_token=lambda name: "token",
+                       settings=JobSettings(deploy_timeout=1.0, boot_poll=0.05))
+    with db.write() as session:
+        setup(session, pending=2, maximum_workers=1, flavor="small")
+        first = plan(session, RecruitSettings()).deploy_jobs
+    runner.submit(first[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with db.read() as session:
+            job = session.get(Job, first[0])
+            if job.status == "failed":
+                break
+        time.sleep(0.05)
+    with db.read() as session:
+        job = session.get(Job, first[0])
+        assert job.status == "failed" and "refused for capacity" in job.log
+        assert "fake/r1/small" in job.log and "InsufficientInstanceCapacity" in job.log
+        (failed,) = hired(session)
+        assert failed.status == "failed" and failed.released_at is not None
+    with db.write() as session:
+        second = plan(session, RecruitSettings()).deploy_jobs
+        worker = session.get(Worker, session.get(Job, second[0]).worker_id)
+        assert (worker.flavor, worker.region) == ("small", "r2")  # the next cheapest
+    runner.submit(second[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not provider.deleted:
+        time.sleep(0.05)
+    # it never registered: the watchdog gave the instance back and failed the job
+    assert provider.deleted == ["i-1"]
+    runner.shutdown()

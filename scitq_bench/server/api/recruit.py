@@ -141,6 +141,15 @@ def check_provider(name: str) -> Any:
     return {"name": name, "check": runtime.runner.providers(name).check()}
 
 
+@endpoint(bp, "/providers/reconcile", "POST", access=ADMIN,
+          summary="Delete instances tagged as ours that no live worker knows; list them")
+def reconcile_providers() -> Any:
+    runtime = recruitment()
+    if runtime.engine.reconcile is None:
+        return {"orphans": []}
+    return {"orphans": runtime.engine.reconcile()}
+
+
 @endpoint(bp, "/costs", "GET", access=ADMIN, summary="What each recruited worker cost so far")
 def costs() -> Any:
     with server_context().db.read() as session:

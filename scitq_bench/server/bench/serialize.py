@@ -26,6 +26,7 @@ from scitq_bench.server.bench.models import (
 )
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.models import Task
+from scitq_bench.server.recruit.costs import tasks_cost
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -120,6 +121,7 @@ def submission_dict(session: Session, principal: Principal, submission: Submissi
     ids = [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]
     statuses = dict(session.execute(select(Task.id, Task.status).where(Task.id.in_(ids))).all()) \
         if ids else {}
+    answer["cost"] = round(tasks_cost(session, ids), 6)
     answer["attempts_detail"] = [{
         "number": a.number, "status": a.status, "error": a.error, "scores": a.scores,
         "created_at": _when(a.created_at), "finished_at": _when(a.finished_at),

@@ -198,7 +198,8 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     """Choose the cheapest offer that fits and queue its deploy: the worker row first
     (so no machine ever lacks a record), then the job. Returns the job, or why not."""
     now = now or utcnow()
-    reason = _within_caps(session, batch, settings)
+    reason = _within_caps(session, batch, settings) or _unknown(session, flavor, provider,
+                                                                region)
     if reason:
         return reason
     named = not flavor.startswith("auto")
@@ -237,6 +238,28 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     session.add(job)
     session.flush()
     return job
+
+
+def _unknown(session: Session, flavor: str, provider: str, region: str) -> str | None:
+    """What the catalog has never heard of, named, with what it knows instead."""
+    providers = sorted(set(session.scalars(select(Flavor.provider))))
+    if _where(provider) and provider not in providers:
+        return (f"unknown provider {provider!r}: the catalog has none of its flavors "
+                f"(providers: {', '.join(providers) or 'none'}; run `flavor update`)")
+    where = select(FlavorMetric.region).join(Flavor)
+    if _where(provider):
+        where = where.where(Flavor.provider == provider)
+    if _where(region):
+        regions = sorted(set(session.scalars(where)))
+        if region not in regions:
+            return f"unknown region {region!r} for {provider}: regions {', '.join(regions)}"
+    if not flavor.startswith("auto"):
+        names = select(Flavor.name).where(Flavor.name == flavor)
+        if _where(provider):
+            names = names.where(Flavor.provider == provider)
+        if session.scalar(names) is None:
+            return f"unknown flavor {flavor!r} for {provider} (see `flavor list`)"
+    return None
 
 
 def _within_caps(session: Session, batch: Batch | None, settings: RecruitSettings) -> str | None:
@@ -310,16 +333,47 @@ def destroy(session: Session, worker: Worker, why: str) -> Job:
     return job
 
 
+def reconcile(db: Database, providers: Callable[[str], Any], names: list[str]) -> list[str]:
+    """Instances carrying our tag that no live worker record knows (by name or instance
+    id): a crash between hiring and recording, or a record deleted by hand. They are
+    deleted, and reported."""
+    with db.read() as session:
+        rows = session.execute(select(Worker.name, Worker.instance_id).where(
+            Worker.permanent.is_(False), Worker.released_at.is_(None))).all()
+    known_names = {r.name for r in rows}
+    known_ids = {r.instance_id for r in rows if r.instance_id}
+    orphans = []
+    for name in names:
+        provider = providers(name)
+        for instance in provider.list_owned():
+            if instance.status == "gone" or instance.name in known_names or \
+                    instance.instance_id in known_ids:
+                continue
+            orphans.append(f"{name}/{instance.region}/{instance.instance_id} ({instance.name})")
+            try:
+                provider.delete(instance.instance_id, instance.region)
+            except Exception as exc:  # noqa: BLE001 - report it, try the others
+                log.warning("could not delete orphan %s: %s", orphans[-1], exc)
+    if orphans:
+        log.warning("deleted %d orphan instance(s): %s", len(orphans), ", ".join(orphans))
+    return orphans
+
+
 class Engine:
     """The loop: plans in the database, then hands jobs to the runner."""
 
     def __init__(self, db: Database, runner: JobRunner, settings: RecruitSettings,
                  refresh_catalogs: Callable[[], None] | None = None,
-                 catalog_interval: float = 6 * 3600.0) -> None:
+                 catalog_interval: float = 6 * 3600.0,
+                 reconcile: Callable[[], list[str]] | None = None,
+                 reconcile_interval: float = 600.0) -> None:
         self.db, self.runner, self.settings = db, runner, settings
         self.refresh_catalogs = refresh_catalogs
         self.catalog_interval = catalog_interval
         self._last_refresh = 0.0
+        self.reconcile = reconcile
+        self.reconcile_interval = reconcile_interval
+        self._last_reconcile = time.monotonic()  # not at start: deploys may be recovering
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -349,6 +403,13 @@ class Engine:
     def run_forever(self) -> None:
         while not self._stop.wait(self.settings.interval):
             self._maybe_refresh_catalogs()
+            if self.reconcile is not None and \
+                    time.monotonic() - self._last_reconcile > self.reconcile_interval:
+                self._last_reconcile = time.monotonic()
+                try:
+                    self.reconcile()
+                except Exception:  # noqa: BLE001
+                    log.exception("reconciling instances failed")
             try:
                 self.run_once()
             except Exception:  # keep recruiting through transient errors

@@ -10,6 +10,7 @@
       deploy_timeout: 900         # the watchdog of a deploy
       exclusion: 1800             # an offer refused for capacity stays out this long
       catalog_interval: 21600     # seconds between refreshes of the providers' catalogs
+      reconcile_interval: 600     # seconds between searches for orphan instances
       max_workers: 20             # recruited workers at once (all batches)
       max_cost_per_hour: 15.0     # their summed price
       ssh_key: /path/to/key       # for Ansible on hired machines
@@ -31,7 +32,7 @@ from typing import Any
 from scitq_bench.recruit.providers.base import Provider, build_provider
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
-from scitq_bench.server.recruit.engine import Engine, RecruitSettings
+from scitq_bench.server.recruit.engine import Engine, RecruitSettings, reconcile
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.settings import ServerSettings
 
@@ -112,7 +113,12 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
             except Exception as exc:  # noqa: BLE001 - one provider must not block the others
                 log.warning("catalog of %s not refreshed: %s", name, exc)
 
+    def find_orphans() -> list[str]:
+        return reconcile(db, provider, sorted({"local", *providers_config}))
+
     engine = Engine(db, runner, recruit, refresh_catalogs=refresh_catalogs,
-                    catalog_interval=float(config.get("catalog_interval", 6 * 3600)))
+                    catalog_interval=float(config.get("catalog_interval", 6 * 3600)),
+                    reconcile=find_orphans,
+                    reconcile_interval=float(config.get("reconcile_interval", 600)))
     return Recruitment(engine=engine, runner=runner, settings=recruit,
                        providers_config=providers_config)
