@@ -41,9 +41,21 @@ from scitq_bench.exceptions import ScitqBenchError
 
 log = logging.getLogger("scitq_bench.recruit.deploy")
 
-# Where the playbooks are: $SCITQ_BENCH_ANSIBLE_DIR, else ansible/ next to the package.
-ANSIBLE_DIR = Path(os.environ.get("SCITQ_BENCH_ANSIBLE_DIR")
-                   or Path(__file__).resolve().parents[2] / "ansible")
+
+
+def _ansible_dir() -> Path:
+    """Where the playbooks are: $SCITQ_BENCH_ANSIBLE_DIR, else ansible/ next to the
+    package (a source tree), else where the wheel installs them
+    (``<prefix>/share/scitq_bench/ansible``)."""
+    explicit = os.environ.get("SCITQ_BENCH_ANSIBLE_DIR")
+    if explicit:
+        return Path(explicit)
+    beside = Path(__file__).resolve().parents[2] / "ansible"
+    installed = Path(sys.prefix) / "share" / "scitq_bench" / "ansible"
+    return beside if beside.is_dir() or not installed.is_dir() else installed
+
+
+ANSIBLE_DIR = _ansible_dir()
 DEPLOY_PLAYBOOK, DESTROY_PLAYBOOK = "deploy.yml", "destroy.yml"
 SECRET_NAMES = re.compile(r"token|passw|secret|private_key", re.IGNORECASE)
 REDACTED = "***"

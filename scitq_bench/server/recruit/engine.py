@@ -324,9 +324,11 @@ def destroy(session: Session, worker: Worker, why: str) -> Job:
     """Stop giving the worker work, and queue the job that gives its machine back."""
     if worker.status == WorkerStatus.RUNNING.value:
         transitions.move_worker(session, worker.id, WorkerStatus.PAUSED)
+    deployed = session.scalar(select(Job.arguments).where(
+        Job.worker_id == worker.id, Job.kind == DEPLOY).order_by(Job.id.desc()).limit(1))
     job = Job(kind=DESTROY, worker_id=worker.id, status=PENDING, arguments={
         "name": worker.name, "provider": worker.provider, "region": worker.region,
-        "instance_id": worker.instance_id, "address": (worker.stats or {}).get("address"),
+        "instance_id": worker.instance_id, "address": (deployed or {}).get("address"),
     }, log=f"destroy {worker.name} ({why})\n")
     session.add(job)
     session.flush()

@@ -156,6 +156,7 @@ class JobRunner:
         self.note(job_id, f"instance {instance.instance_id} created", 20)
         try:
             address = self._wait_running(job_id, provider, instance.instance_id, region)
+            self._remember_address(job_id, address)
             if provider_name not in SELF_STARTING:
                 self._install(job_id, name, address, arguments)
             self._wait_registered(job_id, worker_id)
@@ -165,6 +166,13 @@ class JobRunner:
             self._mark_worker(worker_id, failed=True)
             raise
         self.note(job_id, f"worker {name} is up", 100)
+
+    def _remember_address(self, job_id: int, address: str | None) -> None:
+        """Where the machine answers: its destroy job will need it."""
+        with self.db.write() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.arguments = {**(job.arguments or {}), "address": address}
 
     def _record_instance(self, worker_id: int, instance_id: str) -> None:
         with self.db.write() as session:
@@ -199,7 +207,7 @@ class JobRunner:
             prefetch=int(arguments.get("prefetch") or 0),
             flavor_tags=str(arguments.get("tags") or ""),
             package_path=self.settings.package_path, ssh_key=self.settings.ssh_key,
-            user=self.settings.ssh_user,
+            user=self.settings.ssh_user, extravars=_worker_options(arguments),
             on_progress=lambda percent, task: self.note(
                 job_id, f"ansible: {task}", 45 + percent * 45 // 100),
         )
@@ -262,6 +270,15 @@ class JobRunner:
                 if worker.status != WorkerStatus.EVICTED.value:
                     transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         self.note(job_id, "machine given back", 100)
+
+
+def _worker_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``worker run`` options the machine needs: a spot machine watches its provider's
+    metadata service for an interruption notice."""
+    extra: list[str] = []
+    if arguments.get("spot") and arguments.get("provider") in ("aws", "azure"):
+        extra += ["--spot", str(arguments["provider"])]
+    return {"worker_extra_args": extra} if extra else {}
 
 
 def _quietly(function: Callable[..., Any], *args: Any) -> None:
