@@ -51,6 +51,8 @@ class JobSettings:
     ssh_user: str = "root"
     ssh_key: Path | None = None
     package_path: Path | None = None  # the worker package Ansible installs
+    # playbook variables for every deploy and destroy (extra_roles, worker_home, ...)
+    ansible_vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,7 +209,8 @@ class JobRunner:
             prefetch=int(arguments.get("prefetch") or 0),
             flavor_tags=str(arguments.get("tags") or ""),
             package_path=self.settings.package_path, ssh_key=self.settings.ssh_key,
-            user=self.settings.ssh_user, extravars=_worker_options(arguments),
+            user=self.settings.ssh_user,
+            extravars=_merge(self.settings.ansible_vars, _worker_options(arguments)),
             on_progress=lambda percent, task: self.note(
                 job_id, f"ansible: {task}", 45 + percent * 45 // 100),
         )
@@ -256,7 +259,8 @@ class JobRunner:
             self.note(job_id, f"stopping the worker on {arguments['address']}", 20)
             result = destroy_worker(address=arguments["address"],
                                     worker_name=arguments["name"],
-                                    ssh_key=self.settings.ssh_key, user=self.settings.ssh_user)
+                                    ssh_key=self.settings.ssh_key, user=self.settings.ssh_user,
+                                    extravars=dict(self.settings.ansible_vars))
             if result.status != "successful":
                 self.note(job_id, f"destroy playbook {result.status}; deleting the instance "
                           "anyway")
@@ -270,6 +274,18 @@ class JobRunner:
                 if worker.status != WorkerStatus.EVICTED.value:
                     transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         self.note(job_id, "machine given back", 100)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Playbook variables: the settings', then the machine's own (list variables such
+    as ``worker_extra_args`` add up)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = [*merged[key], *value]
+        else:
+            merged[key] = value
+    return merged
 
 
 def _worker_options(arguments: dict[str, Any]) -> dict[str, Any]:

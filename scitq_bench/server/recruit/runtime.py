@@ -15,6 +15,8 @@
       max_cost_per_hour: 15.0     # their summed price
       ssh_key: /path/to/key       # for Ansible on hired machines
       package: /path/to/wheel     # the worker package to install (default: served)
+      ansible_vars:               # playbook variables for every deploy and destroy
+        extra_roles: [my_site_role]
       providers:                  # each provider's own configuration
         aws: {regions: [eu-west-3], image_id: ami-..., ...}
 
@@ -95,6 +97,7 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
         exclusion=float(config.get("exclusion", 1800)),
         ssh_key=Path(config["ssh_key"]) if config.get("ssh_key") else None,
         package_path=Path(config["package"]) if config.get("package") else None,
+        ansible_vars=dict(config.get("ansible_vars") or {}),
     )
     runner = JobRunner(db=db, providers=provider, server_url=server_url,
                        enroll_token=machine_token, settings=jobs)
