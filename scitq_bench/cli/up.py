@@ -1,4 +1,8 @@
-"""``up``: a server and a worker on this machine in one command, the quick start."""
+"""``up``: a server and a worker on this machine in one command, the quick start.
+
+The worker is hired like any machine, through the ``local`` provider (a worker process
+on this machine, deployed and given back by jobs), and kept (``permanent``): it is not
+given back when idle, only when ``up`` stops."""
 
 from __future__ import annotations
 
@@ -17,11 +21,14 @@ import click
 import requests
 
 from scitq_bench.cli.server import data_dir_option, database_errors, local_url
+from scitq_bench.client import Client
 from scitq_bench.exceptions import Conflict, ScitqBenchError
 from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config, write_private
 
 HEALTH_TIMEOUT = 60.0  # seconds for the server to migrate and answer
-STOP_GRACE = {"worker": 30.0, "server": 15.0}  # seconds before SIGKILL
+STOP_GRACE = {"server": 15.0}  # seconds before SIGKILL
+DEPLOY_TIMEOUT = 120.0  # seconds for the local worker to be deployed and registered
+UNDEPLOY_TIMEOUT = 45.0
 PYTHON_CLI = [sys.executable, "-m", "scitq_bench.cli.main"]
 
 
@@ -55,8 +62,8 @@ def check_port_free(host: str, port: int) -> None:
 
 
 class Supervisor:
-    """The two children and the stop request; each child runs in its own session so
-    Ctrl-C reaches only this process, which stops the worker before the server."""
+    """The server process and the stop request; it runs in its own session so Ctrl-C
+    reaches only this process, which gives the worker back before stopping the server."""
 
     def __init__(self) -> None:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
@@ -105,7 +112,7 @@ class Supervisor:
             self.raise_if_dead()
 
     def stop_all(self) -> None:
-        for role in ("worker", "server"):
+        for role in ("server",):
             child = self.children.get(role)
             if child is None or child.poll() is not None:
                 continue
@@ -140,24 +147,65 @@ def up(host: str, port: int, data_dir: Path | None, concurrency: int, name: str 
     supervisor = Supervisor()
     previous = {s: signal.signal(s, supervisor.request_stop)
                 for s in (signal.SIGTERM, signal.SIGINT)}
+    worker_id: int | None = None
+    client: Client | None = None
     try:
         supervisor.start("server", ["server", "run", "--host", host, "--port", str(port),
                                     "--data-dir", str(root)])
         supervisor.wait_healthy(url)
         if supervisor.stop_requested.is_set():
             return
-        supervisor.start(
-            "worker",
-            ["--server", url, "worker", "run", url, "--concurrency", str(concurrency),
-             "--name", name, "--work-dir", str(root / f"worker-{name}")],
-            env={**os.environ, "SCITQ_BENCH_TOKEN": token},  # not in argv: `ps` shows argv
-        )
+        client = Client(url, token)
+        worker_id = _hire_local_worker(client, supervisor, name, concurrency)
         _banner(url, token, config, name, concurrency, root)
         supervisor.supervise()
     finally:
+        if worker_id is not None:
+            _give_back(client, worker_id)
         supervisor.stop_all()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _hire_local_worker(client: Client, supervisor: Supervisor, name: str,
+                       concurrency: int) -> int | None:
+    """Deploy this machine's worker through the ``local`` provider and wait for it to
+    register; returns its id (None if stopped meanwhile)."""
+    client.flavor_update("local")  # this machine, measured
+    existing = [w for w in client.worker_list(name=name) if not w.get("released_at")]
+    for worker in existing:  # left by an `up` that was killed: give it back first
+        if worker.get("provider") == "local":
+            _give_back(client, worker["id"])
+    (job,) = client.worker_deploy("local", provider="local", region="local", name=name,
+                                  concurrency=max(1, concurrency), permanent=True)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    while not supervisor.stop_requested.is_set():
+        supervisor.raise_if_dead()
+        found = client.job_get(job["id"])
+        if found["status"] == "succeeded":
+            return int(found["worker_id"])
+        if found["status"] == "failed" or time.monotonic() > deadline:
+            raise ScitqBenchError(f"the local worker could not be deployed: "
+                                  f"{found.get('error') or 'timeout'}\n{found.get('log', '')}")
+        supervisor.stop_requested.wait(0.3)
+    return int(job["worker_id"])
+
+
+def _give_back(client: Client | None, worker_id: int) -> None:
+    """Stop the worker through its destroy job (its running tasks go back to the queue)."""
+    if client is None:
+        return
+    try:
+        job = client.worker_undeploy(worker_id)
+    except ScitqBenchError as exc:
+        click.echo(f"the worker could not be given back: {exc}", err=True)
+        return
+    deadline = time.monotonic() + UNDEPLOY_TIMEOUT
+    while time.monotonic() < deadline:
+        if client.job_get(job["id"])["status"] in ("succeeded", "failed"):
+            return
+        time.sleep(0.3)
+    click.echo("the worker was not given back in time", err=True)
 
 
 def _banner(url: str, token: str, config: Path, name: str, concurrency: int, root: Path) -> None:

@@ -33,7 +33,7 @@ class RecruitClientMixin:
 
     def worker_deploy(self, flavor: str, **fields: Any) -> list[dict[str, Any]]:
         """Hire machines now; fields: provider, region, batch, number, concurrency,
-        prefetch. Returns the deploy jobs."""
+        prefetch, name (one machine), permanent. Returns the deploy jobs."""
         return self._json("POST", "/workers/deploy", json={"flavor": flavor, **fields})["jobs"]
 
     def worker_undeploy(self, worker_id: int) -> dict[str, Any]:

@@ -90,6 +90,11 @@ def worker_dict(worker: Worker, live: dict[str, int] | None = None) -> dict[str,
         "region": worker.region,
         "permanent": worker.permanent,
         "version": worker.version,
+        "instance_id": worker.instance_id,
+        "cost_per_hour": worker.cost_per_hour,
+        "recruiter_id": worker.recruiter_id,
+        "idle_since": iso(worker.idle_since),
+        "released_at": iso(worker.released_at),
         "executions": live or {},
     }
 

@@ -38,7 +38,7 @@ def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:
         session.add(worker)
         session.flush()
     else:
-        recruited = not worker.permanent
+        recruited = worker.provider is not None  # a machine deployed by this server
         for key, value in fields.items():
             if not (recruited and key in SERVER_DECIDES):
                 setattr(worker, key, value)

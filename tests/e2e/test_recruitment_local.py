@@ -99,3 +99,17 @@ def _hired(db: Database) -> list[dict[str, Any]]:
     with db.read() as session:
         return [{"name": w.name, "released_at": w.released_at}
                 for w in session.scalars(select(Worker).where(Worker.permanent.is_(False)))]
+
+
+def test_orphan_instances_are_found_and_deleted(live_server, recruitment) -> None:
+    from scitq_bench.recruit.providers.base import InstanceSpec
+
+    runtime, _ = recruitment
+    local = runtime.runner.providers("local")
+    orphan = local.create(InstanceSpec(name="nobody-knows-me", flavor="local", region="local"))
+    assert [i.instance_id for i in local.list_owned()] == [orphan.instance_id]
+    found = runtime.engine.reconcile()
+    assert found == [f"local/local/{orphan.instance_id} (nobody-knows-me)"]
+    wait_until(lambda: local.state(orphan.instance_id, "local").status == "gone", timeout=30,
+               what="the orphan gone")
+    assert runtime.engine.reconcile() == []

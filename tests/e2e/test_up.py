@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from scitq_bench.client import Client
@@ -37,12 +38,20 @@ def test_up_runs_tasks_and_stops_cleanly(tmp_path: Path) -> None:
             task = client.task_create("echo $((6*7))", shell=True, batch="tour")
             final = client.join([task], timeout=60)[0]
             assert final["status"] == "succeeded"
+            (worker,) = client.worker_list()
+            assert (worker["provider"], worker["permanent"], worker["concurrency"]) == (
+                "local", True, 2)
             assert client.task_output(task["id"])[0] == b"42\n"
             assert (tmp_path / "data" / "admin_token").stat().st_mode & 0o777 == 0o600
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=60)
     assert code == 0, log.read_text()
+    # the worker was hired through the local provider and given back: nothing is left
+    url = f"http://127.0.0.1:{port}"
+    left = [p.pid for p in psutil.process_iter(["cmdline"])
+            if url in " ".join(p.info["cmdline"] or [])]
+    assert left == [], log.read_text()
 
 
 def _wait_for_token(log: Path, process: subprocess.Popen) -> str:

@@ -194,7 +194,8 @@ def _hire(session: Session, batch: Batch, recruiter: Recruiter, settings: Recrui
 
 def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, flavor: str,
          provider: str, region: str, concurrency: int | None, prefetch: int,
-         recruiter: Recruiter | None = None, now: datetime | None = None) -> Job | str:
+         recruiter: Recruiter | None = None, now: datetime | None = None,
+         name: str | None = None, permanent: bool = False) -> Job | str:
     """Choose the cheapest offer that fits and queue its deploy: the worker row first
     (so no machine ever lacks a record), then the job. Returns the job, or why not."""
     now = now or utcnow()
@@ -217,13 +218,15 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
                 "exclusions after capacity failures, or the spend cap leave none")
     offer = offers[0]
     label = batch.name if batch is not None else "pool"
+    if name is not None and session.scalar(select(Worker.id).where(Worker.name == name)):
+        return f"a worker named {name!r} exists already"
     worker = Worker(
-        name=f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}", status="offline",
+        name=name or f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}", status="offline",
         batch_id=batch.id if batch is not None else None,
         recruiter_id=recruiter.id if recruiter is not None else None,
         provider=offer.provider, region=offer.region, flavor=offer.flavor,
         cost_per_hour=offer.cost, cpus=offer.cpu, mem_gb=offer.ram_gb, gpus=offer.gpu_count,
-        permanent=False, prefetch=prefetch, stats={},
+        permanent=permanent, prefetch=prefetch, stats={},
         concurrency=concurrency or _derived_concurrency(session, batch, offer),
     )
     session.add(worker)
@@ -341,7 +344,7 @@ def reconcile(db: Database, providers: Callable[[str], Any], names: list[str]) -
     deleted, and reported."""
     with db.read() as session:
         rows = session.execute(select(Worker.name, Worker.instance_id).where(
-            Worker.permanent.is_(False), Worker.released_at.is_(None))).all()
+            Worker.released_at.is_(None))).all()
     known_names = {r.name for r in rows}
     known_ids = {r.instance_id for r in rows if r.instance_id}
     orphans = []

@@ -89,6 +89,7 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
                     own.setdefault("server_url", server_url)
                     own.setdefault("token", machine_token("local"))
                     own.setdefault("work_root", str(settings.data_dir / "local-workers"))
+                    own.setdefault("containers", True)  # when an engine answers
                 cache[name] = build_provider(name, own, identity)
             return cache[name]
 

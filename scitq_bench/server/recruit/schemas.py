@@ -69,5 +69,15 @@ class DeployRequest(Strict):
     number: int = Field(default=1, ge=1, le=1000)
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     prefetch: int = Field(default=0, ge=0, le=10_000)
+    name: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
+                             description="the worker's name (one machine only)")
+    permanent: bool = Field(default=False, description="never given back when idle (only "
+                            "by undeploy); not counted in the recruitment caps")
 
     _flavor = field_validator("flavor")(classmethod(lambda cls, v: _check_flavor(v)))
+
+    @model_validator(mode="after")
+    def _one_name(self) -> DeployRequest:
+        if self.name is not None and self.number != 1:
+            raise ValueError("name: only when deploying one machine")
+        return self

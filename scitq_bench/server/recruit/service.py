@@ -81,7 +81,8 @@ def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> 
     for _ in range(body.number):
         outcome = hire(session, settings, batch=batch, flavor=body.flavor,
                        provider=body.provider, region=body.region,
-                       concurrency=body.concurrency, prefetch=body.prefetch)
+                       concurrency=body.concurrency, prefetch=body.prefetch,
+                       name=body.name, permanent=body.permanent)
         if isinstance(outcome, str):
             if not jobs:
                 raise InvalidInput(outcome)
@@ -92,8 +93,8 @@ def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> 
 
 def undeploy(session: Session, worker_id: int) -> Job:
     worker = get_or_404(session, Worker, worker_id)
-    if worker.permanent:
-        raise Conflict(f"worker {worker.name} was not recruited: stop it where it runs")
+    if worker.provider is None:
+        raise Conflict(f"worker {worker.name} was not deployed here: stop it where it runs")
     if worker.released_at is not None:
         raise Conflict(f"worker {worker.name} was given back already")
     return destroy(session, worker, "asked by a user")
