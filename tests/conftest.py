@@ -197,3 +197,28 @@ def docker_client(docker_host: str) -> Iterator[Any]:
     client = docker.DockerClient(base_url=docker_host, timeout=60)
     yield client
     client.close()
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``run("task", "list", token=...)``: the CLI against the live server, with the
+    admin token unless another is given, and no config file or environment of the
+    machine running the tests. Returns click's ``Result``."""
+    from click.testing import CliRunner
+
+    from scitq_bench.cli.main import cli
+
+    monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "absent-client.json"))
+    monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
+    monkeypatch.delenv("SCITQ_BENCH_TOKEN", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: Any, token: str | None = None, input: str | None = None) -> Any:
+        return runner.invoke(cli, ["--server", live_server.url, "--token",
+                                   token or live_server.token, *(str(a) for a in args)],
+                             input=input)
+
+    return invoke

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from scitq_bench.cli.main import cli
 from scitq_bench.client import Client
 from scitq_bench.exceptions import Unauthorized
 from tests.integration.test_api_bench import FakeWorker
@@ -24,23 +23,6 @@ from tests.integration.test_cli_commands import as_json, fails, ok
 from tests.support.bundles import make_bundle, make_submission, submission_files, write_tree
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def run(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``run("bench", "list", token=...)``: the CLI against the live server, with the
-    admin token unless another is given, and no config or environment of the machine."""
-    monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "absent-client.json"))
-    monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
-    monkeypatch.delenv("SCITQ_BENCH_TOKEN", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: Any, token: str | None = None, input: str | None = None) -> Result:
-        return runner.invoke(cli, ["--server", live_server.url, "--token",
-                                   token or live_server.token, *(str(a) for a in args)],
-                             input=input)
-
-    return invoke
 
 
 def token_of(live_server: Any, name: str, role: str = "participant") -> str:

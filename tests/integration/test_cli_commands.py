@@ -9,31 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from scitq_bench.cli import logs
-from scitq_bench.cli.main import cli
 from scitq_bench.client import Client
 from scitq_bench.exceptions import NotFound
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def run(live_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``run("task", "list")``: the CLI with --server/--token of the live server and no
-    config file or environment of the machine running the tests."""
-    monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "absent-client.json"))
-    monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
-    monkeypatch.delenv("SCITQ_BENCH_TOKEN", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: Any, input: str | None = None) -> Result:
-        return runner.invoke(
-            cli, ["--server", live_server.url, "--token", live_server.token,
-                  *(str(a) for a in args)], input=input)
-
-    return invoke
 
 
 def ok(result: Result) -> Result:

@@ -6,26 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from scitq_bench.cli.main import cli
 from scitq_bench.client import Client
 from tests.integration.test_cli_commands import Invoke, as_json, fails, ok
-
-
-@pytest.fixture
-def run(live_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``run("task", "list")`` against the live server, with no config of the machine."""
-    monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "absent-client.json"))
-    monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
-    monkeypatch.delenv("SCITQ_BENCH_TOKEN", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: Any, input: str | None = None) -> Result:
-        return runner.invoke(cli, ["--server", live_server.url, "--token", live_server.token,
-                                   *(str(a) for a in args)], input=input)
-
-    return invoke
 
 
 def test_launch_container_network_and_gpu(run: Invoke, live_server: Any) -> None:

@@ -13,7 +13,6 @@ import pytest
 from scitq_bench.server.app import start_recruitment
 from scitq_bench.server.recruit import catalog
 from tests.integration.test_cli_commands import Invoke, as_json, fails, ok
-from tests.integration.test_cli_containers import run  # noqa: F401 - the fixture
 from tests.support.stack import wait_until
 
 
@@ -35,7 +34,7 @@ def recruiting(live_server: Any) -> Any:
             process.kill()
 
 
-def test_recruiters(run: Invoke, recruiting: Any) -> None:  # noqa: F811
+def test_recruiters(run: Invoke, recruiting: Any) -> None:
     said = ok(run("recruiter", "create", "-b", "b1", "-f", "auto:cpu>=1", "-P", "local",
                   "--maximum-workers", "2", "--tasks-per-worker", "10")).stdout
     assert "recruits auto:cpu>=1 for batch b1" in said
@@ -52,7 +51,7 @@ def test_recruiters(run: Invoke, recruiting: Any) -> None:  # noqa: F811
     assert as_json(run("recruiter", "list", "--json")) == []
 
 
-def test_deploy_follow_and_undeploy_a_local_worker(run: Invoke, recruiting: Any) -> None:  # noqa: F811
+def test_deploy_follow_and_undeploy_a_local_worker(run: Invoke, recruiting: Any) -> None:
     (job,) = as_json(run("worker", "deploy", "-f", "local", "-P", "local", "-b", "pool",
                          "--concurrency", "1", "--json"))
     client = recruiting.client()

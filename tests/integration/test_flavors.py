@@ -8,9 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from scitq_bench.cli.main import cli
 from scitq_bench.exceptions import InvalidInput
 from scitq_bench.recruit.protofilter import Offer, parse
 from scitq_bench.server.db import Database
@@ -349,21 +347,6 @@ def test_api_quotas(api: Any) -> None:
 
 
 # -- the CLI ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def run(live_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """``run("flavor", "list")`` against the live server, with no config of the machine."""
-    monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "absent-client.json"))
-    monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
-    monkeypatch.delenv("SCITQ_BENCH_TOKEN", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: Any, input: str | None = None) -> Result:
-        return runner.invoke(cli, ["--server", live_server.url, "--token", live_server.token,
-                                   *(str(a) for a in args)], input=input)
-
-    return invoke
 
 
 def test_cli_flavor_update_and_list(run: Invoke, live_server: Any) -> None:

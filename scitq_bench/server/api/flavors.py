@@ -9,9 +9,8 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import Field
 
-from scitq_bench.exceptions import InvalidInput
 from scitq_bench.recruit.protofilter import parse
-from scitq_bench.server.api.registry import QueryParam, endpoint, int_arg
+from scitq_bench.server.api.registry import QueryParam, endpoint, float_arg, int_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.updaters import configured_updaters, get_updater
@@ -30,19 +29,6 @@ class QuotaSet(Strict):
                                       "workers at most (null: no limit)")
     preferred: bool | None = Field(default=None, description="offers of preferred regions "
                                    "come first among offers of the same cost")
-
-
-def _number_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise InvalidInput(f"query parameter {name} must be >= 0, got {raw!r}")
-    return value
 
 
 @endpoint(bp, "/flavors", "GET",
@@ -64,9 +50,9 @@ def list_flavors() -> Any:
     with server_context().db.read() as session:
         offers = catalog.find_offers(
             session, protofilter=protofilter, provider=request.args.get("provider") or None,
-            region=request.args.get("region") or None, min_cpu=_number_arg("min_cpu"),
-            min_ram=_number_arg("min_ram"), min_disk=_number_arg("min_disk"),
-            max_eviction=_number_arg("max_eviction"), limit=int_arg("limit"))
+            region=request.args.get("region") or None, min_cpu=float_arg("min_cpu", None),
+            min_ram=float_arg("min_ram", None), min_disk=float_arg("min_disk", None),
+            max_eviction=float_arg("max_eviction", None), limit=int_arg("limit"))
     return {"flavors": [o.to_dict() for o in offers]}
 
 

@@ -137,7 +137,8 @@ def int_arg(name: str, default: int | None = None, minimum: int | None = 0) -> i
     return value
 
 
-def float_arg(name: str, default: float) -> float:
+def float_arg(name: str, default: float | None) -> float | None:
+    """A number >= 0 from the query, or ``default`` when absent."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
