@@ -44,6 +44,15 @@ class FileStore:
             raise
         return size
 
+    def discard(self, *relatives: str) -> None:
+        """Remove stored files if they are there: cleaning up after a failed or undone
+        operation, where a missing file or an odd path is no reason to fail."""
+        for relative in relatives:
+            try:
+                self.resolve(relative).unlink(missing_ok=True)
+            except (OSError, InvalidInput):
+                pass
+
     def open(self, relative: str) -> Path:
         path = self.resolve(relative)
         if not path.is_file():

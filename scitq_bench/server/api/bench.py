@@ -176,11 +176,7 @@ def remove_benchmark(benchmark_id: int) -> Any:
     with context.db.write() as session:
         benchmark = managed_benchmark(session, g.principal, benchmark_id)
         stored = delete_benchmark(session, benchmark)
-    for path in stored:
-        try:
-            context.files.resolve(path).unlink(missing_ok=True)
-        except (OSError, InvalidInput):
-            pass
+    context.files.discard(*stored)
     return {"deleted": benchmark_id}
 
 
@@ -457,10 +453,7 @@ def delete_submission(submission_id: int) -> Any:
         stored = submission.file
         submissions.delete_submission(session, submission)
     if stored:
-        try:
-            server_context().files.resolve(stored).unlink(missing_ok=True)
-        except (OSError, InvalidInput):
-            pass
+        server_context().files.discard(stored)
     return {"deleted": submission_id}
 
 

@@ -71,8 +71,7 @@ def import_bundle(
                                run_on_host=run_on_host, visibility=visibility)
             return benchmark.id
     except BaseException:
-        for path in stored:
-            _remove(files, path)
+        files.discard(*stored)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -163,9 +162,3 @@ def _write(session: Session, spec: BundleSpec, key: str, keep, *, owner_id: int 
     session.flush()
     return benchmark
 
-
-def _remove(files: FileStore, path: str) -> None:
-    try:
-        files.resolve(path).unlink(missing_ok=True)
-    except (OSError, InvalidInput):
-        pass

@@ -111,7 +111,7 @@ def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, 
             return submission.id
     except BaseException:
         if stored is not None:
-            _remove(files, stored)
+            files.discard(stored)
         raise
 
 
@@ -171,12 +171,6 @@ def _metadata_command(files: FileStore, stored: str, kind: str) -> str | None:
         raise InvalidInput(f"the submission's metadata is not valid YAML: {exc}") from None
     return None
 
-
-def _remove(files: FileStore, path: str) -> None:
-    try:
-        files.resolve(path).unlink(missing_ok=True)
-    except (OSError, InvalidInput):
-        pass
 
 
 # -- after submission -------------------------------------------------------------------
