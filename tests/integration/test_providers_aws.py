@@ -187,3 +187,38 @@ def test_missing_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     with pytest.raises(CredentialsError) as info:
         provider.check()
     assert "aws_access_key_id" in str(info.value)
+
+
+def test_on_demand_prices_from_the_price_list_api(ec2: None, tmp_path: Path) -> None:
+    """Without a price table, on-demand prices come from pricing:GetProducts (boto3's
+    real request code, signed, paginated, against a local fake of the service)."""
+    from tests.support.fake_pricing import FakePricing, product
+
+    pricing = FakePricing([product("us-east-1", "g4dn.xlarge", "0.5260000000"),
+                           product("us-east-1", "t3.micro", "0.0104000000"),
+                           product("eu-west-1", "t3.micro", "0.0114000000"),
+                           product("us-east-1", "c5d.metal", "4.6080000000")])
+    try:
+        config = _config(tmp_path, pricing_endpoint_url=pricing.url)
+        del config["price_table"]
+        offers = build_provider("aws", config, "server-a").offers()
+    finally:
+        pricing.stop()
+    on_demand = {(o.region, o.flavor): o.cost for o in offers if not o.spot}
+    assert on_demand[("us-east-1", "g4dn.xlarge")] == 0.526
+    assert on_demand[("eu-west-1", "t3.micro")] == 0.0114
+    assert on_demand[("us-east-1", "c5d.metal")] == 4.608
+    targets = {r["target"] for r in pricing.requests}
+    assert targets == {"AWSPriceListService.GetProducts"}
+    assert all(r["signed"] for r in pricing.requests)
+    first = pricing.requests[0]["body"]
+    assert first["ServiceCode"] == "AmazonEC2"
+    assert {f["Field"] for f in first["Filters"]} >= {"regionCode", "operatingSystem", "tenancy"}
+    assert any("NextToken" in r["body"] for r in pricing.requests)  # paginated
+
+
+def test_price_list_failure_keeps_the_offers(ec2: None, tmp_path: Path) -> None:
+    config = _config(tmp_path, pricing_endpoint_url="http://127.0.0.1:9")
+    del config["price_table"]
+    offers = build_provider("aws", config, "server-a").offers()
+    assert offers and all(o.cost is None for o in offers if not o.spot)

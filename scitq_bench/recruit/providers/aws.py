@@ -15,7 +15,10 @@ Settings (a mapping):
 - ``spot_max_price``: the most to pay per hour for a spot instance (default: AWS's
   default, the on-demand price);
 - ``price_table``: on-demand prices per hour, ``{region: {instance_type: price}}``
-  (``"*"`` for every region), inline or as the path of a JSON file;
+  (``"*"`` for every region), inline or as the path of a JSON file; without it, the
+  on-demand prices come from the Price List API (``pricing:GetProducts``, Linux, shared
+  tenancy, no pre-installed software), through ``pricing_region`` (default
+  ``us-east-1``) and ``pricing_endpoint_url`` (another endpoint, a local fake);
 - ``flavors``: shell patterns limiting the offered instance types (``["c6i.*", "g5.*"]``).
 
 Instances are tagged ``Name`` (the spec's name), ``scitq-bench`` (the server identity)
@@ -24,17 +27,17 @@ and the spec's tags, on the instance and its volumes; ``list_owned`` filters on 
 Offers: ``describe_instance_type_offerings`` (what a region sells) and
 ``describe_instance_types`` (vCPUs, memory, GPUs and their memory, instance storage:
 tag N when it is NVMe, bare metal: tag M). Each type is offered on-demand, priced from
-``price_table`` (None when absent), and, when it supports spot, as a spot offer priced
-from ``describe_spot_price_history`` (the cheapest zone's latest price; eviction None:
-EC2 publishes no eviction rate through its API). On-demand prices do not come from the
-Pricing API: it answers only in a few regions, needs its own permissions, and has no
-local fake to test against; a static table, refreshed offline, is predictable.
+``price_table`` or the Price List API (None when neither knows it; a Price List failure
+is logged, not fatal: the spot offers still come), and, when it supports spot, as a
+spot offer priced from ``describe_spot_price_history`` (the cheapest zone's latest
+price; eviction None: EC2 publishes no eviction rate through its API).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -75,6 +78,7 @@ NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 STATUS = {"pending": "pending", "running": "running", "stopping": "stopped",
           "stopped": "stopped", "shutting-down": "gone", "terminated": "gone"}
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+log = logging.getLogger("scitq_bench.recruit")
 SPOT_PRODUCTS = ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"]
 
 
@@ -277,7 +281,8 @@ class AwsProvider(Provider):
                 types = {t["InstanceType"]: t for t in self._pages(
                     region, "describe_instance_types", "InstanceTypes")}
             spot = self._spot_prices(region, sold)
-            prices = {**self._prices.get("*", {}), **self._prices.get(region, {})}
+            prices = {**self._prices.get("*", {}), **self._prices.get(region, {})} \
+                if self._prices else self._listed_prices(region)
             for name in sorted(sold):
                 data = types.get(name)
                 if data is None:
@@ -289,6 +294,28 @@ class AwsProvider(Provider):
                 if "spot" in usage and name in spot:
                     offers.append(Offer(**{**base, "cost": spot[name], "spot": True}))
         return offers
+
+    def _listed_prices(self, region: str) -> dict[str, float]:
+        """On-demand prices of a region from the Price List API (USD per hour)."""
+        filters = [{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in (
+            ("regionCode", region), ("operatingSystem", "Linux"), ("tenancy", "Shared"),
+            ("preInstalledSw", "NA"), ("capacitystatus", "Used"))]
+        prices: dict[str, float] = {}
+        try:
+            client = self._session.client(
+                "pricing", region_name=self._config.get("pricing_region") or "us-east-1",
+                endpoint_url=self._config.get("pricing_endpoint_url") or None)
+            for page in client.get_paginator("get_products").paginate(
+                    ServiceCode="AmazonEC2", Filters=filters):
+                for item in page.get("PriceList") or []:
+                    name, price = _on_demand_price(json.loads(item) if isinstance(item, str)
+                                                   else item)
+                    if name and price is not None:
+                        prices[name] = min(price, prices.get(name, price))
+        except (BotoCoreError, ClientError, ValueError) as exc:
+            log.warning("aws: no on-demand prices for %s from the Price List API: %s",
+                        region, exc)
+        return prices
 
     def _spot_prices(self, region: str, types: set[str]) -> dict[str, float]:
         """The latest spot price per type (the cheapest zone)."""
@@ -336,3 +363,14 @@ class AwsProvider(Provider):
         region = self.regions[0]
         zones = self._call(region, "describe_availability_zones").get("AvailabilityZones", [])
         return f"aws: {len(zones)} zones in {region}; regions {', '.join(self.regions)}"
+
+
+def _on_demand_price(product: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """(instance type, USD per hour) of one Price List product, or Nones."""
+    name = ((product.get("product") or {}).get("attributes") or {}).get("instanceType")
+    for term in ((product.get("terms") or {}).get("OnDemand") or {}).values():
+        for dimension in (term.get("priceDimensions") or {}).values():
+            usd = (dimension.get("pricePerUnit") or {}).get("USD")
+            if usd not in (None, "") and dimension.get("unit", "Hrs") in ("Hrs", "Hours"):
+                return name, float(usd)
+    return name, None
