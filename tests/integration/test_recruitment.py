@@ -304,3 +304,30 @@ def test_capacity_failure_moves_to_the_next_offer(db) -> None:
     # it never registered: the watchdog gave the instance back and failed the job
     assert provider.deleted == ["i-1"]
     runner.shutdown()
+
+
+def test_jobs_cut_short_by_a_restart_are_failed_and_their_machines_given_back(db) -> None:
+    from scitq_bench.server.recruit.engine import Engine
+
+    with db.write() as session:
+        setup(session, pending=1, maximum_workers=1)
+        (job_id,) = plan(session, RecruitSettings()).deploy_jobs
+        job = session.get(Job, job_id)
+        job.status = "running"  # the server died while it ran
+        session.get(Worker, job.worker_id).instance_id = "i-77"
+
+    class Runner:
+        def __init__(self) -> None:
+            self.submitted: list[int] = []
+
+        def submit(self, job_id: int) -> None:
+            self.submitted.append(job_id)
+
+    runner = Runner()
+    Engine(db, runner, RecruitSettings()).recover()  # type: ignore[arg-type]
+    with db.read() as session:
+        jobs = session.execute(select(Job.id, Job.kind, Job.status, Job.error, Job.arguments)
+                               .order_by(Job.id)).all()
+    assert (jobs[0].status, jobs[0].error) == ("failed", "interrupted by a server restart")
+    assert jobs[1].kind == "destroy" and jobs[1].arguments["instance_id"] == "i-77"
+    assert runner.submitted == [jobs[1].id]
