@@ -13,7 +13,7 @@ from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
-from scitq_bench.server.recruit.costs import batch_cost
+from scitq_bench.server.recruit.costs import batch_costs
 from scitq_bench.server.schemas import BatchStop, BatchUpdate
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
 from scitq_bench.states import Signal as SignalKind
@@ -177,6 +177,7 @@ def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
             .group_by(Task.batch_id)
         )
     }
+    costs = batch_costs(session, ids)
     workers: dict[int, list[str]] = {}
     for batch_id, name in session.execute(
         select(Worker.batch_id, Worker.name).where(Worker.batch_id.in_(ids)).order_by(Worker.name)
@@ -195,6 +196,6 @@ def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
                 "total": float(row.total) if row and row.total is not None else None,
             },
             "workers": workers.get(batch.id, []),
-            "cost": round(batch_cost(session, batch.id), 6),
+            "cost": round(costs[batch.id], 6),
         })
     return result

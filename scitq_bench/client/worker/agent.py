@@ -702,13 +702,15 @@ class WorkerAgent:
         real work at most every ``prune_every`` seconds): never an image in use."""
         if self.engine is None:
             return
-        with self._state:
-            in_use = {h.payload["container"] for h in self._held.values()
-                      if h.payload.get("container")}
         try:
-            self.engine.maybe_prune(in_use)
+            self.engine.maybe_prune(self._images_in_use)
         except Exception:  # noqa: BLE001 - the cache policy must never stop the worker
             log.exception("image pruning failed")
+
+    def _images_in_use(self) -> set[str]:
+        with self._state:
+            return {h.payload["container"] for h in self._held.values()
+                    if h.payload.get("container")}
 
     def _stats(self, held: int) -> dict[str, Any]:
         figures = stats.collect(self.work_dir)

@@ -154,10 +154,11 @@ class Engine:
 
     # -- image cache ---------------------------------------------------------------------
 
-    def maybe_prune(self, in_use: Iterable[str]) -> list[str]:
+    def maybe_prune(self, in_use: Callable[[], Iterable[str]]) -> list[str]:
         """When the engine's disk is fuller than ``prune_threshold``, remove the images
-        this worker pulled or used that nobody used for ``image_max_idle`` seconds.
-        Checked at most every ``prune_every`` seconds. Returns the removed images."""
+        this worker pulled or used that nobody used for ``image_max_idle`` seconds, but
+        those ``in_use()`` names (asked only then). Checked at most every
+        ``prune_every`` seconds. Returns the removed images."""
         now = time.time()
         if now - self._last_prune < self.prune_every:
             return []
@@ -165,7 +166,7 @@ class Engine:
         usage = self._disk_usage()
         if usage is None or usage < self.prune_threshold:
             return []
-        busy = set(in_use)
+        busy = set(in_use())
         removed = []
         for reference in self.images.idle_since(now - self.image_max_idle):
             if reference in busy:

@@ -25,11 +25,20 @@ def _charge() -> Any:
         func.nullif(Worker.concurrency, 0), 1)
 
 
-def batch_cost(session: Session, batch_id: int) -> float:
-    return float(session.scalar(
-        select(func.coalesce(func.sum(_charge()), 0.0)).select_from(Execution)
+def batch_costs(session: Session, batch_ids: list[int]) -> dict[int, float]:
+    """What each batch's executions cost, in one query."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(Task.batch_id, func.sum(_charge())).select_from(Execution)
         .join(Task, Task.id == Execution.task_id).join(Worker, Worker.id == Execution.worker_id)
-        .where(Task.batch_id == batch_id)) or 0.0)
+        .where(Task.batch_id.in_(batch_ids)).group_by(Task.batch_id)).all()
+    found = {batch_id: float(total or 0.0) for batch_id, total in rows}
+    return {batch_id: found.get(batch_id, 0.0) for batch_id in batch_ids}
+
+
+def batch_cost(session: Session, batch_id: int) -> float:
+    return batch_costs(session, [batch_id])[batch_id]
 
 
 def tasks_cost(session: Session, task_ids: list[int]) -> float:
