@@ -388,6 +388,21 @@ def _csv_field(text: str) -> str:
     return buffer.getvalue()[:-2]
 
 
+def csv_text(text: str) -> str:
+    """A text cell (a title, an owner's name) as one CSV field: neutralised for
+    spreadsheets, quoted where the csv module would."""
+    return _csv_field(_safe_text(text))
+
+
+def score_titles(board: Board, include_hidden: bool) -> list[str]:
+    """The CSV titles of the score cells, in their order: for each task, each shown
+    column by index ("<task key>/<title>", only the title for a single task)."""
+    columns = [c for c in board.display_columns if include_hidden or not c.hidden]
+    single = len(board.task_keys) == 1
+    return [c.title if single else f"{task}/{c.title}"
+            for task in board.task_keys for c in columns]
+
+
 def export_csv(board: Board, rows: Sequence[Row], include_hidden: bool,
                owner_names: Mapping[str | None, str] | None = None) -> str:
     """The ranked rows as CSV text (lines end with CRLF, as the csv module writes them).
@@ -407,8 +422,7 @@ def export_csv(board: Board, rows: Sequence[Row], include_hidden: bool,
     tasks = board.task_keys
     single = len(tasks) == 1
     header = ["rank", "submission", "owner", "submitted_at"]
-    header += [_safe_text(c.title if single else f"{task}/{c.title}")
-               for task in tasks for c in columns]
+    header += [_safe_text(title) for title in score_titles(board, include_hidden)]
     # (task position, column key, format spec) per score cell, in header order
     cells = [(position, c.key, f"{_Z}.{c.precision}f")
              for position, _ in enumerate(tasks) for c in columns]

@@ -65,6 +65,20 @@ def issue_token(
     return token
 
 
+MACHINE_PREFIX = "machine:"  # name of the enrollment token minted for a hired machine
+
+
+def issue_machine_token(session: Session, worker_name: str) -> str:
+    """An enrollment token for one machine being deployed: its worker registers with it,
+    then has a token of its own, and this one is revoked."""
+    return issue_token(session, ENROLL, name=f"{MACHINE_PREFIX}{worker_name}")
+
+
+def revoke_machine_token(session: Session, worker_name: str) -> None:
+    session.execute(delete(ApiToken).where(ApiToken.role == ENROLL,
+                                           ApiToken.name == f"{MACHINE_PREFIX}{worker_name}"))
+
+
 def revoke_worker_tokens(session: Session, worker_id: int) -> None:
     session.execute(delete(ApiToken).where(ApiToken.worker_id == worker_id))
 

@@ -244,6 +244,8 @@ def test_batch_budget_and_cost_api(api) -> None:
 class RefusingProvider:
     """Has no capacity for ``small`` in r1; anything else is created and 'runs'."""
 
+    starts_worker = False
+
     def __init__(self) -> None:
         self.created: list[Any] = []
         self.deleted: list[str] = []

@@ -286,7 +286,6 @@ class ContainerRun(Supervised):
                  mem_bytes: int | None) -> None:
         super().__init__()
         self.container = container
-        self._api = api
         self._mem_bytes = mem_bytes
         self._exit: int | None = None
         self._done = threading.Event()

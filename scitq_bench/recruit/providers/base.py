@@ -88,6 +88,8 @@ class Provider(ABC):
     region)``; ``identity`` is the server's identity, the value of ``OWNER_TAG``."""
 
     name: str = ""
+    # True when an instance is a worker already (no deploy playbook to run on it)
+    starts_worker: bool = False
 
     def __init__(self, config: Mapping[str, Any], identity: str) -> None:
         if not identity:

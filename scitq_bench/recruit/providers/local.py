@@ -85,6 +85,7 @@ def start_time(pid: int) -> str | None:
 
 class LocalProvider(Provider):
     name = "local"
+    starts_worker = True  # its instances are worker processes
 
     def __init__(self, config: Mapping[str, Any], identity: str) -> None:
         super().__init__(config, identity)

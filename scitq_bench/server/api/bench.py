@@ -60,6 +60,7 @@ from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
 from scitq_bench.server.models import Execution, Task
 from scitq_bench.server.notify import WORK
+from scitq_bench.server.serialize import iso
 
 bp = Blueprint("bench", __name__)
 MAX_BUNDLE_UPLOAD = 4 << 30
@@ -157,7 +158,7 @@ def list_benchmarks() -> Any:
     with server_context().db.read() as session:
         found = session.scalars(select(Benchmark).order_by(Benchmark.id))
         return [{"id": b.id, "key": b.key, "title": b.title, "visibility": b.visibility,
-                 "created_at": b.created_at.isoformat() + "Z"}
+                 "created_at": iso(b.created_at)}
                 for b in found if b.visibility == "public" or manages(principal, b)]
 
 

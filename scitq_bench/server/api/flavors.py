@@ -3,7 +3,6 @@ from, its updaters, and the quotas per provider and region."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, request
@@ -13,11 +12,15 @@ from scitq_bench.recruit.protofilter import parse
 from scitq_bench.server.api.registry import QueryParam, endpoint, float_arg, int_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.updaters import configured_updaters, get_updater
+from scitq_bench.server.recruit.updaters import (
+    configured_updaters,
+    get_updater,
+    refresh,
+    refresh_all,
+)
 from scitq_bench.server.schemas import Strict
 
 bp = Blueprint("flavors", __name__)
-log = logging.getLogger(__name__)
 
 
 class QuotaSet(Strict):
@@ -64,22 +67,8 @@ def update_flavors() -> Any:
     db = server_context().db
     provider = request.args.get("provider") or None
     if provider is not None:
-        updater = get_updater(provider)
-        if hasattr(updater, "fetch"):
-            updater.fetch()  # the provider's API, before holding the write lock
-        with db.write() as session:
-            return {"updated": {provider: updater(session)}, "errors": {}}
-    updated: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, updater in sorted(configured_updaters().items()):
-        try:
-            if hasattr(updater, "fetch"):
-                updater.fetch()
-            with db.write() as session:
-                updated[name] = updater(session)
-        except Exception as exc:  # one provider failing must not keep the others stale
-            log.warning("catalog update of %s failed: %s", name, exc)
-            errors[name] = str(exc) or type(exc).__name__
+        return {"updated": {provider: refresh(db, get_updater(provider))}, "errors": {}}
+    updated, errors = refresh_all(db, configured_updaters())
     return {"updated": updated, "errors": errors}
 
 

@@ -10,6 +10,7 @@ from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
 from scitq_bench.server.auth import ORGANIZER, PARTICIPANT, issue_token
 from scitq_bench.server.bench.models import Account
 from scitq_bench.server.models import ApiToken
+from scitq_bench.server.serialize import iso
 
 ROLES = (PARTICIPANT, ORGANIZER)
 
@@ -45,4 +46,4 @@ def new_token(session: Session, account: Account, revoke_others: bool = False) -
 
 def account_dict(account: Account) -> dict[str, object]:
     return {"id": account.id, "name": account.name, "role": account.role,
-            "email": account.email, "created_at": account.created_at.isoformat() + "Z"}
+            "email": account.email, "created_at": iso(account.created_at)}

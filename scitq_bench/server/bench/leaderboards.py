@@ -10,8 +10,6 @@ entries' pre-rendered lines in order. Nothing is sorted or formatted in Python.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from sqlalchemy import func, literal, select
@@ -29,8 +27,6 @@ from scitq_bench.server.bench.models import (
     LeaderboardEntry,
     Phase,
 )
-
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def board_of(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
@@ -105,33 +101,13 @@ def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Ph
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
                key: str) -> str:
     """The whole board as CSV: rank, owner, submission, submitted_at, then the shown
-    columns ("<task>/<title>" when the phase has several tasks). Scores in the display
-    precision (values, not the ranks' tie-breakers, as in the table)."""
+    columns (``ranking.score_titles``). Scores in the display precision (values, not
+    the ranks' tie-breakers, as in the table)."""
     row, board, _ = board_of(session, principal, benchmark, phase, key)
     everything = manages(principal, benchmark)
-    several = len(board.task_keys) > 1
-    header = ["rank", "owner", "submission", "submitted_at"] + [
-        safe_text(f"{task}/{column.title}" if several else column.title)
-        for task, column in _shown(board, everything)]
+    header = ["rank", "owner", "submission", "submitted_at",
+              *(ranking.csv_text(title) for title in ranking.score_titles(board, everything))]
     _, rows = ranked_rows(session, row, phase.id, everything)
-    return "".join([_csv_line(header), *[
-        f"{position},{_csv_field(safe_text(owner))},{line}\r\n"
+    return "".join([",".join(header) + "\r\n", *[
+        f"{position},{ranking.csv_text(owner)},{line}\r\n"
         for position, (owner, line) in enumerate(rows, 1)]])
-
-
-def _csv_line(fields: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(fields)
-    return buffer.getvalue()
-
-
-def _csv_field(text: str) -> str:
-    """Quoted as the csv module would, only when needed (names are rarely odd)."""
-    if any(c in text for c in ',"\r\n') or text != text.strip():
-        return _csv_line([text])[:-2]
-    return text
-
-
-def safe_text(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula."""
-    return "'" + text if text.startswith(FORMULA_LEADS) else text

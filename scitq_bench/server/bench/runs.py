@@ -15,7 +15,6 @@ every leaderboard and land on the run, then on the attempt and the submission.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -274,10 +273,6 @@ def cancel_attempt(session: Session, attempt: Attempt) -> list[int]:
             transitions.move_tasks(session, [task_id], TaskStatus.CANCELLED,
                                    reason="submission cancelled")
     return list(live)
-
-
-def mark_time(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment is not None else None
 
 
 def runs_of(session: Session, attempt_ids: Sequence[int]) -> list[Run]:

@@ -4,7 +4,6 @@ columns."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,16 +26,13 @@ from scitq_bench.server.bench.models import (
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.models import Task
 from scitq_bench.server.recruit.costs import tasks_cost
-
-
-def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment is not None else None
+from scitq_bench.server.serialize import iso
 
 
 def phase_dict(phase: Phase, task_ids: list[int]) -> dict[str, Any]:
     return {
         "id": phase.id, "index": phase.index, "name": phase.name,
-        "description": phase.description, "start": _when(phase.start), "end": _when(phase.end),
+        "description": phase.description, "start": iso(phase.start), "end": iso(phase.end),
         "max_submissions": phase.max_submissions,
         "max_submissions_per_day": phase.max_submissions_per_day,
         "max_submission_mb": phase.max_submission_mb,
@@ -68,7 +64,7 @@ def benchmark_dict(session: Session, principal: Principal, benchmark: Benchmark)
         "visibility": benchmark.visibility, "docker_image": benchmark.docker_image,
         "run_on_host": benchmark.run_on_host, "pages": benchmark.pages, "terms": benchmark.terms,
         "enable_detailed_results": benchmark.enable_detailed_results,
-        "created_at": _when(benchmark.created_at), "manage": organizer,
+        "created_at": iso(benchmark.created_at), "manage": organizer,
         "phases": [phase_dict(p, [i for pid, i in links if pid == p.id]) for p in phases],
         "tasks": [_task_dict(t, organizer or benchmark.make_programs_available) for t in tasks],
         "leaderboards": [_board_dict(session, b, organizer) for b in boards],
@@ -111,7 +107,7 @@ def submission_dict(session: Session, principal: Principal, submission: Submissi
         "image": submission.image, "size_bytes": submission.size_bytes,
         "attempts": submission.attempts, "scored_attempt": submission.scored_attempt,
         "scores": submission.scores, "on_leaderboard": submission.on_leaderboard,
-        "created_at": _when(submission.created_at),
+        "created_at": iso(submission.created_at),
     }
     if brief:
         return answer
@@ -124,7 +120,7 @@ def submission_dict(session: Session, principal: Principal, submission: Submissi
     answer["cost"] = round(tasks_cost(session, ids), 6)
     answer["attempts_detail"] = [{
         "number": a.number, "status": a.status, "error": a.error, "scores": a.scores,
-        "created_at": _when(a.created_at), "finished_at": _when(a.finished_at),
+        "created_at": iso(a.created_at), "finished_at": iso(a.finished_at),
         "runs": [{
             "position": r.position, "status": r.status, "error": r.error, "scores": r.scores,
             "detailed_results": bool(r.detailed_results),

@@ -31,6 +31,7 @@ from scitq_bench.server.bench.models import (
 from scitq_bench.server.db import Database
 from scitq_bench.server.filestore import FileStore
 from scitq_bench.server.models import utcnow
+from scitq_bench.server.serialize import iso
 
 KINDS = ("result", "code", "image")
 DEFAULT_MAX_MB = 500.0
@@ -69,7 +70,7 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
             raise Conflict(
                 f"daily quota reached: {used} of {phase.max_submissions_per_day} submissions "
                 f"today on phase {phase.name!r}; it resets at {resets:%Y-%m-%d %H:%M} UTC",
-                details={"resets_at": resets.isoformat() + "Z"})
+                details={"resets_at": iso(resets)})
 
 
 def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, *,

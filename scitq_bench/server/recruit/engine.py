@@ -42,7 +42,6 @@ from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
 
 log = logging.getLogger("scitq_bench.recruit")
 
-DEAD = (WorkerStatus.FAILED.value, WorkerStatus.EVICTED.value)
 ANY_FLAVOR = "eviction>=0:tags~%"  # mentions both: lifts the default filters
 
 
@@ -67,7 +66,7 @@ def alive(query: Any) -> Any:
     """Recruited workers (machines we hired: not ``permanent``) that exist: not given
     back, not failed or evicted. They count toward caps and maximums."""
     return query.where(Worker.permanent.is_(False), Worker.released_at.is_(None),
-                       Worker.status.notin_(DEAD))
+                       Worker.status.notin_(catalog.GONE_STATUSES))
 
 
 def plan(session: Session, settings: RecruitSettings, now: datetime | None = None) -> Plan:

@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from scitq_bench.recruit.providers.base import (
     CapacityError,
@@ -29,9 +29,9 @@ from scitq_bench.recruit.providers.base import (
     Provider,
     ProviderError,
 )
-from scitq_bench.server import transitions
+from scitq_bench.server import auth, transitions
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import ApiToken, Worker, utcnow
+from scitq_bench.server.models import Worker, utcnow
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.states import WorkerStatus
@@ -40,7 +40,6 @@ log = logging.getLogger("scitq_bench.recruit")
 
 DEPLOY, DESTROY = "deploy", "destroy"
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-SELF_STARTING = ("local",)  # providers whose instances are worker processes already
 
 
 @dataclass
@@ -159,7 +158,7 @@ class JobRunner:
         try:
             address = self._wait_running(job_id, provider, instance.instance_id, region)
             self._remember_address(job_id, address)
-            if provider_name not in SELF_STARTING:
+            if not provider.starts_worker:
                 self._install(job_id, name, address, arguments)
             self._wait_registered(job_id, worker_id)
         except BaseException:
@@ -237,8 +236,7 @@ class JobRunner:
         """The machine's enrollment token served its purpose: the worker has its own."""
         with self.db.write() as session:
             name = session.scalar(select(Worker.name).where(Worker.id == worker_id))
-            session.execute(delete(ApiToken).where(
-                ApiToken.role == "enroll", ApiToken.name == f"machine:{name}"))
+            auth.revoke_machine_token(session, name)
 
     def _mark_worker(self, worker_id: int, failed: bool) -> None:
         with self.db.write() as session:
@@ -253,7 +251,7 @@ class JobRunner:
         provider_name, region = arguments["provider"], arguments["region"]
         instance_id = arguments.get("instance_id")
         provider = self.providers(provider_name)
-        if provider_name not in SELF_STARTING and arguments.get("address"):
+        if not provider.starts_worker and arguments.get("address"):
             from scitq_bench.recruit.deploy import destroy_worker
 
             self.note(job_id, f"stopping the worker on {arguments['address']}", 20)

@@ -41,7 +41,6 @@ from scitq_bench.settings import ServerSettings
 log = logging.getLogger("scitq_bench.recruit")
 
 EXTENSION = "scitq_bench_recruit"
-MACHINE_TOKEN = "machine:"  # name prefix of enrollment tokens minted for hired machines
 
 
 @dataclass
@@ -79,7 +78,7 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
     def machine_token(name: str) -> str:
         """An enrollment token for one hired machine (the worker then gets its own)."""
         with db.write() as session:
-            return auth.issue_token(session, auth.ENROLL, name=f"{MACHINE_TOKEN}{name}")
+            return auth.issue_machine_token(session, name)
 
     def provider(name: str) -> Provider:
         with lock:
@@ -106,16 +105,12 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
 
     def refresh_catalogs() -> None:
         """Each configured cloud provider's offers: fetched, then stored."""
-        from scitq_bench.server.recruit.updaters import ProviderUpdater
+        from scitq_bench.server.recruit.updaters import ProviderUpdater, refresh_all
 
-        for name in sorted(providers_config):
-            updater = ProviderUpdater(name, provider(name))
-            try:
-                updater.fetch()
-                with db.write() as session:
-                    log.info("catalog of %s: %s", name, updater(session))
-            except Exception as exc:  # noqa: BLE001 - one provider must not block the others
-                log.warning("catalog of %s not refreshed: %s", name, exc)
+        updated, _ = refresh_all(db, {name: ProviderUpdater(name, provider(name))
+                                      for name in providers_config})
+        for name, counts in updated.items():
+            log.info("catalog of %s: %s", name, counts)
 
     def find_orphans() -> list[str]:
         return reconcile(db, provider, sorted({"local", *providers_config}))

@@ -17,12 +17,9 @@ from scitq_bench.server.recruit.engine import RecruitSettings, destroy, hire
 from scitq_bench.server.recruit.jobs import FAILED, PENDING, RUNNING
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.serialize import iso
 from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.states import WorkerStatus
-
-
-def _when(moment: Any) -> str | None:
-    return moment.isoformat() + "Z" if moment is not None else None
 
 
 def recruiter_dict(recruiter: Recruiter, batch_name: str | None = None) -> dict[str, Any]:
@@ -32,7 +29,7 @@ def recruiter_dict(recruiter: Recruiter, batch_name: str | None = None) -> dict[
         "region": recruiter.region, "concurrency": recruiter.concurrency,
         "prefetch": recruiter.prefetch, "tasks_per_worker": recruiter.tasks_per_worker,
         "minimum_tasks": recruiter.minimum_tasks, "maximum_workers": recruiter.maximum_workers,
-        "created_at": _when(recruiter.created_at),
+        "created_at": iso(recruiter.created_at),
     }
 
 
@@ -40,8 +37,8 @@ def job_dict(job: Job, with_log: bool = False) -> dict[str, Any]:
     answer = {
         "id": job.id, "kind": job.kind, "worker_id": job.worker_id, "status": job.status,
         "progress": job.progress, "attempts": job.attempts, "error": job.error,
-        "arguments": job.arguments, "created_at": _when(job.created_at),
-        "modified_at": _when(job.modified_at),
+        "arguments": job.arguments, "created_at": iso(job.created_at),
+        "modified_at": iso(job.modified_at),
     }
     if with_log:
         answer["log"] = job.log
@@ -132,5 +129,5 @@ def get_job(session: Session, job_id: int) -> Job:
 
 def worker_costs(session: Session) -> list[dict[str, Any]]:
     return [{"worker_id": w.id, "name": w.name, "cost_per_hour": w.cost_per_hour,
-             "cost": round(worker_cost(w), 6), "released_at": _when(w.released_at)}
+             "cost": round(worker_cost(w), 6), "released_at": iso(w.released_at)}
             for w in session.scalars(select(Worker).where(Worker.cost_per_hour.is_not(None)))]

@@ -10,6 +10,7 @@ provider on a schedule.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput
 from scitq_bench.recruit.providers.base import Provider
+from scitq_bench.server.db import Database
 from scitq_bench.server.recruit.catalog import LOCAL, refresh_local_flavor, upsert_offers
+
+log = logging.getLogger("scitq_bench.recruit")
 
 Updater = Callable[[Session], dict[str, Any]]
 
@@ -58,6 +62,31 @@ class ProviderUpdater:
         if self.offers is None:
             self.fetch()
         return upsert_offers(session, self.name, self.offers or [])
+
+
+def refresh(db: Database, updater: Updater) -> dict[str, Any]:
+    """Run one updater: the provider's API first (``fetch``, when it has one), outside
+    the write transaction, then the catalog's rows."""
+    fetch = getattr(updater, "fetch", None)
+    if fetch is not None:
+        fetch()
+    with db.write() as session:
+        return updater(session)
+
+
+def refresh_all(db: Database, updaters: dict[str, Updater]) -> tuple[dict[str, Any],
+                                                                     dict[str, str]]:
+    """Every updater, each on its own: (what changed, per provider; errors, per
+    provider). One provider failing must not keep the others stale."""
+    updated: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, updater in sorted(updaters.items()):
+        try:
+            updated[name] = refresh(db, updater)
+        except Exception as exc:  # noqa: BLE001 - reported, the others go on
+            log.warning("catalog update of %s failed: %s", name, exc)
+            errors[name] = str(exc) or type(exc).__name__
+    return updated, errors
 
 
 def configured_updaters() -> dict[str, Updater]:
