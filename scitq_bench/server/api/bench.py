@@ -30,6 +30,7 @@ from scitq_bench.server.bench import accounts, importer, leaderboards, submissio
 from scitq_bench.server.bench.access import (
     managed_benchmark,
     manages,
+    require_manager,
     visible_benchmark,
     visible_phase,
     visible_submission,
@@ -186,7 +187,7 @@ def remove_benchmark(benchmark_id: int) -> Any:
 def update_phase(phase_id: int, body: PhaseUpdate) -> Any:
     with server_context().db.write() as session:
         phase, benchmark = visible_phase(session, g.principal, phase_id)
-        managed_benchmark(session, g.principal, benchmark.id)
+        require_manager(g.principal, benchmark)
         for key, value in body.model_dump(exclude_unset=True).items():
             setattr(phase, key, value)
         if phase.end is not None and phase.end <= phase.start:
@@ -402,7 +403,7 @@ def rerun_submission(submission_id: int) -> Any:
     context = server_context()
     with context.db.write() as session:
         submission, benchmark, phase = visible_submission(session, g.principal, submission_id)
-        managed_benchmark(session, g.principal, benchmark.id)
+        require_manager(g.principal, benchmark)
         submissions.rerun(context.db, session, submission)
         answer = submission_dict(session, g.principal, submission, benchmark, phase)
     context.notifier.notify(WORK)
@@ -415,7 +416,7 @@ def rerun_phase(phase_id: int) -> Any:
     context = server_context()
     with context.db.write() as session:
         phase, benchmark = visible_phase(session, g.principal, phase_id)
-        managed_benchmark(session, g.principal, benchmark.id)
+        require_manager(g.principal, benchmark)
         started = []
         for submission in session.scalars(select(Submission).where(
                 Submission.phase_id == phase.id, Submission.status != "running")):
@@ -440,7 +441,7 @@ def cancel_submission(submission_id: int) -> Any:
 def delete_attempt(submission_id: int, number: int) -> Any:
     with server_context().db.write() as session:
         submission, benchmark, phase = visible_submission(session, g.principal, submission_id)
-        managed_benchmark(session, g.principal, benchmark.id)
+        require_manager(g.principal, benchmark)
         submissions.delete_attempt(session, submission, number)
         return submission_dict(session, g.principal, submission, benchmark, phase)
 
@@ -450,7 +451,7 @@ def delete_attempt(submission_id: int, number: int) -> Any:
 def delete_submission(submission_id: int) -> Any:
     with server_context().db.write() as session:
         submission, benchmark, _ = visible_submission(session, g.principal, submission_id)
-        managed_benchmark(session, g.principal, benchmark.id)
+        require_manager(g.principal, benchmark)
         stored = submission.file
         submissions.delete_submission(session, submission)
     if stored:

@@ -31,9 +31,13 @@ def visible_benchmark(session: Session, principal: Principal, benchmark_id: int)
 
 
 def managed_benchmark(session: Session, principal: Principal, benchmark_id: int) -> Benchmark:
-    benchmark = visible_benchmark(session, principal, benchmark_id)
+    return require_manager(principal, visible_benchmark(session, principal, benchmark_id))
+
+
+def require_manager(principal: Principal, benchmark: Benchmark) -> Benchmark:
+    """An organizer's action on a benchmark already found visible."""
     if not manages(principal, benchmark):
-        raise Forbidden(f"only the organizers of benchmark {benchmark_id} may do this")
+        raise Forbidden(f"only the organizers of benchmark {benchmark.id} may do this")
     return benchmark
 
 
