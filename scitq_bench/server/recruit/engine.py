@@ -126,7 +126,7 @@ def _staff(session: Session, batch: Batch, recruiters: list[Recruiter],
         need = max(0, wanted - have)
         remaining -= (have + need) * per if per else remaining
         for _ in range(need):
-            if not _recycle(session, batch, recruiter, now, result):
+            if not _recycle(session, batch, recruiter, result):
                 if not _hire(session, batch, recruiter, settings, now, result):
                     break
 
@@ -142,8 +142,7 @@ def _where(value: str | None) -> str | None:
     return None if value in (None, "", "auto") else value
 
 
-def _recycle(session: Session, batch: Batch, recruiter: Recruiter, now: datetime,
-             result: Plan) -> bool:
+def _recycle(session: Session, batch: Batch, recruiter: Recruiter, result: Plan) -> bool:
     """Give this batch an idle recruited worker of another batch whose flavor fits."""
     protofilter, name = _spec(recruiter)
     candidates = session.scalars(alive(select(Worker)).where(
@@ -161,7 +160,8 @@ def _recycle(session: Session, batch: Batch, recruiter: Recruiter, now: datetime
         if not fits:
             continue
         worker.batch_id, worker.recruiter_id = batch.id, recruiter.id
-        worker.concurrency = _concurrency(session, batch.id, recruiter, offer)
+        worker.concurrency = recruiter.concurrency or _derived_concurrency(session, batch,
+                                                                            offer)
         worker.prefetch, worker.idle_since = recruiter.prefetch, None
         result.recycled.append(worker.id)
         result.notes.append(f"recycled worker {worker.name} for batch {batch.name}")
@@ -277,14 +277,8 @@ def _within_caps(session: Session, batch: Batch | None, settings: RecruitSetting
 
 
 def _hourly_spend(session: Session) -> float:
-    return float(session.scalar(alive(select(func.coalesce(func.sum(Worker.cost_per_hour), 0.0))
-                                      ))or 0.0)
-
-
-def _concurrency(session: Session, batch_id: int, recruiter: Recruiter, offer: Any) -> int:
-    if recruiter.concurrency:
-        return recruiter.concurrency
-    return _derived_concurrency(session, session.get(Batch, batch_id), offer)
+    spent = session.scalar(alive(select(func.coalesce(func.sum(Worker.cost_per_hour), 0.0))))
+    return float(spent or 0.0)
 
 
 def _derived_concurrency(session: Session, batch: Batch | None, offer: Any) -> int:

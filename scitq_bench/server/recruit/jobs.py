@@ -151,7 +151,7 @@ class JobRunner:
                 catalog.exclude(session, provider_name, region, flavor, until)
             self.note(job_id, f"offer {provider_name}/{region}/{flavor} refused for capacity: "
                       f"{exc}; kept out until {until:%H:%M} UTC")
-            self._mark_worker(worker_id, failed=True)
+            self._fail_worker(worker_id)
             raise
         self._record_instance(worker_id, instance.instance_id)
         self.note(job_id, f"instance {instance.instance_id} created", 20)
@@ -164,7 +164,7 @@ class JobRunner:
         except BaseException:
             self.note(job_id, f"giving instance {instance.instance_id} back")
             _quietly(provider.delete, instance.instance_id, region)
-            self._mark_worker(worker_id, failed=True)
+            self._fail_worker(worker_id)
             raise
         self.note(job_id, f"worker {name} is up", 100)
 
@@ -238,10 +238,11 @@ class JobRunner:
             name = session.scalar(select(Worker.name).where(Worker.id == worker_id))
             auth.revoke_machine_token(session, name)
 
-    def _mark_worker(self, worker_id: int, failed: bool) -> None:
+    def _fail_worker(self, worker_id: int) -> None:
+        """The deploy failed: the record stays, failed and released."""
         with self.db.write() as session:
             worker = session.get(Worker, worker_id)
-            if worker is not None and failed:
+            if worker is not None:
                 transitions.move_worker(session, worker.id, WorkerStatus.FAILED)
                 worker.released_at = utcnow()
 
