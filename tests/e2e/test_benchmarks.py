@@ -212,3 +212,31 @@ def test_image_submission_predicts_in_its_own_image(live_server, api, tmp_path,
     assert done["status"] == "finished", done
     assert scores_of(done)["error"] == 0
     assert done["attempts_detail"][0]["runs"][0]["prediction_task"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("rule", "chosen", "expected"), [
+    ("Force_Last", {}, ["a2", "b1"]),
+    ("Force_Best", {}, ["a2", "b1"]),
+    ("Force_Latest_Multiple", {}, ["a2", "a1", "b1"]),
+    ("Add", {"a1", "b1"}, ["a1", "b1"]),
+    ("Add_And_Delete", {"a1", "b1"}, ["a1", "b1"]),
+    ("Add_And_Delete_Multiple", {"a1", "a2", "b1"}, ["a2", "a1", "b1"]),
+])
+def test_every_submission_rule_through_real_workers(live_server, api, tmp_path, rule, chosen,
+                                                    expected) -> None:
+    """Two participants, scored by a real worker: each rule shows what it should (the
+    Add rules: what the participants chose), in the ranking's order."""
+    bundle = make_bundle(tmp_path / "b", leaderboard_extra={"submission_rule": rule})
+    phase = api.import_bundle(bundle, "?run_on_host=true")["phases"][0]["id"]
+    tokens = {"a": api.account("ann"), "b": api.account("ben")}
+    with running_worker(live_server, tmp_path, concurrency=3):
+        subs = {label: api.submit(phase, tokens[label[0]],
+                                  make_submission(tmp_path / label, "result", value))
+                for label, value in (("a1", 40), ("a2", 43), ("b1", 30))}
+        api.wait([s["id"] for s in subs.values()])
+    for label in sorted(chosen):
+        api.call("PUT", f"/submissions/{subs[label]['id']}/leaderboard",
+                 token=tokens[label[0]], json={"on": True})
+    board = api.call("GET", f"/phases/{phase}/leaderboards/main")
+    names = {s["id"]: label for label, s in subs.items()}
+    assert [names[r["submission_id"]] for r in board["rows"]] == expected
