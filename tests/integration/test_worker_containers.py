@@ -247,3 +247,21 @@ def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_pa
         time.sleep(1.0)
         assert client.task_get(boxed["id"])["status"] == "pending"
         assert client.worker_get(agent.worker_id)["containers"] is False
+
+
+def test_stop_signal_terminates_the_container_gracefully(live_server, tmp_path, docker_client,
+                                                         name):
+    client = live_server.client()
+    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path,
+                                                                        name)):
+        task = client.task_create("trap 'echo stopping; exit 0' TERM; echo up; "
+                                  "while true; do sleep 0.2; done", shell=True,
+                                  container=TEST_IMAGE)
+        execution = wait_until(lambda: (executions(client, task["id"]) or [None])[-1],
+                               timeout=30)
+        wait_until(lambda: client.execution_log(execution["id"])[0] == b"up\n", timeout=30)
+        wait_until(lambda: client.task_get(task["id"])["status"] == "running", timeout=30)
+        client.task_signal(task["id"], "stop")
+        wait_until(lambda: last_execution(client, task)["status"] == "cancelled", timeout=30)
+        assert stdout_of(client, task) == b"up\nstopping\n"  # it had its SIGTERM
+    assert containers_of(docker_client, name) == []
