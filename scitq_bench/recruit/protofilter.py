@@ -36,9 +36,6 @@ DEFAULT_MAX_EVICTION = 5.0
 NUMBER_ITEMS = ("cpu", "ram", "disk", "gpumem", "eviction", "cost", "gpu")
 TEXT_ITEMS = ("region", "provider", "gpumodel")
 TAGS = "tags"
-# the order of the documentation: the original items, then the extensions
-ITEMS = ("cpu", "ram", "disk", "tags", "gpumem", "eviction", "region", "cost", "provider",
-         "gpu", "gpumodel")
 
 TAG_LETTERS = {"G": "GPU", "M": "metal", "N": "NVMe"}
 
@@ -82,28 +79,26 @@ class Offer:
         return asdict(self)
 
 
+# how each item reads an offer; the keys are also the items the grammar accepts
+_ITEM_VALUES: dict[str, Callable[[Offer], Any]] = {
+    "cpu": lambda offer: offer.cpu,
+    "ram": lambda offer: offer.ram_gb,
+    "disk": lambda offer: offer.disk_gb,
+    "tags": lambda offer: offer.tags or "",
+    "gpumem": lambda offer: offer.gpu_mem_gb,
+    "eviction": lambda offer: offer.eviction or 0.0,  # not spot: never claimed back
+    "region": lambda offer: offer.region,
+    "cost": lambda offer: offer.cost,
+    "provider": lambda offer: offer.provider,
+    "gpu": lambda offer: offer.gpu_count,
+    "gpumodel": lambda offer: offer.gpu_model or "",
+}
+# the order of the documentation: the original items, then the extensions
+ITEMS = tuple(_ITEM_VALUES)
+
+
 def _item_value(offer: Offer, item: str) -> Any:
-    if item == "cpu":
-        return offer.cpu
-    if item == "ram":
-        return offer.ram_gb
-    if item == "disk":
-        return offer.disk_gb
-    if item == "gpumem":
-        return offer.gpu_mem_gb
-    if item == "gpu":
-        return offer.gpu_count
-    if item == "eviction":
-        return offer.eviction or 0.0  # not spot: never claimed back
-    if item == "cost":
-        return offer.cost
-    if item == "region":
-        return offer.region
-    if item == "provider":
-        return offer.provider
-    if item == "gpumodel":
-        return offer.gpu_model or ""
-    return offer.tags or ""
+    return _ITEM_VALUES[item](offer)
 
 
 def like(text: str, pattern: str) -> bool:
