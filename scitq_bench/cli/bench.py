@@ -23,6 +23,7 @@ from scitq_bench.cli.output import (
     print_list,
     print_record,
     print_table,
+    show_or_say,
     success,
     when,
 )
@@ -116,13 +117,6 @@ def _step(step: dict[str, Any] | None) -> str:
     return f"task {step['id']} ({step.get('status') or '?'})"
 
 
-def _show_or_say(record: Any, as_json: bool, message: str) -> None:
-    if as_json:
-        print_json(record)
-    else:
-        success(message)
-
-
 def _print_token(answer: dict[str, Any], done: str) -> None:
     """The token alone on stdout (so ``TOKEN=$(...)`` works); the rest on stderr."""
     account = answer["account"]
@@ -197,7 +191,7 @@ def account_token(client: Client, name_or_id: str, revoke_others: bool, as_json:
 def delete_account(client: Client, name_or_id: str, as_json: bool) -> None:
     """Delete an account and its tokens (its submissions stay, without owner)."""
     answer = client.account_delete(account_id_of(client, name_or_id))
-    _show_or_say(answer, as_json, f"account {name_or_id} deleted")
+    show_or_say(answer, as_json, f"account {name_or_id} deleted")
 
 
 # -- bench ----------------------------------------------------------------------------------
@@ -333,7 +327,7 @@ def update_bench_task(client: Client, benchmark_id: int, index: int, gpu: str | 
         count = int(gpu)
     answer = client.bench_task_update(benchmark_id, index, gpu=count, image=image)
     task = next(t for t in answer["tasks"] if t["index"] == index)
-    _show_or_say(task, as_json, f"benchmark {benchmark_id} task {index}: gpu {task['gpu']}, "
+    show_or_say(task, as_json, f"benchmark {benchmark_id} task {index}: gpu {task['gpu']}, "
                  f"image {task.get('image') or '(the benchmark' + chr(39) + 's)'}")
 
 
@@ -349,7 +343,7 @@ def delete_bench(client: Client, benchmark_id: int, yes: bool, as_json: bool) ->
         click.confirm(f"Delete benchmark {benchmark_id} ({found['key']}) with all its "
                       "submissions?", abort=True, err=True)
     answer = client.bench_delete(benchmark_id)
-    _show_or_say(answer, as_json, f"benchmark {benchmark_id} deleted")
+    show_or_say(answer, as_json, f"benchmark {benchmark_id} deleted")
 
 
 # -- phase ----------------------------------------------------------------------------------
@@ -497,7 +491,7 @@ def submit(client: Client, phase_id: int, path: Path | None, kind: str | None,
     created = client.submission_submit(phase_id, path, kind=kind, name=name, image=image,
                                        command=command)
     if not wait:
-        _show_or_say(created, as_json,
+        show_or_say(created, as_json,
                      f"submission {created['id']} submitted to phase {phase_id} "
                      f"({created['status']})")
         return
@@ -600,12 +594,12 @@ def rerun(client: Client, submission_id: int | None, phase_id: int | None,
         answer = client.phase_rerun(phase_id)
         started = answer.get("rerun") or []
         listed = ": " + ", ".join(str(i) for i in started) if started else ""
-        _show_or_say(answer, as_json,
+        show_or_say(answer, as_json,
                      f"phase {phase_id}: {len(started)} submission(s) re-run{listed}")
         return
     assert submission_id is not None
     updated = client.submission_rerun(submission_id)
-    _show_or_say(updated, as_json, f"submission {submission_id} re-run: attempt "
+    show_or_say(updated, as_json, f"submission {submission_id} re-run: attempt "
                  f"{updated['attempts']} {updated['status']}")
 
 
@@ -616,7 +610,7 @@ def rerun(client: Client, submission_id: int | None, phase_id: int | None,
 def cancel(client: Client, submission_id: int, as_json: bool) -> None:
     """Cancel a running submission (its latest attempt)."""
     updated = client.submission_cancel(submission_id)
-    _show_or_say(updated, as_json, f"submission {submission_id} {updated['status']}")
+    show_or_say(updated, as_json, f"submission {submission_id} {updated['status']}")
 
 
 @submission.command("delete")
@@ -630,11 +624,11 @@ def delete_submission(client: Client, submission_id: int, attempt: int | None,
     """Delete a submission with all its attempts, or one re-run with --attempt."""
     if attempt is not None:
         updated = client.attempt_delete(submission_id, attempt)
-        _show_or_say(updated, as_json,
+        show_or_say(updated, as_json,
                      f"attempt {attempt} of submission {submission_id} deleted")
         return
     answer = client.submission_delete(submission_id)
-    _show_or_say(answer, as_json, f"submission {submission_id} deleted")
+    show_or_say(answer, as_json, f"submission {submission_id} deleted")
 
 
 @submission.command("add")
@@ -644,7 +638,7 @@ def delete_submission(client: Client, submission_id: int, attempt: int | None,
 def add_to_board(client: Client, submission_id: int, as_json: bool) -> None:
     """Put a submission on its phase's leaderboard (when the rule lets you choose)."""
     updated = client.submission_leaderboard(submission_id, True)
-    _show_or_say(updated, as_json, f"submission {submission_id} is on the leaderboard")
+    show_or_say(updated, as_json, f"submission {submission_id} is on the leaderboard")
 
 
 @submission.command("remove")
@@ -654,7 +648,7 @@ def add_to_board(client: Client, submission_id: int, as_json: bool) -> None:
 def remove_from_board(client: Client, submission_id: int, as_json: bool) -> None:
     """Take a submission off its phase's leaderboard (when the rule allows it)."""
     updated = client.submission_leaderboard(submission_id, False)
-    _show_or_say(updated, as_json, f"submission {submission_id} is off the leaderboard")
+    show_or_say(updated, as_json, f"submission {submission_id} is off the leaderboard")
 
 
 @submission.command("outputs")
@@ -681,7 +675,7 @@ def outputs(client: Client, submission_id: int, attempt: int | None, run_positio
         size = client.submission_output_download(submission_id, entry["path"], target,
                                                  attempt, run_position, step)
         done.append({"path": entry["path"], "size": size, "file": str(target)})
-    _show_or_say(done, as_json, f"{len(done)} file(s) downloaded to {directory}")
+    show_or_say(done, as_json, f"{len(done)} file(s) downloaded to {directory}")
 
 
 # -- leaderboard --------------------------------------------------------------------------

@@ -149,6 +149,14 @@ def success(message: str) -> None:
     click.echo(message)
 
 
+def show_or_say(record: Any, as_json: bool, message: str) -> None:
+    """What a command changed: the record as JSON, or a one-line confirmation."""
+    if as_json:
+        print_json(record)
+    else:
+        success(message)
+
+
 def note(message: str) -> None:
     """Progress and hints that are not the command's result: stderr."""
     click.echo(message, err=True)

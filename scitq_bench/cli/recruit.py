@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from scitq_bench.cli.common import json_option, pass_client
-from scitq_bench.cli.output import Column, print_json, print_list, print_record, success, when
+from scitq_bench.cli.output import (
+    Column,
+    print_json,
+    print_list,
+    print_record,
+    show_or_say,
+    success,
+    when,
+)
 from scitq_bench.client import Client
 
 RECRUITER_COLUMNS = [
@@ -89,10 +97,8 @@ def create_recruiter(client: Client, batch: str, flavor: str, provider: str, reg
                      rank: int, as_json: bool, **limits: Any) -> None:
     answer = client.recruiter_create(batch, flavor, provider=provider, region=region,
                                      rank=rank, **_given(**limits))
-    if as_json:
-        print_json(answer)
-    else:
-        success(f"recruiter {answer['id']} (rank {rank}) recruits {flavor} for batch {batch}")
+    show_or_say(answer, as_json,
+                f"recruiter {answer['id']} (rank {rank}) recruits {flavor} for batch {batch}")
 
 
 @recruiter.command("update")
@@ -108,10 +114,7 @@ def update_recruiter(client: Client, recruiter_id: int, as_json: bool, **fields:
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     answer = client.recruiter_update(recruiter_id, **changes)
-    if as_json:
-        print_json(answer)
-    else:
-        success(f"recruiter {recruiter_id} updated")
+    show_or_say(answer, as_json, f"recruiter {recruiter_id} updated")
 
 
 @recruiter.command("delete")

@@ -24,6 +24,7 @@ from scitq_bench.cli.output import (
     print_list,
     print_record,
     print_table,
+    show_or_say,
     success,
     when,
 )
@@ -203,10 +204,7 @@ def update_task(client: Client, task_id: int, as_json: bool, **changes: Any) -> 
     if not fields:
         raise click.UsageError("nothing to update: give at least one field to change")
     updated = client.task_update(task_id, **fields)
-    if as_json:
-        print_json(updated)
-    else:
-        success(f"task {task_id} updated (status {updated['status']})")
+    show_or_say(updated, as_json, f"task {task_id} updated (status {updated['status']})")
 
 
 @task.command("delete")

@@ -12,7 +12,14 @@ from typing import Any
 import click
 
 from scitq_bench.cli.common import cli_state, json_option, long_option, pass_client, status_option
-from scitq_bench.cli.output import Column, format_value, print_json, print_list, success, when
+from scitq_bench.cli.output import (
+    Column,
+    format_value,
+    print_list,
+    show_or_say,
+    success,
+    when,
+)
 from scitq_bench.cli.resolve import resolve_worker, statuses
 from scitq_bench.client import Client
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError, Unauthorized
@@ -206,10 +213,7 @@ def update_worker(client: Client, worker_id: int | None, name: str | None,
         raise click.UsageError("nothing to update: give -c, -p, -b or -S")
     target = resolve_worker(client, worker_id, name)
     updated = client.worker_update(target["id"], **fields)
-    if as_json:
-        print_json(updated)
-    else:
-        success(f"worker {updated['name']} (id {updated['id']}) updated")
+    show_or_say(updated, as_json, f"worker {updated['name']} (id {updated['id']}) updated")
 
 
 @worker.command("delete")
