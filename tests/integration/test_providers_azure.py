@@ -129,7 +129,15 @@ def test_offers_with_gpus_nvme_and_prices(fake: FakeAzure) -> None:
     assert (plain.cpu, plain.ram_gb, plain.gpu_count, plain.tags) == (2, 8.0, 0, "")
     assert plain.cost == 0.096 and plain.eviction is None  # not Windows, not Low Priority
     spot = by_key[("westeurope", "Standard_D2s_v5", True)]
-    assert spot.cost == 0.0192 and spot.eviction is None
+    assert spot.cost == 0.0192 and spot.eviction == 5.0  # Azure's "0-5", upper bound
+    # eviction rates from Resource Graph, two pages, matched without case, per region
+    assert by_key[("eastus", "Standard_D2s_v5", True)].eviction == 100.0  # "20+"
+    assert by_key[("westeurope", "Standard_NC4as_T4_v3", True)].eviction == 15.0
+    assert by_key[("eastus", "Standard_L8s_v3", True)].eviction == 10.0
+    assert by_key[("eastus", "Standard_NC4as_T4_v3", True)].eviction is None  # no rate
+    assert all(o.eviction is None for o in offers if not o.spot)
+    graph = [c for c in fake.calls if c[1].endswith("/Microsoft.ResourceGraph/resources")]
+    assert graph == [("POST", "/providers/Microsoft.ResourceGraph/resources")] * 2
     gpu = by_key[("eastus", "Standard_NC4as_T4_v3", False)]
     assert (gpu.gpu_count, gpu.gpu_model, gpu.gpu_mem_gb, gpu.tags) == (1, "NVIDIA T4", 16.0, "G")
     assert gpu.disk_gb == 180.0 and gpu.cost == 0.526
@@ -144,6 +152,12 @@ def test_offers_with_gpus_nvme_and_prices(fake: FakeAzure) -> None:
     assert len(price_calls) > 2
     limited = build_provider("azure", _config(fake, flavors=["Standard_D*"]), "me").offers()
     assert {o.flavor for o in limited} == {"Standard_D2s_v5"}
+
+
+def test_eviction_rates_that_cannot_be_read_stop_the_update(fake: FakeAzure) -> None:
+    provider = build_provider("azure", _config(fake, credential=StaticToken("wrong")), "me")
+    with pytest.raises(ProviderError, match="spot eviction rates.*401"):
+        provider.offers()
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])

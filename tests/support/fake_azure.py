@@ -24,6 +24,11 @@ ARM part (any ``api-version`` is accepted, one must be given):
   ``GET /subscriptions/{s}/providers/Microsoft.Compute/skus?$filter=location eq 'x'``;
 - the bearer token must be ``token``, else 401.
 
+Resource Graph part: ``POST /providers/Microsoft.ResourceGraph/resources`` (bearer token
+and api-version required) answers the spot eviction rate query with ``EVICTION_RATES``
+for the asked subscriptions, ``page_size`` rows a page, paged by ``$skipToken``; a query
+about anything else is a 400.
+
 Prices part: ``GET /api/retail/prices?$filter=...`` with an OData filter of ``eq``
 clauses joined by ``and`` (applied), paged by ``NextPageLink`` (``page_size`` items).
 
@@ -69,6 +74,15 @@ PRICES = {
     "Standard_ND96asr_v4": (27.197, None),
     "Standard_L8s_v3": (0.624, 0.0936),
 }
+
+# (region, size, Azure's range); northeurope is a region the tests do not configure
+EVICTION_RATES = (
+    ("westeurope", "Standard_D2s_v5", "0-5"),
+    ("westeurope", "Standard_NC4as_T4_v3", "10-15"),
+    ("eastus", "standard_d2s_v5", "20+"),  # Resource Graph does not keep the case
+    ("eastus", "Standard_L8s_v3", "5-10"),
+    ("northeurope", "Standard_D2s_v5", "0-5"),
+)
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -265,6 +279,7 @@ def _handler(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
             if parts.path == "/api/retail/prices":
                 self._prices(query)
                 return
+            graph = parts.path.lower() == "/providers/microsoft.resourcegraph/resources"
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 self._send(401, {"error": {"code": "InvalidAuthenticationToken",
                                            "message": "The access token is invalid."}},
@@ -274,6 +289,9 @@ def _handler(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
             if "api-version" not in query:
                 self._error(400, "MissingApiVersionParameter",
                             "The api-version query parameter is required.")
+                return
+            if graph:
+                self._resource_graph(json.loads(body) if body else {})
                 return
             with fake.lock:
                 self._arm(parts.path, query, json.loads(body) if body else None)
@@ -472,6 +490,24 @@ def _handler(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
             for nic in (properties.get("networkProfile") or {}).get("networkInterfaces") or []:
                 if (nic.get("properties") or {}).get("deleteOption") == "Delete":
                     fake.resources.pop(nic["id"].lower(), None)
+
+        # -- resource graph -------------------------------------------------------------
+
+        def _resource_graph(self, request: dict[str, Any]) -> None:
+            query = str(request.get("query") or "")
+            if "skuspotevictionrate" not in query or not query.startswith("SpotResources"):
+                self._error(400, "BadRequest", "this fake answers the eviction rate query only")
+                return
+            rows = [{"skuName": size, "location": region, "evictionRate": rate}
+                    for region, size, rate in EVICTION_RATES] \
+                if fake.subscription in (request.get("subscriptions") or []) else []
+            skip = int((request.get("options") or {}).get("$skipToken") or 0)
+            page = rows[skip: skip + fake.page_size]
+            answer: dict[str, Any] = {"totalRecords": len(rows), "count": len(page),
+                                      "data": page, "facets": [], "resultTruncated": "false"}
+            if skip + fake.page_size < len(rows):
+                answer["$skipToken"] = str(skip + fake.page_size)
+            self._send(200, answer)
 
         # -- retail prices ----------------------------------------------------------------
 

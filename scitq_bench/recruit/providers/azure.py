@@ -41,8 +41,12 @@ Offers: ``resource_skus.list(filter="location eq '<region>'")`` (virtual machine
 not restricted for the subscription: vCPUs, MemoryGB, GPUs, temporary disk; tag N for
 sizes with local NVMe disks), GPU models from the size name (a small table, extended by
 ``gpu_models``); prices from the Retail Prices API (``$filter`` on service, region and
-consumption price type; Linux meters; ``Spot`` meters make the spot offers, eviction
-unknown: None).
+consumption price type; Linux meters; ``Spot`` meters make the spot offers); spot
+eviction rates from Azure Resource Graph (``SpotResources``, type
+``microsoft.compute/skuspotevictionrate/location``, one query for all regions, paged by
+``$skipToken``). Azure publishes a range (``0-5``, ``5-10``... ``20+``); the offer takes
+its upper bound (``20+``: 100), so ``eviction<=5`` keeps exactly the ``0-5`` sizes. A spot
+size Azure gives no rate for keeps None (unknown).
 
 Tests talk to a local HTTPS fake of ARM and of the prices API (azure-core sends bearer
 tokens only over TLS): ``base_url``, ``prices_url`` and ``connection_verify`` point the
@@ -89,6 +93,14 @@ from scitq_bench.recruit.providers.base import (
 
 SECRETS = ("client_secret",)
 PRICES_URL = "https://prices.azure.com/api/retail/prices"
+ARM_URL = "https://management.azure.com"
+ARM_SCOPE = "https://management.azure.com/.default"
+RESOURCE_GRAPH = "/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01"
+# a constant query: the regions are filtered here, not spliced into the query text
+EVICTION_QUERY = (
+    "SpotResources | where type =~ 'microsoft.compute/skuspotevictionrate/location' "
+    "| project skuName = tostring(sku.name), location = tostring(location), "
+    "evictionRate = tostring(properties.evictionRate)")
 DEFAULT_IMAGE = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest"
 CAPACITY_CODES = {
     "AllocationFailed", "ZonalAllocationFailed", "OverconstrainedAllocationRequest",
@@ -404,10 +416,12 @@ class AzureProvider(Provider):
     def offers(self) -> list[Offer]:
         patterns = as_list(self._config.get("flavors"))
         offers: list[Offer] = []
+        rates = self._eviction_rates()
         for region in self.regions:
             skus = self._call(f"resource SKUs of {region}", lambda region=region: list(
                 self.compute.resource_skus.list(filter=f"location eq '{region}'")))
             prices = self._prices(region)
+            evictions = rates.get(region.lower(), {})
             for sku in skus:
                 if _text(sku.resource_type).lower() != "virtualmachines" or not sku.name \
                         or not matches_any(sku.name, patterns) or self._restricted(sku, region):
@@ -419,7 +433,8 @@ class AzureProvider(Provider):
                 offers.append(Offer(**base, cost=ondemand))
                 capabilities = {c.name: c.value for c in sku.capabilities or []}
                 if spot is not None and capabilities.get("LowPriorityCapable", "True") == "True":
-                    offers.append(Offer(**base, cost=spot, spot=True))
+                    offers.append(Offer(**base, cost=spot, spot=True,
+                                        eviction=evictions.get(sku.name.lower())))
         return offers
 
     @staticmethod
@@ -494,11 +509,48 @@ class AzureProvider(Provider):
             url, params, pages = payload.get("NextPageLink"), None, pages + 1
         return {sku: (ondemand.get(sku), spot.get(sku)) for sku in set(ondemand) | set(spot)}
 
+    def _eviction_rates(self) -> dict[str, dict[str, float]]:
+        """region -> size -> spot eviction rate (%; upper bound of Azure's range), both
+        lower-case, from Resource Graph."""
+        url = str(self._config.get("base_url") or ARM_URL).rstrip("/") + RESOURCE_GRAPH
+        token = self._call("a token for Resource Graph",
+                           lambda: self._credential.get_token(ARM_SCOPE).token)
+        wanted = {region.lower() for region in self.regions}
+        rates: dict[str, dict[str, float]] = {}
+        request: dict[str, Any] = {"subscriptions": [self.subscription_id],
+                                   "query": EVICTION_QUERY}
+        for _page in range(500):
+            try:
+                answer = requests.post(url, json=request, timeout=60, verify=self._verify,
+                                       headers={"Authorization": f"Bearer {token}"})
+                answer.raise_for_status()
+                payload = answer.json()
+            except (requests.RequestException, ValueError) as exc:
+                raise ProviderError(f"azure: spot eviction rates (Resource Graph): "
+                                    f"{type(exc).__name__}: {exc}") from None
+            for row in payload.get("data") or []:
+                region = str(row.get("location") or "").lower()
+                rate = _eviction_bound(str(row.get("evictionRate") or ""))
+                if region in wanted and row.get("skuName") and rate is not None:
+                    rates.setdefault(region, {})[str(row["skuName"]).lower()] = rate
+            if not payload.get("$skipToken"):
+                break
+            request = {**request, "options": {"$skipToken": payload["$skipToken"]}}
+        return rates
+
     def check(self) -> str:
         vms = self._call("list virtual machines", lambda: list(
             self.compute.virtual_machines.list(self.resource_group)))
         return (f"azure: {len(vms)} VMs in resource group {self.resource_group}; regions "
                 f"{', '.join(self.regions)}")
+
+
+def _eviction_bound(text: str) -> float | None:
+    """The upper bound of an Azure eviction range: ``0-5`` -> 5, ``20+`` -> 100."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?)|(\+))\s*", text)
+    if not match:
+        return None
+    return 100.0 if match.group(3) else float(match.group(2))
 
 
 def _text(value: Any) -> str:
