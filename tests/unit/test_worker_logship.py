@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from scitq_bench.client.worker.gpus import Gpu, GpuPool
 from scitq_bench.client.worker.held import RunGate
 from scitq_bench.client.worker.logship import MARKER, ExecutionLogs, LogFile
 from scitq_bench.client.worker.reporter import Event, Reporter
@@ -302,3 +303,31 @@ def test_gate_waiter_gives_up_when_abandoned():
     gate.wake()
     thread.join(2)
     assert outcome == [None]
+
+
+def test_gate_grants_in_claim_order_not_arrival_order():
+    """A two-GPU task claimed after a one-GPU task, but ready first, must not jump the
+    line: the one-GPU task takes the GPU that is free and the big one waits for both."""
+    pool = GpuPool([Gpu(i, "Fake", 1024, None) for i in range(2)])
+    gate = RunGate(3, pool)
+    first = gate.acquire("first", lambda: False, gpus=1, place=0)
+    assert first is not None and [gpu.index for gpu in first.gpus] == [0]
+    granted: dict[str, object] = {}
+
+    def wait_turn(name: str, gpus: int, place: int) -> None:
+        granted[name] = gate.acquire(name, lambda: False, gpus=gpus, place=place)
+
+    big = threading.Thread(target=wait_turn, args=("big", 2, 2))
+    big.start()
+    time.sleep(0.05)  # the big one is waiting at the head of the line
+    small = threading.Thread(target=wait_turn, args=("small", 1, 1))
+    small.start()
+    small.join(2)
+    assert [gpu.index for gpu in granted["small"].gpus] == [1]  # type: ignore[attr-defined]
+    assert "big" not in granted
+    gate.release(first)
+    time.sleep(0.05)
+    assert "big" not in granted  # still one GPU short
+    gate.release(granted["small"])  # type: ignore[arg-type]
+    big.join(2)
+    assert [gpu.index for gpu in granted["big"].gpus] == [0, 1]  # type: ignore[attr-defined]

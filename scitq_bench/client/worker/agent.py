@@ -18,6 +18,7 @@ the server see the free slot, so claiming earlier would just wait.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import os
 import queue
@@ -168,6 +169,7 @@ class WorkerAgent:
         self._env = base_environment()
         self.gpus = detect_gpus() if gpus is None else list(gpus)
         self._gate = RunGate(concurrency, GpuPool(self.gpus))
+        self._claim_order = itertools.count()
         self.container_defaults = container_defaults or ContainerDefaults()
         self.engine = engine
         self.spot_notice = spot_notice
@@ -332,7 +334,8 @@ class WorkerAgent:
         with self._state:
             if not self._stopping.is_set():
                 for payload in payloads:
-                    held = Held(payload, self.executions_dir / str(payload["execution_id"]))
+                    held = Held(payload, self.executions_dir / str(payload["execution_id"]),
+                                place=next(self._claim_order))
                     self._held[held.id] = held
                     started.append(held)
         if not started:
@@ -409,7 +412,8 @@ class WorkerAgent:
             if held.abandoned:
                 return self._abandoned(held)
         try:
-            slot = self._gate.acquire(held, lambda: held.abandoned, _gpu_count(payload))
+            slot = self._gate.acquire(held, lambda: held.abandoned, _gpu_count(payload),
+                                      place=held.place)
         except ValueError as exc:
             return _final(held, FAILED, error=str(exc), reason="not_enough_gpus")
         if slot is None:

@@ -3,10 +3,11 @@ event, and the gate that lets at most ``concurrency`` of them run at once."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ DROP = "drop"  # the server no longer knows it: discard silently
 class Held:
     payload: dict[str, Any]
     directory: Path
+    place: int = 0  # rank in claim order: run slots are granted in this order
     lock: threading.Lock = field(default_factory=threading.Lock)
     reason: str | None = None
     process: Supervised | None = None
@@ -62,37 +64,42 @@ class RunGate:
     """Run slots, granted in claim order, each with the GPUs its execution asked for;
     the limit follows the worker's concurrency. The first in line waits until enough
     GPUs are free, and those behind it wait too, so a task needing many GPUs is not
-    starved by smaller ones. Waiters give up as soon as their execution is abandoned
-    (``wake`` re-checks)."""
+    starved by smaller ones. The line is ordered by claim order (``place``), not by
+    arrival: an execution whose download finished late still goes before one claimed
+    after it. Waiters give up as soon as their execution is abandoned (``wake``
+    re-checks)."""
 
     def __init__(self, limit: int, gpus: GpuPool | None = None) -> None:
         self._cond = threading.Condition()
         self._limit = limit
         self._running = 0
-        self._queue: deque[object] = deque()
+        self._queue: list[tuple[int, object]] = []
+        self._arrivals = itertools.count()
         self._gpus = gpus or GpuPool([])
 
     def acquire(self, ticket: object, abandoned: Callable[[], bool],
-                gpus: int = 0) -> Slot | None:
+                gpus: int = 0, place: int | None = None) -> Slot | None:
         """A slot, or None once abandoned. ``gpus`` is a count, or -1 for all of them;
-        more than the worker has raises ValueError (it could never run)."""
+        more than the worker has raises ValueError (it could never run). ``place`` is the
+        execution's rank in claim order; without it, arrival order."""
         if not self._gpus.fits(gpus):
             raise ValueError(f"needs {'all' if gpus < 0 else gpus} GPU(s), this worker has "
                              f"{self._gpus.total}")
         with self._cond:
-            self._queue.append(ticket)
+            entry = (next(self._arrivals) if place is None else place, ticket)
+            bisect.insort(self._queue, entry, key=lambda queued: queued[0])
             try:
                 while True:
                     if abandoned():
                         return None
-                    if self._queue[0] is ticket and self._running < self._limit:
+                    if self._queue[0] is entry and self._running < self._limit:
                         granted = self._gpus.take(gpus)
                         if granted is not None:
                             self._running += 1
                             return Slot(tuple(granted))
                     self._cond.wait()
             finally:
-                self._queue.remove(ticket)
+                self._queue.remove(entry)
                 self._cond.notify_all()
 
     def release(self, slot: Slot | None = None) -> None:
