@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from scitq_bench.server import scheduling
+from scitq_bench.server import gui, scheduling
 from scitq_bench.server.api import (
     batches,
     bench,
@@ -57,6 +57,7 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     register_error_handlers(app)
+    gui.register(app, settings)
     if settings.run_reaper if start_reaper is None else start_reaper:
         scheduling.extend_leases(db, settings.lease_seconds)
         reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval, context.notifier)
