@@ -212,6 +212,7 @@ def _banner(url: str, token: str, config: Path, name: str, concurrency: int, roo
     click.echo(f"\nscitq-bench is up: server {url}, worker {name!r} "
                f"(concurrency {concurrency}), data in {root}")
     click.echo(f"Admin token: {token}")
+    click.echo(f"Web GUI: {url}/ui/ (sign in with the admin token)")
     click.echo(f"The CLI on this machine is configured ({config}); elsewhere, or in scripts:")
     click.echo(f"  export SCITQ_BENCH_SERVER={shlex.quote(url)}")
     click.echo(f"  export SCITQ_BENCH_TOKEN={shlex.quote(token)}")

@@ -109,3 +109,19 @@ def test_the_signing_key_is_kept_private_and_reused(settings):
     first = sessions._secret_from_file(settings.data_dir / "k")
     assert sessions._secret_from_file(settings.data_dir / "k") == first
     assert (settings.data_dir / "k").stat().st_mode & 0o777 == 0o600
+
+
+def test_pages_carry_a_strict_content_security_policy(admin_gui: GuiClient):
+    response = admin_gui.get("/ui/workers")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert "object-src 'none'" in policy and "form-action 'self'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_unknown_gui_pages_get_the_html_error_page(admin_gui: GuiClient, api):
+    response = admin_gui.get("/ui/no-such-page")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "Not found" in response.get_data(as_text=True)
+    assert api.get("/no-such-endpoint").get_json()["error"] == "not_found"  # the API stays JSON
