@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -13,11 +13,15 @@ from scitq_bench.server import tasks as task_domain
 from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker
+from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.recruit.costs import batch_costs
 from scitq_bench.server.schemas import BatchStop, BatchUpdate
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
+
+if TYPE_CHECKING:
+    from scitq_bench.server.context import ServerContext
 
 
 def get_batch(session: Session, batch_id: int) -> Batch:
@@ -199,3 +203,44 @@ def summaries(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
             "cost": round(costs[batch.id], 6),
         })
     return result
+
+
+def signalled_workers(session: Session, batch_id: int) -> list[str]:
+    """Notifier keys of the workers with signals of this batch not yet acknowledged:
+    waking their long-polling heartbeats delivers the signals at once."""
+    ids = session.scalars(
+        select(Signal.worker_id)
+        .join(Execution, Execution.id == Signal.execution_id)
+        .join(Task, Task.id == Execution.task_id)
+        .where(Task.batch_id == batch_id, Signal.acknowledged_at.is_(None))
+        .distinct()
+    ).all()
+    return [worker_key(i) for i in ids]
+
+
+# -- changes as the API and the GUI make them: one transaction, then what follows its
+# commit (workers woken, logs of deleted executions removed) -----------------------------
+
+
+def commit_stop(ctx: ServerContext, batch_id: int, request: BatchStop) -> dict[str, int]:
+    with ctx.db.write() as session:
+        result = stop(session, batch_id, request)
+        keys = signalled_workers(session, batch_id)
+    ctx.notifier.notify(*keys)
+    return result
+
+
+def commit_go(ctx: ServerContext, batch_id: int) -> dict[str, int]:
+    with ctx.db.write() as session:
+        result = go(session, batch_id)
+        keys = signalled_workers(session, batch_id)
+    ctx.notifier.notify(WORK, *keys)
+    return result
+
+
+def commit_delete(ctx: ServerContext, batch_id: int) -> int:
+    """Delete the batch; returns how many executions (and their logs) went with it."""
+    with ctx.db.write() as session:
+        execution_ids = delete_batch(session, batch_id)
+    ctx.logs.delete(execution_ids)
+    return len(execution_ids)

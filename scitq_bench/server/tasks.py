@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -15,11 +15,15 @@ from scitq_bench.exceptions import Conflict, InvalidInput
 from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
-from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, utcnow
+from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, Worker, utcnow
+from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import FieldProblem, TaskCreate, TaskUpdate, container_settings
 from scitq_bench.states import LIVE_EXECUTION_VALUES, ExecutionStatus
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
+
+if TYPE_CHECKING:
+    from scitq_bench.server.context import ServerContext
 
 DEPENDENCY_REASON = "prerequisite task {id} failed"
 
@@ -360,31 +364,95 @@ def list_tasks(
     session: Session,
     *,
     batch: str | None = None,
+    batch_id: int | None = None,
     statuses: Sequence[str] = (),
     name: str | None = None,
+    name_contains: str | None = None,
     ids: Sequence[int] = (),
     worker_id: int | None = None,
     limit: int | None = None,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[Task]:
-    stmt = select(Task).order_by(Task.id)
-    if batch:
-        stmt = stmt.join(Batch).where(Batch.name == batch)
-    if statuses:
-        stmt = stmt.where(Task.status.in_(list(statuses)))
-    if name:
-        stmt = stmt.where(Task.name.like(name) if "%" in name else Task.name == name)
-    if ids:
-        stmt = stmt.where(Task.id.in_(list(ids)))
-    if worker_id is not None:
-        stmt = stmt.where(
-            exists().where(Execution.task_id == Task.id, Execution.worker_id == worker_id)
-        )
+    conditions = _task_filters(batch=batch, batch_id=batch_id, statuses=statuses, name=name,
+                               name_contains=name_contains, ids=ids, worker_id=worker_id)
+    stmt = select(Task).where(*conditions)
+    stmt = stmt.order_by(Task.id.desc() if newest_first else Task.id)
     if limit:
         stmt = stmt.limit(limit)
     if offset:
         stmt = stmt.offset(offset)
     return list(session.scalars(stmt).all())
+
+
+def count_tasks(session: Session, **filters: Any) -> int:
+    """How many tasks ``list_tasks`` would list with the same filters (without a page)."""
+    return session.scalar(select(func.count(Task.id)).where(*_task_filters(**filters))) or 0
+
+
+def _task_filters(
+    *,
+    batch: str | None = None,
+    batch_id: int | None = None,
+    statuses: Sequence[str] = (),
+    name: str | None = None,
+    name_contains: str | None = None,
+    ids: Sequence[int] = (),
+    worker_id: int | None = None,
+) -> list[Any]:
+    """SQL conditions on the task table: lists are filtered, counted and sliced by the
+    database, never in Python."""
+    conditions: list[Any] = []
+    if batch:
+        conditions.append(Task.batch_id == select(Batch.id).where(Batch.name == batch)
+                          .scalar_subquery())
+    if batch_id is not None:
+        conditions.append(Task.batch_id == batch_id)
+    if statuses:
+        conditions.append(Task.status.in_(list(statuses)))
+    if name:
+        conditions.append(Task.name.like(name) if "%" in name else Task.name == name)
+    if name_contains:
+        escaped = (name_contains.replace("\\", "\\\\").replace("%", "\\%")
+                   .replace("_", "\\_"))
+        conditions.append(Task.name.ilike(f"%{escaped}%", escape="\\"))
+    if ids:
+        conditions.append(Task.id.in_(list(ids)))
+    if worker_id is not None:
+        conditions.append(
+            exists().where(Execution.task_id == Task.id, Execution.worker_id == worker_id)
+        )
+    return conditions
+
+
+def latest_execution(session: Session, task_id: int) -> Execution | None:
+    """The task's newest attempt (its logs are the task's output)."""
+    return session.scalar(
+        select(Execution).where(Execution.task_id == task_id)
+        .order_by(Execution.id.desc()).limit(1)
+    )
+
+
+def latest_runs(session: Session, task_ids: Sequence[int]) -> dict[int, Any]:
+    """For a page of tasks, in one query: each task's number of attempts and its latest
+    execution's worker and timings."""
+    if not task_ids:
+        return {}
+    latest = (
+        select(Execution.task_id, func.max(Execution.id).label("latest_id"),
+               func.count(Execution.id).label("attempts"))
+        .where(Execution.task_id.in_(list(task_ids)))
+        .group_by(Execution.task_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(latest.c.task_id, latest.c.attempts, Execution.id, Execution.status,
+               Execution.worker_id, Worker.name.label("worker"), Execution.started_at,
+               Execution.finished_at, Execution.duration, Execution.return_code)
+        .join(Execution, Execution.id == latest.c.latest_id)
+        .outerjoin(Worker, Worker.id == Execution.worker_id)
+    ).all()
+    return {row.task_id: row for row in rows}
 
 
 def count_by_status(session: Session, batch_ids: Sequence[int] | None = None) -> dict[Any, Any]:
@@ -396,3 +464,52 @@ def count_by_status(session: Session, batch_ids: Sequence[int] | None = None) ->
         counts.setdefault(batch_id, {})[status] = count
     return counts
 
+
+
+# -- changes as the API and the GUI make them: one transaction, then what follows its
+# commit (workers woken, logs of deleted executions removed). ``describe`` turns the
+# result into the caller's answer while the session is still open. ------------------------
+
+R = TypeVar("R")
+
+
+def commit_create(ctx: ServerContext, specs: Sequence[TaskCreate], *, bulk: bool = False,
+                  describe: Callable[[Session, list[SimpleNamespace]], R]) -> R:
+    with ctx.db.write() as session:
+        answer = describe(session, create_tasks(ctx.db, session, specs, bulk=bulk))
+    ctx.notifier.notify(WORK)
+    return answer
+
+
+def commit_update(ctx: ServerContext, task_id: int, changes: TaskUpdate, *,
+                  describe: Callable[[Session, Task], R]) -> R:
+    with ctx.db.write() as session:
+        answer = describe(session, update_task(session, task_id, changes))
+    ctx.notifier.notify(WORK)
+    return answer
+
+
+def commit_relaunch(ctx: ServerContext, task_id: int, *,
+                    describe: Callable[[Session, Task], R]) -> R:
+    with ctx.db.write() as session:
+        answer = describe(session, relaunch(session, task_id))
+    ctx.notifier.notify(WORK)
+    return answer
+
+
+def commit_signal(ctx: ServerContext, task_id: int, kind: SignalKind, *,
+                  describe: Callable[[Session, Signal], R]) -> R:
+    """The signal waits for the worker's heartbeat, which is woken to take it now."""
+    with ctx.db.write() as session:
+        signal = signal_task(session, task_id, kind)
+        answer = describe(session, signal)
+        worker_id = signal.worker_id
+    ctx.notifier.notify(worker_key(worker_id))
+    return answer
+
+
+def commit_delete(ctx: ServerContext, task_id: int) -> None:
+    with ctx.db.write() as session:
+        execution_ids = delete_task(session, task_id)
+    ctx.logs.delete(execution_ids)
+    ctx.notifier.notify(WORK)

@@ -11,8 +11,7 @@ from scitq_bench.exceptions import Conflict
 from scitq_bench.server import batches as domain
 from scitq_bench.server.api.registry import QueryParam, endpoint
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Batch, Execution, Signal, Task
-from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.models import Batch
 from scitq_bench.server.schemas import BatchCreate, BatchStop, BatchUpdate
 from scitq_bench.server.serialize import batch_dict
 from scitq_bench.server.tasks import get_or_create_batch
@@ -64,42 +63,17 @@ def update_batch(batch_id: int, body: BatchUpdate) -> Any:
           summary="Pause a batch; optionally pause, stop or kill its running tasks and "
           "pause its workers")
 def stop_batch(batch_id: int, body: BatchStop) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        result = domain.stop(session, batch_id, body)
-        worker_ids = _signalled_workers(session, batch_id)
-    ctx.notifier.notify(*worker_ids)
-    return result
+    return domain.commit_stop(server_context(), batch_id, body)
 
 
 @endpoint(bp, "/batches/<int:batch_id>/go", "POST",
           summary="Resume a batch: its paused tasks and workers run again")
 def go_batch(batch_id: int) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        result = domain.go(session, batch_id)
-        worker_ids = _signalled_workers(session, batch_id)
-    ctx.notifier.notify(WORK, *worker_ids)
-    return result
-
-
-def _signalled_workers(session: Any, batch_id: int) -> list[str]:
-    """Wake the long-polling heartbeats of the workers with this batch's signals."""
-    ids = session.scalars(
-        select(Signal.worker_id)
-        .join(Execution, Execution.id == Signal.execution_id)
-        .join(Task, Task.id == Execution.task_id)
-        .where(Task.batch_id == batch_id, Signal.acknowledged_at.is_(None))
-        .distinct()
-    ).all()
-    return [worker_key(i) for i in ids]
+    return domain.commit_go(server_context(), batch_id)
 
 
 @endpoint(bp, "/batches/<int:batch_id>", "DELETE",
           summary="Delete a batch and its tasks (live executions are dropped by workers)")
 def delete_batch(batch_id: int) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        execution_ids = domain.delete_batch(session, batch_id)
-    ctx.logs.delete(execution_ids)
-    return {"deleted": batch_id, "executions_removed": len(execution_ids)}
+    removed = domain.commit_delete(server_context(), batch_id)
+    return {"deleted": batch_id, "executions_removed": removed}

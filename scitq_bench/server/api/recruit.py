@@ -4,26 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
+from flask import Blueprint, Response, request
 
-from scitq_bench.exceptions import InvalidInput, NotFound
+from scitq_bench.exceptions import NotFound
 from scitq_bench.server.api.registry import ADMIN, QueryParam, endpoint, int_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import service
-from scitq_bench.server.recruit.models import Job
-from scitq_bench.server.recruit.runtime import EXTENSION, Recruitment
+from scitq_bench.server.recruit.runtime import require_recruitment
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
 
 bp = Blueprint("recruit", __name__)
 
 
-def recruitment() -> Recruitment:
-    found = current_app.extensions.get(EXTENSION)
-    if found is None:
-        raise InvalidInput("recruitment is not running on this server (it needs "
-                           "public_url, or the server started by `server run`)")
-    return found
 
 
 @endpoint(bp, "/recruiters", "POST", access=ADMIN, body=RecruiterCreate,
@@ -51,34 +43,23 @@ def update_recruiter(recruiter_id: int, body: RecruiterUpdate) -> Any:
 @endpoint(bp, "/recruiters/<int:recruiter_id>", "DELETE", access=ADMIN,
           summary="Delete a recruiter (its workers stay until idle)")
 def delete_recruiter(recruiter_id: int) -> Any:
-    from scitq_bench.server.lookup import get_or_404
-    from scitq_bench.server.recruit.models import Recruiter
-
     with server_context().db.write() as session:
-        session.delete(get_or_404(session, Recruiter, recruiter_id))
+        service.delete_recruiter(session, recruiter_id)
     return {"deleted": recruiter_id}
 
 
 @endpoint(bp, "/workers/deploy", "POST", access=ADMIN, body=DeployRequest,
           summary="Hire machines now: the cheapest offers that fit, deployed by jobs")
 def deploy_workers(body: DeployRequest) -> Any:
-    runtime = recruitment()
-    with server_context().db.write() as session:
-        jobs = service.deploy(session, runtime.settings, body)
-        answer = [service.job_dict(job) for job in jobs]
-    for job in answer:
-        runtime.runner.submit(job["id"])
-    return {"jobs": answer}, 201
+    runtime = require_recruitment()
+    return {"jobs": service.deploy_now(server_context().db, runtime, body)}, 201
 
 
 @endpoint(bp, "/workers/<int:worker_id>/undeploy", "POST", access=ADMIN,
           summary="Give a recruited worker's machine back (a destroy job)")
 def undeploy_worker(worker_id: int) -> Any:
-    runtime = recruitment()
-    with server_context().db.write() as session:
-        job = service.job_dict(service.undeploy(session, worker_id))
-    runtime.runner.submit(job["id"])
-    return job, 201
+    runtime = require_recruitment()
+    return service.undeploy_now(server_context().db, runtime, worker_id), 201
 
 
 @endpoint(bp, "/jobs", "GET", access=ADMIN, summary="Deploy and destroy jobs, newest first",
@@ -86,13 +67,10 @@ def undeploy_worker(worker_id: int) -> Any:
                  QueryParam("worker", "worker id", "integer"),
                  QueryParam("limit", "at most this many (default 200)", "integer")))
 def list_jobs() -> Any:
-    query = select(Job).order_by(Job.id.desc()).limit(int_arg("limit", 200, minimum=1))
-    if status := request.args.get("status"):
-        query = query.where(Job.status == status)
-    if (worker_id := int_arg("worker")) is not None:
-        query = query.where(Job.worker_id == worker_id)
     with server_context().db.read() as session:
-        return [service.job_dict(job) for job in session.scalars(query)]
+        return [service.job_dict(job) for job in service.list_jobs(
+            session, status=request.args.get("status"), worker_id=int_arg("worker"),
+            limit=int_arg("limit", 200, minimum=1) or 200)]
 
 
 @endpoint(bp, "/jobs/<int:job_id>", "GET", access=ADMIN, summary="A job, with its log")
@@ -109,11 +87,8 @@ def job_log(job_id: int) -> Any:
 
 @endpoint(bp, "/jobs/<int:job_id>/retry", "POST", access=ADMIN, summary="Run a failed job again")
 def retry_job(job_id: int) -> Any:
-    runtime = recruitment()
-    with server_context().db.write() as session:
-        job = service.job_dict(service.retry_job(session, job_id))
-    runtime.runner.submit(job_id)
-    return job
+    runtime = require_recruitment()
+    return service.retry_now(server_context().db, runtime, job_id)
 
 
 @endpoint(bp, "/jobs/<int:job_id>", "DELETE", access=ADMIN, summary="Forget an ended job")
@@ -126,7 +101,7 @@ def delete_job(job_id: int) -> Any:
 @endpoint(bp, "/providers", "GET", access=ADMIN,
           summary="Configured providers (their settings' names, never their secrets)")
 def list_providers() -> Any:
-    runtime = recruitment()
+    runtime = require_recruitment()
     return [{"name": name, "settings": sorted(runtime.providers_config.get(name) or {})}
             for name in runtime.configured_providers()]
 
@@ -134,7 +109,7 @@ def list_providers() -> Any:
 @endpoint(bp, "/providers/<name>/check", "POST", access=ADMIN,
           summary="Check a provider's credentials with a cheap authenticated call")
 def check_provider(name: str) -> Any:
-    runtime = recruitment()
+    runtime = require_recruitment()
     if name not in runtime.configured_providers():
         raise NotFound(f"provider {name!r} is not configured (configured: "
                        f"{', '.join(runtime.configured_providers())})")
@@ -144,7 +119,7 @@ def check_provider(name: str) -> Any:
 @endpoint(bp, "/providers/reconcile", "POST", access=ADMIN,
           summary="Delete instances tagged as ours that no live worker knows; list them")
 def reconcile_providers() -> Any:
-    runtime = recruitment()
+    runtime = require_recruitment()
     if runtime.engine.reconcile is None:
         return {"orphans": []}
     return {"orphans": runtime.engine.reconcile()}

@@ -21,7 +21,6 @@ from scitq_bench.server.api.registry import (
 )
 from scitq_bench.server.context import server_context
 from scitq_bench.server.models import Batch, Execution
-from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import (
     SignalRequest,
     TaskBulkCreate,
@@ -56,6 +55,10 @@ def serialize_tasks(session: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
     return [task_dict(t, requires[t.id], batch_names[t.batch_id]) for t in tasks]
 
 
+def serialize_task(session: Any, task: Any) -> dict[str, Any]:
+    return serialize_tasks(session, [task])[0]
+
+
 @endpoint(bp, "/tasks", "POST", summary="Create one task, or many with {'tasks': [...]} "
           "(all or none)", documented_body=TaskBulkCreate)
 def create_tasks() -> Any:
@@ -65,11 +68,7 @@ def create_tasks() -> Any:
         specs = parse_body(TaskBulkCreate, data).tasks
     else:
         specs = [parse_body(TaskCreate, data)]
-    ctx = server_context()
-    with ctx.db.write() as session:
-        created = domain.create_tasks(ctx.db, session, specs, bulk=bulk)
-        result = serialize_tasks(session, created)
-    ctx.notifier.notify(WORK)
+    result = domain.commit_create(server_context(), specs, bulk=bulk, describe=serialize_tasks)
     return {"tasks": result}, 201
 
 
@@ -99,43 +98,26 @@ def get_task(task_id: int) -> Any:
 @endpoint(bp, "/tasks/<int:task_id>", "PATCH", summary="Update a task (fields, or status "
           "paused/pending)", body=TaskUpdate)
 def update_task(task_id: int, body: TaskUpdate) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        task = domain.update_task(session, task_id, body)
-        result = serialize_tasks(session, [task])[0]
-    ctx.notifier.notify(WORK)
-    return result
+    return domain.commit_update(server_context(), task_id, body, describe=serialize_task)
 
 
 @endpoint(bp, "/tasks/<int:task_id>", "DELETE", summary="Delete a task")
 def delete_task(task_id: int) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        execution_ids = domain.delete_task(session, task_id)
-    ctx.logs.delete(execution_ids)
-    ctx.notifier.notify(WORK)
+    domain.commit_delete(server_context(), task_id)
     return {"deleted": task_id}
 
 
 @endpoint(bp, "/tasks/<int:task_id>/relaunch", "POST",
           summary="Run a failed, succeeded or cancelled task again")
 def relaunch_task(task_id: int) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        result = serialize_tasks(session, [domain.relaunch(session, task_id)])[0]
-    ctx.notifier.notify(WORK)
-    return result
+    return domain.commit_relaunch(server_context(), task_id, describe=serialize_task)
 
 
 @endpoint(bp, "/tasks/<int:task_id>/signal", "POST",
           summary="Pause, resume, stop or kill a task's live execution", body=SignalRequest)
 def signal_task(task_id: int, body: SignalRequest) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        signal = domain.signal_task(session, task_id, body.signal)
-        answer = signal_dict(signal)
-    ctx.notifier.notify(worker_key(signal.worker_id))
-    return answer
+    return domain.commit_signal(server_context(), task_id, body.signal,
+                                describe=lambda _session, signal: signal_dict(signal))
 
 
 @endpoint(bp, "/tasks/<int:task_id>/executions", "GET", summary="A task's executions")
@@ -155,17 +137,11 @@ def task_executions(task_id: int) -> Any:
                  QueryParam("limit", "bytes at most", "integer"),
                  QueryParam("wait", "seconds to wait for new bytes (live tail)", "number")))
 def task_output(task_id: int) -> Response:
-    ctx = server_context()
-    with ctx.db.read() as session:
+    with server_context().db.read() as session:
         domain.get_task(session, task_id)
-        latest = session.execute(
-            select(Execution.id, Execution.status)
-            .where(Execution.task_id == task_id)
-            .order_by(Execution.id.desc())
-            .limit(1)
-        ).first()
-    if latest is None:
+        latest = domain.latest_execution(session, task_id)
+        latest_id = latest.id if latest is not None else None
+    if latest_id is None:
         return Response(b"", mimetype="application/octet-stream",
                         headers={"X-Next-Offset": "0", "X-Execution-Id": ""})
-    return log_response(latest.id, lambda: execution_status(latest.id))
-
+    return log_response(latest_id, lambda: execution_status(latest_id))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,10 @@ from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, R
 from scitq_bench.server.serialize import iso
 from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.states import WorkerStatus
+
+if TYPE_CHECKING:
+    from scitq_bench.server.db import Database
+    from scitq_bench.server.recruit.runtime import Recruitment
 
 
 def recruiter_dict(recruiter: Recruiter, batch_name: str | None = None) -> dict[str, Any]:
@@ -88,6 +92,30 @@ def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> 
     return jobs
 
 
+def deploy_now(db: Database, runtime: Recruitment, body: DeployRequest) -> list[dict[str, Any]]:
+    """Queue the deploys, then start them once their rows are committed (a job thread
+    must find its job)."""
+    with db.write() as session:
+        answer = [job_dict(job) for job in deploy(session, runtime.settings, body)]
+    for job in answer:
+        runtime.runner.submit(job["id"])
+    return answer
+
+
+def undeploy_now(db: Database, runtime: Recruitment, worker_id: int) -> dict[str, Any]:
+    with db.write() as session:
+        job = job_dict(undeploy(session, worker_id))
+    runtime.runner.submit(job["id"])
+    return job
+
+
+def retry_now(db: Database, runtime: Recruitment, job_id: int) -> dict[str, Any]:
+    with db.write() as session:
+        job = job_dict(retry_job(session, job_id))
+    runtime.runner.submit(job_id)
+    return job
+
+
 def undeploy(session: Session, worker_id: int) -> Job:
     worker = get_or_404(session, Worker, worker_id)
     if worker.provider is None:
@@ -120,6 +148,30 @@ def delete_job(session: Session, job_id: int) -> None:
     session.delete(job)
 
 
+def _jobs_where(stmt: Select[Any], status: str | None, worker_id: int | None,
+                kind: str | None) -> Select[Any]:
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if worker_id is not None:
+        stmt = stmt.where(Job.worker_id == worker_id)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    return stmt
+
+
+def list_jobs(session: Session, *, status: str | None = None, worker_id: int | None = None,
+              kind: str | None = None, offset: int = 0, limit: int = 200) -> list[Job]:
+    """Jobs, newest first."""
+    stmt = _jobs_where(select(Job), status, worker_id, kind).order_by(Job.id.desc())
+    return list(session.scalars(stmt.offset(offset).limit(limit)))
+
+
+def count_jobs(session: Session, *, status: str | None = None, worker_id: int | None = None,
+               kind: str | None = None) -> int:
+    return session.scalar(_jobs_where(select(func.count(Job.id)), status, worker_id,
+                                      kind)) or 0
+
+
 def get_job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:
@@ -131,3 +183,8 @@ def worker_costs(session: Session) -> list[dict[str, Any]]:
     return [{"worker_id": w.id, "name": w.name, "cost_per_hour": w.cost_per_hour,
              "cost": round(worker_cost(w), 6), "released_at": iso(w.released_at)}
             for w in session.scalars(select(Worker).where(Worker.cost_per_hour.is_not(None)))]
+
+
+def delete_recruiter(session: Session, recruiter_id: int) -> None:
+    """Its workers stay until idle."""
+    session.delete(get_or_404(session, Recruiter, recruiter_id))
