@@ -6,8 +6,6 @@ access); what each may see of a benchmark is decided in ``server.bench.access``.
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from flask import Blueprint, Response, g, request, send_file
 from sqlalchemy import select
 
 from scitq_bench.container_options import GPU_ALL, validate_image
-from scitq_bench.exceptions import Forbidden, InvalidInput, NotFound
+from scitq_bench.exceptions import InvalidInput, NotFound
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import (
     ADMIN,
@@ -25,8 +23,13 @@ from scitq_bench.server.api.registry import (
     endpoint,
     int_arg,
 )
-from scitq_bench.server.auth import ADMIN as ADMIN_ROLE
-from scitq_bench.server.bench import accounts, importer, leaderboards, submissions
+from scitq_bench.server.bench import (
+    accounts,
+    importer,
+    leaderboards,
+    outputs,
+    submissions,
+)
 from scitq_bench.server.bench.access import (
     managed_benchmark,
     manages,
@@ -37,14 +40,10 @@ from scitq_bench.server.bench.access import (
 )
 from scitq_bench.server.bench.models import (
     Account,
-    Attempt,
     Benchmark,
     BenchTask,
-    Phase,
-    Run,
     Submission,
 )
-from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.bench.schemas import (
     AccountCreate,
     BenchTaskUpdate,
@@ -59,12 +58,11 @@ from scitq_bench.server.bench.serialize import (
 )
 from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Execution, Task
+from scitq_bench.server.models import Execution
 from scitq_bench.server.notify import WORK
 from scitq_bench.server.serialize import iso
 
 bp = Blueprint("bench", __name__)
-MAX_BUNDLE_UPLOAD = 4 << 30
 
 
 # -- accounts ---------------------------------------------------------------------------
@@ -126,28 +124,12 @@ def me() -> Any:
 )
 def import_benchmark() -> Any:
     context = server_context()
-    run_on_host = request.args.get("run_on_host", "").lower() in ("1", "true", "yes")
-    if run_on_host and g.principal.role != ADMIN_ROLE:
-        raise Forbidden("only an admin may let a benchmark's programs run on the hosts")
-    length = request.content_length
-    if length is not None and length > MAX_BUNDLE_UPLOAD:
-        raise InvalidInput(f"bundle of {length} bytes is over the {MAX_BUNDLE_UPLOAD} limit")
-    work = context.settings.data_dir / "imports"
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=work, suffix=".zip") as upload:
-        written = 0
-        while chunk := request.stream.read(1 << 16):
-            written += len(chunk)
-            if written > MAX_BUNDLE_UPLOAD:
-                raise InvalidInput(f"bundle is over the {MAX_BUNDLE_UPLOAD} bytes limit")
-            upload.write(chunk)
-        upload.flush()
-        if not written:
-            raise InvalidInput("request body is empty; the bundle (a zip) is expected")
-        benchmark_id = importer.import_bundle(
-            context.db, context.files, Path(upload.name), key=request.args.get("key") or None,
-            owner_id=g.principal.account_id, run_on_host=run_on_host,
-            visibility=request.args.get("visibility", "public"), work_dir=work)
+    benchmark_id = importer.import_upload(
+        context.db, context.files, context.settings.data_dir / "imports", g.principal,
+        request.stream, declared_size=request.content_length,
+        key=request.args.get("key") or None,
+        visibility=request.args.get("visibility", "public"),
+        run_on_host=request.args.get("run_on_host", "").lower() in ("1", "true", "yes"))
     with context.db.read() as session:
         return benchmark_dict(session, g.principal,
                               visible_benchmark(session, g.principal, benchmark_id)), 201
@@ -249,18 +231,8 @@ def submit(phase_id: int) -> Any:
                  QueryParam("limit", "at most this many (default 1000)", "integer")))
 def list_submissions() -> Any:
     principal = g.principal
-    query = select(Submission).order_by(Submission.id.desc())
-    if (benchmark_id := int_arg("benchmark")) is not None:
-        query = query.where(Submission.benchmark_id == benchmark_id)
-    if (phase_id := int_arg("phase")) is not None:
-        query = query.where(Submission.phase_id == phase_id)
-    if status := request.args.get("status"):
-        query = query.where(Submission.status == status)
-    if principal.role != ADMIN_ROLE:
-        mine = Submission.owner_id == principal.account_id
-        owned = select(Benchmark.id).where(Benchmark.owner_id == principal.account_id)
-        query = query.where(mine | Submission.benchmark_id.in_(owned)
-                            if principal.role == "organizer" else mine)
+    query = submissions.listing(principal, benchmark_id=int_arg("benchmark"),
+                                phase_id=int_arg("phase"), status=request.args.get("status"))
     query = query.limit(int_arg("limit", 1000, minimum=1))
     with server_context().db.read() as session:
         return [submission_dict(session, principal, s, None, None, brief=True)
@@ -275,57 +247,13 @@ def get_submission(submission_id: int) -> Any:
         return submission_dict(session, g.principal, submission, benchmark, phase)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One step of one run of a submission, as the request named it; plain values,
-    usable once the session is gone."""
-
-    run_id: int
-    detailed_results: str | None
-    task_id: int | None
-    step: str
-    phase_name: str
-    hide_output: bool
-    hide_prediction_output: bool
-    hide_score_output: bool
-    organizer: bool
-
-    def check_output_visible(self, step: str) -> None:
-        hidden = self.hide_prediction_output if step == "prediction" else self.hide_score_output
-        if hidden and not self.organizer:
-            raise Forbidden(f"phase {self.phase_name!r} hides the {step} output")
-
-
-def _step(submission_id: int) -> Step:
+def _step(submission_id: int) -> outputs.Step:
+    """The step named by ?attempt= (default: latest) &run= (position, default 0)
+    &step= (prediction or scoring, default scoring)."""
     with server_context().db.read() as session:
-        run, task, phase, organizer = _step_task(session, submission_id)
-        return Step(run_id=run.id, detailed_results=run.detailed_results,
-                    task_id=task.id if task is not None else None,
-                    step=request.args.get("step", "scoring"), phase_name=phase.name,
-                    hide_output=phase.hide_output,
-                    hide_prediction_output=phase.hide_prediction_output,
-                    hide_score_output=phase.hide_score_output, organizer=organizer)
-
-
-def _step_task(session: Any, submission_id: int) -> tuple[Run, Task | None, Phase, bool]:
-    """The run and queue task named by ?attempt= (default: latest) &run= (position,
-    default 0) &step= (prediction or scoring, default scoring)."""
-    submission, benchmark, phase = visible_submission(session, g.principal, submission_id)
-    number = int_arg("attempt") or submission.attempts
-    attempt = session.scalars(select(Attempt).where(
-        Attempt.submission_id == submission.id, Attempt.number == number)).first()
-    if attempt is None:
-        raise NotFound(f"submission {submission_id} has no attempt {number}")
-    position = int_arg("run", 0)
-    run = next((r for r in runs_of(session, [attempt.id]) if r.position == position), None)
-    if run is None:
-        raise NotFound(f"attempt {number} has no run {position}")
-    step = request.args.get("step", "scoring")
-    if step not in ("prediction", "scoring"):
-        raise InvalidInput(f"step: {step!r} is not prediction or scoring")
-    task_id = run.prediction_task_id if step == "prediction" else run.scoring_task_id
-    task = session.get(Task, task_id) if task_id else None
-    return run, task, phase, manages(g.principal, benchmark)
+        return outputs.find_step(session, g.principal, submission_id,
+                                 attempt=int_arg("attempt"), run=int_arg("run", 0) or 0,
+                                 step=request.args.get("step", "scoring"))
 
 
 STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "integer"),
@@ -339,15 +267,11 @@ STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "int
 def submission_logs(submission_id: int) -> Any:
     context = server_context()
     step = _step(submission_id)
-    if step.hide_output and not step.organizer:
-        raise Forbidden(f"phase {step.phase_name!r} hides the output of submissions")
-    if step.task_id is None:
-        raise NotFound("this step did not run (a result submission has no prediction)")
     with context.db.read() as session:
-        execution_id = session.scalar(select(Execution.id).where(
-            Execution.task_id == step.task_id).order_by(Execution.id.desc()).limit(1))
-    if execution_id is None:
+        execution = outputs.log_execution(session, step)
+    if execution is None:
         return Response(b"", mimetype="application/octet-stream")
+    execution_id = execution[0]
 
     def status() -> str:
         with context.db.read() as session:
@@ -356,16 +280,16 @@ def submission_logs(submission_id: int) -> Any:
     return log_response(execution_id, status)
 
 
-def _output_prefix(submission_id: int) -> tuple[str, bool]:
+def _output_prefix(submission_id: int) -> str:
     step = _step(submission_id)
-    step.check_output_visible(step.step)
-    return f"runs/{step.run_id}/{step.step}", step.organizer
+    step.check_output_visible()
+    return step.output_prefix
 
 
 @endpoint(bp, "/submissions/<int:submission_id>/outputs", "GET", access=BENCH,
           summary="Files a step wrote to /app/output", query=STEP_QUERY)
 def submission_outputs(submission_id: int) -> Any:
-    prefix, _ = _output_prefix(submission_id)
+    prefix = _output_prefix(submission_id)
     files = server_context().files.list(prefix)
     return {"files": [{"path": f["path"].removeprefix(prefix + "/"), "size": f["size"]}
                       for f in files]}
@@ -374,7 +298,7 @@ def submission_outputs(submission_id: int) -> Any:
 @endpoint(bp, "/submissions/<int:submission_id>/outputs/<path:path>", "GET", access=BENCH,
           summary="Download one output file of a step", query=STEP_QUERY)
 def submission_output_file(submission_id: int, path: str) -> Any:
-    prefix, _ = _output_prefix(submission_id)
+    prefix = _output_prefix(submission_id)
     return send_file(server_context().files.open(f"{prefix}/{path}"),
                      mimetype="application/octet-stream", as_attachment=True,
                      download_name=Path(path).name)
@@ -384,15 +308,10 @@ def submission_output_file(submission_id: int, path: str) -> Any:
           summary="The scoring step's detailed results page (sandboxed HTML)",
           query=STEP_QUERY)
 def detailed_results(submission_id: int) -> Any:
-    step = _step(submission_id)
-    step.check_output_visible("scoring")
-    if not step.detailed_results:
-        raise NotFound("this run has no detailed results")
-    response = send_file(server_context().files.open(step.detailed_results),
-                         mimetype="text/html")
+    stored = outputs.detailed_results_path(_step(submission_id))
+    response = send_file(server_context().files.open(stored), mimetype="text/html")
     # participants' HTML: no scripts, no same-origin access, whatever it contains
-    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'; " \
-        "img-src data:; style-src 'unsafe-inline'"
+    response.headers["Content-Security-Policy"] = outputs.DETAILED_RESULTS_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -402,10 +321,9 @@ def detailed_results(submission_id: int) -> Any:
 def rerun_submission(submission_id: int) -> Any:
     context = server_context()
     with context.db.write() as session:
-        submission, benchmark, phase = visible_submission(session, g.principal, submission_id)
-        require_manager(g.principal, benchmark)
-        submissions.rerun(context.db, session, submission)
-        answer = submission_dict(session, g.principal, submission, benchmark, phase)
+        submission = submissions.rerun_as(context.db, session, g.principal, submission_id)
+        answer = submission_dict(session, g.principal, *visible_submission(
+            session, g.principal, submission.id))
     context.notifier.notify(WORK)
     return answer
 

@@ -8,6 +8,7 @@ other people's submissions do not even show they exist.
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, NotFound
@@ -69,3 +70,16 @@ def visible_submission(session: Session, principal: Principal,
 
 def owns(principal: Principal, submission: Submission) -> bool:
     return principal.account_id is not None and submission.owner_id == principal.account_id
+
+
+def visible_submissions(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition of ``visible_submission`` for lists: admins see every
+    submission, organizers their own and those of the benchmarks they own, participants
+    only their own."""
+    if principal.role == ADMIN:
+        return true()
+    mine = Submission.owner_id == principal.account_id
+    if principal.role == ORGANIZER:
+        owned = select(Benchmark.id).where(Benchmark.owner_id == principal.account_id)
+        return mine | Submission.benchmark_id.in_(owned)
+    return mine

@@ -13,12 +13,14 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench.bundle import BundleLimits, BundleSpec, load_bundle
-from scitq_bench.exceptions import Conflict, InvalidInput
+from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput
+from scitq_bench.server.auth import ADMIN, Principal
 from scitq_bench.server.bench.models import (
     Benchmark,
     BenchTask,
@@ -33,6 +35,7 @@ from scitq_bench.server.filestore import FileStore
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 DEFAULT_IMAGE = "codalab/codalab-legacy:py37"  # what bundles without docker_image expect
+MAX_BUNDLE_UPLOAD = 4 << 30
 
 
 def slug(title: str) -> str:
@@ -75,6 +78,35 @@ def import_bundle(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def import_upload(
+    db: Database, files: FileStore, work_dir: Path, principal: Principal, body: BinaryIO, *,
+    declared_size: int | None = None, key: str | None = None, visibility: str = "public",
+    run_on_host: bool = False,
+) -> int:
+    """Import a bundle uploaded as ``body`` (the API's request body or the GUI's form
+    file): only an admin may let programs run on the hosts; the upload is spooled to
+    ``work_dir`` and refused past ``MAX_BUNDLE_UPLOAD``. Returns the benchmark id."""
+    if run_on_host and principal.role != ADMIN:
+        raise Forbidden("only an admin may let a benchmark's programs run on the hosts")
+    if declared_size is not None and declared_size > MAX_BUNDLE_UPLOAD:
+        raise InvalidInput(f"bundle of {declared_size} bytes is over the {MAX_BUNDLE_UPLOAD} "
+                           "limit")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".zip") as upload:
+        written = 0
+        while chunk := body.read(1 << 16):
+            written += len(chunk)
+            if written > MAX_BUNDLE_UPLOAD:
+                raise InvalidInput(f"bundle is over the {MAX_BUNDLE_UPLOAD} bytes limit")
+            upload.write(chunk)
+        upload.flush()
+        if not written:
+            raise InvalidInput("the bundle is empty; a Codabench bundle (a zip) is expected")
+        return import_bundle(db, files, Path(upload.name), key=key or None,
+                             owner_id=principal.account_id, run_on_host=run_on_host,
+                             visibility=visibility, work_dir=work_dir)
 
 
 def _free_key(db: Database, key: str, *, explicit: bool) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import validate_image
@@ -19,7 +19,14 @@ from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput, TooLarge
 from scitq_bench.server import tasks as queue
 from scitq_bench.server.auth import ADMIN, PARTICIPANT, Principal
 from scitq_bench.server.bench import runs
-from scitq_bench.server.bench.access import manages, owns, visible_phase
+from scitq_bench.server.bench.access import (
+    manages,
+    owns,
+    require_manager,
+    visible_phase,
+    visible_submission,
+    visible_submissions,
+)
 from scitq_bench.server.bench.boards import sync_entries
 from scitq_bench.server.bench.models import (
     Attempt,
@@ -175,6 +182,30 @@ def _metadata_command(files: FileStore, stored: str, kind: str) -> str | None:
 
 
 # -- after submission -------------------------------------------------------------------
+
+
+def listing(principal: Principal, *, benchmark_id: int | None = None,
+            phase_id: int | None = None, status: str | None = None) -> Select:
+    """The submissions ``principal`` may see, newest first, filtered in the database
+    (callers count, slice or limit it)."""
+    query = select(Submission).where(visible_submissions(principal)) \
+        .order_by(Submission.id.desc())
+    if benchmark_id is not None:
+        query = query.where(Submission.benchmark_id == benchmark_id)
+    if phase_id is not None:
+        query = query.where(Submission.phase_id == phase_id)
+    if status:
+        query = query.where(Submission.status == status)
+    return query
+
+
+def rerun_as(db: Database, session: Session, principal: Principal,
+             submission_id: int) -> Submission:
+    """A re-run asked by ``principal``: only the benchmark's organizers (and admins)."""
+    submission, benchmark, _ = visible_submission(session, principal, submission_id)
+    require_manager(principal, benchmark)
+    rerun(db, session, submission)
+    return submission
 
 
 def rerun(db: Database, session: Session, submission: Submission) -> Attempt:

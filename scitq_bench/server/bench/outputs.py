@@ -1,0 +1,96 @@
+"""What a submission's steps left behind: logs, output files, detailed results, and
+who may read them (the phase may hide outputs from participants). The API and the GUI
+both name a step the same way: attempt number, run position, prediction or scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import Forbidden, InvalidInput, NotFound
+from scitq_bench.server.auth import Principal
+from scitq_bench.server.bench.access import manages, visible_submission
+from scitq_bench.server.bench.models import Attempt
+from scitq_bench.server.bench.runs import runs_of
+from scitq_bench.server.models import Execution
+
+STEPS = ("prediction", "scoring")
+DETAILED_RESULTS_POLICY = ("sandbox; default-src 'none'; img-src data:; "
+                           "style-src 'unsafe-inline'")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of one run of a submission; plain values, usable once the session is
+    gone."""
+
+    submission_id: int
+    run_id: int
+    detailed_results: str | None
+    task_id: int | None
+    step: str
+    phase_name: str
+    hide_output: bool
+    hide_prediction_output: bool
+    hide_score_output: bool
+    organizer: bool
+
+    def check_output_visible(self, step: str | None = None) -> None:
+        step = step or self.step
+        hidden = self.hide_prediction_output if step == "prediction" else self.hide_score_output
+        if hidden and not self.organizer:
+            raise Forbidden(f"phase {self.phase_name!r} hides the {step} output")
+
+    def check_logs_visible(self) -> None:
+        if self.hide_output and not self.organizer:
+            raise Forbidden(f"phase {self.phase_name!r} hides the output of submissions")
+
+    @property
+    def output_prefix(self) -> str:
+        """Where the step's /app/output went in the file store."""
+        return f"runs/{self.run_id}/{self.step}"
+
+
+def find_step(session: Session, principal: Principal, submission_id: int, *,
+              attempt: int | None = None, run: int = 0, step: str = "scoring") -> Step:
+    """The step named by attempt number (default: the latest), run position and step,
+    of a submission ``principal`` may see."""
+    if step not in STEPS:
+        raise InvalidInput(f"step: {step!r} is not prediction or scoring")
+    submission, benchmark, phase = visible_submission(session, principal, submission_id)
+    number = attempt or submission.attempts
+    found = session.scalars(select(Attempt).where(
+        Attempt.submission_id == submission.id, Attempt.number == number)).first()
+    if found is None:
+        raise NotFound(f"submission {submission_id} has no attempt {number}")
+    row = next((r for r in runs_of(session, [found.id]) if r.position == run), None)
+    if row is None:
+        raise NotFound(f"attempt {number} has no run {run}")
+    return Step(
+        submission_id=submission.id, run_id=row.id, detailed_results=row.detailed_results,
+        task_id=row.prediction_task_id if step == "prediction" else row.scoring_task_id,
+        step=step, phase_name=phase.name, hide_output=phase.hide_output,
+        hide_prediction_output=phase.hide_prediction_output,
+        hide_score_output=phase.hide_score_output, organizer=manages(principal, benchmark))
+
+
+def log_execution(session: Session, step: Step) -> tuple[int, str] | None:
+    """(id, status) of the step's latest execution, whose log is the step's log; None
+    while it has not started. Refused when the phase hides logs from this reader."""
+    step.check_logs_visible()
+    if step.task_id is None:
+        raise NotFound("this step did not run (a result submission has no prediction)")
+    row = session.execute(select(Execution.id, Execution.status).where(
+        Execution.task_id == step.task_id).order_by(Execution.id.desc()).limit(1)).first()
+    return (row.id, row.status) if row is not None else None
+
+
+def detailed_results_path(step: Step) -> str:
+    """The file store path of the run's detailed results page (participants' HTML, to
+    serve only with ``DETAILED_RESULTS_POLICY``)."""
+    step.check_output_visible("scoring")
+    if not step.detailed_results:
+        raise NotFound("this run has no detailed results")
+    return step.detailed_results
