@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict
 from scitq_bench.server import auth, scheduling, transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Execution, Worker, utcnow
+from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate
+from scitq_bench.server.serialize import worker_dict
 from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.states import LIVE_EXECUTION_VALUES, WorkerStatus
+
+if TYPE_CHECKING:
+    from scitq_bench.server.context import ServerContext
 
 
 def get_worker(session: Session, worker_id: int) -> Worker:
@@ -77,6 +85,24 @@ def update_worker(session: Session, worker_id: int, changes: WorkerUpdate) -> Wo
     return worker
 
 
+def change_worker(ctx: ServerContext, worker_id: int, changes: WorkerUpdate) -> dict[str, Any]:
+    """Change a worker, then wake it: its waiting heartbeat answers at once with the new
+    settings, and claims waiting for work look again (a resumed or widened worker)."""
+    with ctx.db.write() as session:
+        answer = worker_dict(update_worker(session, worker_id, changes))
+    ctx.notifier.notify(worker_key(worker_id), WORK)
+    return answer
+
+
+def remove_worker(ctx: ServerContext, worker_id: int, *, force: bool = False) -> None:
+    """Delete a worker record; its tokens stop working at once (the cache is dropped)
+    and what it held is offered to the other workers."""
+    with ctx.db.write() as session:
+        delete_worker(session, worker_id, force=force)
+    ctx.forget_tokens()
+    ctx.notifier.notify(WORK, worker_key(worker_id))
+
+
 def delete_worker(session: Session, worker_id: int, *, force: bool = False) -> None:
     """Delete a worker record; refused while it holds live executions unless forced
     (forcing re-queues them)."""
@@ -95,20 +121,28 @@ def delete_worker(session: Session, worker_id: int, *, force: bool = False) -> N
     session.delete(worker)
 
 
-def list_workers(session: Session, *, name: str | None = None,
-                 statuses: tuple[str, ...] = ()) -> list[Worker]:
-    stmt = select(Worker).order_by(Worker.id)
+def _filtered(stmt: Select[Any], name: str | None, statuses: tuple[str, ...]) -> Select[Any]:
     if name:
         stmt = stmt.where(Worker.name.like(name) if "%" in name else Worker.name == name)
     if statuses:
         stmt = stmt.where(Worker.status.in_(statuses))
-    return list(session.scalars(stmt).all())
+    return stmt
+
+
+def list_workers(session: Session, *, name: str | None = None,
+                 statuses: tuple[str, ...] = (), offset: int = 0,
+                 limit: int | None = None) -> list[Worker]:
+    stmt = _filtered(select(Worker), name, statuses).order_by(Worker.id)
+    return list(session.scalars(stmt.offset(offset).limit(limit)).all())
+
+
+def count_workers(session: Session, *, name: str | None = None,
+                  statuses: tuple[str, ...] = ()) -> int:
+    return session.scalar(_filtered(select(func.count(Worker.id)), name, statuses)) or 0
 
 
 def live_counts(session: Session) -> dict[int, dict[str, int]]:
     """Per worker, how many executions are in each live status."""
-    from sqlalchemy import func
-
     counts: dict[int, dict[str, int]] = {}
     rows = session.execute(
         select(Execution.worker_id, Execution.status, func.count())
@@ -118,6 +152,53 @@ def live_counts(session: Session) -> dict[int, dict[str, int]]:
     for worker_id, status, count in rows:
         counts.setdefault(worker_id, {})[status] = count
     return counts
+
+
+def execution_counts(session: Session, worker_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per worker of ``worker_ids``, how many of its executions are in each status (ended
+    ones included: how many it failed), in one grouped query."""
+    counts: dict[int, dict[str, int]] = {worker_id: {} for worker_id in worker_ids}
+    if not worker_ids:
+        return counts
+    rows = session.execute(
+        select(Execution.worker_id, Execution.status, func.count())
+        .where(Execution.worker_id.in_(worker_ids))
+        .group_by(Execution.worker_id, Execution.status))
+    for worker_id, status, count in rows:
+        counts[worker_id][status] = count
+    return counts
+
+
+# a worker in these statuses still has its machine (or process) up
+UP_STATUSES = (WorkerStatus.RUNNING.value, WorkerStatus.PAUSED.value)
+
+
+def worker_lifetimes(session: Session, since: datetime,
+                     now: datetime | None = None) -> list[tuple[datetime, datetime | None, bool]]:
+    """When each worker still on record was up, for those up at some time after
+    ``since``: (from, until or None if up now, recruited). A worker is up from its record's
+    creation (its registration, or its hire for a recruited machine) until its machine
+    was given back, or else until its last contact once it is offline, failed or
+    evicted. Deleted workers have no record left and are not counted."""
+    now = now or utcnow()
+    recent = or_(Worker.released_at >= since,
+                 Worker.released_at.is_(None) & (Worker.status.in_(UP_STATUSES)
+                                                  | (Worker.last_contact_at >= since)
+                                                  | (Worker.created_at >= since)))
+    rows = session.execute(
+        select(Worker.created_at, Worker.released_at, Worker.last_contact_at, Worker.status,
+               Worker.provider)
+        .where(Worker.created_at <= now, recent).order_by(Worker.created_at))
+    lifetimes = []
+    for created, released, contact, status, provider in rows:
+        if released is not None:
+            until: datetime | None = released
+        elif status in UP_STATUSES:
+            until = None
+        else:
+            until = max(created, contact or created)
+        lifetimes.append((created, until, provider is not None))
+    return lifetimes
 
 
 def evict(session: Session, worker_id: int, notice: str) -> int:

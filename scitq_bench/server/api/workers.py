@@ -67,21 +67,13 @@ def get_worker(worker_id: int) -> Any:
 @endpoint(bp, "/workers/<int:worker_id>", "PATCH", body=WorkerUpdate,
           summary="Change a worker's concurrency, prefetch, batch or status")
 def update_worker(worker_id: int, body: WorkerUpdate) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        answer = worker_dict(domain.update_worker(session, worker_id, body))
-    ctx.notifier.notify(worker_key(worker_id), WORK)
-    return answer
+    return domain.change_worker(server_context(), worker_id, body)
 
 
 @endpoint(bp, "/workers/<int:worker_id>", "DELETE", summary="Delete a worker record",
           query=(QueryParam("force", "re-queue its live executions", "boolean"),))
 def delete_worker(worker_id: int) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        domain.delete_worker(session, worker_id, force=bool_arg("force"))
-    ctx.forget_tokens()
-    ctx.notifier.notify(WORK, worker_key(worker_id))
+    domain.remove_worker(server_context(), worker_id, force=bool_arg("force"))
     return {"deleted": worker_id}
 
 

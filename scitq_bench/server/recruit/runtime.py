@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
+
+from scitq_bench.exceptions import InvalidInput
 from scitq_bench.recruit.providers.base import Provider, build_provider
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
@@ -52,6 +55,22 @@ class Recruitment:
 
     def configured_providers(self) -> list[str]:
         return sorted({"local", *self.providers_config})
+
+
+NOT_RUNNING = ("recruitment is not running on this server (it needs public_url, or the "
+               "server started by `server run`)")
+
+
+def current_recruitment() -> Recruitment | None:
+    """This app's recruitment, or None where the server does not recruit."""
+    return current_app.extensions.get(EXTENSION)
+
+
+def require_recruitment() -> Recruitment:
+    found = current_recruitment()
+    if found is None:
+        raise InvalidInput(NOT_RUNNING)
+    return found
 
 
 def recruit_settings(config: dict[str, Any]) -> RecruitSettings:
