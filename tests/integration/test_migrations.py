@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.models import Base
@@ -18,5 +18,27 @@ def test_migrations_match_models(database_url: str) -> None:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_claim_index_serves_claims_in_order_without_sorting(database_url: str) -> None:
+    """Claims read pending tasks by priority (highest first), then oldest: the index must
+    be in that order, or every claim sorts the whole pending part of a batch."""
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                definition = connection.execute(text(
+                    "SELECT sql FROM sqlite_master WHERE name = 'ix_task_claim'")).scalar_one()
+                plan = " ".join(str(row[-1]) for row in connection.execute(text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM task WHERE status = 'pending' AND "
+                    "batch_id = 1 ORDER BY priority DESC, id LIMIT 32")))
+                assert "ix_task_claim" in plan and "B-TREE" not in plan, plan
+            else:
+                definition = connection.execute(text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_task_claim'")).scalar_one()
+        assert "priority DESC, id)" in definition, definition
     finally:
         engine.dispose()
