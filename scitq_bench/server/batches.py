@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, cast, delete, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import parse_container_options
@@ -244,3 +244,58 @@ def commit_delete(ctx: ServerContext, batch_id: int) -> int:
         execution_ids = delete_batch(session, batch_id)
     ctx.logs.delete(execution_ids)
     return len(execution_ids)
+
+
+def done_per_minute(session: Session, batch_id: int, max_points: int = 240) -> dict[str, Any]:
+    """Executions of the batch that ended, succeeded or failed, per minute of their end
+    (buckets widen past ``max_points`` minutes, the rate stays per minute). Counted by
+    the database, whatever the number of executions."""
+    ended = {"succeeded": [ExecutionStatus.SUCCEEDED.value],
+             "failed": [ExecutionStatus.FAILED.value, ExecutionStatus.TIMEOUT.value]}
+    finished = [Task.batch_id == batch_id, Execution.finished_at.is_not(None),
+                Execution.status.in_(ended["succeeded"] + ended["failed"])]
+    epoch = _epoch_seconds(session, Execution.finished_at)
+    first, last = session.execute(
+        select(func.min(epoch), func.max(epoch))
+        .select_from(Execution).join(Task, Task.id == Execution.task_id).where(*finished)
+    ).one()
+    if first is None:
+        return {"width": 60, "series": {name: [] for name in ended}}
+    first, last = int(first), int(last)
+    minutes = (last - first) // 60 + 1
+    width = 60 * -(-minutes // max_points)
+    bucket = _bucket(session, epoch, width)
+    counts: dict[tuple[str, int], int] = {}
+    for status, index, count in session.execute(
+        select(Execution.status, bucket, func.count(Execution.id))
+        .select_from(Execution).join(Task, Task.id == Execution.task_id).where(*finished)
+        .group_by(Execution.status, bucket)
+    ):
+        name = "succeeded" if status in ended["succeeded"] else "failed"
+        counts[name, int(index)] = counts.get((name, int(index)), 0) + count
+    start, end = first // width, last // width
+    per_minute = width / 60
+    return {
+        "width": width,
+        "series": {
+            name: [[index * width, round(counts.get((name, index), 0) / per_minute, 3)]
+                   for index in range(start, end + 1)]
+            for name in ended
+        },
+    }
+
+
+def _epoch_seconds(session: Session, column: Any) -> Any:
+    """Seconds since 1970 of a naive UTC timestamp column, in the database's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return extract("epoch", column)
+    return cast(func.strftime("%s", column), Integer)
+
+
+def _bucket(session: Session, epoch: Any, width: int) -> Any:
+    """The bucket's index; the width is written in the SQL, not bound, so the grouped
+    expression and the selected one are the same to PostgreSQL."""
+    divisor = literal_column(str(int(width)))
+    if session.get_bind().dialect.name == "postgresql":
+        return func.floor(epoch / divisor)
+    return epoch / divisor  # integers: SQLite divides them whole

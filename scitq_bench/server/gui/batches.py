@@ -1,15 +1,250 @@
-"""Batches pages."""
+"""Batches pages: every batch with its progress, cost and actions (live); one batch with
+its workers, its recruiters and the pace of its tasks."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from scitq_bench.server.gui.web import bp, page, render
+from flask import jsonify, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.server import batches as domain
+from scitq_bench.server.context import server_context
+from scitq_bench.server.gui.model_forms import filled, validate
+from scitq_bench.server.gui.web import (
+    bp,
+    done,
+    failed,
+    not_found,
+    page,
+    reading,
+    render,
+    writing,
+)
+from scitq_bench.server.models import Batch, Worker
+from scitq_bench.server.recruit import service as recruiting
+from scitq_bench.server.recruit.costs import worker_cost
+from scitq_bench.server.recruit.models import Recruiter
+from scitq_bench.server.recruit.schemas import RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.schemas import BatchStop, BatchUpdate
+
+STOP_SIGNALS = (
+    ("none", "leave running tasks"),
+    ("pause", "suspend running tasks"),
+    ("stop", "stop running tasks"),
+    ("kill", "kill running tasks"),
+)
+RECRUITER_FIELDS = ("rank", "flavor", "provider", "region", "concurrency", "prefetch",
+                    "tasks_per_worker", "minimum_tasks", "maximum_workers")
+# blank means "from the tasks' needs" for these: an edit may clear them
+CLEARABLE = ("concurrency", "tasks_per_worker")
 
 
 @page("/batches")
 def batches() -> Any:
-    return render("batches/list.html")
+    with reading() as session:
+        rows = _described(session, list(session.scalars(select(Batch).order_by(Batch.id))))
+    return render("batches/list.html", fragment="batches/_table.html", batches=rows,
+                  stop_signals=STOP_SIGNALS)
+
+
+@page("/batches/<int:batch_id>")
+def batch(batch_id: int) -> Any:
+    return _batch_page(batch_id)
+
+
+def _batch_page(batch_id: int, *, errors: dict[str, str] | None = None,
+                form: dict[str, Any] | None = None, status: int = 200) -> Any:
+    with reading() as session:
+        found = domain.get_batch(session, batch_id)
+        row = _described(session, [found])[0]
+        workers = [_worker_row(w) for w in session.scalars(
+            select(Worker).where(Worker.batch_id == batch_id).order_by(Worker.name))]
+        recruiters = recruiting.list_recruiters(session, found.name)
+    return render("batches/detail.html", fragment="batches/_detail.html", status=status,
+                  batch=row, workers=workers, recruiters=recruiters, stop_signals=STOP_SIGNALS,
+                  errors=errors or {}, form=form or {})
+
+
+def _described(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
+    """Batch rows with their summaries (counts, durations, workers, cost)."""
+    rows = []
+    for found, summary in zip(batches, domain.summaries(session, batches), strict=True):
+        counts = summary["counts"]
+        total = sum(counts.values())
+        ended = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+        rows.append({
+            "id": found.id, "name": found.name, "status": found.status,
+            "priority": found.priority, "network": found.network, "budget": found.budget,
+            "created_at": found.created_at, "total": total, "ended": ended,
+            **summary,
+        })
+    return rows
+
+
+def _worker_row(worker: Worker) -> dict[str, Any]:
+    return {"id": worker.id, "name": worker.name, "status": worker.status,
+            "concurrency": worker.concurrency, "flavor": worker.flavor,
+            "provider": worker.provider, "region": worker.region,
+            "cost_per_hour": worker.cost_per_hour, "cost": worker_cost(worker),
+            "released": worker.released_at is not None}
+
+
+@page("/batches/<int:batch_id>/done.json")
+def batch_done_chart(batch_id: int) -> Any:
+    """The batch page's chart: tasks ended per minute, over time."""
+    with reading() as session:
+        domain.get_batch(session, batch_id)
+        pace = domain.done_per_minute(session, batch_id)
+    minutes = pace["width"] // 60
+    return jsonify({
+        "kind": "line", "x": "time",
+        "x_label": "end time (UTC)" + (f", {minutes}-minute buckets" if minutes > 1 else ""),
+        "series": [{"name": f"{name} per minute", "points": points}
+                   for name, points in pace["series"].items()],
+        "empty": "No task has ended yet.",
+    })
+
+
+# -- batch actions -----------------------------------------------------------------------
+
+
+@page("/batches/<int:batch_id>/go", methods=("POST",))
+def batch_go(batch_id: int) -> Any:
+    try:
+        result = domain.commit_go(server_context(), batch_id)
+    except ScitqBenchError as exc:
+        return failed(exc, url_for("gui.batches"))
+    return done(f"Batch {batch_id} runs again: {result['tasks_resumed']} task(s) and "
+                f"{result['workers_resumed']} worker(s) resumed.", url_for("gui.batches"))
+
+
+@page("/batches/<int:batch_id>/stop", methods=("POST",))
+def batch_stop(batch_id: int) -> Any:
+    try:
+        body = BatchStop(signal=request.form.get("signal") or "none",
+                         workers=request.form.get("workers") == "1")
+    except ValueError:
+        return failed(ScitqBenchError("choose what to do to the running tasks"),
+                      url_for("gui.batches"))
+    try:
+        result = domain.commit_stop(server_context(), batch_id, body)
+    except ScitqBenchError as exc:
+        return failed(exc, url_for("gui.batches"))
+    return done(f"Batch {batch_id} paused: {result['signalled']} running task(s) signalled, "
+                f"{result['workers_paused']} worker(s) paused.", url_for("gui.batches"))
+
+
+@page("/batches/<int:batch_id>/delete", methods=("POST",))
+def batch_delete(batch_id: int) -> Any:
+    try:
+        removed = domain.commit_delete(server_context(), batch_id)
+    except ScitqBenchError as exc:
+        return failed(exc, url_for("gui.batches"))
+    return done(f"Batch {batch_id} deleted with its tasks ({removed} execution(s)).",
+                url_for("gui.batches"))
+
+
+@page("/batches/<int:batch_id>/settings", methods=("POST",))
+def batch_settings(batch_id: int) -> Any:
+    """Priority and budget, as ``PATCH /batches/<id>`` changes them."""
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = {"priority": (request.form.get("priority") or "").strip() or "0",
+                            "budget": (request.form.get("budget") or "").strip() or None}
+    changes = validate(BatchUpdate, data, errors)
+    if changes is None:
+        return _batch_page(batch_id, errors=errors, form=request.form, status=400)
+    try:
+        with writing() as session:
+            domain.update_batch(session, batch_id, changes)
+    except ScitqBenchError as exc:
+        return failed(exc, url_for("gui.batch", batch_id=batch_id))
+    return done("Batch settings saved.", url_for("gui.batch", batch_id=batch_id))
+
+
+# -- recruiters ----------------------------------------------------------------------------
+
+
+@page("/batches/<int:batch_id>/recruiters", methods=("POST",))
+def batch_recruiter_create(batch_id: int) -> Any:
+    errors: dict[str, str] = {}
+    with reading() as session:
+        name = domain.get_batch(session, batch_id).name
+    body = validate(RecruiterCreate, {"batch": name, **filled(request.form, RECRUITER_FIELDS)},
+                    errors)
+    if body is not None:
+        try:
+            with writing() as session:
+                recruiter = recruiting.create_recruiter(session, body)
+                rank = recruiter.rank
+        except ScitqBenchError as exc:
+            errors["rank"] = str(exc)
+        else:
+            return done(f"Recruiter of rank {rank} added.", url_for("gui.batch", batch_id=batch_id))
+    return _batch_page(batch_id, errors=errors, form=request.form, status=400)
+
+
+@page("/batches/<int:batch_id>/recruiters/<int:recruiter_id>/edit", methods=("GET", "POST"))
+def batch_recruiter_edit(batch_id: int, recruiter_id: int) -> Any:
+    with reading() as session:
+        found = _recruiter_of(session, batch_id, recruiter_id)
+        current = recruiting.recruiter_dict(found, domain.get_batch(session, batch_id).name)
+    if request.method == "GET":
+        return render("batches/recruiter_edit.html", recruiter=current, form=current, errors={})
+    errors: dict[str, str] = {}
+    given = filled(request.form, RECRUITER_FIELDS[1:])
+    for name in RECRUITER_FIELDS[1:]:
+        if name not in given:
+            if name in CLEARABLE:
+                given[name] = None
+            else:
+                errors[name] = f"{name.replace('_', ' ')} is required"
+    body = validate(RecruiterUpdate, given, errors)
+    if body is None or errors:
+        return render("batches/recruiter_edit.html", recruiter=current, form=request.form,
+                      errors=errors, status=400)
+    with writing() as session:
+        recruiting.update_recruiter(session, recruiter_id, body)
+    return done(f"Recruiter of rank {current['rank']} saved.",
+                url_for("gui.batch", batch_id=batch_id))
+
+
+@page("/batches/<int:batch_id>/recruiters/<int:recruiter_id>/delete", methods=("POST",))
+def batch_recruiter_delete(batch_id: int, recruiter_id: int) -> Any:
+    with writing() as session:
+        rank = _recruiter_of(session, batch_id, recruiter_id).rank
+        recruiting.delete_recruiter(session, recruiter_id)
+    return done(f"Recruiter of rank {rank} deleted.", url_for("gui.batch", batch_id=batch_id))
+
+
+def _recruiter_of(session: Session, batch_id: int, recruiter_id: int) -> Recruiter:
+    """The recruiter, if it is this batch's (a 404 otherwise)."""
+    found = session.get(Recruiter, recruiter_id)
+    if found is None or found.batch_id != batch_id:
+        not_found(f"recruiter {recruiter_id} in batch {batch_id}")
+    assert found is not None
+    return found
+
+
+@bp.app_template_filter("hms")
+def hms(seconds: float | None) -> str:
+    """A duration as 1h02m03s (or 4.2s): readable at a glance in a table."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@bp.app_template_filter("utc")
+def utc(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 __all__ = ["bp"]

@@ -1,15 +1,321 @@
-"""Tasks pages."""
+"""Tasks pages: a filtered, paginated list (the database counts and slices it, so
+100,000 tasks cost one page), and one task with its attempts, its live output and
+the actions the API offers on it."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
-from scitq_bench.server.gui.web import bp, page, render
+from flask import Response, jsonify, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scitq_bench.exceptions import InvalidInput, ScitqBenchError
+from scitq_bench.server import tasks as domain
+from scitq_bench.server.api.executions import execution_status
+from scitq_bench.server.api.logs import log_response
+from scitq_bench.server.context import server_context
+from scitq_bench.server.gui.model_forms import validate
+from scitq_bench.server.gui.web import (
+    Pager,
+    bp,
+    done,
+    failed,
+    not_found,
+    page,
+    reading,
+    render,
+)
+from scitq_bench.server.logstore import STREAMS
+from scitq_bench.server.models import Batch, Execution, Task, Worker
+from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
+from scitq_bench.states import FINAL_EXECUTION_STATUSES, LIVE_EXECUTION_VALUES, TaskStatus
+from scitq_bench.states import Signal as SignalKind
+
+PAGE_SIZE = 50
+TAIL_CHUNK = 256 * 1024  # bytes of log one poll sends at most
+FINAL_TASK_VALUES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
+                     TaskStatus.CANCELLED.value}
+FINAL_EXECUTION_VALUES = {s.value for s in FINAL_EXECUTION_STATUSES}
+SIGNAL_WORDS = {"pause": "suspended", "resume": "resumed", "stop": "asked to stop",
+                "kill": "killed"}
+
+
+# -- the list ------------------------------------------------------------------------------
 
 
 @page("/tasks")
 def tasks() -> Any:
-    return render("tasks/list.html")
+    return _tasks_page()
 
 
-__all__ = ["bp"]
+def _tasks_page(*, errors: dict[str, str] | None = None, form: Any = None,
+                status: int = 200) -> Any:
+    filters, args = _filters()
+    with reading() as session:
+        pager = Pager.from_request(domain.count_tasks(session, **filters), PAGE_SIZE)
+        found = domain.list_tasks(session, **filters, limit=pager.limit, offset=pager.offset,
+                                  newest_first=True)
+        rows = _rows(session, found)
+        batches = session.execute(select(Batch.id, Batch.name).order_by(Batch.name)).all()
+        workers = session.execute(select(Worker.id, Worker.name).order_by(Worker.name)).all()
+    return render("tasks/list.html", fragment="tasks/_table.html", status=status,
+                  tasks=rows, pager=pager, args=args, batches=batches, workers=workers,
+                  statuses=[s.value for s in TaskStatus], errors=errors or {},
+                  form=form or {})
+
+
+def _filters() -> tuple[dict[str, Any], dict[str, str]]:
+    """The list's filters from the query string, for the service and for the links
+    that keep them (pages, the live region)."""
+    args: dict[str, str] = {}
+    filters: dict[str, Any] = {}
+    for name in ("batch", "worker"):
+        raw = (request.args.get(name) or "").strip()
+        if raw.isdigit():
+            args[name] = raw
+            filters["batch_id" if name == "batch" else "worker_id"] = int(raw)
+    status = (request.args.get("status") or "").strip()
+    if status in {s.value for s in TaskStatus}:
+        args["status"] = status
+        filters["statuses"] = [status]
+    search = (request.args.get("q") or "").strip()
+    if search:
+        args["q"] = search
+        filters["name_contains"] = search
+    return filters, args
+
+
+def _rows(session: Session, found: list[Task]) -> list[dict[str, Any]]:
+    """Rows of one page: three queries whatever the page's size."""
+    runs = domain.latest_runs(session, [t.id for t in found])
+    names = dict(session.execute(
+        select(Batch.id, Batch.name).where(Batch.id.in_({t.batch_id for t in found}))).all())
+    rows = []
+    for task in found:
+        run = runs.get(task.id)
+        rows.append({
+            "id": task.id, "name": task.name, "batch_id": task.batch_id,
+            "batch": names.get(task.batch_id, ""), "status": task.status,
+            "command": task.command, "retries_used": task.retries_used,
+            "retries_allowed": task.retries_allowed, "attempts": run.attempts if run else 0,
+            "worker": run.worker if run else None, "worker_id": run.worker_id if run else None,
+            "created_at": task.created_at, "started_at": run.started_at if run else None,
+            "finished_at": run.finished_at if run else None,
+            "duration": run.duration if run else None,
+        })
+    return rows
+
+
+@page("/tasks/new", methods=("POST",))
+def task_create() -> Any:
+    """A task from the list's small form: command, batch, name, shell."""
+    errors: dict[str, str] = {}
+    data = {"command": (request.form.get("command") or "").strip(),
+            "batch": (request.form.get("batch") or "").strip() or "default",
+            "name": (request.form.get("name") or "").strip() or None,
+            "shell": request.form.get("shell") == "1"}
+    if not data["command"]:
+        errors["command"] = "command is required"
+    spec = validate(TaskCreate, data, errors) if not errors else None
+    if spec is None:
+        return _tasks_page(errors=errors, form=request.form, status=400)
+    try:
+        ids = domain.commit_create(server_context(), [spec],
+                                   describe=lambda _session, rows: [row.id for row in rows])
+    except InvalidInput as exc:
+        errors["command"] = str(exc)
+        return _tasks_page(errors=errors, form=request.form, status=400)
+    return done(f"Task {ids[0]} created.", url_for("gui.task", task_id=ids[0]))
+
+
+# -- one task -----------------------------------------------------------------------------------
+
+
+@page("/tasks/<int:task_id>")
+def task(task_id: int) -> Any:
+    with reading() as session:
+        facts = _facts(session, task_id)
+    shown = _shown_execution(facts)
+    return render("tasks/detail.html", fragment="tasks/_detail.html", shown=shown, **facts)
+
+
+def _facts(session: Session, task_id: int) -> dict[str, Any]:
+    found = domain.get_task(session, task_id)
+    executions = [
+        {"id": e.id, "attempt": e.attempt, "status": e.status, "worker": name,
+         "worker_id": e.worker_id, "return_code": e.return_code, "error": e.error,
+         "reason": e.reason, "created_at": e.created_at, "started_at": e.started_at,
+         "finished_at": e.finished_at, "duration": e.duration,
+         "output_files": e.output_files or []}
+        for e, name in session.execute(
+            select(Execution, Worker.name).outerjoin(Worker, Worker.id == Execution.worker_id)
+            .where(Execution.task_id == task_id).order_by(Execution.id))
+    ]
+    live = next((e for e in executions if e["status"] in LIVE_EXECUTION_VALUES), None)
+    columns = {column.key: getattr(found, column.key) for column in Task.__table__.columns}
+    return {
+        "task": SimpleNamespace(**columns), "batch_name": found.batch.name,
+        "gpu": gpu_label(found.gpu),
+        "requires": domain.prerequisites_of(session, [task_id])[task_id],
+        "executions": executions, "live": live,
+    }
+
+
+def _shown_execution(facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The attempt whose logs the page shows: ``?execution=`` or the latest."""
+    executions = facts["executions"]
+    wanted = request.args.get("execution", type=int)
+    if wanted is not None:
+        return next((e for e in executions if e["id"] == wanted), None)
+    return executions[-1] if executions else None
+
+
+@page("/tasks/<int:task_id>/log/<stream>")
+def task_log(task_id: int, stream: str) -> Any:
+    """A live tail: ``{"text", "offset", "done"}`` from byte ``?offset=``. It follows
+    ``?execution=`` or, without it, the task's latest attempt; ``done`` once that
+    attempt has ended and all of its log was sent."""
+    if stream not in STREAMS:
+        not_found(f"log stream {stream!r}")
+    offset = max(0, request.args.get("offset", 0, type=int) or 0)
+    wanted = request.args.get("execution", type=int)
+    with reading() as session:
+        found = domain.get_task(session, task_id)
+        execution = (session.get(Execution, wanted) if wanted is not None
+                     else domain.latest_execution(session, task_id))
+        if execution is None or execution.task_id != task_id:
+            if wanted is not None:
+                not_found(f"execution {wanted} of task {task_id}")
+            return jsonify({"text": "", "offset": offset,
+                            "done": found.status in FINAL_TASK_VALUES})
+        execution_id, ended = execution.id, execution.status in FINAL_EXECUTION_VALUES
+    logs = server_context().logs
+    size = logs.size(execution_id, stream)  # read after the status: nothing is missed
+    data = b"".join(logs.iter_read(execution_id, stream, offset, min(TAIL_CHUNK,
+                                                                     max(0, size - offset))))
+    if not (ended and offset + len(data) >= size):
+        data = whole_characters(data)
+    offset += len(data)
+    return jsonify({"text": data.decode("utf-8", errors="replace"), "offset": offset,
+                    "done": ended and offset >= size})
+
+
+def whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut at its end (its rest comes next time)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the first byte of a character
+            length = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else \
+                3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+            return data if length <= back else data[:-back]
+    return data
+
+
+@page("/tasks/<int:task_id>/output/<stream>")
+def task_output(task_id: int, stream: str) -> Any:
+    """The file the API's task output serves (the latest attempt's log, or the attempt
+    of ``?execution=``), as a download authorized by the session."""
+    if stream not in STREAMS:
+        not_found(f"log stream {stream!r}")
+    wanted = request.args.get("execution", type=int)
+    with reading() as session:
+        domain.get_task(session, task_id)
+        execution = (session.get(Execution, wanted) if wanted is not None
+                     else domain.latest_execution(session, task_id))
+        if execution is None or execution.task_id != task_id:
+            not_found(f"attempt of task {task_id}")
+        execution_id = execution.id
+    response: Response = log_response(execution_id, lambda: execution_status(execution_id),
+                                      stream)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="task-{task_id}-{execution_id}-{stream}.log"')
+    return response
+
+
+# -- actions on one task --------------------------------------------------------------------
+
+
+def _back(task_id: int) -> str:
+    return url_for("gui.task", task_id=task_id)
+
+
+@page("/tasks/<int:task_id>/relaunch", methods=("POST",))
+def task_relaunch(task_id: int) -> Any:
+    try:
+        domain.commit_relaunch(server_context(), task_id, describe=lambda _s, t: t.status)
+    except ScitqBenchError as exc:
+        return failed(exc, _back(task_id))
+    return done(f"Task {task_id} relaunched.", _back(task_id))
+
+
+@page("/tasks/<int:task_id>/signal", methods=("POST",))
+def task_signal(task_id: int) -> Any:
+    try:
+        kind = SignalKind(request.form.get("signal", ""))
+    except ValueError:
+        return failed(InvalidInput("signal must be pause, resume, stop or kill"), _back(task_id))
+    try:
+        domain.commit_signal(server_context(), task_id, kind, describe=lambda _s, s: s.id)
+    except ScitqBenchError as exc:
+        return failed(exc, _back(task_id))
+    return done(f"Task {task_id} {SIGNAL_WORDS[kind.value]}.", _back(task_id))
+
+
+@page("/tasks/<int:task_id>/queue", methods=("POST",))
+def task_queue(task_id: int) -> Any:
+    """Hold a queued task back (paused), or put a held one back in the queue."""
+    wanted = request.form.get("status")
+    if wanted not in (TaskStatus.PAUSED.value, TaskStatus.PENDING.value):
+        return failed(InvalidInput("status must be paused or pending"), _back(task_id))
+    try:
+        domain.commit_update(server_context(), task_id, TaskUpdate(status=wanted),
+                             describe=lambda _s, t: t.status)
+    except ScitqBenchError as exc:
+        return failed(exc, _back(task_id))
+    words = "held back" if wanted == TaskStatus.PAUSED.value else "back in the queue"
+    return done(f"Task {task_id} {words}.", _back(task_id))
+
+
+@page("/tasks/<int:task_id>/delete", methods=("POST",))
+def task_delete(task_id: int) -> Any:
+    try:
+        domain.commit_delete(server_context(), task_id)
+    except ScitqBenchError as exc:
+        return failed(exc, _back(task_id))
+    return done(f"Task {task_id} deleted.", url_for("gui.tasks"))
+
+
+@page("/tasks/<int:task_id>/edit", methods=("GET", "POST"))
+def task_edit(task_id: int) -> Any:
+    """Its command, shell flag and name, as ``PATCH /tasks/<id>`` changes them (the
+    next attempt runs the new command)."""
+    with reading() as session:
+        found = domain.get_task(session, task_id)
+        current = {"command": found.command, "shell": found.shell, "name": found.name or "",
+                   "status": found.status}
+    if request.method == "GET":
+        return render("tasks/edit.html", task_id=task_id, form=current, current=current,
+                      errors={})
+    errors: dict[str, str] = {}
+    data = {"command": (request.form.get("command") or "").strip(),
+            "shell": request.form.get("shell") == "1",
+            "name": (request.form.get("name") or "").strip() or None}
+    if not data["command"]:
+        errors["command"] = "command is required"
+    changes = validate(TaskUpdate, data, errors) if not errors else None
+    if changes is not None:
+        try:
+            domain.commit_update(server_context(), task_id, changes,
+                                 describe=lambda _s, t: t.id)
+        except ScitqBenchError as exc:
+            errors["command"] = str(exc)
+        else:
+            return done(f"Task {task_id} saved.", _back(task_id))
+    form = {**data, "name": data["name"] or ""}
+    return render("tasks/edit.html", task_id=task_id, form=form, current=current,
+                  errors=errors, status=400)
+
+
+__all__ = ["bp", "whole_characters"]
