@@ -32,9 +32,9 @@ from scitq_bench.server.bench import (
 )
 from scitq_bench.server.bench.access import (
     managed_benchmark,
-    manages,
     require_manager,
     visible_benchmark,
+    visible_benchmarks,
     visible_phase,
     visible_submission,
 )
@@ -139,10 +139,10 @@ def import_benchmark() -> Any:
 def list_benchmarks() -> Any:
     principal = g.principal
     with server_context().db.read() as session:
-        found = session.scalars(select(Benchmark).order_by(Benchmark.id))
+        found = session.scalars(select(Benchmark).where(visible_benchmarks(principal))
+                                .order_by(Benchmark.id))
         return [{"id": b.id, "key": b.key, "title": b.title, "visibility": b.visibility,
-                 "created_at": iso(b.created_at)}
-                for b in found if b.visibility == "public" or manages(principal, b)]
+                 "created_at": iso(b.created_at)} for b in found]
 
 
 @endpoint(bp, "/benchmarks/<int:benchmark_id>", "GET", access=BENCH,

@@ -72,6 +72,17 @@ def owns(principal: Principal, submission: Submission) -> bool:
     return principal.account_id is not None and submission.owner_id == principal.account_id
 
 
+def visible_benchmarks(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition of ``visible_benchmark`` for lists: public ones, and those the
+    principal manages."""
+    if principal.role == ADMIN:
+        return true()
+    public = Benchmark.visibility == "public"
+    if principal.role == ORGANIZER and principal.account_id is not None:
+        return public | (Benchmark.owner_id == principal.account_id)
+    return public
+
+
 def visible_submissions(principal: Principal) -> ColumnElement[bool]:
     """The SQL condition of ``visible_submission`` for lists: admins see every
     submission, organizers their own and those of the benchmarks they own, participants

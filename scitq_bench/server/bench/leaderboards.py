@@ -61,7 +61,7 @@ def ranked_rows(session: Session, row: Leaderboard, phase_id: int, everything: b
     return total, [(owner, text) for owner, text in session.execute(query)]
 
 
-def _shown(board: ranking.Board, everything: bool) -> list[tuple[str, ranking.Column]]:
+def shown_columns(board: ranking.Board, everything: bool) -> list[tuple[str, ranking.Column]]:
     """(task key, column) of the values in a line, in order."""
     return [(task, column) for task in board.task_keys for column in board.display_columns
             if everything or not column.hidden]
@@ -72,7 +72,7 @@ def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Ph
     row, board, task_names = board_of(session, principal, benchmark, phase, key)
     everything = manages(principal, benchmark)
     total, rows = ranked_rows(session, row, phase.id, everything, offset, limit)
-    shown = _shown(board, everything)
+    shown = shown_columns(board, everything)
     answer_rows = []
     for position, (owner, line) in enumerate(rows, offset + 1):
         submission_id, submitted_at, *cells = line.split(",")

@@ -13,6 +13,8 @@ def register(app: Flask, settings: ServerSettings) -> None:
     # importing the page modules registers their routes on the blueprint
     from scitq_bench.server.gui import (  # noqa: F401
         batches,
+        bench_leaderboards,
+        bench_submissions,
         benchmarks,
         jobs,
         signin,

@@ -1,0 +1,66 @@
+"""Leaderboard pages: the ranked table (the API's ranking, a page at a time, live),
+its CSV export, and two charts: the best score over time and the distribution of
+scores. Hidden leaderboards and columns stay hidden from participants as in the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from scitq_bench.server.bench import charts, leaderboards
+from scitq_bench.server.bench.access import manages, visible_phase
+from scitq_bench.server.gui.web import EVERYONE, Pager, bp, page, principal, reading, render
+
+PAGE_ROWS = 50
+
+
+@page("/phases/<int:phase_id>/leaderboards/<key>", roles=EVERYONE)
+def leaderboard(phase_id: int, key: str) -> Any:
+    who = principal()
+    with reading() as session:
+        phase, benchmark = visible_phase(session, who, phase_id)
+        board = leaderboards.page(session, who, benchmark, phase, key,
+                                  _offset(), PAGE_ROWS)
+        pager = Pager(offset=board["offset"], limit=PAGE_ROWS, total=board["total"])
+        phase_info = {"id": phase.id, "name": phase.name}
+        bench = {"id": benchmark.id, "title": benchmark.title,
+                 "manage": manages(who, benchmark)}
+    return render("benchmarks/leaderboard.html", fragment="benchmarks/_board_live.html",
+                  board=board, pager=pager, phase=phase_info, bench=bench)
+
+
+@page("/phases/<int:phase_id>/leaderboards/<key>/csv", roles=EVERYONE)
+def leaderboard_csv(phase_id: int, key: str) -> Any:
+    """The API's CSV export, byte for byte."""
+    with reading() as session:
+        phase, benchmark = visible_phase(session, principal(), phase_id)
+        text = leaderboards.csv_export(session, principal(), benchmark, phase, key)
+        filename = f"{benchmark.key}-{phase.index}-{key}.csv"
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@page("/phases/<int:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)
+def leaderboard_best(phase_id: int, key: str) -> Any:
+    with reading() as session:
+        phase, benchmark = visible_phase(session, principal(), phase_id)
+        return jsonify(charts.best_over_time(session, principal(), benchmark, phase, key))
+
+
+@page("/phases/<int:phase_id>/leaderboards/<key>/distribution.json", roles=EVERYONE)
+def leaderboard_distribution(phase_id: int, key: str) -> Any:
+    with reading() as session:
+        phase, benchmark = visible_phase(session, principal(), phase_id)
+        return jsonify(charts.distribution(session, principal(), benchmark, phase, key,
+                                           request.args.get("task", "0")))
+
+
+def _offset() -> int:
+    try:
+        return max(0, int(request.args.get("offset", "0")))
+    except ValueError:
+        return 0
+
+
+__all__ = ["bp"]
