@@ -57,3 +57,39 @@ def worker_cost(worker: Worker, now: datetime | None = None) -> float:
     end = worker.released_at or now or utcnow()
     hours = max(0.0, (end - worker.created_at).total_seconds() / 3600.0)
     return hours * worker.cost_per_hour
+
+
+def spend_over_time(session: Session, since: datetime,
+                    now: datetime | None = None) -> list[tuple[datetime, float]]:
+    """What recruited machines cost from ``since`` on, at each moment the pace changed
+    (a machine hired or given back) and now: as ``worker_cost`` counts, each machine's
+    price per hour from its record to its release. Between two points the sum grows in a
+    straight line, so these points draw it exactly."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Worker.created_at, Worker.released_at, Worker.cost_per_hour)
+        .where(Worker.cost_per_hour > 0, Worker.created_at <= now,
+               (Worker.released_at.is_(None)) | (Worker.released_at >= since)))
+    changes: list[tuple[datetime, float]] = []
+    for created, released, rate in rows:
+        changes.append((max(created, since), rate))
+        end = min(released or now, now)
+        if end < now:
+            changes.append((end, -rate))
+    changes.sort(key=lambda change: change[0])
+    points, spent, pace, moment = [(since, 0.0)], 0.0, 0.0, since
+    for when, delta in changes:
+        spent += pace * (when - moment).total_seconds() / 3600.0
+        pace, moment = pace + delta, when
+        _point(points, when, spent)
+    spent += pace * (now - moment).total_seconds() / 3600.0
+    _point(points, now, spent)
+    return points
+
+
+def _point(points: list[tuple[datetime, float]], when: datetime, spent: float) -> None:
+    """One point per moment: machines hired at the same time make one step."""
+    if points[-1][0] == when:
+        points[-1] = (when, round(spent, 6))
+    else:
+        points.append((when, round(spent, 6)))
