@@ -417,3 +417,54 @@ def test_pages_from_a_bundle_are_shown_as_text(app, admin_gui, tmp_path):
     page = admin_gui.get(f"/ui/benchmarks/{benchmark_id}").get_data(as_text=True)
     assert "<script>alert('page')" not in page
     assert "&lt;h1&gt;Hi&lt;/h1&gt;&lt;script&gt;" in page
+
+
+def test_owners_choose_what_an_add_board_shows(app, api, tmp_path):
+    admin = signed_in(app, account_token(app, "olga", "organizer"))
+    bundle = make_bundle(tmp_path / "b", leaderboard_extra={"submission_rule": "Add_And_Delete"})
+    benchmark_id = import_via_form(admin, bundle)
+    phase = phase_of(app, benchmark_id)
+    alice = signed_in(app, account_token(app, "alice", "participant"))
+    first, second = (submission_id_of(submit_via_form(
+        alice, benchmark_id, phase, make_submission(tmp_path / str(v), "result", v)))
+        for v in (41, 42))
+    score_all(api, {first: {"score": 99, "error": 1, "prediction": 41},
+                    second: {"score": 100, "error": 0, "prediction": 42}})
+    board = f"/ui/phases/{phase}/leaderboards/main"
+    assert "Nobody on this leaderboard yet" in alice.get(board).get_data(as_text=True)
+    page = alice.get(f"/ui/submissions/{first}").get_data(as_text=True)
+    assert "Put on the leaderboard" in page
+    assert alice.post(f"/ui/submissions/{first}/leaderboard", {"on": "1"}).status_code == 302
+    assert f'data-submission="{first}"' in alice.get(board).get_data(as_text=True)
+    refused = alice.post(f"/ui/submissions/{second}/leaderboard", {"on": "1"})
+    assert "remove submission" in alice.get(refused.headers["Location"]).get_data(as_text=True)
+    page = alice.get(f"/ui/submissions/{first}").get_data(as_text=True)
+    assert 'data-confirm="Take submission' in page
+    alice.post(f"/ui/submissions/{first}/leaderboard", {"on": "0"})
+    assert f'data-submission="{first}"' not in alice.get(board).get_data(as_text=True)
+
+
+def test_a_phase_hiding_output_shows_no_logs_to_participants(app, admin_gui, tmp_path):
+    bundle = make_bundle(tmp_path / "b", phase_extra={"hide_output": True})
+    benchmark_id = import_via_form(admin_gui, bundle)
+    phase = phase_of(app, benchmark_id)
+    alice = signed_in(app, account_token(app, "alice", "participant"))
+    sub = submission_id_of(submit_via_form(alice, benchmark_id, phase,
+                                           make_submission(tmp_path / "s", "result", 40)))
+    page = alice.get(f"/ui/submissions/{sub}").get_data(as_text=True)
+    assert "hides the output" in page and "data-log-tail" not in page
+    assert alice.get(f"/ui/submissions/{sub}/log?stream=stdout").status_code == 403
+    assert "data-log-tail" in admin_gui.get(f"/ui/submissions/{sub}").get_data(as_text=True)
+
+
+def test_owners_cancel_their_running_submission(app, bench_id, tmp_path):
+    alice = signed_in(app, account_token(app, "alice", "participant"))
+    sub = submission_id_of(submit_via_form(alice, bench_id, phase_of(app, bench_id),
+                                           make_submission(tmp_path / "s", "result", 40)))
+    page = alice.get(f"/ui/submissions/{sub}").get_data(as_text=True)
+    assert f'action="/ui/submissions/{sub}/cancel"' in page and 'data-confirm="Cancel' in page
+    assert alice.post(f"/ui/submissions/{sub}/cancel", csrf=False).status_code == 400
+    response = alice.post(f"/ui/submissions/{sub}/cancel")
+    assert response.status_code == 302
+    with context(app).db.read() as session:
+        assert session.get(Submission, sub).status == "cancelled"

@@ -187,6 +187,7 @@ def submission(submission_id: int) -> Any:
     context = server_context()
     with reading() as session:
         found, benchmark, phase = visible_submission(session, who, submission_id)
+        found_owner = found.owner_id
         info = submission_dict(session, who, found, benchmark, phase)
         bench = benchmark_dict(session, who, benchmark)
         task_names = [t.name for t in phase_tasks(session, phase.id)]
@@ -206,6 +207,8 @@ def submission(submission_id: int) -> Any:
                   latest=latest, files=files, hides=hides,
                   running=info["status"] == RUNNING,
                   may_rerun=bench["manage"] and who.role in ORGANIZERS,
+                  may_choose=(bench["manage"] or found_owner == who.account_id) and any(
+                      b["submission_rule"] in service.ADD_RULES for b in bench["leaderboards"]),
                   columns=_visible_columns(bench))
 
 
@@ -296,6 +299,22 @@ def submission_rerun(submission_id: int) -> Any:
         return failed(exc, here)
     context.notifier.notify(WORK)
     return done(f"Submission {submission_id} runs again (attempt {number}).", here)
+
+
+@page("/submissions/<int:submission_id>/leaderboard", methods=("POST",), roles=EVERYONE)
+def submission_leaderboard(submission_id: int) -> Any:
+    """Put a submission on the leaderboard or take it off, where the board's rule lets
+    its owner choose (the Add rules)."""
+    here = url_for("gui.submission", submission_id=submission_id)
+    wanted = request.form.get("on") == "1"
+    try:
+        with writing() as session:
+            found, benchmark, _ = visible_submission(session, principal(), submission_id)
+            service.set_on_leaderboard(session, principal(), found, benchmark, wanted)
+    except ScitqBenchError as exc:
+        return failed(exc, here)
+    return done(f"Submission {submission_id} is {'on' if wanted else 'off'} the leaderboard.",
+                here)
 
 
 @page("/submissions/<int:submission_id>/cancel", methods=("POST",), roles=EVERYONE)
