@@ -162,3 +162,9 @@ def test_api_deletes_recruiters_through_the_same_service(api):
     recruiter = api.post("/recruiters", json={"batch": "alpha", "flavor": "f1"}).json
     assert api.delete(f"/recruiters/{recruiter['id']}").status_code == 200
     assert api.delete(f"/recruiters/{recruiter['id']}").status_code == 404
+
+
+def test_durations_read_at_a_glance():
+    from scitq_bench.server.gui.formats import hms
+
+    assert [hms(None), hms(4.3), hms(125), hms(3725)] == ["", "4.3s", "2m05s", "1h02m05s"]

@@ -3,7 +3,6 @@ its workers, its recruiters and the pace of its tasks."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import jsonify, request, url_for
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.server import batches as domain
 from scitq_bench.server.context import server_context
+from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import filled, validate
 from scitq_bench.server.gui.web import (
     bp,
@@ -227,24 +227,6 @@ def _recruiter_of(session: Session, batch_id: int, recruiter_id: int) -> Recruit
         not_found(f"recruiter {recruiter_id} in batch {batch_id}")
     assert found is not None
     return found
-
-
-@bp.app_template_filter("hms")
-def hms(seconds: float | None) -> str:
-    """A duration as 1h02m03s (or 4.2s): readable at a glance in a table."""
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-@bp.app_template_filter("utc")
-def utc(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 __all__ = ["bp"]

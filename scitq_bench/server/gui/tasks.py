@@ -16,6 +16,7 @@ from scitq_bench.server import tasks as domain
 from scitq_bench.server.api.executions import execution_status
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.context import server_context
+from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import validate
 from scitq_bench.server.gui.web import (
     Pager,
