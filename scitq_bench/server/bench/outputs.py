@@ -4,6 +4,7 @@ both name a step the same way: attempt number, run position, prediction or scori
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import Forbidden, InvalidInput, NotFound
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_submission
-from scitq_bench.server.bench.models import Attempt
+from scitq_bench.server.bench.models import Attempt, Phase
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.models import Execution
 
@@ -32,25 +33,29 @@ class Step:
     task_id: int | None
     step: str
     phase_name: str
-    hide_output: bool
-    hide_prediction_output: bool
-    hide_score_output: bool
-    organizer: bool
+    hidden: Mapping[str, bool]  # hidden_outputs for this reader
 
     def check_output_visible(self, step: str | None = None) -> None:
         step = step or self.step
-        hidden = self.hide_prediction_output if step == "prediction" else self.hide_score_output
-        if hidden and not self.organizer:
+        if self.hidden[step]:
             raise Forbidden(f"phase {self.phase_name!r} hides the {step} output")
 
     def check_logs_visible(self) -> None:
-        if self.hide_output and not self.organizer:
+        if self.hidden["logs"]:
             raise Forbidden(f"phase {self.phase_name!r} hides the output of submissions")
 
     @property
     def output_prefix(self) -> str:
         """Where the step's /app/output went in the file store."""
         return f"runs/{self.run_id}/{self.step}"
+
+
+def hidden_outputs(phase: Phase, organizer: bool) -> dict[str, bool]:
+    """What of a submission's output the phase hides from this reader: the logs, and
+    each step's files. Organizers see everything."""
+    return {"logs": phase.hide_output and not organizer,
+            "prediction": phase.hide_prediction_output and not organizer,
+            "scoring": phase.hide_score_output and not organizer}
 
 
 def find_step(session: Session, principal: Principal, submission_id: int, *,
@@ -71,9 +76,8 @@ def find_step(session: Session, principal: Principal, submission_id: int, *,
     return Step(
         submission_id=submission.id, run_id=row.id, detailed_results=row.detailed_results,
         task_id=row.prediction_task_id if step == "prediction" else row.scoring_task_id,
-        step=step, phase_name=phase.name, hide_output=phase.hide_output,
-        hide_prediction_output=phase.hide_prediction_output,
-        hide_score_output=phase.hide_score_output, organizer=manages(principal, benchmark))
+        step=step, phase_name=phase.name,
+        hidden=hidden_outputs(phase, manages(principal, benchmark)))
 
 
 def log_execution(session: Session, step: Step) -> tuple[int, str] | None:

@@ -191,9 +191,7 @@ def submission(submission_id: int) -> Any:
         info = submission_dict(session, who, found, benchmark, phase)
         bench = benchmark_dict(session, who, benchmark)
         task_names = [t.name for t in phase_tasks(session, phase.id)]
-        hides = {"logs": phase.hide_output and not bench["manage"],
-                 "prediction": phase.hide_prediction_output and not bench["manage"],
-                 "scoring": phase.hide_score_output and not bench["manage"]}
+        hides = outputs.hidden_outputs(phase, bench["manage"])
         phase_info = {"id": phase.id, "name": phase.name}
         latest = info["attempts_detail"][-1] if info["attempts_detail"] else None
         files = {} if latest is None else {
