@@ -16,7 +16,7 @@ PAGE_ROWS = 50
 
 
 @page("/phases/<int:phase_id>/leaderboards/<key>", roles=EVERYONE)
-def leaderboard(phase_id: int, key: str) -> Any:
+def bench_leaderboard(phase_id: int, key: str) -> Any:
     who = principal()
     with reading() as session:
         phase, benchmark = visible_phase(session, who, phase_id)
@@ -31,7 +31,7 @@ def leaderboard(phase_id: int, key: str) -> Any:
 
 
 @page("/phases/<int:phase_id>/leaderboards/<key>/csv", roles=EVERYONE)
-def leaderboard_csv(phase_id: int, key: str) -> Any:
+def bench_leaderboard_csv(phase_id: int, key: str) -> Any:
     """The API's CSV export, byte for byte."""
     with reading() as session:
         phase, benchmark = visible_phase(session, principal(), phase_id)
@@ -42,14 +42,14 @@ def leaderboard_csv(phase_id: int, key: str) -> Any:
 
 
 @page("/phases/<int:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)
-def leaderboard_best(phase_id: int, key: str) -> Any:
+def bench_leaderboard_best(phase_id: int, key: str) -> Any:
     with reading() as session:
         phase, benchmark = visible_phase(session, principal(), phase_id)
         return jsonify(charts.best_over_time(session, principal(), benchmark, phase, key))
 
 
 @page("/phases/<int:phase_id>/leaderboards/<key>/distribution.json", roles=EVERYONE)
-def leaderboard_distribution(phase_id: int, key: str) -> Any:
+def bench_leaderboard_distribution(phase_id: int, key: str) -> Any:
     with reading() as session:
         phase, benchmark = visible_phase(session, principal(), phase_id)
         return jsonify(charts.distribution(session, principal(), benchmark, phase, key,

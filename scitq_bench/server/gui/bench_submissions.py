@@ -51,7 +51,7 @@ FINAL_EXECUTION = {s.value for s in FINAL_EXECUTION_STATUSES}
 
 
 @page("/benchmarks/<int:benchmark_id>/submit", methods=("GET", "POST"), roles=EVERYONE)
-def submit(benchmark_id: int) -> Any:
+def bench_submit(benchmark_id: int) -> Any:
     """The form, and its POST: the API's ``submissions.submit`` with the uploaded zip;
     a refusal (phase closed, quota reached, bad or too big a file) is shown next to the
     field it is about."""
@@ -70,7 +70,7 @@ def submit(benchmark_id: int) -> Any:
         submission_id = _submit(form, {p["id"] for p in phases}, errors)
         if submission_id is not None:
             return done(f"Submission {submission_id} received; it runs now.",
-                        url_for("gui.submission", submission_id=submission_id))
+                        url_for("gui.bench_submission", submission_id=submission_id))
     return render("benchmarks/submit.html", status=400 if errors else 200, bench=bench,
                   phases=options, form=form, errors=errors, kinds=KIND_LABELS)
 
@@ -131,7 +131,7 @@ def _submit_field(exc: ScitqBenchError) -> str:
 
 
 @page("/submissions", roles=EVERYONE)
-def submissions() -> Any:
+def bench_submissions() -> Any:
     """Newest first, filtered and paginated in the database; participants see only
     their own (``submissions.listing``, as the API)."""
     filters = {"benchmark": _int_arg("benchmark"), "phase": _int_arg("phase"),
@@ -182,7 +182,7 @@ def _int_arg(name: str) -> int | None:
 
 
 @page("/submissions/<int:submission_id>", roles=EVERYONE)
-def submission(submission_id: int) -> Any:
+def bench_submission(submission_id: int) -> Any:
     who = principal()
     context = server_context()
     with reading() as session:
@@ -230,7 +230,7 @@ def _step_args() -> dict[str, Any]:
 
 
 @page("/submissions/<int:submission_id>/log", roles=EVERYONE)
-def submission_log(submission_id: int) -> Any:
+def bench_submission_log(submission_id: int) -> Any:
     """A live tail of one step's stdout or stderr: {text, offset, done} from
     ``?offset=``; done once the step ended and everything was read."""
     stream = request.args.get("stream", "stdout")
@@ -263,7 +263,7 @@ def _whole_characters(data: bytes) -> tuple[str, int]:
 
 
 @page("/submissions/<int:submission_id>/outputs/<path:path>", roles=EVERYONE)
-def submission_output(submission_id: int, path: str) -> Any:
+def bench_submission_output(submission_id: int, path: str) -> Any:
     with reading() as session:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
     step.check_output_visible()
@@ -273,7 +273,7 @@ def submission_output(submission_id: int, path: str) -> Any:
 
 
 @page("/submissions/<int:submission_id>/detailed_results", roles=EVERYONE)
-def submission_detailed_results(submission_id: int) -> Any:
+def bench_submission_detailed_results(submission_id: int) -> Any:
     """The scoring program's HTML, for a ``sandbox=""`` iframe only: the policy header
     sandboxes it even when opened directly, so its scripts never run as this site."""
     with reading() as session:
@@ -286,8 +286,8 @@ def submission_detailed_results(submission_id: int) -> Any:
 
 
 @page("/submissions/<int:submission_id>/rerun", methods=("POST",), roles=ORGANIZERS)
-def submission_rerun(submission_id: int) -> Any:
-    here = url_for("gui.submission", submission_id=submission_id)
+def bench_submission_rerun(submission_id: int) -> Any:
+    here = url_for("gui.bench_submission", submission_id=submission_id)
     context = server_context()
     try:
         with writing() as session:
@@ -300,10 +300,10 @@ def submission_rerun(submission_id: int) -> Any:
 
 
 @page("/submissions/<int:submission_id>/leaderboard", methods=("POST",), roles=EVERYONE)
-def submission_leaderboard(submission_id: int) -> Any:
+def bench_submission_leaderboard(submission_id: int) -> Any:
     """Put a submission on the leaderboard or take it off, where the board's rule lets
     its owner choose (the Add rules)."""
-    here = url_for("gui.submission", submission_id=submission_id)
+    here = url_for("gui.bench_submission", submission_id=submission_id)
     wanted = request.form.get("on") == "1"
     try:
         with writing() as session:
@@ -316,8 +316,8 @@ def submission_leaderboard(submission_id: int) -> Any:
 
 
 @page("/submissions/<int:submission_id>/cancel", methods=("POST",), roles=EVERYONE)
-def submission_cancel(submission_id: int) -> Any:
-    here = url_for("gui.submission", submission_id=submission_id)
+def bench_submission_cancel(submission_id: int) -> Any:
+    here = url_for("gui.bench_submission", submission_id=submission_id)
     try:
         with writing() as session:
             found, _, _ = visible_submission(session, principal(), submission_id)
