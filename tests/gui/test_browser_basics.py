@@ -26,5 +26,8 @@ def test_sign_in_then_live_worker_list(live_server, page):
 def test_signed_out_poll_sends_the_page_to_sign_in(live_server, page):
     sign_in(page, live_server.url, live_server.token, "/ui/workers")
     page.wait_for_url("**/ui/workers")
+    # every answer renews the session cookie: none may be in flight (the page's charts
+    # load at once) when the cookie is cleared
+    page.wait_for_load_state("networkidle")
     page.context.clear_cookies()
     page.wait_for_url("**/ui/login?next=%2Fui%2Fworkers", timeout=6000)
