@@ -175,7 +175,7 @@ def test_workers_pages_and_actions_are_for_admins(gui_client: GuiClient, app, ap
                  "/ui/workers/deploy/flavors?q=a"):
         response = gui_client.get(path)
         assert response.status_code == 403 and "needs the admin role" in text(response), path
-    for path in ("settings", "status", "delete"):
+    for path in ("settings", "status", "delete", "undeploy"):
         response = gui_client.post(f"/ui/workers/{worker_id}/{path}",
                                    {"concurrency": "9", "prefetch": "0", "status": "paused",
                                     "force": "1"})
