@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from scitq_bench.exceptions import Conflict
 from scitq_bench.server import auth, scheduling, transitions
@@ -133,6 +133,7 @@ def list_workers(session: Session, *, name: str | None = None,
                  statuses: tuple[str, ...] = (), offset: int = 0,
                  limit: int | None = None) -> list[Worker]:
     stmt = _filtered(select(Worker), name, statuses).order_by(Worker.id)
+    stmt = stmt.options(joinedload(Worker.batch))  # every row shows its batch's name
     return list(session.scalars(stmt.offset(offset).limit(limit)).all())
 
 
