@@ -54,7 +54,7 @@ def recruiting_server(settings: ServerSettings, admin_token: str) -> Iterator[Li
 
 def _kill_workers_of(url: str) -> None:
     """Whatever happened, no worker process of this server is left behind."""
-    for process in psutil.process_iter(["cmdline", "environ"]):
+    for process in psutil.process_iter(["cmdline"]):
         try:
             cmdline = " ".join(process.info["cmdline"] or [])
             if "worker" in cmdline and "run" in cmdline and url in cmdline:
