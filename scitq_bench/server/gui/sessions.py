@@ -58,6 +58,10 @@ def configure(app: Flask, settings: ServerSettings) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure.lower() in ("1", "true", "yes"),
+        # the expiry is inside the signed session, not the cookie's date: answers need
+        # not set the cookie again (a poll in flight would otherwise bring back a
+        # cookie the user just cleared by signing out)
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
 
 
