@@ -236,3 +236,31 @@ def test_names_commands_and_batches_are_text_in_the_list(admin_gui: GuiClient, a
     assert "<script>window.__xss" not in page and "<img src=x" not in page
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in page
+
+
+def test_output_files_stored_on_the_server_download_and_others_do_not(admin_gui: GuiClient, api):
+    task = create(api, "b1", output="server://results/run1")
+    elsewhere = create(api, "b1", output="file:///tmp/results")
+    worker_id, token = register(api)
+    claims = api.post(f"/workers/{worker_id}/claim?max=2", token=token).json["executions"]
+    by_task = {c["task_id"]: c["execution_id"] for c in claims}
+    execution, other = by_task[task["id"]], by_task[elsewhere["id"]]
+    api.put("/files/results/run1/sub/score.txt", data=b"0.93\n", token=token)
+    api.put("/files/results/secret.txt", data=b"not an output\n", token=token)
+    events = [{"execution_id": e, "status": "succeeded", "return_code": 0, "duration": 1,
+               "output_files": ["sub/score.txt"]} for e in (execution, other)]
+    assert all(r["ok"] for r in api.post(f"/workers/{worker_id}/report", token=token,
+                                         json={"events": events}).json["results"])
+    page = admin_gui.get(f"/ui/tasks/{task['id']}").get_data(as_text=True)
+    link = f"/ui/tasks/{task['id']}/files/{execution}/sub/score.txt"
+    assert link in page
+    download = admin_gui.get(link)
+    assert download.status_code == 200 and download.data == b"0.93\n"
+    assert "attachment" in download.headers["Content-Disposition"]
+    # only names the attempt reported, never other files of the store
+    assert admin_gui.get(f"/ui/tasks/{task['id']}/files/{execution}/../secret.txt").status_code == 404
+    assert admin_gui.get(f"/ui/tasks/{task['id']}/files/{execution}/secret.txt").status_code == 404
+    # an output kept on a worker's disk is named, not linked
+    page = admin_gui.get(f"/ui/tasks/{elsewhere['id']}").get_data(as_text=True)
+    assert f"/files/{other}/" not in page and "outside this server" in page
+    assert admin_gui.get(f"/ui/tasks/{elsewhere['id']}/files/{other}/sub/score.txt").status_code == 404

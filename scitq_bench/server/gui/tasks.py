@@ -4,10 +4,11 @@ the actions the API offers on it."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, request, send_file, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,7 @@ from scitq_bench.server.models import Batch, Execution, Task, Worker
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
 from scitq_bench.states import FINAL_EXECUTION_STATUSES, LIVE_EXECUTION_VALUES, TaskStatus
 from scitq_bench.states import Signal as SignalKind
+from scitq_bench.uris import parse_uri
 
 PAGE_SIZE = 50
 TAIL_CHUNK = 256 * 1024  # bytes of log one poll sends at most
@@ -149,7 +151,8 @@ def _facts(session: Session, task_id: int) -> dict[str, Any]:
          "worker_id": e.worker_id, "return_code": e.return_code, "error": e.error,
          "reason": e.reason, "created_at": e.created_at, "started_at": e.started_at,
          "finished_at": e.finished_at, "duration": e.duration,
-         "output_files": e.output_files or []}
+         "output_files": e.output_files or [],
+         "output_base": _server_store_base((e.snapshot or {}).get("output"))}
         for e, name in session.execute(
             select(Execution, Worker.name).outerjoin(Worker, Worker.id == Execution.worker_id)
             .where(Execution.task_id == task_id).order_by(Execution.id))
@@ -162,6 +165,35 @@ def _facts(session: Session, task_id: int) -> dict[str, Any]:
         "requires": domain.prerequisites_of(session, [task_id])[task_id],
         "executions": executions, "live": live,
     }
+
+
+def _server_store_base(output: str | None) -> str | None:
+    """The store folder of a ``server://`` output (files the GUI can hand out); None
+    for outputs kept elsewhere (a worker's disk, a web server)."""
+    if not output:
+        return None
+    try:
+        parsed = parse_uri(output, field="output", allow_actions=False)
+    except InvalidInput:
+        return None
+    return parsed.path if parsed.scheme == "server" else None
+
+
+@page("/tasks/<int:task_id>/files/<int:execution_id>/<path:name>")
+def task_file(task_id: int, execution_id: int, name: str) -> Any:
+    """One output file an attempt uploaded to the server's store: only names the
+    attempt reported, so this never reaches other files of the store."""
+    with reading() as session:
+        execution = session.get(Execution, execution_id)
+        if execution is None or execution.task_id != task_id \
+                or name not in (execution.output_files or []):
+            not_found(f"output file {name!r} of attempt {execution_id} of task {task_id}")
+        base = _server_store_base((execution.snapshot or {}).get("output"))
+    if base is None:
+        not_found(f"output file {name!r}: it was not stored on this server")
+    path = server_context().files.open(f"{base}/{name}" if base else name)
+    return send_file(path, as_attachment=True, download_name=PurePosixPath(name).name,
+                     mimetype="application/octet-stream")
 
 
 def _shown_execution(facts: dict[str, Any]) -> dict[str, Any] | None:
