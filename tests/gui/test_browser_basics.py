@@ -3,6 +3,8 @@ live regions follow the server, and an expired session sends the page to sign-in
 
 from __future__ import annotations
 
+import time
+
 from tests.gui.conftest import screenshot, sign_in
 
 
@@ -31,3 +33,29 @@ def test_signed_out_poll_sends_the_page_to_sign_in(live_server, page):
     page.wait_for_load_state("networkidle")
     page.context.clear_cookies()
     page.wait_for_url("**/ui/login?next=%2Fui%2Fworkers", timeout=6000)
+
+
+def _set_hidden(page, hidden: bool) -> None:
+    """What the browser does when the tab goes to the background or comes back."""
+    page.evaluate("""(hidden) => {
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", hidden)
+
+
+def test_live_updates_pause_while_the_tab_is_hidden(live_server, page):
+    sign_in(page, live_server.url, live_server.token, "/ui/workers")
+    page.wait_for_url("**/ui/workers")
+    polls: list[float] = []
+    page.on("request", lambda request: polls.append(time.monotonic())
+            if "fragment=1" in request.url or "/charts/" in request.url else None)
+    page.wait_for_timeout(2500)
+    assert polls, "the live region polls while the tab is visible"
+    _set_hidden(page, True)
+    hidden_at = time.monotonic()
+    page.wait_for_timeout(4500)
+    assert [t for t in polls if t > hidden_at + 0.2] == [], "no poll while hidden"
+    shown_at = time.monotonic()
+    _set_hidden(page, False)
+    page.wait_for_timeout(1000)
+    assert [t for t in polls if t >= shown_at], "catches up as soon as it is visible"
