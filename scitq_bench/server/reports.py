@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden
 from scitq_bench.server import tasks as task_domain
@@ -44,45 +45,52 @@ class _Outcomes:
 
 def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> ReportOutcome:
     with db.write() as session:
-        worker = session.get(Worker, worker_id)
-        if worker is None:
-            raise Forbidden(f"worker {worker_id} is not registered")
-        worker.last_contact_at = now = utcnow()
-        ids = sorted({e.execution_id for e in events})
-        rows = {
-            row.id: row
-            for row in session.execute(
-                db.lock_for_update(
-                    select(Execution.id, Execution.task_id, Execution.worker_id,
-                           Execution.status, Execution.started_at)
-                    .where(Execution.id.in_(ids)),
-                    Execution,
-                )
+        return report_in(db, session, worker_id, events)
+
+
+def report_in(db: Database, session: Session, worker_id: int,
+              events: list[ExecutionEvent]) -> ReportOutcome:
+    """``report`` inside the caller's write transaction (the claim that follows a report
+    shares it: one transaction, one commit per round trip)."""
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise Forbidden(f"worker {worker_id} is not registered")
+    worker.last_contact_at = now = utcnow()
+    ids = sorted({e.execution_id for e in events})
+    rows = {
+        row.id: row
+        for row in session.execute(
+            db.lock_for_update(
+                select(Execution.id, Execution.task_id, Execution.worker_id,
+                       Execution.status, Execution.started_at)
+                .where(Execution.id.in_(ids)),
+                Execution,
             )
-        }
-        status = {i: E(row.status) for i, row in rows.items()}
-        started = {i: row.started_at for i, row in rows.items()}
-        merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
-        outcomes = _Outcomes()
-        results = []
-        for event in events:
-            error = _refusal(event, rows, status, worker_id)
-            results.append({"execution_id": event.execution_id, "ok": error is None,
-                            "error": error})
-            if error is None:
-                target = E(event.status)
-                task_id = rows[event.execution_id].task_id
-                if _implies_running(status[event.execution_id], target, event):
-                    outcomes.running.add(task_id)
-                values = _event_values(event, now, started)
-                status[event.execution_id] = target
-                merged.setdefault(event.execution_id, {}).update(values)
-                _note(outcomes, task_id, target, event)
-        transitions.apply_execution_changes(
-            session,
-            [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
         )
-        released = _tasks_follow(session, outcomes)
+    }
+    status = {i: E(row.status) for i, row in rows.items()}
+    started = {i: row.started_at for i, row in rows.items()}
+    merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
+    outcomes = _Outcomes()
+    results = []
+    for event in events:
+        error = _refusal(event, rows, status, worker_id)
+        results.append({"execution_id": event.execution_id, "ok": error is None,
+                        "error": error})
+        if error is None:
+            target = E(event.status)
+            task_id = rows[event.execution_id].task_id
+            if _implies_running(status[event.execution_id], target, event):
+                outcomes.running.add(task_id)
+            values = _event_values(event, now, started)
+            status[event.execution_id] = target
+            merged.setdefault(event.execution_id, {}).update(values)
+            _note(outcomes, task_id, target, event)
+    transitions.apply_execution_changes(
+        session,
+        [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
+    )
+    released = _tasks_follow(session, outcomes)
     return ReportOutcome(results=results, work_released=released)
 
 

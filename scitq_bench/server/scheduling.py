@@ -60,47 +60,54 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
     concurrency + prefetch), highest batch then task priority first, oldest first.
     A few statements whatever the count: select (locking), one update, one insert."""
     with db.write() as session:
-        worker = session.get(Worker, worker_id)
-        if worker is None or worker.status != WorkerStatus.RUNNING.value:
-            return []
-        held = session.scalar(
-            select(func.count())
-            .select_from(Execution)
-            .where(Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXECUTION_VALUES))
-        )
-        room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
-        if room <= 0:
-            return []
-        picked = _pick(db, session, worker, room)
-        if not picked:
-            return []
-        claimed = [row for row, _network in picked]
-        snapshots = [task_snapshot(row, batch_network) for row, batch_network in picked]
-        now = utcnow()
-        moved = transitions.move_tasks(
-            session, [row.id for row in claimed], T.ASSIGNED, only_from=[T.PENDING]
-        )
-        if moved != len(claimed):  # impossible under the lock; refuse to half-claim
-            raise Conflict("claim raced with another transaction; nothing was claimed")
-        rows = [
-            {
-                "task_id": row.id,
-                "worker_id": worker_id,
-                "attempt": row.retries_used + row.losses + 1,
-                "status": E.PENDING.value,
-                "lease_deadline": now + timedelta(seconds=lease_seconds),
-                "created_at": now,
-                "output_files": [],
-                "snapshot": snapshot,
-            }
-            for row, snapshot in zip(claimed, snapshots, strict=True)
-        ]
-        ids = db.insert_returning_ids(session, Execution, rows)
-        worker.last_contact_at = now
-        return [
-            {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}
-            for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
-        ]
+        return claim_in(db, session, worker_id, max_count, lease_seconds)
+
+
+def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
+             lease_seconds: float) -> list[dict]:
+    """``claim`` inside the caller's write transaction (a report and the claim that
+    follows it share one)."""
+    worker = session.get(Worker, worker_id)
+    if worker is None or worker.status != WorkerStatus.RUNNING.value:
+        return []
+    held = session.scalar(
+        select(func.count())
+        .select_from(Execution)
+        .where(Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXECUTION_VALUES))
+    )
+    room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
+    if room <= 0:
+        return []
+    picked = _pick(db, session, worker, room)
+    if not picked:
+        return []
+    claimed = [row for row, _network in picked]
+    snapshots = [task_snapshot(row, batch_network) for row, batch_network in picked]
+    now = utcnow()
+    moved = transitions.move_tasks(
+        session, [row.id for row in claimed], T.ASSIGNED, only_from=[T.PENDING]
+    )
+    if moved != len(claimed):  # impossible under the lock; refuse to half-claim
+        raise Conflict("claim raced with another transaction; nothing was claimed")
+    rows = [
+        {
+            "task_id": row.id,
+            "worker_id": worker_id,
+            "attempt": row.retries_used + row.losses + 1,
+            "status": E.PENDING.value,
+            "lease_deadline": now + timedelta(seconds=lease_seconds),
+            "created_at": now,
+            "output_files": [],
+            "snapshot": snapshot,
+        }
+        for row, snapshot in zip(claimed, snapshots, strict=True)
+    ]
+    ids = db.insert_returning_ids(session, Execution, rows)
+    worker.last_contact_at = now
+    return [
+        {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}
+        for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
+    ]
 
 
 def _pick(db: Database, session: Session, worker: Worker, room: int) -> list[tuple[Any, bool]]:

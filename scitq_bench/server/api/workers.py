@@ -141,15 +141,17 @@ def claim(worker_id: int) -> Any:
 def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
-    outcome = reports.report(ctx.db, worker_id, body.events)
+    wanted = int_arg("claim", 0) or 0
+    answer: dict[str, Any] = {}
+    with ctx.db.write() as session:  # one transaction for the report and its claim
+        outcome = reports.report_in(ctx.db, session, worker_id, body.events)
+        answer["results"] = outcome.results
+        if wanted:
+            answer["executions"] = scheduling.claim_in(
+                ctx.db, session, worker_id, wanted, ctx.settings.lease_seconds
+            )
     if outcome.work_released:
         ctx.notifier.notify(WORK)
-    answer: dict[str, Any] = {"results": outcome.results}
-    wanted = int_arg("claim", 0) or 0
-    if wanted:
-        answer["executions"] = scheduling.claim(
-            ctx.db, worker_id, wanted, ctx.settings.lease_seconds
-        )
     return answer
 
 
