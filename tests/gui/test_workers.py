@@ -86,6 +86,8 @@ def test_a_worker_page_shows_its_facts_executions_and_forms(admin_gui: GuiClient
     assert 'data-confirm="Delete worker w-busy?"' in page
     assert ">Pause<" in page and "Undeploy" not in page  # not a recruited machine
     assert "No deploy or destroy job on record" in page
+    # its live execution links to the attempt on its task's page
+    assert 'href="/ui/tasks/1?execution=1"' in page and 'href="/ui/tasks/1"' in page
     assert admin_gui.get("/ui/workers/999").status_code == 404
 
 
