@@ -362,11 +362,15 @@ def test_log_tail_answers_text_offset_and_done(app, api, scored):
     url = f"/ui/submissions/{sub}/log?stream=stdout"
     cut = text.index("✓".encode()) + 1  # inside the multi-byte character
     first = alice.get(f"{url}&offset=0").json
-    assert first == {"text": "scored ✓ fine\n", "offset": len(text), "done": True}
+    assert first == {"text": "scored ✓ fine\n", "offset": len(text), "done": True,
+                     "execution": execution_id, "reset": False}
     partial = alice.get(f"{url}&offset={cut}").json
     assert partial["offset"] == len(text)
-    assert alice.get(f"{url}&offset={len(text)}").json == {"text": "", "offset": len(text),
-                                                           "done": True}
+    end = alice.get(f"{url}&offset={len(text)}&seen={execution_id}").json
+    assert (end["text"], end["offset"], end["done"], end["reset"]) == ("", len(text), True, False)
+    # a page that was reading another run of this step starts this one from its start
+    moved = alice.get(f"{url}&offset=5&seen={execution_id + 1000}").json
+    assert (moved["text"], moved["reset"]) == ("scored ✓ fine\n", True)
 
 
 def test_detailed_results_only_in_a_sandbox(app, scored):

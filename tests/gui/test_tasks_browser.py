@@ -67,3 +67,21 @@ def test_names_commands_and_output_are_shown_as_text(live_server, tmp_path, page
     page.wait_for_selector("#task-live[data-updated]", timeout=6000)
     assert page.locator("img").count() == 0
     assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_the_tail_moves_on_to_a_retry_and_shows_only_its_log(live_server, tmp_path, page):
+    """The page follows the latest attempt: when the first fails and the task is retried,
+    the panes start over with the retry's own output (nothing of the first stays)."""
+    marker = tmp_path / "tried-once"
+    command = (f"if [ -e {shlex.quote(str(marker))} ]; then echo second try; else "
+               f"touch {shlex.quote(str(marker))}; echo first try; sleep 2; exit 3; fi")
+    client = live_server.client()
+    task = client.task_create(command, shell=True, retry=1, batch="retry", name="retried")
+    sign_in(page, live_server.url, live_server.token, f"/ui/tasks/{task['id']}")
+    page.wait_for_url(f"**/ui/tasks/{task['id']}")
+    with running_worker(live_server, tmp_path, concurrency=1, engine=None):
+        log_has(page, "stdout", "first try")
+        log_has(page, "stdout", "second try", timeout=20_000)
+        page.wait_for_selector("#log-stdout[data-done='1']")
+        assert page.inner_text("#log-stdout") == "second try\n"
+        assert finish(client, [task])[0]["status"] == "succeeded"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from scitq_bench.server import auth
-from scitq_bench.server.gui.tasks import whole_characters
+from scitq_bench.server.gui.tails import whole_characters
 from scitq_bench.server.schemas import TaskCreate
 from scitq_bench.server.tasks import create_tasks
 from tests.gui.conftest import GuiClient
@@ -186,25 +186,28 @@ def test_task_pages_need_the_admin_role(gui_client, app, api):
     assert api.get(f"/tasks/{task['id']}").json["command"] == "true"
 
 
+def _tail(answer) -> tuple[str, int, bool]:
+    return answer.json["text"], answer.json["offset"], answer.json["done"]
+
+
 def test_log_tail_sends_whole_characters_and_ends_when_the_run_has(admin_gui: GuiClient, api, app):
     task = create(api, "b1")
     url = f"/ui/tasks/{task['id']}/log/stdout"
-    assert admin_gui.get(url).json == {"text": "", "offset": 0, "done": False}
+    assert _tail(admin_gui.get(url)) == ("", 0, False)
     worker_id, token = register(api)
     [claim] = api.post(f"/workers/{worker_id}/claim?max=1", token=token).json["executions"]
     execution = claim["execution_id"]
     line = "été <script>\n".encode()
     api.put(f"/executions/{execution}/logs/stdout?offset=0", data=line[:1], token=token)
-    first = admin_gui.get(f"{url}?offset=0").json  # half an "é": nothing whole yet
-    assert first == {"text": "", "offset": 0, "done": False}
+    first = admin_gui.get(f"{url}?offset=0")  # half an "é": nothing whole yet
+    assert _tail(first) == ("", 0, False) and first.json["execution"] == execution
     api.put(f"/executions/{execution}/logs/stdout?offset=1", data=line[1:], token=token)
-    second = admin_gui.get(f"{url}?offset=0").json
-    assert second == {"text": "été <script>\n", "offset": len(line), "done": False}
+    assert _tail(admin_gui.get(f"{url}?offset=0")) == ("été <script>\n", len(line), False)
     answer = api.post(f"/workers/{worker_id}/report", token=token, json={"events": [
         {"execution_id": execution, "status": "succeeded", "return_code": 0, "duration": 1}]})
     assert answer.json["results"][0]["ok"], answer.json
-    assert admin_gui.get(f"{url}?offset={len(line)}").json == {
-        "text": "", "offset": len(line), "done": True}
+    assert _tail(admin_gui.get(f"{url}?offset={len(line)}&seen={execution}")) == (
+        "", len(line), True)
     assert admin_gui.get(f"/ui/tasks/{task['id']}/log/other").status_code == 404
 
     download = admin_gui.get(f"/ui/tasks/{task['id']}/output/stdout")
@@ -227,6 +230,34 @@ def test_whole_characters_keeps_only_complete_utf8():
     emoji = "🙂".encode()
     assert whole_characters(emoji[:3]) == b""
     assert whole_characters(emoji) == emoji
+
+
+def test_a_tail_following_the_task_moves_on_to_its_relaunch(admin_gui: GuiClient, api):
+    task = create(api, "b1")
+    url = f"/ui/tasks/{task['id']}/log/stdout"
+    worker_id, token = register(api)
+
+    def run(text: bytes, status: str) -> int:
+        [claim] = api.post(f"/workers/{worker_id}/claim?max=1", token=token).json["executions"]
+        api.put(f"/executions/{claim['execution_id']}/logs/stdout?offset=0", data=text,
+                token=token)
+        api.post(f"/workers/{worker_id}/report", token=token, json={"events": [
+            {"execution_id": claim["execution_id"], "status": status, "return_code": 0,
+             "duration": 1}]})
+        return claim["execution_id"]
+
+    first = run(b"first attempt\n", "succeeded")
+    assert _tail(admin_gui.get(url)) == ("first attempt\n", 14, True)
+    assert admin_gui.post(f"/ui/tasks/{task['id']}/relaunch").status_code == 302
+    # relaunched and queued: the page reading the first attempt is not done any more
+    assert _tail(admin_gui.get(f"{url}?offset=14&seen={first}"))[2] is False
+    second = run(b"2nd\n", "succeeded")
+    moved = admin_gui.get(f"{url}?offset=14&seen={first}").json
+    assert (moved["text"], moved["offset"], moved["reset"], moved["execution"]) == (
+        "2nd\n", 4, True, second)
+    # a tail pinned to the first attempt stays on it, and is done
+    pinned = admin_gui.get(f"{url}?execution={first}&offset=0").json
+    assert (pinned["text"], pinned["done"], pinned["execution"]) == ("first attempt\n", True, first)
 
 
 def test_names_commands_and_batches_are_text_in_the_list(admin_gui: GuiClient, api):

@@ -4,11 +4,10 @@ outputs and detailed results; re-runs and cancels. Same services as the API."""
 
 from __future__ import annotations
 
-import codecs
 import os
 from typing import IO, Any
 
-from flask import jsonify, request, send_file, url_for
+from flask import request, send_file, url_for
 from sqlalchemy import func, select
 
 from scitq_bench.exceptions import Conflict, Forbidden, NotFound, ScitqBenchError
@@ -21,6 +20,7 @@ from scitq_bench.server.bench.runs import RUNNING
 from scitq_bench.server.bench.serialize import benchmark_dict, submission_dict
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui.benchmarks import phase_rows
+from scitq_bench.server.gui.tails import tail_answer
 from scitq_bench.server.gui.web import (
     EVERYONE,
     ORGANIZERS,
@@ -42,7 +42,6 @@ KIND_LABELS = (("result", "results (predictions in a zip)"),
                ("code", "code (a zip the ingestion program runs)"),
                ("image", "an image (runs its own command)"))
 STATUSES = ("submitted", "running", "finished", "failed", "cancelled")
-TAIL_CHUNK = 256 << 10
 FINAL_TASK = ("succeeded", "failed", "cancelled")
 FINAL_EXECUTION = {s.value for s in FINAL_EXECUTION_STATUSES}
 
@@ -234,32 +233,12 @@ def bench_submission_log(submission_id: int) -> Any:
     """A live tail of one step's stdout or stderr: {text, offset, done} from
     ``?offset=``; done once the step ended and everything was read."""
     stream = request.args.get("stream", "stdout")
-    offset = max(0, _int_arg("offset") or 0)
-    logs = server_context().logs
     with reading() as session:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
         execution = outputs.log_execution(session, step)
         task_status = session.scalar(select(Task.status).where(Task.id == step.task_id))
-    task_over = task_status in FINAL_TASK
-    if execution is None:
-        return jsonify(text="", offset=offset, done=task_over)
-    execution_id, status = execution
-    size = logs.size(execution_id, stream)
-    data = b"".join(logs.iter_read(execution_id, stream, offset,
-                                   min(TAIL_CHUNK, max(0, size - offset))))
-    text, used = _whole_characters(data)
-    offset += used
-    over = task_over and status in FINAL_EXECUTION and offset >= size
-    return jsonify(text=text, offset=offset, done=over)
-
-
-def _whole_characters(data: bytes) -> tuple[str, int]:
-    """The text of ``data`` up to its last whole UTF-8 character, and the bytes used
-    (a character cut by the chunk's end comes with the next read)."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    text = decoder.decode(data, final=False)
-    pending = len(decoder.getstate()[0])
-    return text, len(data) - pending
+    reading_one = (execution[0], execution[1] in FINAL_EXECUTION) if execution else None
+    return tail_answer(reading_one, stream, more_may_come=task_status not in FINAL_TASK)
 
 
 @page("/submissions/<int:submission_id>/outputs/<path:path>", roles=EVERYONE)

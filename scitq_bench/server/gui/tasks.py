@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
-from flask import Response, jsonify, request, send_file, url_for
+from flask import Response, request, send_file, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import validate
+from scitq_bench.server.gui.tails import tail_answer
 from scitq_bench.server.gui.web import (
     Pager,
     bp,
@@ -37,7 +38,6 @@ from scitq_bench.states import Signal as SignalKind
 from scitq_bench.uris import parse_uri
 
 PAGE_SIZE = 50
-TAIL_CHUNK = 256 * 1024  # bytes of log one poll sends at most
 FINAL_TASK_VALUES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
                      TaskStatus.CANCELLED.value}
 FINAL_EXECUTION_VALUES = {s.value for s in FINAL_EXECUTION_STATUSES}
@@ -207,43 +207,25 @@ def _shown_execution(facts: dict[str, Any]) -> dict[str, Any] | None:
 
 @page("/tasks/<int:task_id>/log/<stream>")
 def task_log(task_id: int, stream: str) -> Any:
-    """A live tail: ``{"text", "offset", "done"}`` from byte ``?offset=``. It follows
-    ``?execution=`` or, without it, the task's latest attempt; ``done`` once that
-    attempt has ended and all of its log was sent."""
+    """A live tail (see ``tails``) of ``?execution=`` or, without it, of the task's
+    latest attempt, moving on to a retry or relaunch; done once the attempt read has
+    ended and all of its log was sent, and, when following, the task is over."""
     if stream not in STREAMS:
         not_found(f"log stream {stream!r}")
-    offset = max(0, request.args.get("offset", 0, type=int) or 0)
     wanted = request.args.get("execution", type=int)
     with reading() as session:
         found = domain.get_task(session, task_id)
         execution = (session.get(Execution, wanted) if wanted is not None
                      else domain.latest_execution(session, task_id))
-        if execution is None or execution.task_id != task_id:
-            if wanted is not None:
-                not_found(f"execution {wanted} of task {task_id}")
-            return jsonify({"text": "", "offset": offset,
-                            "done": found.status in FINAL_TASK_VALUES})
-        execution_id, ended = execution.id, execution.status in FINAL_EXECUTION_VALUES
-    logs = server_context().logs
-    size = logs.size(execution_id, stream)  # read after the status: nothing is missed
-    data = b"".join(logs.iter_read(execution_id, stream, offset, min(TAIL_CHUNK,
-                                                                     max(0, size - offset))))
-    if not (ended and offset + len(data) >= size):
-        data = whole_characters(data)
-    offset += len(data)
-    return jsonify({"text": data.decode("utf-8", errors="replace"), "offset": offset,
-                    "done": ended and offset >= size})
-
-
-def whole_characters(data: bytes) -> bytes:
-    """``data`` without a UTF-8 character cut at its end (its rest comes next time)."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 != 0x80:  # the first byte of a character
-            length = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else \
-                3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
-            return data if length <= back else data[:-back]
-    return data
+        if execution is not None and execution.task_id != task_id:
+            execution = None
+        if execution is None and wanted is not None:
+            not_found(f"execution {wanted} of task {task_id}")
+        reading_one = (execution.id, execution.status in FINAL_EXECUTION_VALUES) \
+            if execution is not None else None
+        # following the latest attempt: a retry or a relaunch may still come
+        more = wanted is None and found.status not in FINAL_TASK_VALUES
+    return tail_answer(reading_one, stream, more_may_come=more)
 
 
 @page("/tasks/<int:task_id>/output/<stream>")
@@ -351,4 +333,4 @@ def task_edit(task_id: int) -> Any:
                   errors=errors, status=400)
 
 
-__all__ = ["bp", "whole_characters"]
+__all__ = ["bp"]

@@ -3,8 +3,9 @@
 // - [data-live="URL"]: a region re-rendered by the server every data-interval ms
 //   (default 2000), replaced with the server's escaped HTML; paused while the tab is
 //   hidden, refreshed as soon as it is visible again.
-// - [data-log-tail="URL"]: a live tail; URL answers JSON {text, offset, done}; text is
-//   appended as text (never parsed as HTML).
+// - [data-log-tail="URL"]: a live tail; URL answers JSON {text, offset, done, execution,
+//   reset} for ?offset=&seen=; text is appended as text (never parsed as HTML), and
+//   ``reset`` (the tail moved on to another execution) clears what was shown.
 // - [data-chart="URL"]: an SVG chart from JSON {kind, series:[{name, points}], x, y}.
 // - form[data-confirm]: asks before a destructive action.
 // - table[data-sortable]: click a header to sort by it; the server's order is kept
@@ -97,12 +98,19 @@
 
   function logTail(element) {
     let offset = 0;
+    let seen = null; // the execution whose log is shown; the server says when it moves on
     const interval = Number(element.dataset.interval || 1000);
     const poller = addPoller(element, interval, async () => {
       const url = new URL(element.dataset.logTail, window.location.href);
       url.searchParams.set("offset", String(offset));
+      if (seen !== null) url.searchParams.set("seen", String(seen));
       const response = await fetchChecked(url, "application/json");
       const data = await response.json();
+      if (data.reset) element.replaceChildren(); // a retry or relaunch: its log from the start
+      if (data.execution !== undefined && data.execution !== null) {
+        seen = data.execution;
+        element.dataset.execution = String(seen);
+      }
       if (data.text) {
         const stick = element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
         element.append(document.createTextNode(data.text));
