@@ -490,13 +490,7 @@ class AzureProvider(Provider):
         spot: dict[str, float] = {}
         pages = 0
         while url and pages < 500:
-            try:
-                answer = requests.get(url, params=params, timeout=60, verify=self._verify)
-                answer.raise_for_status()
-                payload = answer.json()
-            except (requests.RequestException, ValueError) as exc:
-                raise ProviderError(f"azure: retail prices of {region}: "
-                                    f"{type(exc).__name__}: {exc}") from None
+            payload = self._json(f"retail prices of {region}", "GET", url, params=params)
             for item in payload.get("Items") or []:
                 sku = item.get("armSkuName")
                 text = f"{item.get('skuName', '')} {item.get('meterName', '')}"
@@ -520,14 +514,8 @@ class AzureProvider(Provider):
         request: dict[str, Any] = {"subscriptions": [self.subscription_id],
                                    "query": EVICTION_QUERY}
         for _page in range(500):
-            try:
-                answer = requests.post(url, json=request, timeout=60, verify=self._verify,
-                                       headers={"Authorization": f"Bearer {token}"})
-                answer.raise_for_status()
-                payload = answer.json()
-            except (requests.RequestException, ValueError) as exc:
-                raise ProviderError(f"azure: spot eviction rates (Resource Graph): "
-                                    f"{type(exc).__name__}: {exc}") from None
+            payload = self._json("spot eviction rates (Resource Graph)", "POST", url,
+                                 json=request, headers={"Authorization": f"Bearer {token}"})
             for row in payload.get("data") or []:
                 region = str(row.get("location") or "").lower()
                 rate = _eviction_bound(str(row.get("evictionRate") or ""))
@@ -537,6 +525,16 @@ class AzureProvider(Provider):
                 break
             request = {**request, "options": {"$skipToken": payload["$skipToken"]}}
         return rates
+
+    def _json(self, what: str, method: str, url: str, **options: Any) -> dict[str, Any]:
+        """One page of a plain-HTTPS Azure API (the SDKs do not cover these), as JSON;
+        any failure becomes a ProviderError naming ``what``."""
+        try:
+            answer = requests.request(method, url, timeout=60, verify=self._verify, **options)
+            answer.raise_for_status()
+            return dict(answer.json())
+        except (requests.RequestException, ValueError, TypeError) as exc:
+            raise ProviderError(f"azure: {what}: {type(exc).__name__}: {exc}") from None
 
     def check(self) -> str:
         vms = self._call("list virtual machines", lambda: list(
