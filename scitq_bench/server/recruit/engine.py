@@ -401,13 +401,8 @@ class Engine:
     def run_forever(self) -> None:
         while not self._stop.wait(self.settings.interval):
             self._maybe_refresh_catalogs()
-            if self.reconcile is not None and \
-                    time.monotonic() - self._last_reconcile > self.reconcile_interval:
-                self._last_reconcile = time.monotonic()
-                try:
-                    self.reconcile()
-                except Exception:  # noqa: BLE001
-                    log.exception("reconciling instances failed")
+            self._last_reconcile = _run_if_due(self.reconcile, self._last_reconcile,
+                                               self.reconcile_interval, "reconciling instances")
             try:
                 self.run_once()
             except Exception:  # keep recruiting through transient errors
@@ -415,15 +410,8 @@ class Engine:
 
     def _maybe_refresh_catalogs(self) -> None:
         """The providers' flavors and prices, on a schedule (they change slowly)."""
-        if self.refresh_catalogs is None:
-            return
-        if time.monotonic() - self._last_refresh < self.catalog_interval:
-            return
-        self._last_refresh = time.monotonic()
-        try:
-            self.refresh_catalogs()
-        except Exception:  # noqa: BLE001 - a stale catalog must not stop recruiting
-            log.exception("catalog refresh failed")
+        self._last_refresh = _run_if_due(self.refresh_catalogs, self._last_refresh,
+                                         self.catalog_interval, "catalog refresh")
 
     def start(self) -> None:
         self.recover()
@@ -435,3 +423,18 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.runner.shutdown()
+
+
+def _run_if_due(job: Callable[[], Any] | None, last: float, interval: float,
+                what: str) -> float:
+    """Run a side job of the recruitment loop once ``interval`` s have passed since
+    ``last``; returns when it last ran. A failure is logged, never raised: a stale
+    catalog or a missed orphan must not stop recruiting."""
+    now = time.monotonic()
+    if job is None or now - last < interval:
+        return last
+    try:
+        job()
+    except Exception:  # noqa: BLE001
+        log.exception("%s failed", what)
+    return now
