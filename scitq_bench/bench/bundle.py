@@ -45,21 +45,13 @@ from typing import IO, Any
 
 import yaml
 
+from scitq_bench.bench.ranking import COMPUTATIONS, SORTINGS
+from scitq_bench.bench.ranking import RULES as SUBMISSION_RULES
 from scitq_bench.exceptions import InvalidInput
 
 COMPETITION_YAML = "competition.yaml"
 METADATA_NAMES = ("metadata.yaml", "metadata")
-SUBMISSION_RULES = (
-    "Add",
-    "Add_And_Delete",
-    "Add_And_Delete_Multiple",
-    "Force_Last",
-    "Force_Latest_Multiple",
-    "Force_Best",
-)
 DEFAULT_SUBMISSION_RULE = "Force_Last"
-SORTINGS = ("asc", "desc")
-COMPUTATIONS = ("sum", "avg", "min", "max")
 DEFAULT_EXECUTION_TIME_LIMIT = 600
 DEFAULT_PRECISION = 2
 

@@ -308,12 +308,7 @@ def submission_output_file(submission_id: int, path: str) -> Any:
           summary="The scoring step's detailed results page (sandboxed HTML)",
           query=STEP_QUERY)
 def detailed_results(submission_id: int) -> Any:
-    stored = outputs.detailed_results_path(_step(submission_id))
-    response = send_file(server_context().files.open(stored), mimetype="text/html")
-    # participants' HTML: no scripts, no same-origin access, whatever it contains
-    response.headers["Content-Security-Policy"] = outputs.DETAILED_RESULTS_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return outputs.detailed_results_response(server_context().files, _step(submission_id))
 
 
 @endpoint(bp, "/submissions/<int:submission_id>/rerun", "POST", access=ORGANIZE,

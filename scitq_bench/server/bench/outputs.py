@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flask import Response, send_file
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,7 @@ from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_submission
 from scitq_bench.server.bench.models import Attempt, Phase
 from scitq_bench.server.bench.runs import runs_of
+from scitq_bench.server.filestore import FileStore
 from scitq_bench.server.models import Execution
 
 STEPS = ("prediction", "scoring")
@@ -93,8 +95,18 @@ def log_execution(session: Session, step: Step) -> tuple[int, str] | None:
 
 def detailed_results_path(step: Step) -> str:
     """The file store path of the run's detailed results page (participants' HTML, to
-    serve only with ``DETAILED_RESULTS_POLICY``)."""
+    serve only through ``detailed_results_response``)."""
     step.check_output_visible("scoring")
     if not step.detailed_results:
         raise NotFound("this run has no detailed results")
     return step.detailed_results
+
+
+def detailed_results_response(files: FileStore, step: Step) -> Response:
+    """The page as the API and the GUI serve it: participants' HTML, so sandboxed by its
+    own header (no scripts, no same-origin access) whatever it contains and however it
+    is opened."""
+    response = send_file(files.open(detailed_results_path(step)), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DETAILED_RESULTS_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

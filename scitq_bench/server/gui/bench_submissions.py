@@ -133,7 +133,8 @@ def _submit_field(exc: ScitqBenchError) -> str:
 def bench_submissions() -> Any:
     """Newest first, filtered and paginated in the database; participants see only
     their own (``submissions.listing``, as the API)."""
-    filters = {"benchmark": _int_arg("benchmark"), "phase": _int_arg("phase"),
+    filters = {"benchmark": request.args.get("benchmark", type=int),
+               "phase": request.args.get("phase", type=int),
                "status": request.args.get("status") or None}
     query = service.listing(principal(), benchmark_id=filters["benchmark"],
                                 phase_id=filters["phase"], status=filters["status"])
@@ -168,13 +169,6 @@ def _rows(session: Any, found: list[Submission]) -> list[dict[str, Any]]:
              "phase": phases.get(s.phase_id), "owner": owners.get(s.owner_id or -1),
              "name": s.name, "kind": s.kind, "status": s.status, "attempts": s.attempts,
              "created_at": s.created_at} for s in found]
-
-
-def _int_arg(name: str) -> int | None:
-    try:
-        return int(request.args[name])
-    except (KeyError, ValueError):
-        return None
 
 
 # -- one submission ---------------------------------------------------------------------
@@ -224,7 +218,8 @@ def _visible_columns(bench: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _step_args() -> dict[str, Any]:
-    return {"attempt": _int_arg("attempt"), "run": _int_arg("run") or 0,
+    return {"attempt": request.args.get("attempt", type=int),
+            "run": request.args.get("run", type=int) or 0,
             "step": request.args.get("step", "scoring")}
 
 
@@ -257,11 +252,7 @@ def bench_submission_detailed_results(submission_id: int) -> Any:
     sandboxes it even when opened directly, so its scripts never run as this site."""
     with reading() as session:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
-    response = send_file(server_context().files.open(outputs.detailed_results_path(step)),
-                         mimetype="text/html")
-    response.headers["Content-Security-Policy"] = outputs.DETAILED_RESULTS_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return outputs.detailed_results_response(server_context().files, step)
 
 
 @page("/submissions/<int:submission_id>/rerun", methods=("POST",), roles=ORGANIZERS)
