@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request, session
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server import auth
@@ -116,10 +117,10 @@ def sign_out() -> None:
     session.clear()
 
 
-def _display_name(db_session: object, principal: auth.Principal) -> str:
+def _display_name(db_session: Session, principal: auth.Principal) -> str:
     if principal.account_id is None:
         return principal.role
-    account = db_session.get(Account, principal.account_id)  # type: ignore[attr-defined]
+    account = db_session.get(Account, principal.account_id)
     return account.name if account is not None else principal.role
 
 
