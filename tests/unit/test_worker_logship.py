@@ -272,10 +272,10 @@ def test_reporter_truncates_long_errors():
 def test_gate_serves_in_order_and_follows_limit():
     gate = RunGate(1)
     order: list[int] = []
-    assert gate.acquire("first", lambda: False)
+    assert gate.acquire(lambda: False)
 
     def wait_turn(n: int) -> None:
-        if gate.acquire(n, lambda: False):
+        if gate.acquire(lambda: False):
             order.append(n)
 
     threads = []
@@ -296,7 +296,7 @@ def test_gate_waiter_gives_up_when_abandoned():
     gate = RunGate(0)
     abandoned = threading.Event()
     outcome: list[object] = []
-    thread = threading.Thread(target=lambda: outcome.append(gate.acquire(1, abandoned.is_set)))
+    thread = threading.Thread(target=lambda: outcome.append(gate.acquire(abandoned.is_set)))
     thread.start()
     time.sleep(0.05)
     abandoned.set()
@@ -310,12 +310,12 @@ def test_gate_grants_in_claim_order_not_arrival_order():
     line: the one-GPU task takes the GPU that is free and the big one waits for both."""
     pool = GpuPool([Gpu(i, "Fake", 1024, None) for i in range(2)])
     gate = RunGate(3, pool)
-    first = gate.acquire("first", lambda: False, gpus=1, place=0)
+    first = gate.acquire(lambda: False, gpus=1, place=0)
     assert first is not None and [gpu.index for gpu in first.gpus] == [0]
     granted: dict[str, object] = {}
 
     def wait_turn(name: str, gpus: int, place: int) -> None:
-        granted[name] = gate.acquire(name, lambda: False, gpus=gpus, place=place)
+        granted[name] = gate.acquire(lambda: False, gpus=gpus, place=place)
 
     big = threading.Thread(target=wait_turn, args=("big", 2, 2))
     big.start()
@@ -331,3 +331,36 @@ def test_gate_grants_in_claim_order_not_arrival_order():
     gate.release(granted["small"])  # type: ignore[arg-type]
     big.join(2)
     assert [gpu.index for gpu in granted["big"].gpus] == [0, 1]  # type: ignore[attr-defined]
+
+
+def test_gate_wakes_only_the_head_of_the_line():
+    """A freed slot can only go to the first in line: waking every waiter (dozens on a
+    busy worker) at each task's end costs more CPU than a short task."""
+    gate = RunGate(1)
+    held = gate.acquire(lambda: False)
+    checks = [0, 0, 0]
+    granted: list[int] = []
+
+    def wait_turn(n: int) -> None:
+        def abandoned() -> bool:
+            checks[n] += 1
+            return False
+        if gate.acquire(abandoned, place=n):
+            granted.append(n)
+
+    threads = [threading.Thread(target=wait_turn, args=(n,), daemon=True) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    _wait(lambda: all(checks))
+    time.sleep(0.05)
+    before = list(checks)
+    gate.release(held)
+    _wait(lambda: granted == [0])
+    time.sleep(0.05)
+    assert checks[1] == before[1] + 1  # the new head looked once
+    assert checks[2] == before[2]  # the one behind it slept through
+    gate.release()
+    gate.release()
+    for thread in threads:
+        thread.join(2)
+    assert granted == [0, 1, 2]

@@ -412,7 +412,7 @@ class WorkerAgent:
             if held.abandoned:
                 return self._abandoned(held)
         try:
-            slot = self._gate.acquire(held, lambda: held.abandoned, _gpu_count(payload),
+            slot = self._gate.acquire(lambda: held.abandoned, _gpu_count(payload),
                                       place=held.place)
         except ValueError as exc:
             return _final(held, FAILED, error=str(exc), reason="not_enough_gpus")

@@ -60,6 +60,12 @@ class Slot:
     gpus: tuple[Gpu, ...] = ()
 
 
+@dataclass(eq=False)
+class _Waiter:
+    place: int
+    wakeup: threading.Condition  # on the gate's lock: only this waiter is woken
+
+
 class RunGate:
     """Run slots, granted in claim order, each with the GPUs its execution asked for;
     the limit follows the worker's concurrency. The first in line waits until enough
@@ -67,61 +73,74 @@ class RunGate:
     starved by smaller ones. The line is ordered by claim order (``place``), not by
     arrival: an execution whose download finished late still goes before one claimed
     after it. Waiters give up as soon as their execution is abandoned (``wake``
-    re-checks)."""
+    re-checks).
+
+    Only the head of the line can be granted a slot, so only the head is woken when a
+    slot frees up: a busy worker holds dozens of waiting executions, and waking them all
+    at every task's end costs more CPU (context switches, lock hand-offs) than running a
+    short task."""
 
     def __init__(self, limit: int, gpus: GpuPool | None = None) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._limit = limit
         self._running = 0
-        self._queue: list[tuple[int, object]] = []
+        self._line: list[_Waiter] = []
         self._arrivals = itertools.count()
         self._gpus = gpus or GpuPool([])
 
-    def acquire(self, ticket: object, abandoned: Callable[[], bool],
-                gpus: int = 0, place: int | None = None) -> Slot | None:
+    def acquire(self, abandoned: Callable[[], bool], gpus: int = 0,
+                place: int | None = None) -> Slot | None:
         """A slot, or None once abandoned. ``gpus`` is a count, or -1 for all of them;
         more than the worker has raises ValueError (it could never run). ``place`` is the
         execution's rank in claim order; without it, arrival order."""
         if not self._gpus.fits(gpus):
             raise ValueError(f"needs {'all' if gpus < 0 else gpus} GPU(s), this worker has "
                              f"{self._gpus.total}")
-        with self._cond:
-            entry = (next(self._arrivals) if place is None else place, ticket)
-            bisect.insort(self._queue, entry, key=lambda queued: queued[0])
+        with self._lock:
+            waiter = _Waiter(next(self._arrivals) if place is None else place,
+                             threading.Condition(self._lock))
+            bisect.insort(self._line, waiter, key=lambda queued: queued.place)
             try:
                 while True:
                     if abandoned():
                         return None
-                    if self._queue[0] is entry and self._running < self._limit:
+                    if self._line[0] is waiter and self._running < self._limit:
                         granted = self._gpus.take(gpus)
                         if granted is not None:
                             self._running += 1
                             return Slot(tuple(granted))
-                    self._cond.wait()
+                    waiter.wakeup.wait()
             finally:
-                self._queue.remove(entry)
-                self._cond.notify_all()
+                self._line.remove(waiter)
+                self._wake_head()  # the next in line may go now (or is the new head)
 
     def release(self, slot: Slot | None = None) -> None:
-        with self._cond:
+        with self._lock:
             self._running -= 1
             if slot is not None and slot.gpus:
                 self._gpus.give_back(list(slot.gpus))
-            self._cond.notify_all()
+            self._wake_head()
 
     def set_limit(self, limit: int) -> None:
-        with self._cond:
+        with self._lock:
             if limit != self._limit:
                 self._limit = limit
-                self._cond.notify_all()
+                self._wake_head()
 
     def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        """Every waiter re-checks whether its execution was abandoned."""
+        with self._lock:
+            for waiter in self._line:
+                waiter.wakeup.notify()
+
+    def _wake_head(self) -> None:
+        """Call with ``_lock`` held."""
+        if self._line:
+            self._line[0].wakeup.notify()
 
     @property
     def running(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._running
 
 
