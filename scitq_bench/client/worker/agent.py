@@ -374,7 +374,8 @@ class WorkerAgent:
             self._dirs.release(held.directory)
             with self._state:
                 self._serving -= 1
-                self._state.notify_all()
+                if self._stopping.is_set():  # only ``stop`` waits for this count
+                    self._state.notify_all()
 
     def _execute(self, held: Held) -> Event | None:
         payload = held.payload

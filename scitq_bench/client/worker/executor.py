@@ -8,6 +8,7 @@ cleaned up.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shlex
@@ -69,7 +70,13 @@ def task_environment(base: Mapping[str, str], execution_dir: Path, resource_dir:
 
 def cpu_share(concurrency: int, cpus: int | None = None) -> int:
     """CPUs each of ``concurrency`` parallel tasks may use (at least one)."""
-    return max(1, (cpus or os.cpu_count() or 1) // max(1, concurrency))
+    return max(1, (cpus or _cpu_count()) // max(1, concurrency))
+
+
+@functools.cache
+def _cpu_count() -> int:
+    """Asked once: ``os.cpu_count`` reads a file under /sys at every call."""
+    return os.cpu_count() or 1
 
 
 def exit_code(returncode: int) -> int:

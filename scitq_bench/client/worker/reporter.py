@@ -89,13 +89,22 @@ class Reporter:
 
     def put(self, event: Event) -> None:
         with self._cond:
+            was_empty = not self._queue
             self._queue.append(event)
             if event.final:
                 self._open.discard(event.execution_id)
                 self._finals += 1
             else:
                 self._open.add(event.execution_id)
-            self._cond.notify_all()
+            # Wake the sender only when this event can change its decision: while it
+            # lingers for company, it wakes up on its own when the oldest event is due
+            # (one wake-up per task on a busy worker costs more than the task).
+            if was_empty or not self._open or self._enough_finals():
+                self._cond.notify_all()
+
+    def _enough_finals(self) -> bool:
+        """Call with ``_cond`` held."""
+        return 0 < self.enough_finals <= self._finals - self._in_flight_finals
 
     def purge(self, execution_id: int) -> None:
         """Forget the waiting events of an execution the worker dropped."""
@@ -174,8 +183,8 @@ class Reporter:
                     self._cond.wait(resume_at - now)
                     continue
                 send_at = self._queue[0].at + self._linger
-                enough = 0 < self.enough_finals <= self._finals - self._in_flight_finals
-                if self._open and not self._closing and not enough and now < send_at:
+                if (self._open and not self._closing and not self._enough_finals()
+                        and now < send_at):
                     self._cond.wait(send_at - now)
                     continue
                 batch = _without_implied_running([
