@@ -69,8 +69,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="total, across workers")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=None,
-                        help="per worker; default 4 x its concurrency, so each report "
-                        "and claim round carries a useful batch")
+                        help="per worker; default 12 x its concurrency: a worker running "
+                        "no-op tasks ends about a thousand a second, so its local queue "
+                        "must cover a report's round trip (25-50 ms) or its slots idle "
+                        "while the next tasks are on their way")
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3,
                         help="throughput rounds, each ours then xargs; the median ratio "
@@ -87,7 +89,7 @@ def main() -> None:
         stack.start_server()
         try:
             per_worker = max(1, args.concurrency // args.workers)
-            prefetch = 4 * per_worker if args.prefetch is None else args.prefetch
+            prefetch = 12 * per_worker if args.prefetch is None else args.prefetch
             for index in range(args.workers):
                 stack.start_worker(f"bench{index}", concurrency=per_worker, prefetch=prefetch)
             wait_until(lambda: len(stack.client().worker_list()) == args.workers, timeout=60,
