@@ -7,12 +7,14 @@ Connection failures are retried with exponential backoff (tenacity) for up to
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scitq_bench.client.bench import BenchClientMixin
@@ -24,6 +26,24 @@ from scitq_bench.states import TaskStatus
 API = "/api/v1"
 FINAL_TASK_STATUSES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
                        TaskStatus.CANCELLED.value}
+
+
+def server_session(server: str, pool: int | None = None) -> requests.Session:
+    """An HTTP session for one server. The proxy and CA-bundle settings of the
+    environment are read once, for that server, and then frozen (``trust_env`` off):
+    requests would otherwise scan the environment and look for a .netrc file at every
+    call, and a .netrc entry for the server's host would replace the bearer token."""
+    session = requests.Session()
+    found = session.merge_environment_settings(server, {}, None, None, None)
+    session.trust_env = False
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
+    session.headers["User-Agent"] = "scitq-bench-client"
+    if pool is not None:
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool, 4))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
 
 
 class Client(BenchClientMixin, RecruitClientMixin):
@@ -42,9 +62,16 @@ class Client(BenchClientMixin, RecruitClientMixin):
         self.server = settings.server
         self.timeout = timeout
         self.retry_for = retry_for
-        self.http = requests.Session()
-        self.http.headers["User-Agent"] = "scitq-bench-client"
+        self.http = server_session(self.server)
         self.set_token(settings.token)
+
+    def with_own_pool(self, size: int) -> Client:
+        """A copy with a connection pool of its own (``size`` connections): long polls
+        and parallel transfers must not queue behind each other in one pool."""
+        clone = copy.copy(self)
+        clone.http = server_session(self.server, pool=size)
+        clone.http.headers.update(self.http.headers)
+        return clone
 
     def set_token(self, token: str | None) -> None:
         self.token = token

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from scitq_bench.client.api import server_session
 from tests.integration.test_worker_agent import running_worker
 
 
@@ -22,3 +25,30 @@ def test_join_relaunches_failures_and_reports_final_states(live_server, tmp_path
     assert [e["return_code"] for e in client.task_executions(hopeless["id"])] == [4, 4]
     durations = client.batch_list(name="joined")[0]["durations"]
     assert durations["runs"] == 2 and durations["mean"] is not None
+
+
+def test_a_netrc_entry_for_the_server_does_not_replace_the_token(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would send Basic credentials from ~/.netrc instead of our bearer token."""
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    client = live_server.client()
+    assert client.task_create("true", batch="netrc")["status"] == "pending"
+
+
+def test_proxy_settings_are_read_once_for_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "inside.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    outside = server_session("https://outside.example")
+    assert outside.proxies.get("https") == "http://proxy.example:3128"
+    assert outside.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert not outside.trust_env
+    inside = server_session("https://inside.example")
+    assert not inside.proxies.get("https")  # NO_PROXY names it
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:3128")
+    assert outside.proxies.get("https") == "http://proxy.example:3128"  # frozen

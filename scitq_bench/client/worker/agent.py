@@ -17,7 +17,6 @@ the server see the free slot, so claiming earlier would just wait.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import os
@@ -29,9 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
 
 import scitq_bench
 from scitq_bench.client.api import Client
@@ -257,13 +253,7 @@ class WorkerAgent:
     def _session_client(self, pool: int = 4) -> Client:
         """A copy of the client with its own connection pool: long polls and parallel
         transfers must not queue behind each other in one pool."""
-        clone = copy.copy(self.client)
-        clone.http = requests.Session()
-        clone.http.headers.update(self.client.http.headers)
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool, 4))
-        clone.http.mount("http://", adapter)
-        clone.http.mount("https://", adapter)
-        return clone
+        return self.client.with_own_pool(pool)
 
     def _start(self, target: Any, name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=f"worker-{name}", daemon=True)
