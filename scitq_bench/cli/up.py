@@ -132,8 +132,12 @@ class Supervisor:
 @data_dir_option
 @click.option("--concurrency", type=click.IntRange(0, 1024), default=os.cpu_count() or 1,
               show_default="number of CPUs", help="Tasks the worker runs at the same time.")
+@click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Tasks the worker holds beyond those running: raise it (to about ten "
+              "times the concurrency) for many tasks of a few milliseconds each.")
 @click.option("--name", help="Worker name [default: this host's name].")
-def up(host: str, port: int, data_dir: Path | None, concurrency: int, name: str | None) -> None:
+def up(host: str, port: int, data_dir: Path | None, concurrency: int, prefetch: int,
+       name: str | None) -> None:
     """Start a server and a worker on this machine (SQLite in the data dir, initialised
     on first use) and print how to reach them. Ctrl-C stops both."""
     settings = ServerSettings.from_env(data_dir)
@@ -156,7 +160,7 @@ def up(host: str, port: int, data_dir: Path | None, concurrency: int, name: str 
         if supervisor.stop_requested.is_set():
             return
         client = Client(url, token)
-        worker_id = _hire_local_worker(client, supervisor, name, concurrency)
+        worker_id = _hire_local_worker(client, supervisor, name, concurrency, prefetch)
         _banner(url, token, config, name, concurrency, root)
         supervisor.supervise()
     finally:
@@ -168,7 +172,7 @@ def up(host: str, port: int, data_dir: Path | None, concurrency: int, name: str 
 
 
 def _hire_local_worker(client: Client, supervisor: Supervisor, name: str,
-                       concurrency: int) -> int | None:
+                       concurrency: int, prefetch: int) -> int | None:
     """Deploy this machine's worker through the ``local`` provider and wait for it to
     register; returns its id (None if stopped meanwhile)."""
     client.flavor_update("local")  # this machine, measured
@@ -177,7 +181,8 @@ def _hire_local_worker(client: Client, supervisor: Supervisor, name: str,
         if worker.get("provider") == "local":
             _give_back(client, worker["id"])
     (job,) = client.worker_deploy("local", provider="local", region="local", name=name,
-                                  concurrency=max(1, concurrency), permanent=True)
+                                  concurrency=max(1, concurrency), prefetch=prefetch,
+                                  permanent=True)
     deadline = time.monotonic() + DEPLOY_TIMEOUT
     while not supervisor.stop_requested.is_set():
         supervisor.raise_if_dead()

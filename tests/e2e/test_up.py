@@ -29,7 +29,7 @@ def test_up_runs_tasks_and_stops_cleanly(tmp_path: Path) -> None:
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "scitq_bench.cli.main", "up", "--port", str(port),
-             "--concurrency", "2"],
+             "--concurrency", "2", "--prefetch", "5"],
             env=env, stdout=output, stderr=subprocess.STDOUT,
         )
         try:
@@ -39,8 +39,8 @@ def test_up_runs_tasks_and_stops_cleanly(tmp_path: Path) -> None:
             final = client.join([task], timeout=60)[0]
             assert final["status"] == "succeeded"
             (worker,) = client.worker_list()
-            assert (worker["provider"], worker["permanent"], worker["concurrency"]) == (
-                "local", True, 2)
+            assert (worker["provider"], worker["permanent"], worker["concurrency"],
+                    worker["prefetch"]) == ("local", True, 2, 5)
             assert client.task_output(task["id"])[0] == b"42\n"
             assert (tmp_path / "data" / "admin_token").stat().st_mode & 0o777 == 0o600
         finally:
