@@ -363,20 +363,13 @@ def delete_task(session: Session, task_id: int) -> list[int]:
 def list_tasks(
     session: Session,
     *,
-    batch: str | None = None,
-    batch_id: int | None = None,
-    statuses: Sequence[str] = (),
-    name: str | None = None,
-    name_contains: str | None = None,
-    ids: Sequence[int] = (),
-    worker_id: int | None = None,
     limit: int | None = None,
     offset: int = 0,
     newest_first: bool = False,
+    **filters: Any,
 ) -> list[Task]:
-    conditions = _task_filters(batch=batch, batch_id=batch_id, statuses=statuses, name=name,
-                               name_contains=name_contains, ids=ids, worker_id=worker_id)
-    stmt = select(Task).where(*conditions)
+    """One page of tasks; ``filters`` are those of ``_task_filters``."""
+    stmt = select(Task).where(*_task_filters(**filters))
     stmt = stmt.order_by(Task.id.desc() if newest_first else Task.id)
     if limit:
         stmt = stmt.limit(limit)
@@ -413,9 +406,7 @@ def _task_filters(
     if name:
         conditions.append(Task.name.like(name) if "%" in name else Task.name == name)
     if name_contains:
-        escaped = (name_contains.replace("\\", "\\\\").replace("%", "\\%")
-                   .replace("_", "\\_"))
-        conditions.append(Task.name.ilike(f"%{escaped}%", escape="\\"))
+        conditions.append(Task.name.icontains(name_contains, autoescape=True))
     if ids:
         conditions.append(Task.id.in_(list(ids)))
     if worker_id is not None:

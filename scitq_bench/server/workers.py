@@ -121,25 +121,31 @@ def delete_worker(session: Session, worker_id: int, *, force: bool = False) -> N
     session.delete(worker)
 
 
-def _filtered(stmt: Select[Any], name: str | None, statuses: tuple[str, ...]) -> Select[Any]:
+def _filtered(stmt: Select[Any], name: str | None, statuses: tuple[str, ...],
+              name_contains: str | None = None) -> Select[Any]:
+    """``name``: exact, or a LIKE pattern when it holds ``%``; ``name_contains``: a
+    case-insensitive substring, taken literally (a search box)."""
     if name:
         stmt = stmt.where(Worker.name.like(name) if "%" in name else Worker.name == name)
+    if name_contains:
+        stmt = stmt.where(Worker.name.icontains(name_contains, autoescape=True))
     if statuses:
         stmt = stmt.where(Worker.status.in_(statuses))
     return stmt
 
 
 def list_workers(session: Session, *, name: str | None = None,
-                 statuses: tuple[str, ...] = (), offset: int = 0,
-                 limit: int | None = None) -> list[Worker]:
-    stmt = _filtered(select(Worker), name, statuses).order_by(Worker.id)
+                 statuses: tuple[str, ...] = (), name_contains: str | None = None,
+                 offset: int = 0, limit: int | None = None) -> list[Worker]:
+    stmt = _filtered(select(Worker), name, statuses, name_contains).order_by(Worker.id)
     stmt = stmt.options(joinedload(Worker.batch))  # every row shows its batch's name
     return list(session.scalars(stmt.offset(offset).limit(limit)).all())
 
 
 def count_workers(session: Session, *, name: str | None = None,
-                  statuses: tuple[str, ...] = ()) -> int:
-    return session.scalar(_filtered(select(func.count(Worker.id)), name, statuses)) or 0
+                  statuses: tuple[str, ...] = (), name_contains: str | None = None) -> int:
+    return session.scalar(
+        _filtered(select(func.count(Worker.id)), name, statuses, name_contains)) or 0
 
 
 def live_counts(session: Session) -> dict[int, dict[str, int]]:

@@ -77,6 +77,14 @@ def test_the_list_is_filtered_and_paged_by_the_database(admin_gui: GuiClient, ap
     assert "No worker matches" in text(admin_gui.get("/ui/workers?name=nobody"))
 
 
+def test_the_name_search_takes_wildcards_literally(admin_gui: GuiClient, api) -> None:
+    for name in ("gpu_1", "gpux1"):
+        register(api, name)
+    underscore = text(admin_gui.get("/ui/workers?name=U_1"))  # case-insensitive too
+    assert "gpu_1" in underscore and "gpux1" not in underscore
+    assert "No worker matches" in text(admin_gui.get("/ui/workers?name=%25"))
+
+
 def test_a_worker_page_shows_its_facts_executions_and_forms(admin_gui: GuiClient, api) -> None:
     worker_id, _ = busy_worker(api)
     page = text(admin_gui.get(f"/ui/workers/{worker_id}"))

@@ -46,11 +46,12 @@ def _filters() -> dict[str, str]:
 def workers() -> Any:
     filters = _filters()
     statuses = (filters["status"],) if filters.get("status") else ()
-    name = f"%{filters['name']}%" if filters.get("name") else None
+    search = filters.get("name")
     with reading() as session:
-        pager = Pager.from_request(domain.count_workers(session, name=name, statuses=statuses),
-                                   limit=PAGE_SIZE)
-        found = domain.list_workers(session, name=name, statuses=statuses,
+        pager = Pager.from_request(
+            domain.count_workers(session, name_contains=search, statuses=statuses),
+            limit=PAGE_SIZE)
+        found = domain.list_workers(session, name_contains=search, statuses=statuses,
                                     offset=pager.offset, limit=pager.limit)
         counts = domain.execution_counts(session, [w.id for w in found])
         rows = [worker_row(w, counts[w.id]) for w in found]
