@@ -18,6 +18,7 @@ from scitq_bench.server.gui.web import (
     bp,
     done,
     failed,
+    is_fragment,
     not_found,
     page,
     reading,
@@ -63,7 +64,8 @@ def _batch_page(batch_id: int, *, errors: dict[str, str] | None = None,
         row = _described(session, [found])[0]
         workers = [_worker_row(w) for w in session.scalars(
             select(Worker).where(Worker.batch_id == batch_id).order_by(Worker.name))]
-        recruiters = recruiting.list_recruiters(session, found.name)
+        # recruiters are edited on the full page only, not in the polled live region
+        recruiters = [] if is_fragment() else recruiting.list_recruiters(session, found.name)
     return render("batches/detail.html", fragment="batches/_detail.html", status=status,
                   batch=row, workers=workers, recruiters=recruiters, stop_signals=STOP_SIGNALS,
                   errors=errors or {}, form=form or {})

@@ -28,6 +28,7 @@ from scitq_bench.server.gui.web import (
     bp,
     done,
     failed,
+    is_fragment,
     page,
     principal,
     reading,
@@ -145,7 +146,7 @@ def bench_submissions() -> Any:
         found = list(session.scalars(query.offset(pager.offset).limit(pager.limit)))
         rows = _rows(session, found)
         bench_title = None
-        if filters["benchmark"] is not None:
+        if filters["benchmark"] is not None and not is_fragment():  # the page's heading
             bench_title = session.scalar(select(Benchmark.title).where(
                 Benchmark.id == filters["benchmark"]))
     args = {k: v for k, v in filters.items() if v is not None}

@@ -25,6 +25,7 @@ from scitq_bench.server.gui.web import (
     bp,
     done,
     failed,
+    is_fragment,
     not_found,
     page,
     reading,
@@ -61,10 +62,14 @@ def _tasks_page(*, errors: dict[str, str] | None = None, form: Any = None,
         found = domain.list_tasks(session, **filters, limit=pager.limit, offset=pager.offset,
                                   newest_first=True)
         rows = _rows(session, found)
-        batches = session.execute(select(Batch.id, Batch.name).order_by(Batch.name)).all()
-        workers = session.execute(select(Worker.id, Worker.name).order_by(Worker.name)).all()
+        # the filter choices are the full page's; the live region (polled) has no use
+        choices = {} if is_fragment() else {
+            "batches": session.execute(select(Batch.id, Batch.name).order_by(Batch.name)).all(),
+            "workers": session.execute(select(Worker.id, Worker.name)
+                                       .order_by(Worker.name)).all(),
+        }
     return render("tasks/list.html", fragment="tasks/_table.html", status=status,
-                  tasks=rows, pager=pager, args=args, batches=batches, workers=workers,
+                  tasks=rows, pager=pager, args=args, **choices,
                   statuses=[s.value for s in TaskStatus], errors=errors or {},
                   form=form or {})
 
