@@ -62,7 +62,10 @@ LIVE_EXECUTION_STATUSES = frozenset(
     {ExecutionStatus.PENDING, ExecutionStatus.ACCEPTED, ExecutionStatus.RUNNING}
 )
 FINAL_EXECUTION_STATUSES = frozenset(set(ExecutionStatus) - LIVE_EXECUTION_STATUSES)
+FINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 # The same sets as plain strings, for SQL ``IN`` clauses and comparisons with columns.
 LIVE_TASK_VALUES = tuple(sorted(s.value for s in LIVE_TASK_STATUSES))
 LIVE_EXECUTION_VALUES = tuple(sorted(s.value for s in LIVE_EXECUTION_STATUSES))
+FINAL_TASK_VALUES = frozenset(s.value for s in FINAL_TASK_STATUSES)
+FINAL_EXECUTION_VALUES = frozenset(s.value for s in FINAL_EXECUTION_STATUSES)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
-from scitq_bench.states import FINAL_EXECUTION_STATUSES
+from scitq_bench.states import FINAL_EXECUTION_VALUES
 
 PAGE = 1 << 20  # bytes asked for per request
 # Seconds each long-poll may wait for new bytes. Kept short because the server reads
@@ -16,7 +16,6 @@ PAGE = 1 << 20  # bytes asked for per request
 # short when the execution ends, so this bounds how late ``-f`` notices the end.
 FOLLOW_WAIT = 2.0
 NO_EXECUTION_POLL = 1.0  # seconds between looks while a task has no execution yet
-FINAL = {s.value for s in FINAL_EXECUTION_STATUSES}
 
 
 class Fetch(Protocol):
@@ -54,7 +53,7 @@ def copy_log(fetch: Fetch, stream: str, sink: BinaryIO, *, follow: bool,
         offset = max(next_offset, offset)
         if len(data) >= PAGE:
             continue  # a full page: more is waiting
-        if not follow or status in FINAL:
+        if not follow or status in FINAL_EXECUTION_VALUES:
             return
         if not status:
             if gone is None or gone():

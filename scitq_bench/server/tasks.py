@@ -424,6 +424,16 @@ def latest_execution(session: Session, task_id: int) -> Execution | None:
     )
 
 
+def execution_of(session: Session, task_id: int,
+                 execution_id: int | None = None) -> Execution | None:
+    """Attempt ``execution_id`` of the task, or without it the task's latest; None when
+    the task has no such attempt (or none yet)."""
+    if execution_id is None:
+        return latest_execution(session, task_id)
+    found = session.get(Execution, execution_id)
+    return found if found is not None and found.task_id == task_id else None
+
+
 def latest_runs(session: Session, task_ids: Sequence[int]) -> dict[int, Any]:
     """For a page of tasks, in one query: each task's number of attempts and its latest
     execution's worker and timings."""

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
 from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
-from scitq_bench.states import BatchStatus
+from scitq_bench.states import FINAL_TASK_STATUSES, BatchStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 from scitq_bench.states import WorkerStatus as W
@@ -46,7 +46,7 @@ EXECUTION_TRANSITIONS: Mapping[E, frozenset[E]] = {
     E.CANCELLED: frozenset(),
 }
 
-FINAL_TASK = frozenset({T.SUCCEEDED, T.FAILED, T.CANCELLED})
+FINAL_TASK = FINAL_TASK_STATUSES
 # Called in the same transaction with the ids of tasks just moved to a final status
 # (some ids may not have moved): what is built on tasks (benchmark runs) follows them.
 FinalListener = Callable[[Session, list[int]], None]

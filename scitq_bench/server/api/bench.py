@@ -11,9 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request, send_file
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import GPU_ALL, validate_image
 from scitq_bench.exceptions import InvalidInput, NotFound
+from scitq_bench.server.api.executions import execution_status
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import (
     ADMIN,
@@ -58,7 +60,6 @@ from scitq_bench.server.bench.serialize import (
 )
 from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Execution
 from scitq_bench.server.notify import WORK
 from scitq_bench.server.serialize import iso
 
@@ -248,12 +249,16 @@ def get_submission(submission_id: int) -> Any:
 
 
 def _step(submission_id: int) -> outputs.Step:
+    with server_context().db.read() as session:
+        return _step_in(session, submission_id)
+
+
+def _step_in(session: Session, submission_id: int) -> outputs.Step:
     """The step named by ?attempt= (default: latest) &run= (position, default 0)
     &step= (prediction or scoring, default scoring)."""
-    with server_context().db.read() as session:
-        return outputs.find_step(session, g.principal, submission_id,
-                                 attempt=int_arg("attempt"), run=int_arg("run", 0) or 0,
-                                 step=request.args.get("step", "scoring"))
+    return outputs.find_step(session, g.principal, submission_id,
+                             attempt=int_arg("attempt"), run=int_arg("run", 0) or 0,
+                             step=request.args.get("step", "scoring"))
 
 
 STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "integer"),
@@ -265,19 +270,12 @@ STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "int
           summary="A step's log (unless the phase hides output); ?stream=&offset=&wait=",
           query=STEP_QUERY)
 def submission_logs(submission_id: int) -> Any:
-    context = server_context()
-    step = _step(submission_id)
-    with context.db.read() as session:
-        execution = outputs.log_execution(session, step)
+    with server_context().db.read() as session:
+        execution = outputs.log_execution(session, _step_in(session, submission_id))
     if execution is None:
         return Response(b"", mimetype="application/octet-stream")
     execution_id = execution[0]
-
-    def status() -> str:
-        with context.db.read() as session:
-            return session.scalar(select(Execution.status).where(Execution.id == execution_id))
-
-    return log_response(execution_id, status)
+    return log_response(execution_id, lambda: execution_status(execution_id))
 
 
 def _output_prefix(submission_id: int) -> str:

@@ -10,12 +10,11 @@ from flask import Response, request
 
 from scitq_bench.server.api.registry import float_arg, int_arg
 from scitq_bench.server.context import server_context
-from scitq_bench.states import FINAL_EXECUTION_STATUSES
+from scitq_bench.states import FINAL_EXECUTION_VALUES
 
 MAX_WAIT = 30.0
 POLL = 0.1
 STATUS_EVERY = 5  # re-read the execution's status every half second while waiting
-FINAL_VALUES = {s.value for s in FINAL_EXECUTION_STATUSES}
 
 
 def log_response(
@@ -32,7 +31,7 @@ def log_response(
     size = logs.size(execution_id, stream)
     deadline = time.monotonic() + wait
     polls = 0
-    while size <= offset and status not in FINAL_VALUES and time.monotonic() < deadline:
+    while size <= offset and status not in FINAL_EXECUTION_VALUES and time.monotonic() < deadline:
         time.sleep(POLL)
         size = logs.size(execution_id, stream)
         polls += 1

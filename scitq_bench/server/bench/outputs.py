@@ -17,7 +17,7 @@ from scitq_bench.server.bench.access import manages, visible_submission
 from scitq_bench.server.bench.models import Attempt, Phase
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.filestore import FileStore
-from scitq_bench.server.models import Execution
+from scitq_bench.server.tasks import latest_execution
 
 STEPS = ("prediction", "scoring")
 DETAILED_RESULTS_POLICY = ("sandbox; default-src 'none'; img-src data:; "
@@ -88,9 +88,8 @@ def log_execution(session: Session, step: Step) -> tuple[int, str] | None:
     step.check_logs_visible()
     if step.task_id is None:
         raise NotFound("this step did not run (a result submission has no prediction)")
-    row = session.execute(select(Execution.id, Execution.status).where(
-        Execution.task_id == step.task_id).order_by(Execution.id.desc()).limit(1)).first()
-    return (row.id, row.status) if row is not None else None
+    latest = latest_execution(session, step.task_id)
+    return (latest.id, latest.status) if latest is not None else None
 
 
 def detailed_results_path(step: Step) -> str:

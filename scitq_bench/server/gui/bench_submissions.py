@@ -37,14 +37,12 @@ from scitq_bench.server.gui.web import (
 )
 from scitq_bench.server.models import Task
 from scitq_bench.server.notify import WORK
-from scitq_bench.states import FINAL_EXECUTION_STATUSES
+from scitq_bench.states import FINAL_EXECUTION_VALUES, FINAL_TASK_VALUES
 
 KIND_LABELS = (("result", "results (predictions in a zip)"),
                ("code", "code (a zip the ingestion program runs)"),
                ("image", "an image (runs its own command)"))
 STATUSES = ("submitted", "running", "finished", "failed", "cancelled")
-FINAL_TASK = ("succeeded", "failed", "cancelled")
-FINAL_EXECUTION = {s.value for s in FINAL_EXECUTION_STATUSES}
 
 
 # -- submitting -------------------------------------------------------------------------
@@ -233,8 +231,8 @@ def bench_submission_log(submission_id: int) -> Any:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
         execution = outputs.log_execution(session, step)
         task_status = session.scalar(select(Task.status).where(Task.id == step.task_id))
-    reading_one = (execution[0], execution[1] in FINAL_EXECUTION) if execution else None
-    return tail_answer(reading_one, stream, more_may_come=task_status not in FINAL_TASK)
+    reading_one = (execution[0], execution[1] in FINAL_EXECUTION_VALUES) if execution else None
+    return tail_answer(reading_one, stream, more_may_come=task_status not in FINAL_TASK_VALUES)
 
 
 @page("/submissions/<int:submission_id>/outputs/<path:path>", roles=EVERYONE)

@@ -34,14 +34,16 @@ from scitq_bench.server.gui.web import (
 from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.models import Batch, Execution, Task, Worker
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
-from scitq_bench.states import FINAL_EXECUTION_STATUSES, LIVE_EXECUTION_VALUES, TaskStatus
+from scitq_bench.states import (
+    FINAL_EXECUTION_VALUES,
+    FINAL_TASK_VALUES,
+    LIVE_EXECUTION_VALUES,
+    TaskStatus,
+)
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.uris import parse_uri
 
 PAGE_SIZE = 50
-FINAL_TASK_VALUES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
-                     TaskStatus.CANCELLED.value}
-FINAL_EXECUTION_VALUES = {s.value for s in FINAL_EXECUTION_STATUSES}
 SIGNAL_WORDS = {"pause": "suspended", "resume": "resumed", "stop": "asked to stop",
                 "kill": "killed"}
 
@@ -189,9 +191,8 @@ def task_file(task_id: int, execution_id: int, name: str) -> Any:
     """One output file an attempt uploaded to the server's store: only names the
     attempt reported, so this never reaches other files of the store."""
     with reading() as session:
-        execution = session.get(Execution, execution_id)
-        if execution is None or execution.task_id != task_id \
-                or name not in (execution.output_files or []):
+        execution = domain.execution_of(session, task_id, execution_id)
+        if execution is None or name not in (execution.output_files or []):
             not_found(f"output file {name!r} of attempt {execution_id} of task {task_id}")
         base = _server_store_base((execution.snapshot or {}).get("output"))
     if base is None:
@@ -220,10 +221,7 @@ def task_log(task_id: int, stream: str) -> Any:
     wanted = request.args.get("execution", type=int)
     with reading() as session:
         found = domain.get_task(session, task_id)
-        execution = (session.get(Execution, wanted) if wanted is not None
-                     else domain.latest_execution(session, task_id))
-        if execution is not None and execution.task_id != task_id:
-            execution = None
+        execution = domain.execution_of(session, task_id, wanted)
         if execution is None and wanted is not None:
             not_found(f"execution {wanted} of task {task_id}")
         reading_one = (execution.id, execution.status in FINAL_EXECUTION_VALUES) \
@@ -242,9 +240,8 @@ def task_output(task_id: int, stream: str) -> Any:
     wanted = request.args.get("execution", type=int)
     with reading() as session:
         domain.get_task(session, task_id)
-        execution = (session.get(Execution, wanted) if wanted is not None
-                     else domain.latest_execution(session, task_id))
-        if execution is None or execution.task_id != task_id:
+        execution = domain.execution_of(session, task_id, wanted)
+        if execution is None:
             not_found(f"attempt of task {task_id}")
         execution_id = execution.id
     response: Response = log_response(execution_id, lambda: execution_status(execution_id),
