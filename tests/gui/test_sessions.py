@@ -125,3 +125,9 @@ def test_unknown_gui_pages_get_the_html_error_page(admin_gui: GuiClient, api):
     assert response.status_code == 404 and response.mimetype == "text/html"
     assert "Not found" in response.get_data(as_text=True)
     assert api.get("/no-such-endpoint").get_json()["error"] == "not_found"  # the API stays JSON
+
+
+def test_a_wrong_method_gets_a_page_in_the_gui_and_json_in_the_api(admin_gui: GuiClient, api):
+    response = admin_gui.flask.delete("/ui/workers")
+    assert response.status_code == 405 and response.mimetype == "text/html"
+    assert api.delete("/workers").get_json()["error"] == "method_not_allowed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from scitq_bench.exceptions import ScitqBenchError
@@ -12,20 +12,18 @@ from scitq_bench.exceptions import ScitqBenchError
 log = logging.getLogger(__name__)
 
 
+def http_error_answer(exc: HTTPException) -> tuple[Response, int]:
+    """An HTTP error (404, 405, 413...) in the API's JSON shape."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return jsonify(error=code, message=exc.description, details=None), exc.code or 500
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ScitqBenchError)
     def _domain_error(exc: ScitqBenchError):  # type: ignore[no-untyped-def]
         return jsonify(error=exc.code, message=str(exc), details=exc.details), exc.http_status
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        if request.path.startswith("/ui/") and exc.code in (404, 405):
-            # a routing error never reaches the GUI blueprint's own handlers
-            from scitq_bench.server.gui.web import error_page
-
-            return error_page(exc.code, "No such page." if exc.code == 404 else exc.description)
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error=code, message=exc.description, details=None), exc.code or 500
+    app.register_error_handler(HTTPException, http_error_answer)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

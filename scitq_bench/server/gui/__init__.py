@@ -3,8 +3,12 @@ participants, on the same accounts, tokens and services as the API."""
 
 from __future__ import annotations
 
-from flask import Flask, redirect
+from typing import Any
 
+from flask import Flask, redirect, request
+from werkzeug.exceptions import HTTPException
+
+from scitq_bench.server.api.errors import http_error_answer
 from scitq_bench.server.gui import sessions
 from scitq_bench.settings import ServerSettings
 
@@ -26,3 +30,17 @@ def register(app: Flask, settings: ServerSettings) -> None:
     sessions.configure(app, settings)
     app.register_blueprint(bp)
     app.add_url_rule("/", "root", lambda: redirect("/ui/"))
+    for code in (404, 405):
+        app.register_error_handler(code, _routing_error)
+
+
+def _routing_error(exc: HTTPException) -> Any:
+    """A URL no route matches never reaches the blueprint's own handlers: under the
+    GUI's prefix it gets a page, elsewhere the API's JSON answer."""
+    from scitq_bench.server.gui.web import bp, error_page
+
+    prefix = bp.url_prefix or ""
+    if request.path == prefix or request.path.startswith(prefix + "/"):
+        return error_page(exc.code or 404,
+                          "No such page." if exc.code == 404 else exc.description or "")
+    return http_error_answer(exc)
