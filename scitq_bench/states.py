@@ -69,3 +69,5 @@ LIVE_TASK_VALUES = tuple(sorted(s.value for s in LIVE_TASK_STATUSES))
 LIVE_EXECUTION_VALUES = tuple(sorted(s.value for s in LIVE_EXECUTION_STATUSES))
 FINAL_TASK_VALUES = frozenset(s.value for s in FINAL_TASK_STATUSES)
 FINAL_EXECUTION_VALUES = frozenset(s.value for s in FINAL_EXECUTION_STATUSES)
+# workers that are up: they hold work or may take some
+UP_WORKER_VALUES = (WorkerStatus.RUNNING.value, WorkerStatus.PAUSED.value)

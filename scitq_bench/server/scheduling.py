@@ -19,7 +19,7 @@ from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker, utcnow
 from scitq_bench.server.schemas import Heartbeat
-from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
+from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, BatchStatus, WorkerStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 
@@ -251,7 +251,7 @@ def lose_executions(session: Session, rows: list[Any], now: datetime, reason: st
 def _silent_workers(session: Session, silent_since: datetime) -> int:
     rows = session.scalars(
         select(Worker.id).where(
-            Worker.status.in_([WorkerStatus.RUNNING.value, WorkerStatus.PAUSED.value]),
+            Worker.status.in_(UP_WORKER_VALUES),
             Worker.last_contact_at < silent_since,
         )
     ).all()

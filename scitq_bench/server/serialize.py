@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from scitq_bench.server.models import Batch, Execution, Signal, Worker
@@ -11,6 +11,11 @@ from scitq_bench.server.schemas import gpu_label
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
+
+
+def epoch(value: datetime) -> float:
+    """Seconds since 1970 of a stored time (naive, in UTC): the x of a chart point."""
+    return value.replace(tzinfo=timezone.utc).timestamp()
 
 
 def task_dict(task: Any, requires: list[int] | None = None, batch_name: str | None = None) -> dict[str, Any]:

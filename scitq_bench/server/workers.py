@@ -16,7 +16,7 @@ from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate
 from scitq_bench.server.serialize import worker_dict
 from scitq_bench.server.tasks import get_or_create_batch
-from scitq_bench.states import LIVE_EXECUTION_VALUES, WorkerStatus
+from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, WorkerStatus
 
 if TYPE_CHECKING:
     from scitq_bench.server.context import ServerContext
@@ -177,7 +177,6 @@ def execution_counts(session: Session, worker_ids: list[int]) -> dict[int, dict[
 
 
 # a worker in these statuses still has its machine (or process) up
-UP_STATUSES = (WorkerStatus.RUNNING.value, WorkerStatus.PAUSED.value)
 
 
 def worker_lifetimes(session: Session, since: datetime,
@@ -189,7 +188,7 @@ def worker_lifetimes(session: Session, since: datetime,
     evicted. Deleted workers have no record left and are not counted."""
     now = now or utcnow()
     recent = or_(Worker.released_at >= since,
-                 Worker.released_at.is_(None) & (Worker.status.in_(UP_STATUSES)
+                 Worker.released_at.is_(None) & (Worker.status.in_(UP_WORKER_VALUES)
                                                   | (Worker.last_contact_at >= since)
                                                   | (Worker.created_at >= since)))
     rows = session.execute(
@@ -200,7 +199,7 @@ def worker_lifetimes(session: Session, since: datetime,
     for created, released, contact, status, provider in rows:
         if released is not None:
             until: datetime | None = released
-        elif status in UP_STATUSES:
+        elif status in UP_WORKER_VALUES:
             until = None
         else:
             until = max(created, contact or created)

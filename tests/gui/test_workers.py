@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from scitq_bench.server import auth
-from scitq_bench.server.gui.workers_view import epoch
+from scitq_bench.server.serialize import epoch
 from scitq_bench.server.models import Execution, Task, Worker, utcnow
 from scitq_bench.server.notify import WORK, worker_key
 from tests.gui.conftest import GuiClient

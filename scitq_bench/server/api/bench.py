@@ -399,8 +399,4 @@ def leaderboard(phase_id: int, key: str) -> Any:
           summary="The whole leaderboard as CSV")
 def leaderboard_csv(phase_id: int, key: str) -> Any:
     with server_context().db.read() as session:
-        phase, benchmark = visible_phase(session, g.principal, phase_id)
-        text = leaderboards.csv_export(session, g.principal, benchmark, phase, key)
-        filename = f"{benchmark.key}-{phase.index}-{key}.csv"
-    return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return leaderboards.csv_download(session, g.principal, phase_id, key)

@@ -9,7 +9,7 @@ visible columns), so a chart tells nobody more than the table does."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages
 from scitq_bench.server.bench.leaderboards import board_of, shown_columns
 from scitq_bench.server.bench.models import Benchmark, LeaderboardEntry, Phase
+from scitq_bench.server.serialize import epoch
 
 BINS = 10
 BATCH = 1000
@@ -60,10 +61,6 @@ def _values(session: Session, principal: Principal, benchmark: Benchmark, phase:
     return column, tasks, rows()
 
 
-def _epoch(instant: datetime) -> float:
-    return instant.replace(tzinfo=UTC).timestamp()
-
-
 def best_over_time(session: Session, principal: Principal, benchmark: Benchmark,
                    phase: Phase, key: str) -> dict[str, Any]:
     """One line per task: the best value of the chart column so far, a point each time
@@ -84,10 +81,10 @@ def best_over_time(session: Session, principal: Principal, benchmark: Benchmark,
         for i, value in enumerate(values):
             if value is not None and (best[i] is None or better(value, best[i])):
                 best[i] = value
-                points[i].append([_epoch(submitted_at), value])
+                points[i].append([epoch(submitted_at), value])
     for i, value in enumerate(best):
-        if value is not None and last is not None and points[i][-1][0] != _epoch(last):
-            points[i].append([_epoch(last), value])
+        if value is not None and last is not None and points[i][-1][0] != epoch(last):
+            points[i].append([epoch(last), value])
     answer["series"] = [{"name": _series_name(column, name, len(tasks)), "points": series}
                         for (_, name), series in zip(tasks, points, strict=True)]
     answer["title"] = f"Best {column.title}"

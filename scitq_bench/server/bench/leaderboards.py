@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench import ranking
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server.auth import Principal
-from scitq_bench.server.bench.access import manages
+from scitq_bench.server.bench.access import manages, visible_phase
 from scitq_bench.server.bench.boards import load_board
 from scitq_bench.server.bench.models import (
     Account,
@@ -96,6 +97,16 @@ def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Ph
                      "hidden": c.hidden} for c in columns],
         "rows": answer_rows,
     }
+
+
+def csv_download(session: Session, principal: Principal, phase_id: int,
+                 key: str) -> Response:
+    """``csv_export`` as the attachment the API and the GUI both serve."""
+    phase, benchmark = visible_phase(session, principal, phase_id)
+    text = csv_export(session, principal, benchmark, phase, key)
+    filename = f"{benchmark.key}-{phase.index}-{key}.csv"
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,

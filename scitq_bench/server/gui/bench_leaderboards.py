@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import jsonify, request
 
 from scitq_bench.server.bench import charts, leaderboards
 from scitq_bench.server.bench.access import manages, visible_phase
@@ -34,11 +34,7 @@ def bench_leaderboard(phase_id: int, key: str) -> Any:
 def bench_leaderboard_csv(phase_id: int, key: str) -> Any:
     """The API's CSV export, byte for byte."""
     with reading() as session:
-        phase, benchmark = visible_phase(session, principal(), phase_id)
-        text = leaderboards.csv_export(session, principal(), benchmark, phase, key)
-        filename = f"{benchmark.key}-{phase.index}-{key}.csv"
-    return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return leaderboards.csv_download(session, principal(), phase_id, key)
 
 
 @page("/phases/<int:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)

@@ -4,10 +4,11 @@ templates only lay it out (and tests can read the figures)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from scitq_bench.server.models import Worker, utcnow
+from scitq_bench.server.serialize import epoch
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,6 @@ def moment(value: datetime | None, now: datetime | None = None) -> Moment | None
     seconds = max(0.0, ((now or utcnow()) - value).total_seconds())
     return Moment(text=value.strftime("%Y-%m-%d %H:%M:%S"), ago=_ago(seconds),
                   epoch=epoch(value))
-
-
-def epoch(value: datetime) -> float:
-    """Seconds since 1970 of a stored time (naive, in UTC)."""
-    return value.replace(tzinfo=timezone.utc).timestamp()
 
 
 def _ago(seconds: float) -> str:
