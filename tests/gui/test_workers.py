@@ -234,3 +234,10 @@ def test_charts_say_when_there_is_nothing_to_draw(admin_gui: GuiClient) -> None:
     assert all(not s["points"] for s in up["series"]) and up["empty"]
     cost = admin_gui.get("/ui/workers/charts/cost").get_json()
     assert cost["series"][0]["points"] == [] and "No recruited machine" in cost["empty"]
+
+
+def test_long_windows_refresh_their_charts_less_often(admin_gui: GuiClient) -> None:
+    day = text(admin_gui.get("/ui/workers"))
+    month = text(admin_gui.get("/ui/workers?hours=720"))
+    assert day.count('data-refresh="5000"') == 2 and 'data-refresh="60000"' not in day
+    assert month.count('data-refresh="60000"') == 2 and 'data-refresh="5000"' not in month

@@ -283,6 +283,4 @@
     for (const element of document.querySelectorAll("[data-live]")) liveRegion(element);
     for (const element of document.querySelectorAll("[data-log-tail]")) logTail(element);
   });
-
-  window.scitqBench = { drawChart, pollers };
 })();
