@@ -87,10 +87,18 @@ def authenticate(session: Session, header: str | None) -> Principal:
     if not header or not header.startswith("Bearer "):
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     token = header.removeprefix("Bearer ").strip()
+    principal = principal_for_hash(session, hash_token(token))
+    if principal is None:
+        raise Unauthorized("invalid token")
+    return principal
+
+
+def principal_for_hash(session: Session, token_hash: str) -> Principal | None:
+    """Who holds the token with this hash; None once it is revoked (or never was)."""
     row = session.execute(
         select(ApiToken.role, ApiToken.worker_id, ApiToken.account_id)
-        .where(ApiToken.token_hash == hash_token(token))
+        .where(ApiToken.token_hash == token_hash)
     ).first()
     if row is None:
-        raise Unauthorized("invalid token")
+        return None
     return Principal(role=row.role, worker_id=row.worker_id, account_id=row.account_id)

@@ -15,14 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, request, session
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server import auth
 from scitq_bench.server.bench.models import Account
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import ApiToken
 from scitq_bench.settings import ServerSettings
 
 SESSION_HOURS = 12.0
@@ -138,14 +136,11 @@ def current_user() -> User | None:
         session.clear()
         raise SessionExpired("your session expired")
     with server_context().db.read() as db_session:
-        row = db_session.execute(
-            select(ApiToken.role, ApiToken.account_id).where(ApiToken.token_hash == token_hash)
-        ).first()
-    if row is None or row.role != session.get("role"):
+        principal = auth.principal_for_hash(db_session, str(token_hash))
+    if principal is None or principal.role != session.get("role"):
         session.clear()
         raise SessionExpired("your token was revoked")
-    return User(auth.Principal(role=row.role, account_id=row.account_id),
-                str(session.get("name") or row.role))
+    return User(principal, str(session.get("name") or principal.role))
 
 
 def csrf_token() -> str:
