@@ -475,35 +475,38 @@ R = TypeVar("R")
 
 
 def commit_create(ctx: ServerContext, specs: Sequence[TaskCreate], *, bulk: bool = False,
-                  describe: Callable[[Session, list[SimpleNamespace]], R]) -> R:
-    with ctx.db.write() as session:
-        answer = describe(session, create_tasks(ctx.db, session, specs, bulk=bulk))
-    ctx.notifier.notify(WORK)
-    return answer
+                  describe: Callable[[Session, list[SimpleNamespace]], R] | None = None
+                  ) -> R | None:
+    return _write_then_wake(ctx, lambda s: create_tasks(ctx.db, s, specs, bulk=bulk), describe)
 
 
 def commit_update(ctx: ServerContext, task_id: int, changes: TaskUpdate, *,
-                  describe: Callable[[Session, Task], R]) -> R:
-    with ctx.db.write() as session:
-        answer = describe(session, update_task(session, task_id, changes))
-    ctx.notifier.notify(WORK)
-    return answer
+                  describe: Callable[[Session, Task], R] | None = None) -> R | None:
+    return _write_then_wake(ctx, lambda s: update_task(s, task_id, changes), describe)
 
 
 def commit_relaunch(ctx: ServerContext, task_id: int, *,
-                    describe: Callable[[Session, Task], R]) -> R:
+                    describe: Callable[[Session, Task], R] | None = None) -> R | None:
+    return _write_then_wake(ctx, lambda s: relaunch(s, task_id), describe)
+
+
+def _write_then_wake(ctx: ServerContext, change: Callable[[Session], Any],
+                     describe: Callable[[Session, Any], R] | None) -> R | None:
+    """``change`` in a write transaction, described before the commit, then idle
+    claimers woken (work may have entered the queue)."""
     with ctx.db.write() as session:
-        answer = describe(session, relaunch(session, task_id))
+        result = change(session)
+        answer = describe(session, result) if describe is not None else None
     ctx.notifier.notify(WORK)
     return answer
 
 
 def commit_signal(ctx: ServerContext, task_id: int, kind: SignalKind, *,
-                  describe: Callable[[Session, Signal], R]) -> R:
+                  describe: Callable[[Session, Signal], R] | None = None) -> R | None:
     """The signal waits for the worker's heartbeat, which is woken to take it now."""
     with ctx.db.write() as session:
         signal = signal_task(session, task_id, kind)
-        answer = describe(session, signal)
+        answer = describe(session, signal) if describe is not None else None
         worker_id = signal.worker_id
     ctx.notifier.notify(worker_key(worker_id))
     return answer

@@ -261,7 +261,7 @@ def _back(task_id: int) -> str:
 @page("/tasks/<int:task_id>/relaunch", methods=("POST",))
 def task_relaunch(task_id: int) -> Any:
     try:
-        domain.commit_relaunch(server_context(), task_id, describe=lambda _s, t: t.status)
+        domain.commit_relaunch(server_context(), task_id)
     except ScitqBenchError as exc:
         return failed(exc, _back(task_id))
     return done(f"Task {task_id} relaunched.", _back(task_id))
@@ -274,7 +274,7 @@ def task_signal(task_id: int) -> Any:
     except ValueError:
         return failed(InvalidInput("signal must be pause, resume, stop or kill"), _back(task_id))
     try:
-        domain.commit_signal(server_context(), task_id, kind, describe=lambda _s, s: s.id)
+        domain.commit_signal(server_context(), task_id, kind)
     except ScitqBenchError as exc:
         return failed(exc, _back(task_id))
     return done(f"Task {task_id} {SIGNAL_WORDS[kind.value]}.", _back(task_id))
@@ -287,8 +287,7 @@ def task_queue(task_id: int) -> Any:
     if wanted not in (TaskStatus.PAUSED.value, TaskStatus.PENDING.value):
         return failed(InvalidInput("status must be paused or pending"), _back(task_id))
     try:
-        domain.commit_update(server_context(), task_id, TaskUpdate(status=wanted),
-                             describe=lambda _s, t: t.status)
+        domain.commit_update(server_context(), task_id, TaskUpdate(status=wanted))
     except ScitqBenchError as exc:
         return failed(exc, _back(task_id))
     words = "held back" if wanted == TaskStatus.PAUSED.value else "back in the queue"
@@ -324,8 +323,7 @@ def task_edit(task_id: int) -> Any:
     changes = validate(TaskUpdate, data, errors) if not errors else None
     if changes is not None:
         try:
-            domain.commit_update(server_context(), task_id, changes,
-                                 describe=lambda _s, t: t.id)
+            domain.commit_update(server_context(), task_id, changes)
         except ScitqBenchError as exc:
             errors["command"] = str(exc)
         else:
