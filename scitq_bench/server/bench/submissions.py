@@ -50,11 +50,21 @@ def size_limit(phase: Phase) -> int:
     return int((phase.max_submission_mb or DEFAULT_MAX_MB) * (1 << 20))
 
 
-def check_phase_open(phase: Phase, now: datetime) -> None:
+def phase_state(phase: Phase, now: datetime) -> str:
+    """upcoming, open or closed (the end is exclusive)."""
     if now < phase.start:
+        return "upcoming"
+    if phase.end is not None and now >= phase.end:
+        return "closed"
+    return "open"
+
+
+def check_phase_open(phase: Phase, now: datetime) -> None:
+    state = phase_state(phase, now)
+    if state == "upcoming":
         raise Conflict(f"phase {phase.name!r} is not open yet: it opens at "
                        f"{phase.start:%Y-%m-%d %H:%M} UTC")
-    if phase.end is not None and now >= phase.end:
+    if state == "closed":
         raise Conflict(f"phase {phase.name!r} is closed: it ended at {phase.end:%Y-%m-%d %H:%M} UTC")
 
 

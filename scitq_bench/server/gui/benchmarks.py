@@ -15,6 +15,7 @@ from scitq_bench.server.bench import importer, leaderboards
 from scitq_bench.server.bench.access import visible_benchmark, visible_benchmarks
 from scitq_bench.server.bench.models import Account, Benchmark, Phase
 from scitq_bench.server.bench.serialize import benchmark_dict
+from scitq_bench.server.bench.submissions import phase_state
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui.web import (
     EVERYONE,
@@ -133,12 +134,4 @@ def phase_rows(phases: list[Phase]) -> list[dict[str, Any]]:
     return [{**{k: getattr(p, k) for k in keep}, "state": phase_state(p, now)} for p in phases]
 
 
-def phase_state(phase: Phase, now: Any) -> str:
-    if now < phase.start:
-        return "upcoming"
-    if phase.end is not None and now >= phase.end:
-        return "closed"
-    return "open"
-
-
-__all__ = ["bp", "phase_rows", "phase_state"]
+__all__ = ["bp", "phase_rows"]
