@@ -37,6 +37,8 @@ from scitq_bench.server.recruit.runtime import current_recruitment, require_recr
 
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 KINDS = (DEPLOY, DESTROY)
+STATUS_CHOICES = [("", "any status")] + [(s, s) for s in STATUSES]
+KIND_CHOICES = [("", "any kind")] + [(k, k) for k in KINDS]
 PAGE_SIZE = 50
 
 
@@ -56,7 +58,7 @@ def jobs() -> Any:
         rows = [job_row(job, names) for job in found]
     live_args = {**filters, **({"offset": pager.offset} if pager.offset else {})}
     return render("jobs/list.html", fragment="jobs/_table.html", jobs=rows, pager=pager,
-                  filters=filters, statuses=STATUSES, kinds=KINDS,
+                  filters=filters, status_choices=STATUS_CHOICES, kind_choices=KIND_CHOICES,
                   live_url=url_for("gui.jobs", fragment=1, **live_args))
 
 
