@@ -87,6 +87,7 @@ def test_the_panel_is_filtered_and_paged_by_the_database(admin_gui: GuiClient, a
     assert "1–" not in only_failed and only_failed.count("data-job=") == 1
     assert f'data-job="{failed}"' in only_failed
     assert 'data-live="/ui/jobs?fragment=1&amp;status=failed"' in only_failed
+    assert '<option value="failed" selected>' in only_failed  # the form keeps the filter
     destroys = text(admin_gui.get("/ui/jobs?kind=destroy"))
     assert destroys.count("data-job=") == 1 and f'data-job="{destroy}"' in destroys
     assert text(admin_gui.get("/ui/jobs?status=bogus")).count("data-job=") == 50  # ignored
