@@ -364,3 +364,35 @@ def test_gate_wakes_only_the_head_of_the_line():
     for thread in threads:
         thread.join(2)
     assert granted == [0, 1, 2]
+
+
+def test_gate_keeps_the_turn_of_executions_announced_at_claim_time():
+    """Threads may start in any order: the one claimed second must not take the slot
+    while the first, which has nothing to download, is on its way."""
+    gate = RunGate(1)
+    gate.expect([0, 1])
+    granted: list[int] = []
+    second = threading.Thread(target=lambda: granted.append(
+        1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
+    second.start()
+    time.sleep(0.1)
+    assert granted == []  # waiting for the first, though the slot is free
+    first = gate.acquire(lambda: False, place=0)
+    assert first is not None
+    gate.release(first)
+    second.join(2)
+    assert granted == [1]
+
+
+def test_gate_forgets_an_execution_that_ended_before_its_turn():
+    gate = RunGate(1)
+    gate.expect([0, 1])
+    granted: list[int] = []
+    second = threading.Thread(target=lambda: granted.append(
+        1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
+    second.start()
+    time.sleep(0.1)
+    assert granted == []
+    gate.forget(0)  # e.g. it failed before running: unknown layout
+    second.join(2)
+    assert granted == [1]

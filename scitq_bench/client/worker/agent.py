@@ -332,6 +332,7 @@ class WorkerAgent:
             self._refuse(payloads, client)
             return
         self._reporter.expect([held.id for held in started])
+        self._gate.expect([held.place for held in started if not _fetches(held.payload)])
         with self._state:
             self._serving += len(started)
         for held in started:
@@ -362,6 +363,7 @@ class WorkerAgent:
             if final is not None and held.reason != DROP:
                 self._reporter.put(final)
             self._dirs.release(held.directory)
+            self._gate.forget(held.place)  # if it ended before reaching the gate
             with self._state:
                 self._serving -= 1
                 if self._stopping.is_set():  # only ``stop`` waits for this count
@@ -384,7 +386,7 @@ class WorkerAgent:
             except sandbox.SandboxUnavailable as exc:
                 return _final(held, FAILED, error=f"sandbox_unavailable: {exc}",
                               reason="sandbox_unavailable")
-        if payload.get("inputs") or payload.get("resources") or image:
+        if _fetches(payload):
             self._reporter.put(Event(held.id, ACCEPTED))
             deadline = Deadline(payload.get("download_timeout"), lambda: held.abandoned)
             try:
@@ -865,6 +867,12 @@ def _final(held: Held, status: str, *, return_code: int | None = None,
     if reason:
         fields["reason"] = reason
     return Event(held.id, status, fields=fields)
+
+
+def _fetches(payload: dict[str, Any]) -> bool:
+    """Whether the execution downloads something (inputs, resources, an image) before
+    it can run; those that do not go straight to the run gate."""
+    return bool(payload.get("inputs") or payload.get("resources") or payload.get("container"))
 
 
 def _gpu_count(payload: dict[str, Any]) -> int:

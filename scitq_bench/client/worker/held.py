@@ -72,8 +72,10 @@ class RunGate:
     GPUs are free, and those behind it wait too, so a task needing many GPUs is not
     starved by smaller ones. The line is ordered by claim order (``place``), not by
     arrival: an execution whose download finished late still goes before one claimed
-    after it. Waiters give up as soon as their execution is abandoned (``wake``
-    re-checks).
+    after it. Executions with nothing to fetch are announced at claim time (``expect``):
+    until such an execution reaches the gate (or is ``forget``-ten), nobody claimed after
+    it is granted a slot, whichever thread the system happens to run first. Waiters give
+    up as soon as their execution is abandoned (``wake`` re-checks).
 
     Only the head of the line can be granted a slot, so only the head is woken when a
     slot frees up: a busy worker holds dozens of waiting executions, and waking them all
@@ -85,6 +87,7 @@ class RunGate:
         self._limit = limit
         self._running = 0
         self._line: list[_Waiter] = []
+        self._expected: set[int] = set()  # places announced, not arrived yet
         self._arrivals = itertools.count()
         self._gpus = gpus or GpuPool([])
 
@@ -99,12 +102,14 @@ class RunGate:
         with self._lock:
             waiter = _Waiter(next(self._arrivals) if place is None else place,
                              threading.Condition(self._lock))
+            self._expected.discard(waiter.place)
             bisect.insort(self._line, waiter, key=lambda queued: queued.place)
             try:
                 while True:
                     if abandoned():
                         return None
-                    if self._line[0] is waiter and self._running < self._limit:
+                    if self._line[0] is waiter and self._running < self._limit \
+                            and not self._expected_before(waiter.place):
                         granted = self._gpus.take(gpus)
                         if granted is not None:
                             self._running += 1
@@ -126,6 +131,22 @@ class RunGate:
             if limit != self._limit:
                 self._limit = limit
                 self._wake_head()
+
+    def expect(self, places: list[int]) -> None:
+        """These executions come straight to the gate: keep their turn."""
+        with self._lock:
+            self._expected.update(places)
+
+    def forget(self, place: int) -> None:
+        """This execution will not come (it ended before its turn); idempotent."""
+        with self._lock:
+            if place in self._expected:
+                self._expected.discard(place)
+                self._wake_head()
+
+    def _expected_before(self, place: int) -> bool:
+        """Call with ``_lock`` held."""
+        return bool(self._expected) and min(self._expected) < place
 
     def wake(self) -> None:
         """Every waiter re-checks whether its execution was abandoned."""
