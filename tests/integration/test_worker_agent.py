@@ -323,7 +323,9 @@ def test_paused_worker_claims_nothing(live_server, tmp_path, kind):
         assert client.task_get(task["id"])["status"] == "pending"
         client.worker_update(agent.worker_id, status="running", concurrency=3)
         assert finish(client, [task])[0]["status"] == "succeeded"
-        assert agent.concurrency == 3
+        # the claim loop may take the task before the heartbeat that carries the new
+        # concurrency has answered: the setting arrives with that heartbeat, promptly
+        wait_until(lambda: agent.concurrency == 3, timeout=5.0)
 
 
 class Outage:
