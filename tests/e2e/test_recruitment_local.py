@@ -82,9 +82,16 @@ def test_queue_to_workers_to_nothing_left(live_server, recruitment) -> None:
     wait_until(lambda: all(w["released_at"] for w in _hired(db)), timeout=60,
                what="idle workers given back")
     wait_until(lambda: not worker_processes(names), timeout=30, what="worker processes gone")
-    with db.read() as session:
-        jobs = [(j.kind, j.status, j.progress, j.error, j.log)
-                for j in session.scalars(select(Job).order_by(Job.id))]
+
+    def job_rows() -> list[tuple[Any, ...]]:
+        with db.read() as session:
+            return [(j.kind, j.status, j.progress, j.error, j.log)
+                    for j in session.scalars(select(Job).order_by(Job.id))]
+
+    # a destroy job records the release first and its own end just after
+    wait_until(lambda: all(j[1] in ("succeeded", "failed") for j in job_rows()), timeout=30,
+               what="jobs ended")
+    jobs = job_rows()
     kinds = [j[0] for j in jobs]
     assert kinds.count("deploy") == 2 and kinds.count("destroy") == 2
     assert {j[1] for j in jobs} == {"succeeded"}, jobs

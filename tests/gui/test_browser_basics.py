@@ -43,13 +43,20 @@ def _set_hidden(page, hidden: bool) -> None:
     }""", hidden)
 
 
+def _wait_for(page, condition, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Let the page run (its requests are recorded meanwhile) until ``condition``."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+
+
 def test_live_updates_pause_while_the_tab_is_hidden(live_server, page):
     sign_in(page, live_server.url, live_server.token, "/ui/workers")
     page.wait_for_url("**/ui/workers")
     polls: list[float] = []
     page.on("request", lambda request: polls.append(time.monotonic())
             if "fragment=1" in request.url or "/charts/" in request.url else None)
-    page.wait_for_timeout(2500)
+    _wait_for(page, lambda: polls, 5.0)
     assert polls, "the live region polls while the tab is visible"
     _set_hidden(page, True)
     hidden_at = time.monotonic()
@@ -57,5 +64,6 @@ def test_live_updates_pause_while_the_tab_is_hidden(live_server, page):
     assert [t for t in polls if t > hidden_at + 0.2] == [], "no poll while hidden"
     shown_at = time.monotonic()
     _set_hidden(page, False)
-    page.wait_for_timeout(1000)
+    # at once, not at the next tick of its 2 s period
+    _wait_for(page, lambda: [t for t in polls if t >= shown_at], 1.5)
     assert [t for t in polls if t >= shown_at], "catches up as soon as it is visible"

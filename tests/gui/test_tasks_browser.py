@@ -23,9 +23,11 @@ def log_has(page, stream: str, text: str, timeout: float = 10_000) -> None:
 def test_launch_a_task_and_watch_its_output_arrive_live(live_server, tmp_path, page):
     sign_in(page, live_server.url, live_server.token, "/ui/tasks")
     page.wait_for_url("**/ui/tasks")
+    gate = shlex.quote(str(tmp_path / "go-on"))  # the second line waits for the test
     with running_worker(live_server, tmp_path, concurrency=1, engine=None):
         page.click("#new-task summary")
-        page.fill("#f-command", "echo first line; sleep 2.5; echo second line; echo oops >&2")
+        page.fill("#f-command", f"echo first line; while [ ! -e {gate} ]; do sleep 0.05; "
+                                "done; echo second line; echo oops >&2")
         page.fill("#f-batch", "live")
         page.fill("#f-name", "live-output")
         page.check("#new-task-form input[name=shell]")
@@ -34,6 +36,7 @@ def test_launch_a_task_and_watch_its_output_arrive_live(live_server, tmp_path, p
         page.evaluate("window.__samePage = true")
         log_has(page, "stdout", "first line")
         assert "second line" not in page.inner_text("#log-stdout")
+        (tmp_path / "go-on").touch()
         log_has(page, "stdout", "second line")
         log_has(page, "stderr", "oops")
         page.wait_for_selector("#log-stdout[data-done='1']")
@@ -72,15 +75,17 @@ def test_names_commands_and_output_are_shown_as_text(live_server, tmp_path, page
 def test_the_tail_moves_on_to_a_retry_and_shows_only_its_log(live_server, tmp_path, page):
     """The page follows the latest attempt: when the first fails and the task is retried,
     the panes start over with the retry's own output (nothing of the first stays)."""
-    marker = tmp_path / "tried-once"
+    marker, gate = tmp_path / "tried-once", tmp_path / "go-on"
     command = (f"if [ -e {shlex.quote(str(marker))} ]; then echo second try; else "
-               f"touch {shlex.quote(str(marker))}; echo first try; sleep 2; exit 3; fi")
+               f"touch {shlex.quote(str(marker))}; echo first try; "
+               f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; exit 3; fi")
     client = live_server.client()
     task = client.task_create(command, shell=True, retry=1, batch="retry", name="retried")
     sign_in(page, live_server.url, live_server.token, f"/ui/tasks/{task['id']}")
     page.wait_for_url(f"**/ui/tasks/{task['id']}")
     with running_worker(live_server, tmp_path, concurrency=1, engine=None):
         log_has(page, "stdout", "first try")
+        gate.touch()  # the first attempt fails only once the page has shown its output
         log_has(page, "stdout", "second try", timeout=20_000)
         page.wait_for_selector("#log-stdout[data-done='1']")
         assert page.inner_text("#log-stdout") == "second try\n"

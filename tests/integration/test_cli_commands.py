@@ -40,7 +40,9 @@ def as_json(result: Result) -> Any:
 
 def running_execution(live_server: Any, name: str = "w1") -> tuple[Client, int, int, int]:
     """Register a worker, claim the next task and mark it running:
-    (worker client, worker id, execution id, task id)."""
+    (worker client, worker id, execution id, task id). This stand-in worker never
+    heartbeats, so the reaper is stopped: a slow run must not lose its lease."""
+    live_server.app.extensions["scitq_bench_reaper"].stop()
     answer = live_server.client().worker_register(name=name, concurrency=4)
     worker = Client(live_server.url, answer["token"])
     worker_id = answer["worker"]["id"]

@@ -139,7 +139,8 @@ def test_timeout_kills_the_container(live_server, tmp_path, docker_client, name)
 def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client, name):
     client = live_server.client()
     with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path, name)):
-        task = client.task_create("echo started; sleep 2; echo ended; echo oops >&2",
+        # long enough to be paused mid-sleep even when podman is slow to answer
+        task = client.task_create("echo started; sleep 6; echo ended; echo oops >&2",
                                   shell=True, container=TEST_IMAGE)
         execution = wait_until(lambda: (executions(client, task["id"]) or [None])[-1],
                                timeout=20)
@@ -252,8 +253,9 @@ def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_pa
 def test_stop_signal_terminates_the_container_gracefully(live_server, tmp_path, docker_client,
                                                          name):
     client = live_server.client()
-    with running_worker(live_server, tmp_path, name, engine=engine_for(docker_client, tmp_path,
-                                                                        name)):
+    # a long grace: a loaded machine must not turn the SIGTERM into a SIGKILL
+    with running_worker(live_server, tmp_path, name, kill_grace=10.0,
+                        engine=engine_for(docker_client, tmp_path, name)):
         task = client.task_create("trap 'echo stopping; exit 0' TERM; echo up; "
                                   "while true; do sleep 0.2; done", shell=True,
                                   container=TEST_IMAGE)

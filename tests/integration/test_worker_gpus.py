@@ -38,8 +38,8 @@ def test_gpus_are_given_exclusively_and_big_tasks_wait(live_server, tmp_path, tw
     with running_worker(live_server, tmp_path, concurrency=3, engine=None) as agent:
         worker = client.worker_get(agent.worker_id)
         first, second, both = client.tasks_create([
-            {"command": STAMP.format(sleep=1.5), "shell": True, "gpu": 1},
-            {"command": STAMP.format(sleep=1.5), "shell": True, "gpu": 1},
+            {"command": STAMP.format(sleep=3), "shell": True, "gpu": 1},
+            {"command": STAMP.format(sleep=3), "shell": True, "gpu": 1},
             {"command": STAMP.format(sleep=0.1), "shell": True, "gpu": 2},
         ])
         everything = client.task_create(STAMP.format(sleep=0), shell=True, gpu="all")

@@ -200,7 +200,7 @@ def test_reporter_sorts_a_batch_by_stage_keeping_each_execution_in_order():
 
 def test_reporter_lingers_while_claimed_executions_are_open():
     fake, results = FakeReports(), []
-    reporter = _reporter(fake, results, linger=0.5)
+    reporter = _reporter(fake, results, linger=10)  # far longer than the test's sleeps
     reporter.expect([1, 2])
     reporter.put(Event(1, "running"))
     reporter.put(Event(2, "running"))
@@ -210,13 +210,19 @@ def test_reporter_lingers_while_claimed_executions_are_open():
     time.sleep(0.1)
     assert fake.batches == []
     assert reporter.finals_pending() == 1
-    reporter.put(Event(2, "succeeded"))  # none open any more: go now
-    _wait(lambda: len(results) == 4)
+    reporter.put(Event(2, "succeeded"))  # none open any more: go now, not after lingering
+    _wait(lambda: len(results) == 4, timeout=5)
     assert len(fake.batches) == 1 and reporter.finals_pending() == 0
+    reporter.close()
+
+
+def test_reporter_sends_a_long_tasks_start_after_the_linger():
+    fake, results = FakeReports(), []
+    reporter = _reporter(fake, results, linger=0.5)
     reporter.expect([3])
     began = time.monotonic()
     reporter.put(Event(3, "running"))  # a long task: its start goes after the linger
-    _wait(lambda: len(results) == 5)
+    _wait(lambda: len(results) == 1)
     assert 0.4 < time.monotonic() - began < 2
     reporter.close()
 
@@ -283,7 +289,7 @@ def test_gate_serves_in_order_and_follows_limit():
         thread = threading.Thread(target=wait_turn, args=(n,))
         thread.start()
         threads.append(thread)
-        time.sleep(0.05)
+        _wait(lambda n=n: gate.waiting == n + 1)  # arrived: the next one comes after it
     assert order == []
     gate.set_limit(3)
     _wait(lambda: len(order) == 2)
@@ -356,8 +362,9 @@ def test_gate_wakes_only_the_head_of_the_line():
     before = list(checks)
     gate.release(held)
     _wait(lambda: granted == [0])
+    _wait(lambda: checks[1] == before[1] + 1)  # the new head looked
     time.sleep(0.05)
-    assert checks[1] == before[1] + 1  # the new head looked once
+    assert checks[1] == before[1] + 1  # once
     assert checks[2] == before[2]  # the one behind it slept through
     gate.release()
     gate.release()

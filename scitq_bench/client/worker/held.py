@@ -164,6 +164,12 @@ class RunGate:
         with self._lock:
             return self._running
 
+    @property
+    def waiting(self) -> int:
+        """Executions in line for a slot."""
+        with self._lock:
+            return len(self._line)
+
 
 class ThreadPool:
     """Daemon threads reused from one execution to the next: starting a thread costs
