@@ -252,9 +252,9 @@ def _network(label: str, value: str, network_allowed: bool, parsed: _Parsed) -> 
     return value
 
 
-def validate_image(reference: str) -> str:
+def validate_image(reference: str, field: str = "container") -> str:
     """A sanity check of a container image reference (``[registry/]name[:tag][@digest]``);
-    returns it, or raises ``InvalidInput`` naming the ``container`` field."""
+    returns it, or raises ``InvalidInput`` naming ``field``."""
     problem = None
     if not isinstance(reference, str) or not reference:
         problem = "an image reference is required (e.g. alpine:3.20)"
@@ -268,5 +268,5 @@ def validate_image(reference: str) -> str:
         problem = (f"image reference {reference!r} has characters other than letters, digits "
                    "and . _ / : @ -")
     if problem:
-        raise InvalidInput(f"container: {problem}")
+        raise InvalidInput(f"{field}: {problem}", field=field)
     return reference

@@ -15,9 +15,13 @@ class ScitqBenchError(Exception):
     http_status = 500
     code = "internal_error"
 
-    def __init__(self, message: str | None = None, details: Any = None) -> None:
+    def __init__(self, message: str | None = None, details: Any = None, *,
+                 field: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
         self.details = details
+        # the request field the error is about, when it is about one: a form shows the
+        # message next to that field (never guessed from the message's wording)
+        self.field = field
 
     @property
     def message(self) -> str:

@@ -13,7 +13,7 @@ from scitq_bench.recruit.providers.base import build_provider
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Worker
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.engine import RecruitSettings, destroy, hire
+from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, destroy, hire
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.setup import create_token
@@ -65,7 +65,7 @@ def test_recruited_over_ssh_deployed_by_ansible_and_given_back(
             catalog.upsert_offers(session, "ssh", ssh.offers())
             job = hire(session, RecruitSettings(), batch=None, flavor="auto:cpu>=2",
                        provider="ssh", region="auto", concurrency=2, prefetch=0)
-            assert not isinstance(job, str), job
+            assert not isinstance(job, Refusal), job
             job_id, worker_id = job.id, job.worker_id
         runner.submit(job_id)
         deployed = _finished(db, job_id)

@@ -207,6 +207,20 @@ def test_refusals_are_shown_next_to_the_field(app, admin_gui, tmp_path):
     assert count(app, Submission) == 1
 
 
+def test_a_bad_image_reference_is_refused_next_to_the_image_field(app, admin_gui, tmp_path):
+    benchmark_id = import_via_form(admin_gui, make_bundle(tmp_path / "b", kind="code"))
+    alice = signed_in(app, account_token(app, "alice", "participant"))
+    response = alice.post(f"/ui/benchmarks/{benchmark_id}/submit",
+                          {"phase": str(phase_of(app, benchmark_id)), "kind": "image",
+                           "image": "my image"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert re.search(r'data-error-for="image">image: image reference [^<]*contains whitespace',
+                     page), page
+    assert 'data-error-for="file"' not in page
+    assert count(app, Submission) == 0
+
+
 # -- who sees what ----------------------------------------------------------------------
 
 

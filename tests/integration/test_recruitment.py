@@ -205,10 +205,13 @@ def test_unknown_provider_region_or_flavor_is_named(db) -> None:
                                                     ("small", "fake", "mars"),
                                                     ("tiny", "fake", "auto"),
                                                     ("auto:cpu>=999", "fake", "auto"))]
-    assert "unknown provider 'nebula'" in reasons[0] and "fake" in reasons[0]
-    assert "unknown region 'mars'" in reasons[1] and "r1, r2" in reasons[1]
-    assert "unknown flavor 'tiny'" in reasons[2]
-    assert "no offer fits auto:cpu>=999" in reasons[3]
+    texts = [reason.reason for reason in reasons]
+    assert "unknown provider 'nebula'" in texts[0] and "fake" in texts[0]
+    assert "unknown region 'mars'" in texts[1] and "r1, r2" in texts[1]
+    assert "unknown flavor 'tiny'" in texts[2]
+    assert "no offer fits auto:cpu>=999" in texts[3]
+    # each refusal names the field of a deploy request it is about
+    assert [reason.field for reason in reasons] == ["provider", "region", "flavor", "flavor"]
 
 
 def test_evicted_worker_is_replaced_and_given_back(db) -> None:

@@ -13,7 +13,7 @@ from moto import mock_aws
 from sqlalchemy import select
 
 from scitq_bench.server.app import start_recruitment
-from scitq_bench.server.recruit.engine import RecruitSettings, hire
+from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, hire
 from scitq_bench.server.recruit.models import FlavorMetric
 from tests.integration.test_providers_aws import _config
 
@@ -50,7 +50,7 @@ def test_catalog_refresh_and_hire(api: Any, aws_app: Any) -> None:
     with db.write() as session:
         job = hire(session, RecruitSettings(), batch=None, flavor="auto:tags#G:cost<=1",
                    provider="aws", region="us-east-1", concurrency=None, prefetch=0)
-        assert not isinstance(job, str), job
+        assert not isinstance(job, Refusal), job
         assert job.arguments["flavor"].startswith("g4dn")
 
 

@@ -192,7 +192,7 @@ def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> A
         if "gpu" in body.model_fields_set:
             task.gpu = GPU_ALL if body.gpu == "all" else int(body.gpu or 0)
         if "image" in body.model_fields_set:
-            task.image = validate_image(body.image) if body.image else None
+            task.image = validate_image(body.image, field="image") if body.image else None
         session.flush()
         return benchmark_dict(session, g.principal, benchmark)
 

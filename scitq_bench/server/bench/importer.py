@@ -52,7 +52,8 @@ def import_bundle(
     ``run_on_host``: the programs are trusted and run in the worker's sandbox without
     an image."""
     if visibility not in ("public", "private"):
-        raise InvalidInput(f"visibility: {visibility!r} is not public or private")
+        raise InvalidInput(f"visibility: {visibility!r} is not public or private",
+                           field="visibility")
     staging = Path(tempfile.mkdtemp(prefix="bundle-", dir=work_dir))
     stored: list[str] = []
     try:
@@ -89,7 +90,8 @@ def import_upload(
     file): only an admin may let programs run on the hosts; the upload is spooled to
     ``work_dir`` and refused past ``MAX_BUNDLE_UPLOAD``. Returns the benchmark id."""
     if run_on_host and principal.role != ADMIN:
-        raise Forbidden("only an admin may let a benchmark's programs run on the hosts")
+        raise Forbidden("only an admin may let a benchmark's programs run on the hosts",
+                        field="run_on_host")
     if declared_size is not None and declared_size > MAX_BUNDLE_UPLOAD:
         raise InvalidInput(f"bundle of {declared_size} bytes is over the {MAX_BUNDLE_UPLOAD} "
                            "limit")
@@ -112,13 +114,13 @@ def import_upload(
 def _free_key(db: Database, key: str, *, explicit: bool) -> str:
     if not KEY_PATTERN.match(key):
         raise InvalidInput(f"key: {key!r} must be lowercase letters, digits, - or _ "
-                           "(at most 100, starting with a letter or digit)")
+                           "(at most 100, starting with a letter or digit)", field="key")
     with db.read() as session:
         taken = set(session.scalars(select(Benchmark.key).where(Benchmark.key.like(f"{key}%"))))
     if key not in taken:
         return key
     if explicit:
-        raise Conflict(f"a benchmark with key {key!r} exists already")
+        raise Conflict(f"a benchmark with key {key!r} exists already", field="key")
     number = 2
     while f"{key}-{number}" in taken:
         number += 1

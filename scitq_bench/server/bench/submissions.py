@@ -97,7 +97,7 @@ def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, 
     """Store the submission, check every rule, then create it with its first attempt
     in one transaction; returns its id. Nothing is left behind on a refusal."""
     if kind not in KINDS:
-        raise InvalidInput(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+        raise InvalidInput(f"kind: {kind!r} is not one of {', '.join(KINDS)}", field="kind")
     with db.read() as session:
         phase = _phase_for_submission(session, principal, phase_id, kind, image, body)
         limit = size_limit(phase)
@@ -139,15 +139,16 @@ def _phase_for_submission(session: Session, principal: Principal, phase_id: int,
     if principal.role not in (ADMIN, PARTICIPANT) and not manages(principal, benchmark):
         raise Forbidden("only participants, the benchmark's organizers and admins submit")
     if phase.accepts_only_result_submissions and kind != "result":
-        raise InvalidInput(f"phase {phase.name!r} accepts only result submissions, not {kind}")
+        raise InvalidInput(f"phase {phase.name!r} accepts only result submissions, not {kind}",
+                           field="kind")
     if kind == "image":
         if not image:
-            raise InvalidInput("image: an image submission names its image")
-        validate_image(image)
+            raise InvalidInput("image: an image submission names its image", field="image")
+        validate_image(image, field="image")
         if body is not None:
-            raise InvalidInput("an image submission has no file")
+            raise InvalidInput("an image submission has no file", field="file")
     elif body is None:
-        raise InvalidInput(f"a {kind} submission needs its zip file in the body")
+        raise InvalidInput(f"a {kind} submission needs its zip file in the body", field="file")
     return phase
 
 

@@ -113,16 +113,11 @@ def _upload(name: str) -> tuple[IO[bytes] | None, int | None]:
 
 
 def _submit_field(exc: ScitqBenchError) -> str:
-    """Which field a refusal is about: the phase (closed, quota, not allowed), the
-    kind, the image, else the file."""
-    message = str(exc)
-    if isinstance(exc, Conflict | Forbidden | NotFound):
-        return "phase"
-    if message.startswith("kind:") or "accepts only" in message:
-        return "kind"
-    if message.startswith("image:"):
-        return "image"
-    return "file"
+    """Which field a refusal is about: the one the service names, else the phase
+    (closed, over quota, not allowed) or the file."""
+    if exc.field:
+        return exc.field
+    return "phase" if isinstance(exc, Conflict | Forbidden | NotFound) else "file"
 
 
 # -- the list ---------------------------------------------------------------------------

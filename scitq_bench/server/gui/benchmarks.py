@@ -9,7 +9,7 @@ from typing import Any
 from flask import request, url_for
 from sqlalchemy import func, select
 
-from scitq_bench.exceptions import Conflict, Forbidden, ScitqBenchError
+from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.server import auth
 from scitq_bench.server.bench import importer, leaderboards
 from scitq_bench.server.bench.access import visible_benchmark, visible_benchmarks
@@ -31,7 +31,6 @@ from scitq_bench.server.gui.web import (
 from scitq_bench.server.models import utcnow
 
 PREVIEW_ROWS = 10
-IMPORT_FIELDS = ("key", "visibility")
 
 
 @page("/benchmarks", roles=EVERYONE)
@@ -77,19 +76,9 @@ def benchmark_import() -> Any:
             upload.stream, key=form["key"] or None, visibility=form["visibility"],
             run_on_host=bool(form["run_on_host"]))
     except ScitqBenchError as exc:
-        return _list_page({_import_field(exc): str(exc)}, form, 400)
+        return _list_page({exc.field or "bundle": str(exc)}, form, 400)
     return done(f"Imported benchmark {benchmark_id} from {upload.filename}.",
                 url_for("gui.benchmark", benchmark_id=benchmark_id))
-
-
-def _import_field(exc: ScitqBenchError) -> str:
-    """Which form field a refused import is about (the bundle itself by default)."""
-    message = str(exc)
-    if isinstance(exc, Forbidden):
-        return "run_on_host"
-    if isinstance(exc, Conflict):
-        return "key"
-    return next((f for f in IMPORT_FIELDS if message.startswith(f"{f}:")), "bundle")
 
 
 @page("/benchmarks/<int:benchmark_id>", roles=EVERYONE)

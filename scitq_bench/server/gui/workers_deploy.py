@@ -62,21 +62,11 @@ def worker_deploy() -> Any:
     try:
         jobs = recruit.deploy_now(server_context().db, runtime, body)
     except InvalidInput as exc:
-        errors[blamed_field(str(exc))] = str(exc)
+        errors[exc.field or "flavor"] = str(exc)
         return _form(values, errors, status=400)
     ids = ", ".join(str(job["id"]) for job in jobs)
     return done(f"{len(jobs)} deploy job(s) started ({ids}): the new workers appear below "
                 "and come up as their machines start.", url_for("gui.workers"))
-
-
-def blamed_field(message: str) -> str:
-    """The field a refusal of the recruitment service is about."""
-    for start, name in (("unknown provider", "provider"), ("unknown region", "region"),
-                        ("a worker named", "name"), ("batch ", "batch"),
-                        ("the global cap", "_form")):
-        if message.startswith(start):
-            return name
-    return "flavor"
 
 
 def _form(values: dict[str, str], errors: dict[str, str], status: int = 200) -> Any:

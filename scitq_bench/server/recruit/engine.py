@@ -178,13 +178,25 @@ def offer_of(session: Session, worker: Worker) -> pf.Offer | None:
     return None if row is None else catalog.offer_from(*row)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why no machine is hired, and which field of a deploy request it is about (a
+    form shows it there)."""
+
+    reason: str
+    field: str = "flavor"
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def _hire(session: Session, batch: Batch, recruiter: Recruiter, settings: RecruitSettings,
           now: datetime, result: Plan) -> bool:
     outcome = hire(session, settings, batch=batch, flavor=recruiter.flavor,
                    provider=recruiter.provider, region=recruiter.region,
                    concurrency=recruiter.concurrency, prefetch=recruiter.prefetch,
                    recruiter=recruiter, now=now)
-    if isinstance(outcome, str):
+    if isinstance(outcome, Refusal):
         result.notes.append(f"batch {batch.name}, recruiter {recruiter.rank}: {outcome}")
         return False
     result.deploy_jobs.append(outcome.id)
@@ -194,7 +206,7 @@ def _hire(session: Session, batch: Batch, recruiter: Recruiter, settings: Recrui
 def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, flavor: str,
          provider: str, region: str, concurrency: int | None, prefetch: int,
          recruiter: Recruiter | None = None, now: datetime | None = None,
-         name: str | None = None, permanent: bool = False) -> Job | str:
+         name: str | None = None, permanent: bool = False) -> Job | Refusal:
     """Choose the cheapest offer that fits and queue its deploy: the worker row first
     (so no machine ever lacks a record), then the job. Returns the job, or why not."""
     now = now or utcnow()
@@ -213,12 +225,13 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
         spent = _hourly_spend(session)
         offers = [o for o in offers if spent + (o.cost or 0) <= settings.max_cost_per_hour]
     if not offers:
-        return (f"no offer fits {flavor} ({provider}/{region}): nothing matches, or quotas, "
-                "exclusions after capacity failures, or the spend cap leave none")
+        return Refusal(f"no offer fits {flavor} ({provider}/{region}): nothing matches, or "
+                       "quotas, exclusions after capacity failures, or the spend cap leave "
+                       "none")
     offer = offers[0]
     label = batch.name if batch is not None else "pool"
     if name is not None and session.scalar(select(Worker.id).where(Worker.name == name)):
-        return f"a worker named {name!r} exists already"
+        return Refusal(f"a worker named {name!r} exists already", "name")
     worker = Worker(
         name=name or f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}", status="offline",
         batch_id=batch.id if batch is not None else None,
@@ -242,37 +255,41 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     return job
 
 
-def _unknown(session: Session, flavor: str, provider: str, region: str) -> str | None:
+def _unknown(session: Session, flavor: str, provider: str, region: str) -> Refusal | None:
     """What the catalog has never heard of, named, with what it knows instead."""
     providers = sorted(set(session.scalars(select(Flavor.provider))))
     if _where(provider) and provider not in providers:
-        return (f"unknown provider {provider!r}: the catalog has none of its flavors "
-                f"(providers: {', '.join(providers) or 'none'}; run `flavor update`)")
+        return Refusal(f"unknown provider {provider!r}: the catalog has none of its flavors "
+                       f"(providers: {', '.join(providers) or 'none'}; run `flavor update`)",
+                       "provider")
     where = select(FlavorMetric.region).join(Flavor)
     if _where(provider):
         where = where.where(Flavor.provider == provider)
     if _where(region):
         regions = sorted(set(session.scalars(where)))
         if region not in regions:
-            return f"unknown region {region!r} for {provider}: regions {', '.join(regions)}"
+            return Refusal(f"unknown region {region!r} for {provider}: regions "
+                           f"{', '.join(regions)}", "region")
     if not flavor.startswith("auto"):
         names = select(Flavor.name).where(Flavor.name == flavor)
         if _where(provider):
             names = names.where(Flavor.provider == provider)
         if session.scalar(names) is None:
-            return f"unknown flavor {flavor!r} for {provider} (see `flavor list`)"
+            return Refusal(f"unknown flavor {flavor!r} for {provider} (see `flavor list`)")
     return None
 
 
-def _within_caps(session: Session, batch: Batch | None, settings: RecruitSettings) -> str | None:
+def _within_caps(session: Session, batch: Batch | None,
+                 settings: RecruitSettings) -> Refusal | None:
     """Why no machine may be hired now, if so."""
     if settings.max_workers is not None:
         count = session.scalar(alive(select(func.count()).select_from(Worker))) or 0
         if count >= settings.max_workers:
-            return f"the global cap of {settings.max_workers} workers is reached"
+            return Refusal(f"the global cap of {settings.max_workers} workers is reached",
+                           "_form")
     if batch is not None and batch.budget is not None and \
             batch_cost(session, batch.id) >= batch.budget:
-        return f"batch {batch.name} has spent its budget of {batch.budget:g}"
+        return Refusal(f"batch {batch.name} has spent its budget of {batch.budget:g}", "batch")
     return None
 
 

@@ -13,7 +13,7 @@ from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Worker
 from scitq_bench.server.recruit.costs import worker_cost
-from scitq_bench.server.recruit.engine import RecruitSettings, destroy, hire
+from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, destroy, hire
 from scitq_bench.server.recruit.jobs import FAILED, PENDING, RUNNING
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
@@ -84,9 +84,9 @@ def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> 
                        provider=body.provider, region=body.region,
                        concurrency=body.concurrency, prefetch=body.prefetch,
                        name=body.name, permanent=body.permanent)
-        if isinstance(outcome, str):
+        if isinstance(outcome, Refusal):
             if not jobs:
-                raise InvalidInput(outcome)
+                raise InvalidInput(outcome.reason, field=outcome.field)
             break
         jobs.append(outcome)
     return jobs
