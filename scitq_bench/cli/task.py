@@ -30,9 +30,8 @@ from scitq_bench.cli.output import (
 )
 from scitq_bench.cli.resolve import parse_ids, statuses
 from scitq_bench.client import Client
-from scitq_bench.client.api import FINAL_TASK_STATUSES
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.states import Signal, TaskStatus
+from scitq_bench.states import FINAL_TASK_VALUES, Signal, TaskStatus
 
 TASK_COLUMNS = [
     Column("id", "id", justify="right"),
@@ -130,7 +129,7 @@ def task_output(client: Client, task_id: int, stdout_only: bool, stderr_only: bo
 
     def gone() -> bool:
         """No execution yet: stop following only if none will ever come."""
-        return client.task_get(task_id)["status"] in FINAL_TASK_STATUSES
+        return client.task_get(task_id)["status"] in FINAL_TASK_VALUES
 
     copy_logs(fetch, selected_streams(stdout_only, stderr_only), follow=follow, gone=gone)
 

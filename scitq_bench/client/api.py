@@ -21,11 +21,9 @@ from scitq_bench.client.bench import BenchClientMixin
 from scitq_bench.client.recruit import RecruitClientMixin
 from scitq_bench.exceptions import ERRORS_BY_CODE, ScitqBenchError, ServerUnreachable
 from scitq_bench.settings import load_client_settings
-from scitq_bench.states import TaskStatus
+from scitq_bench.states import FINAL_TASK_VALUES, TaskStatus
 
 API = "/api/v1"
-FINAL_TASK_STATUSES = {TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value,
-                       TaskStatus.CANCELLED.value}
 
 
 def server_session(server: str, pool: int | None = None) -> requests.Session:
@@ -65,7 +63,7 @@ class Client(BenchClientMixin, RecruitClientMixin):
         self.http = server_session(self.server)
         self.set_token(settings.token)
 
-    def with_own_pool(self, size: int) -> Client:
+    def with_own_pool(self, size: int = 4) -> Client:
         """A copy with a connection pool of its own (``size`` connections): long polls
         and parallel transfers must not queue behind each other in one pool."""
         clone = copy.copy(self)
@@ -206,7 +204,7 @@ class Client(BenchClientMixin, RecruitClientMixin):
                     if state["status"] == TaskStatus.FAILED.value and relaunched.get(task_id, 0) < retry:
                         relaunched[task_id] = relaunched.get(task_id, 0) + 1
                         states[task_id] = self.task_relaunch(task_id)
-                done = [s for s in states.values() if s["status"] in FINAL_TASK_STATUSES]
+                done = [s for s in states.values() if s["status"] in FINAL_TASK_VALUES]
                 if display:
                     display.update(len(done), states.values())
                 if len(done) == len(ids):

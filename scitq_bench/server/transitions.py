@@ -46,7 +46,6 @@ EXECUTION_TRANSITIONS: Mapping[E, frozenset[E]] = {
     E.CANCELLED: frozenset(),
 }
 
-FINAL_TASK = FINAL_TASK_STATUSES
 # Called in the same transaction with the ids of tasks just moved to a final status
 # (some ids may not have moved): what is built on tasks (benchmark runs) follows them.
 FinalListener = Callable[[Session, list[int]], None]
@@ -115,7 +114,7 @@ def move_tasks(
         .execution_options(synchronize_session=False)
     )
     moved = session.execute(stmt).rowcount
-    if moved and target in FINAL_TASK:
+    if moved and target in FINAL_TASK_STATUSES:
         for listener in FINAL_LISTENERS:
             listener(session, ids)
     return moved

@@ -176,9 +176,6 @@ def execution_counts(session: Session, worker_ids: list[int]) -> dict[int, dict[
     return counts
 
 
-# a worker in these statuses still has its machine (or process) up
-
-
 def worker_lifetimes(session: Session, since: datetime,
                      now: datetime | None = None) -> list[tuple[datetime, datetime | None, bool]]:
     """When each worker still on record was up, for those up at some time after

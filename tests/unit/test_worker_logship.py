@@ -373,16 +373,23 @@ def test_gate_wakes_only_the_head_of_the_line():
     assert granted == [0, 1, 2]
 
 
+def _second_in_line(gate: RunGate, granted: list[int]) -> threading.Thread:
+    """The execution claimed second (place 1), waiting at the gate before the first."""
+    second = threading.Thread(target=lambda: granted.append(
+        1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
+    second.start()
+    _wait(lambda: gate.waiting == 1 or granted)  # in line, or (wrongly) through
+    time.sleep(0.05)
+    return second
+
+
 def test_gate_keeps_the_turn_of_executions_announced_at_claim_time():
     """Threads may start in any order: the one claimed second must not take the slot
     while the first, which has nothing to download, is on its way."""
     gate = RunGate(1)
     gate.expect([0, 1])
     granted: list[int] = []
-    second = threading.Thread(target=lambda: granted.append(
-        1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
-    second.start()
-    time.sleep(0.1)
+    second = _second_in_line(gate, granted)
     assert granted == []  # waiting for the first, though the slot is free
     first = gate.acquire(lambda: False, place=0)
     assert first is not None
@@ -395,10 +402,7 @@ def test_gate_forgets_an_execution_that_ended_before_its_turn():
     gate = RunGate(1)
     gate.expect([0, 1])
     granted: list[int] = []
-    second = threading.Thread(target=lambda: granted.append(
-        1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
-    second.start()
-    time.sleep(0.1)
+    second = _second_in_line(gate, granted)
     assert granted == []
     gate.forget(0)  # e.g. it failed before running: unknown layout
     second.join(2)

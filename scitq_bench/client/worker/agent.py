@@ -181,9 +181,9 @@ class WorkerAgent:
         self._clear_engine()
         if not self._register():
             return
-        self._io = self._session_client(pool=min(64, self.concurrency + self.prefetch + 4))
+        self._io = self.client.with_own_pool(min(64, self.concurrency + self.prefetch + 4))
         self._resources = ResourceCache(self._io, self.resource_dir)
-        self._reporter_client = self._session_client()
+        self._reporter_client = self.client.with_own_pool()
         self._reporter = Reporter(self._send_report, self._on_results, self._fail)
         self._reporter.enough_finals = self._round()
         self._service_threads = {
@@ -250,11 +250,6 @@ class WorkerAgent:
             return True
         return False
 
-    def _session_client(self, pool: int = 4) -> Client:
-        """A copy of the client with its own connection pool: long polls and parallel
-        transfers must not queue behind each other in one pool."""
-        return self.client.with_own_pool(pool)
-
     def _start(self, target: Any, name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=f"worker-{name}", daemon=True)
         thread.start()
@@ -295,7 +290,7 @@ class WorkerAgent:
             return 0
 
     def _claim_loop(self) -> None:
-        client = self._session_client()
+        client = self.client.with_own_pool()
         delay = 0.2
         while True:
             room = self._wait_for_room()
@@ -661,7 +656,7 @@ class WorkerAgent:
     # -- heartbeat -----------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        client = self._session_client()
+        client = self.client.with_own_pool()
         delay = 0.2
         while not self._finished.is_set():
             wait = max(0.1, min(5.0, self.lease_seconds / 3))
@@ -764,7 +759,7 @@ class WorkerAgent:
     # -- logs ----------------------------------------------------------------------------
 
     def _log_loop(self) -> None:
-        client = self._session_client()
+        client = self.client.with_own_pool()
         resume_at, delay = 0.0, 0.5
         while not self._finished.wait(self.log_interval):
             with self._state:

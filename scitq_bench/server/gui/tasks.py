@@ -145,10 +145,11 @@ def task_create() -> Any:
 
 @page("/tasks/<int:task_id>")
 def task(task_id: int) -> Any:
+    pin = request.args.get("execution", type=int)  # this attempt; without it, the latest
     with reading() as session:
         facts = _facts(session, task_id)
-    shown = _shown_execution(facts)
-    return render("tasks/detail.html", fragment="tasks/_detail.html", shown=shown, **facts)
+    return render("tasks/detail.html", fragment="tasks/_detail.html", pin=pin,
+                  shown=_shown_execution(facts["executions"], pin), **facts)
 
 
 def _facts(session: Session, task_id: int) -> dict[str, Any]:
@@ -202,10 +203,9 @@ def task_file(task_id: int, execution_id: int, name: str) -> Any:
                      mimetype="application/octet-stream")
 
 
-def _shown_execution(facts: dict[str, Any]) -> dict[str, Any] | None:
-    """The attempt whose logs the page shows: ``?execution=`` or the latest."""
-    executions = facts["executions"]
-    wanted = request.args.get("execution", type=int)
+def _shown_execution(executions: list[dict[str, Any]],
+                     wanted: int | None) -> dict[str, Any] | None:
+    """The attempt whose logs the page shows: ``wanted`` or the latest."""
     if wanted is not None:
         return next((e for e in executions if e["id"] == wanted), None)
     return executions[-1] if executions else None
