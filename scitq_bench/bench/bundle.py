@@ -16,12 +16,11 @@ leftovers (``__MACOSX/``, ``.DS_Store``) are dropped, directories are implied, a
 entry gets the same timestamp, so the same content always gives the same bytes. The
 execute bit of a file is kept. A zip or folder named by several tasks is normalized once.
 
-Safety, checked before anything is written: no entry with an absolute path, a drive
-letter, a ``..`` part, a link or a device (a folder bundle holds no symbolic link
-anywhere); no encrypted entry; at most ``BundleLimits.max_files`` entries and
-``max_bytes`` bytes (uncompressed) in all, and ``max_file_bytes`` for one file. The
-limits are enforced again on the bytes actually read, so a zip header that lies about
-sizes is refused. The bundle itself and the zips inside it have one budget each.
+Safety, checked before anything is written, is that of ``scitq_bench.bench.archives``
+(no entry outside the archive, no link or device, no encrypted entry, limits on entries
+and bytes enforced on the headers and again on the bytes actually read); a folder bundle
+holds no symbolic link anywhere. The bundle itself and the zips inside it have one
+``ArchiveLimits`` budget each.
 
 Field names in messages are those of ``competition.yaml``, with the position of an item
 in its list (``phases[1].start`` is the second phase written in the file).
@@ -31,20 +30,29 @@ with a ``T``, optionally with ``Z`` or an offset (converted to UTC).
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
 import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
+from scitq_bench.bench.archives import (
+    CHUNK,
+    DRIVE,
+    ArchiveBudget,
+    ArchiveLimits,
+    Member,
+    copy_zip_member,
+    extract_zip,
+    open_zip,
+    scan_zip,
+)
 from scitq_bench.bench.ranking import COMPUTATIONS, SORTINGS
 from scitq_bench.bench.ranking import RULES as SUBMISSION_RULES
 from scitq_bench.exceptions import InvalidInput
@@ -55,11 +63,9 @@ DEFAULT_SUBMISSION_RULE = "Force_Last"
 DEFAULT_EXECUTION_TIME_LIMIT = 600
 DEFAULT_PRECISION = 2
 
-_CHUNK = 1 << 20
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _JUNK_DIRS = frozenset({"__MACOSX"})
 _JUNK_FILES = frozenset({".DS_Store"})
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6})\d*)?)?"
@@ -69,15 +75,6 @@ _DATETIME = re.compile(
 
 class BundleError(InvalidInput):
     """The competition bundle is not valid."""
-
-
-@dataclass(frozen=True)
-class BundleLimits:
-    """What a bundle may hold; the bundle and the zips inside it are counted apart."""
-
-    max_bytes: int = 2 << 30  # uncompressed, in all
-    max_files: int = 20_000  # entries, folders included
-    max_file_bytes: int = 1 << 30  # one file, uncompressed
 
 
 @dataclass(frozen=True)
@@ -206,173 +203,10 @@ def _parse_yaml(text: str, label: str) -> Any:
         raise BundleError(f"{label}: nested too deeply") from None
 
 
-# -- archive safety ----------------------------------------------------------------------
+# -- archives ----------------------------------------------------------------------------
 
 
-class _Budget:
-    """Bytes and entries read so far from one source (the bundle, or the zips inside it)."""
-
-    def __init__(self, limits: BundleLimits) -> None:
-        self.limits = limits
-        self.bytes = 0
-        self.files = 0
-
-    def check_declared(self, label: str, entries: int, total: int) -> None:
-        if self.files + entries > self.limits.max_files:
-            raise BundleError(f"{label}: too many files ({self.files + entries} entries; "
-                              f"at most {self.limits.max_files} allowed)")
-        if self.bytes + total > self.limits.max_bytes:
-            raise BundleError(f"{label}: too big ({self.bytes + total} bytes uncompressed; "
-                              f"at most {self.limits.max_bytes} allowed)")
-
-    def file_cap(self) -> int:
-        """The most bytes the next file may hold."""
-        return min(self.limits.max_file_bytes, self.limits.max_bytes - self.bytes)
-
-    def refuse_over(self, label: str, name: str, read: int) -> None:
-        if read > self.limits.max_file_bytes:
-            raise BundleError(f"{label}: {name!r} is too big (more than "
-                              f"{self.limits.max_file_bytes} bytes uncompressed)")
-        raise BundleError(f"{label}: too big (more than {self.limits.max_bytes} bytes "
-                          f"uncompressed)")
-
-
-def _entry_parts(label: str, name: str) -> tuple[str, ...]:
-    """The parts of an archive path, refusing any that could land outside the archive."""
-    clean = name.replace("\\", "/")
-    if "\x00" in clean:
-        raise BundleError(f"{label}: entry {name!r} has a NUL character in its name")
-    if clean.startswith("/") or _DRIVE.match(clean):
-        raise BundleError(f"{label}: entry {name!r} has an absolute path")
-    parts = tuple(part for part in clean.split("/") if part not in ("", "."))
-    if ".." in parts:
-        raise BundleError(f"{label}: entry {name!r} goes outside the archive ('..')")
-    return parts
-
-
-def _check_layout(label: str, files: list[tuple[str, ...]], dirs: list[tuple[str, ...]]) -> None:
-    """No two entries with the same path, and no file where a folder is needed."""
-    seen: set[tuple[str, ...]] = set()
-    for parts in files:
-        if parts in seen:
-            raise BundleError(f"{label}: entry {'/'.join(parts)!r} appears twice")
-        seen.add(parts)
-    folders = set(dirs)
-    for parts in files:
-        folders.update(parts[:i] for i in range(1, len(parts)))
-    for parts in files:
-        if parts in folders:
-            raise BundleError(f"{label}: entry {'/'.join(parts)!r} is both a file and a folder")
-
-
-@dataclass
-class _Member:
-    """One file of a zip or a folder, with what is needed to copy it."""
-
-    parts: tuple[str, ...]
-    size: int  # declared (zip) or seen (folder)
-    executable: bool
-    stored: bool  # kept uncompressed when normalized
-    info: zipfile.ZipInfo | None = None  # a zip member
-    path: Path | None = None  # a folder member
-
-    @property
-    def name(self) -> str:
-        return "/".join(self.parts)
-
-
-def _open_zip(label: str, path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise BundleError(f"{label}: not a readable zip file ({exc})") from None
-
-
-def _scan_zip(label: str, zf: zipfile.ZipFile,
-              budget: _Budget) -> tuple[list[_Member], list[tuple[str, ...]]]:
-    """The files and folders of a zip, every entry checked; nothing is read or written."""
-    members: list[_Member] = []
-    dirs: list[tuple[str, ...]] = []
-    infos = zf.infolist()
-    total = 0
-    for info in infos:
-        parts = _entry_parts(label, info.filename)
-        mode = info.external_attr >> 16
-        kind = stat.S_IFMT(mode)
-        if kind == stat.S_IFLNK:
-            raise BundleError(f"{label}: entry {info.filename!r} is a symbolic link")
-        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise BundleError(f"{label}: entry {info.filename!r} is not a plain file or folder")
-        if info.flag_bits & 0x1:
-            raise BundleError(f"{label}: entry {info.filename!r} is encrypted")
-        if info.is_dir() or kind == stat.S_IFDIR:
-            if parts:
-                dirs.append(parts)
-            continue
-        if not parts:
-            raise BundleError(f"{label}: entry {info.filename!r} has no name")
-        if info.file_size > budget.limits.max_file_bytes:
-            raise BundleError(f"{label}: {info.filename!r} is too big ({info.file_size} bytes "
-                              f"uncompressed; at most {budget.limits.max_file_bytes} allowed)")
-        total += info.file_size
-        members.append(_Member(parts, info.file_size, bool(mode & 0o111),
-                               info.compress_type == zipfile.ZIP_STORED, info=info))
-    budget.check_declared(label, len(infos), total)
-    _check_layout(label, [m.parts for m in members], dirs)
-    return members, dirs
-
-
-def _copy_zip_member(label: str, zf: zipfile.ZipFile, member: _Member, out: IO[bytes],
-                     budget: _Budget) -> None:
-    """Copy one zip member's bytes, counting the bytes actually decompressed.
-
-    The member is opened as if it declared one byte more than the limits allow, so that
-    the decompressor runs to the real end of its data (a smaller size in the header does
-    not stop it), and the count decides; the CRC is still checked at the end."""
-    assert member.info is not None
-    cap = budget.file_cap()
-    probe = copy.copy(member.info)
-    probe.file_size = cap + 2  # never reached: at most cap + 1 bytes are asked for
-    read = 0
-    try:
-        with zf.open(probe) as source:
-            while True:
-                chunk = source.read(min(_CHUNK, cap + 1 - read))
-                if not chunk:
-                    break
-                read += len(chunk)
-                if read > cap:
-                    budget.refuse_over(label, member.name, read)
-                out.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
-        raise BundleError(f"{label}: cannot read {member.name!r} ({exc})") from None
-    if read != member.info.file_size:
-        raise BundleError(f"{label}: {member.name!r} holds {read} bytes but its header says "
-                          f"{member.info.file_size}")
-    budget.bytes += read
-    budget.files += 1
-
-
-def _extract_zip(source: Path, dest: Path, budget: _Budget) -> None:
-    label = source.name
-    with _open_zip(label, source) as zf:
-        members, dirs = _scan_zip(label, zf, budget)
-        dest.mkdir()
-        for parts in dirs:
-            dest.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-        for member in members:
-            target = dest.joinpath(*member.parts)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "xb") as out:
-                    _copy_zip_member(label, zf, member, out, budget)
-                os.chmod(target, 0o755 if member.executable else 0o644)
-            except OSError as exc:
-                raise BundleError(f"{label}: cannot extract {member.name!r} ({exc})") from None
-        budget.files += len(dirs)
-
-
-def _copy_tree(source: Path, dest: Path, budget: _Budget) -> None:
+def _copy_tree(source: Path, dest: Path, budget: ArchiveBudget) -> None:
     """Copy a folder bundle, refusing links and special files anywhere in it."""
     label = source.name
     files: list[tuple[Path, tuple[str, ...], int]] = []
@@ -406,20 +240,13 @@ def _copy_tree(source: Path, dest: Path, budget: _Budget) -> None:
         dest.joinpath(*parts).mkdir(parents=True, exist_ok=True)
     for path, parts, mode in files:
         name = "/".join(parts)
-        cap = budget.file_cap()
-        read = 0
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             with os.fdopen(fd, "rb") as src, open(dest.joinpath(*parts), "xb") as out:
-                while chunk := src.read(min(_CHUNK, cap + 1 - read)):
-                    read += len(chunk)
-                    if read > cap:
-                        budget.refuse_over(label, name, read)
-                    out.write(chunk)
+                budget.copy(label, name, src, out)
             os.chmod(dest.joinpath(*parts), 0o755 if mode & 0o111 else 0o644)
         except OSError as exc:
             raise BundleError(f"{label}: cannot copy {name!r} ({exc})") from None
-        budget.bytes += read
         budget.files += 1
     budget.files += len(dirs)
 
@@ -563,12 +390,12 @@ def _indexed(items: list, where: str) -> list[tuple[int, int, dict]]:
 class _Loading:
     """The state of one ``load_bundle`` call."""
 
-    def __init__(self, root: Path, staging: Path, limits: BundleLimits) -> None:
+    def __init__(self, root: Path, staging: Path, limits: ArchiveLimits) -> None:
         self.root = root
         self.resolved_root = root.resolve()
         self.files = staging / "files"
         self.files.mkdir()
-        self.inner = _Budget(limits)
+        self.inner = ArchiveBudget(limits)
         self.count = 0
         self.cache: dict[tuple[Path, str], Path | Program] = {}
 
@@ -580,7 +407,7 @@ class _Loading:
             raise _fail(where, "is missing")
         if "\x00" in text:
             raise _fail(where, f"{text!r} is not a path")
-        if text.startswith(("/", "\\")) or _DRIVE.match(text):
+        if text.startswith(("/", "\\")) or DRIVE.match(text):
             raise _fail(where, f"{text!r} is outside the bundle (use a path relative to "
                                f"{COMPETITION_YAML})")
         path = (self.root / text.replace("\\", "/")).resolve()
@@ -606,14 +433,14 @@ class _Loading:
 
     # normalized zips
 
-    def _members(self, path: Path, label: str, zf: zipfile.ZipFile | None) -> list[_Member]:
+    def _members(self, path: Path, label: str, zf: zipfile.ZipFile | None) -> list[Member]:
         if zf is not None:
-            members, _ = _scan_zip(label, zf, self.inner)
+            members, _ = scan_zip(label, zf, self.inner)
         else:
             members = []
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 info = file.stat()
-                members.append(_Member(file.relative_to(path).parts, info.st_size,
+                members.append(Member(file.relative_to(path).parts, info.st_size,
                                        bool(info.st_mode & 0o111), False, path=file))
         return [m for m in members
                 if m.parts[0] not in _JUNK_DIRS and m.parts[-1] not in _JUNK_FILES]
@@ -638,7 +465,7 @@ class _Loading:
         if path.is_dir():
             result = self._normalize(path, label, program, None)
         elif path.is_file() and zipfile.is_zipfile(path):
-            with _open_zip(label, path) as zf:
+            with open_zip(label, path) as zf:
                 result = self._normalize(path, label, program, zf)
         else:
             raise _fail(where, f"{text!r} is neither a zip file nor a folder")
@@ -670,11 +497,11 @@ class _Loading:
                 info.external_attr = (stat.S_IFREG | (0o755 if member.executable else 0o644)) << 16
                 with out.open(info, "w", force_zip64=member.size > (1 << 30)) as sink:
                     if zf is not None:
-                        _copy_zip_member(label, zf, member, sink, self.inner)
+                        copy_zip_member(label, zf, member, sink, self.inner)
                     else:
                         assert member.path is not None
                         with open(member.path, "rb") as src:
-                            shutil.copyfileobj(src, sink, _CHUNK)
+                            shutil.copyfileobj(src, sink, CHUNK)
         if not program:
             return target
         return Program(target, _command(target, label))
@@ -972,7 +799,7 @@ def _pages(loading: _Loading, doc: dict) -> tuple[PageSpec, ...]:
     return tuple(pages)
 
 
-def load_bundle(source: Path, staging: Path, limits: BundleLimits = BundleLimits()) -> BundleSpec:
+def load_bundle(source: Path, staging: Path, limits: ArchiveLimits = ArchiveLimits()) -> BundleSpec:
     """Read and check the bundle at ``source`` (a .zip file or a folder).
 
     ``staging`` is an empty folder that the caller made and deletes afterwards; all that
@@ -980,12 +807,12 @@ def load_bundle(source: Path, staging: Path, limits: BundleLimits = BundleLimits
     ``BundleError`` for anything wrong with the bundle."""
     source = Path(source)
     staging = Path(staging)
-    budget = _Budget(limits)
+    budget = ArchiveBudget(limits)
     tree = staging / "bundle"
     if source.is_dir():
         _copy_tree(source, tree, budget)
     elif source.is_file():
-        _extract_zip(source, tree, budget)
+        extract_zip(source, tree, budget)
     else:
         raise BundleError(f"{source.name}: no such file or folder")
     root = _find_root(tree, source.name)
@@ -1035,7 +862,6 @@ def load_bundle(source: Path, staging: Path, limits: BundleLimits = BundleLimits
 
 __all__ = [
     "BundleError",
-    "BundleLimits",
     "BundleSpec",
     "ColumnSpec",
     "LeaderboardSpec",

@@ -19,6 +19,7 @@ from scitq_bench.server.models import Execution
 from tests.gui.conftest import GuiClient
 from tests.gui.test_sessions import account_token
 from tests.integration.test_api_bench import FakeWorker
+from tests.support.archives import zip_of, zip_with_symlink
 from tests.support.bundles import make_bundle, make_submission
 
 
@@ -205,6 +206,20 @@ def test_refusals_are_shown_next_to_the_field(app, admin_gui, tmp_path):
     submission_id_of(submit_via_form(alice, benchmark_id, open_, good))
     assert "quota reached" in refusal(submit_via_form(alice, benchmark_id, open_, good), "phase")
     assert count(app, Submission) == 1
+
+
+def test_a_hostile_zip_is_refused_next_to_the_file_field(app, admin_gui, tmp_path):
+    benchmark_id = import_via_form(admin_gui, make_bundle(tmp_path / "b"))
+    alice = signed_in(app, account_token(app, "alice", "participant"))
+    phase = phase_of(app, benchmark_id)
+    for data, message in (
+            (zip_of({"../evil.txt": b"1"}), "entry &#39;../evil.txt&#39; goes outside"),
+            (zip_with_symlink("link", "/etc/passwd"), "entry &#39;link&#39; is a symbolic link")):
+        response = submit_via_form(alice, benchmark_id, phase, data)
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        assert re.search(rf'data-error-for="file">submission: {re.escape(message)}', page), page
+    assert count(app, Submission) == 0
 
 
 def test_a_bad_image_reference_is_refused_next_to_the_image_field(app, admin_gui, tmp_path):

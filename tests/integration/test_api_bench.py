@@ -219,7 +219,7 @@ def test_bad_bundle_leaves_nothing_behind(api, tmp_path, settings) -> None:
     assert answer.status_code == 400
     assert "competition.yaml" in answer.json["message"] and "line" in answer.json["message"]
     assert api.get("/benchmarks").json == []
-    stored = settings.data_dir / "files" / "benchmarks"
+    stored = settings.store_dir / "benchmarks"
     assert not stored.exists() or not any(stored.rglob("*"))
 
 

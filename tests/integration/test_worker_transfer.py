@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_worker_agent import executions, finish, running_worker, stdout_of
+from tests.support.archives import lie_about_size, tar_of, zip_of
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -182,3 +183,26 @@ def test_download_timeout(live_server, tmp_path, http_files):
     assert execution["status"] == "timeout"
     assert "download timed out" in execution["error"]
     assert took < 5, took
+
+
+def test_unsafe_archives_fail_the_execution_naming_the_archive(live_server, tmp_path):
+    client = live_server.client()
+    (tmp_path / "evil.zip").write_bytes(zip_of({"../evil.txt": b"no"}))
+    (tmp_path / "link.tar.gz").write_bytes(tar_of({"up": (b"", "../../../etc")}))
+    (tmp_path / "liar.zip").write_bytes(
+        lie_about_size(zip_of({"a.txt": b"a" * 5000}), "a.txt", 10))
+    with running_worker(live_server, tmp_path):
+        tasks = [client.task_create("true", inputs=[f"file://{tmp_path}/{name}|{action}"])
+                 for name, action in (("evil.zip", "unzip"), ("link.tar.gz", "untar"),
+                                      ("liar.zip", "unzip"))]
+        done = finish(client, tasks)
+    assert [t["status"] for t in done] == ["failed"] * 3
+    errors = [executions(client, t["id"])[-1]["error"] for t in tasks]
+    assert errors == [
+        "download failed: unzip: evil.zip: entry '../evil.txt' goes outside the archive ('..')",
+        "download failed: untar: link.tar.gz: entry 'up' is a symbolic link pointing outside "
+        "the archive ('../../../etc')",
+        "download failed: unzip: liar.zip: 'a.txt' holds more than the 10 bytes its header "
+        "says",
+    ]
+    assert not list(tmp_path.rglob("evil.txt"))

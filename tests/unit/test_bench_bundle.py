@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import zipfile
 from datetime import datetime
@@ -14,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from scitq_bench.bench.archives import ArchiveError, ArchiveLimits
 from scitq_bench.bench.bundle import (
     BundleError,
-    BundleLimits,
     BundleSpec,
     Program,
     load_bundle,
 )
 from scitq_bench.exceptions import InvalidInput
+from tests.support.archives import central_entry, lie_about_size
 from tests.support.bundles import (
     INGESTION_COMMAND,
     SCORING_COMMAND,
@@ -33,14 +33,14 @@ from tests.support.bundles import (
 )
 
 
-def load(tmp_path: Path, source: Path, limits: BundleLimits = BundleLimits()) -> BundleSpec:
+def load(tmp_path: Path, source: Path, limits: ArchiveLimits = ArchiveLimits()) -> BundleSpec:
     staging = tmp_path / "staging"
     staging.mkdir(parents=True)
     return load_bundle(source, staging, limits)
 
 
-def refused(tmp_path: Path, source: Path, limits: BundleLimits = BundleLimits()) -> str:
-    with pytest.raises(BundleError) as caught:
+def refused(tmp_path: Path, source: Path, limits: ArchiveLimits = ArchiveLimits()) -> str:
+    with pytest.raises((BundleError, ArchiveError)) as caught:
         load(tmp_path, source, limits)
     return str(caught.value)
 
@@ -882,27 +882,6 @@ def test_duplicate_and_conflicting_entries_are_refused(tmp_path):
         "bundle.zip: entry 'logo.png' is both a file and a folder")
 
 
-def central_entry(data: bytearray, name: str) -> int:
-    encoded = name.encode()
-    position = 0
-    while (position := data.find(b"PK\x01\x02", position)) != -1:
-        length = struct.unpack_from("<H", data, position + 28)[0]
-        if data[position + 46:position + 46 + length] == encoded:
-            return position
-        position += 4
-    raise AssertionError(f"no central directory entry for {name}")
-
-
-def lie_about_size(zip_data: bytes, name: str, size: int) -> bytes:
-    """The zip with ``name``'s uncompressed size set to ``size`` in both its headers."""
-    data = bytearray(zip_data)
-    with zipfile.ZipFile(__import__("io").BytesIO(zip_data)) as zf:
-        local = zf.getinfo(name).header_offset
-    struct.pack_into("<I", data, local + 22, size)
-    struct.pack_into("<I", data, central_entry(data, name) + 24, size)
-    return bytes(data)
-
-
 def test_an_encrypted_entry_is_refused(tmp_path):
     source = make_bundle(tmp_path / "src")
     data = bytearray(source.read_bytes())
@@ -915,28 +894,28 @@ def test_an_encrypted_entry_is_refused(tmp_path):
 def test_too_many_files(tmp_path):
     source = make_bundle(tmp_path / "src")
     count = len(names(source))
-    assert load(tmp_path / "ok", source, BundleLimits(max_files=count)).title
-    assert refused(tmp_path, source, BundleLimits(max_files=count - 1)) == (
+    assert load(tmp_path / "ok", source, ArchiveLimits(max_files=count)).title
+    assert refused(tmp_path, source, ArchiveLimits(max_files=count - 1)) == (
         f"bundle.zip: too many files ({count} entries; at most {count - 1} allowed)")
     assert not (tmp_path / "staging" / "bundle").exists()
 
 
 def test_too_many_files_in_a_folder_bundle(tmp_path):
     source = make_bundle(tmp_path / "src", zipped=False)
-    assert refused(tmp_path, source, BundleLimits(max_files=3)).startswith(
+    assert refused(tmp_path, source, ArchiveLimits(max_files=3)).startswith(
         "bundle: too many files (")
 
 
 def test_too_many_files_in_data(tmp_path):
     data = zip_bytes({f"f{i}.txt": "1" for i in range(50)})
     source = make_bundle(tmp_path / "src", extra_files={"task0/reference_data.zip": data})
-    assert refused(tmp_path, source, BundleLimits(max_files=40)) == (
+    assert refused(tmp_path, source, ArchiveLimits(max_files=40)) == (
         "task0/reference_data.zip: too many files (52 entries; at most 40 allowed)")
 
 
 def test_too_big_as_declared(tmp_path):
     source = make_bundle(tmp_path / "src", extra_files={"big.bin": b"\0" * 100_000})
-    message = refused(tmp_path, source, BundleLimits(max_bytes=50_000))
+    message = refused(tmp_path, source, ArchiveLimits(max_bytes=50_000))
     assert message.startswith("bundle.zip: too big (")
     assert message.endswith("bytes uncompressed; at most 50000 allowed)")
     assert not (tmp_path / "staging" / "bundle").exists()
@@ -944,20 +923,20 @@ def test_too_big_as_declared(tmp_path):
 
 def test_a_file_too_big_as_declared(tmp_path):
     source = make_bundle(tmp_path / "src", extra_files={"big.bin": b"\0" * 100_000})
-    assert refused(tmp_path, source, BundleLimits(max_file_bytes=50_000)) == (
+    assert refused(tmp_path, source, ArchiveLimits(max_file_bytes=50_000)) == (
         "bundle.zip: 'big.bin' is too big (100000 bytes uncompressed; at most 50000 allowed)")
 
 
 def test_a_file_too_big_in_a_folder_bundle(tmp_path):
     source = make_bundle(tmp_path / "src", zipped=False, extra_files={"big.bin": b"1" * 5000})
-    assert refused(tmp_path, source, BundleLimits(max_file_bytes=1000)) == (
+    assert refused(tmp_path, source, ArchiveLimits(max_file_bytes=1000)) == (
         "bundle: 'big.bin' is too big (5000 bytes; at most 1000 allowed)")
 
 
 def test_data_too_big_as_declared(tmp_path):
     data = zip_bytes({"answer.txt": "1" * 100_000})
     source = make_bundle(tmp_path / "src", extra_files={"task0/reference_data.zip": data})
-    message = refused(tmp_path, source, BundleLimits(max_file_bytes=50_000))
+    message = refused(tmp_path, source, ArchiveLimits(max_file_bytes=50_000))
     assert message == ("task0/reference_data.zip: 'answer.txt' is too big (100000 bytes "
                        "uncompressed; at most 50000 allowed)")
 
@@ -967,16 +946,16 @@ def test_data_zips_together_count_against_one_budget(tmp_path):
     data = {f"task{i}/reference_data.zip": zip_bytes({"answer.txt": "1" * 30_000})
             for i in range(2)}
     source = make_bundle(tmp_path / "src", tasks=2, extra_files=data)
-    message = refused(tmp_path, source, BundleLimits(max_bytes=50_000))
+    message = refused(tmp_path, source, ArchiveLimits(max_bytes=50_000))
     assert message.startswith("task1/reference_data.zip: too big (")
 
 
 def test_a_lying_header_over_the_limits_is_refused(tmp_path):
     source = make_bundle(tmp_path / "src", extra_files={"big.bin": b"a" * 100_000})
     source.write_bytes(lie_about_size(source.read_bytes(), "big.bin", 10))
-    limits = BundleLimits(max_file_bytes=50_000)
+    limits = ArchiveLimits(max_file_bytes=50_000)
     assert refused(tmp_path, source, limits) == (
-        "bundle.zip: 'big.bin' is too big (more than 50000 bytes uncompressed)")
+        "bundle.zip: 'big.bin' holds more than the 10 bytes its header says")
     staged = tmp_path / "staging" / "bundle" / "big.bin"
     assert not staged.exists() or staged.stat().st_size <= 50_000
 
@@ -984,15 +963,15 @@ def test_a_lying_header_over_the_limits_is_refused(tmp_path):
 def test_a_lying_header_over_the_total_is_refused(tmp_path):
     source = make_bundle(tmp_path / "src", extra_files={"big.bin": b"a" * 100_000})
     source.write_bytes(lie_about_size(source.read_bytes(), "big.bin", 10))
-    assert refused(tmp_path, source, BundleLimits(max_bytes=60_000)) == (
-        "bundle.zip: too big (more than 60000 bytes uncompressed)")
+    assert refused(tmp_path, source, ArchiveLimits(max_bytes=60_000)) == (
+        "bundle.zip: 'big.bin' holds more than the 10 bytes its header says")
 
 
 def test_a_lying_header_within_the_limits_is_refused(tmp_path):
     source = make_bundle(tmp_path / "src", extra_files={"big.bin": b"a" * 5000})
     source.write_bytes(lie_about_size(source.read_bytes(), "big.bin", 10))
     assert refused(tmp_path, source) == (
-        "bundle.zip: 'big.bin' holds 5000 bytes but its header says 10")
+        "bundle.zip: 'big.bin' holds more than the 10 bytes its header says")
 
 
 def test_a_header_claiming_more_than_there_is_is_refused(tmp_path):
@@ -1005,9 +984,9 @@ def test_a_header_claiming_more_than_there_is_is_refused(tmp_path):
 def test_a_lying_header_in_data_is_refused(tmp_path):
     data = lie_about_size(zip_bytes({"answer.txt": "4" * 100_000}), "answer.txt", 3)
     source = make_bundle(tmp_path / "src", extra_files={"task0/reference_data.zip": data})
-    assert refused(tmp_path, source, BundleLimits(max_file_bytes=50_000)) == (
-        "task0/reference_data.zip: 'answer.txt' is too big (more than 50000 bytes "
-        "uncompressed)")
+    assert refused(tmp_path, source, ArchiveLimits(max_file_bytes=50_000)) == (
+        "task0/reference_data.zip: 'answer.txt' holds more than the 3 bytes its header "
+        "says")
 
 
 def test_a_corrupt_entry_is_refused(tmp_path):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.client.worker import transfer
 from scitq_bench.client.worker.transfer import (
     Aborted,
@@ -27,6 +28,7 @@ from scitq_bench.client.worker.transfer import (
     redact,
     upload,
 )
+from tests.support.archives import lie_about_size, tar_of, zip_bomb, zip_of, zip_with_symlink
 
 
 def _tree(root: Path) -> list[str]:
@@ -129,7 +131,8 @@ def test_unzip_and_its_safety(tmp_path):
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../../zip-escaped.txt", "no")
-    with pytest.raises(TransferError, match="unsafe path"):
+    with pytest.raises(TransferError, match=r"unzip: evil.zip: entry '../../zip-escaped.txt' "
+                       r"goes outside the archive"):
         fetch(None, f"file://{evil}|unzip", tmp_path / "dest2")  # type: ignore[arg-type]
     assert not (tmp_path / "zip-escaped.txt").exists()
 
@@ -237,7 +240,7 @@ def test_resource_cache_fetches_once(tmp_path, monkeypatch):
     release = threading.Event()
 
     def slow_fetch(client: Any, uri: str, dest: Path, deadline: Any = None,
-                   merge_lock: Any = None) -> None:
+                   merge_lock: Any = None, limits: Any = None) -> None:
         calls.append(uri)
         release.wait(5)
         (dest / "r.txt").write_text("r")
@@ -260,7 +263,7 @@ def test_resource_cache_retries_after_failure(tmp_path, monkeypatch):
     attempts: list[int] = []
 
     def flaky(client: Any, uri: str, dest: Path, deadline: Any = None,
-              merge_lock: Any = None) -> None:
+              merge_lock: Any = None, limits: Any = None) -> None:
         attempts.append(1)
         if len(attempts) == 1:
             raise TransferError("boom")
@@ -306,3 +309,93 @@ def test_upload_to_http_puts_each_file(tmp_path):
             transfer.upload(None, out, f"http://127.0.0.1:{server.server_port}/forbidden/")  # type: ignore[arg-type]
     finally:
         server.shutdown()
+
+
+# -- unpacking bounds --------------------------------------------------------------------
+
+MIB = 1 << 20
+SMALL = ArchiveLimits(max_bytes=MIB, max_files=10, max_file_bytes=MIB)
+
+
+def _fetch_refused(tmp_path: Path, name: str, data: bytes, action: str,
+                   limits: ArchiveLimits = SMALL) -> str:
+    """Fetch ``data`` (saved as ``name``) with ``action``; returns the refusal and checks
+    nothing was left in the destination."""
+    source = tmp_path / name
+    source.write_bytes(data)
+    dest = tmp_path / "dest"
+    with pytest.raises(TransferError) as caught:
+        fetch(None, f"file://{source}|{action}", dest, limits=limits)  # type: ignore[arg-type]
+    assert list(dest.iterdir()) == []
+    return str(caught.value)
+
+
+def test_unzip_stops_a_bomb_whose_header_lies(tmp_path):
+    # the header says 10 bytes: only counting the bytes written stops it
+    bomb = lie_about_size(zip_bomb("zeros.bin", 3 * MIB), "zeros.bin", 10)
+    assert _fetch_refused(tmp_path, "bomb.zip", bomb, "unzip") == (
+        "unzip: bomb.zip: 'zeros.bin' holds more than the 10 bytes its header says")
+
+
+def test_unzip_bounds_the_total_and_the_file_count(tmp_path):
+    halves = zip_of({"a": b"a" * (MIB // 2), "b": b"b" * (MIB // 2 + 1)})
+    assert _fetch_refused(tmp_path, "two.zip", halves, "unzip") == (
+        f"unzip: two.zip: too big ({MIB + 1} bytes uncompressed; at most {MIB} allowed)")
+    many = zip_of({f"f{i}.txt": b"" for i in range(11)})
+    assert _fetch_refused(tmp_path, "many.zip", many, "unzip") == (
+        "unzip: many.zip: too many files (11 entries; at most 10 allowed)")
+
+
+def test_unzip_refuses_symlinks_and_keeps_the_execute_bit(tmp_path):
+    link = zip_with_symlink("link", "/etc/passwd")
+    assert _fetch_refused(tmp_path, "link.zip", link, "unzip") == (
+        "unzip: link.zip: entry 'link' is a symbolic link")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("run.sh")
+        info.external_attr = 0o100755 << 16
+        archive.writestr(info, "#!/bin/sh\n")
+    (tmp_path / "run.zip").write_bytes(buffer.getvalue())
+    fetch(None, f"file://{tmp_path}/run.zip|unzip", tmp_path / "ok")  # type: ignore[arg-type]
+    assert (tmp_path / "ok" / "run.sh").stat().st_mode & 0o111
+
+
+def test_untar_bounds_bytes_and_entries(tmp_path):
+    # 3 MiB of zeros: a few kilobytes on disk
+    big = _tar(tmp_path / "big.tar.gz", {"zeros.bin": b"\0" * (3 * MIB)})
+    assert big.stat().st_size < 10_000
+    assert _fetch_refused(tmp_path, "bomb.tar.gz", big.read_bytes(), "untar") == (
+        f"untar: bomb.tar.gz: 'zeros.bin' is too big (more than {MIB} bytes uncompressed)")
+    many = tar_of({f"f{i}.txt": b"" for i in range(11)})
+    assert _fetch_refused(tmp_path, "many.tar.gz", many, "untar") == (
+        "untar: many.tar.gz: too many files (more than 10 entries)")
+
+
+def test_untar_links_stay_inside_and_nothing_is_written_through_them(tmp_path):
+    fine = tar_of({"lib.so.1": b"elf", "lib.so": (b"", "lib.so.1"), "d/up": (b"", "../lib.so")})
+    (tmp_path / "fine.tar.gz").write_bytes(fine)
+    dest = tmp_path / "ok"
+    fetch(None, f"file://{tmp_path}/fine.tar.gz|untar", dest)  # type: ignore[arg-type]
+    assert (dest / "lib.so").is_symlink() and (dest / "lib.so").read_bytes() == b"elf"
+    assert (dest / "d" / "up").read_bytes() == b"elf"
+    # each link alone stays inside; followed one after the other they climb out
+    chain = tar_of({"here": (b"", "."), "out": (b"", "here/here/../..")})
+    assert _fetch_refused(tmp_path, "chain.tar.gz", chain, "untar") == (
+        "untar: chain.tar.gz: entry 'out' is a symbolic link pointing outside the archive")
+    # a file under a link is written in a real folder, never through the link
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    through = tar_of({"sub": (b"", str(outside)), "sub/evil.txt": b"no"})
+    assert "untar: through.tar.gz:" in _fetch_refused(tmp_path, "through.tar.gz", through,
+                                                      "untar")
+    assert list(outside.iterdir()) == []
+    up = tar_of({"up": (b"", "../../etc")})
+    assert _fetch_refused(tmp_path, "up.tar.gz", up, "untar") == (
+        "untar: up.tar.gz: entry 'up' is a symbolic link pointing outside the archive "
+        "('../../etc')")
+
+
+def test_gunzip_stops_at_the_bound(tmp_path):
+    bomb = gzip.compress(b"\0" * (3 * MIB))
+    assert _fetch_refused(tmp_path, "zeros.bin.gz", bomb, "gunzip") == (
+        f"gunzip: zeros.bin.gz: 'zeros.bin' is too big (more than {MIB} bytes uncompressed)")

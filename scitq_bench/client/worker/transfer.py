@@ -3,9 +3,12 @@
 Every fetch lands in a private staging folder first, where the URI's actions (untar,
 gunzip, unzip, mv) are applied, and is then merged into its destination: a half-done or
 failed download never leaves partial files where the task (or another task sharing a
-resource) would see them. Archives are extracted so that no member can escape the
-folder. Long transfers check a ``Deadline`` between chunks, so a download timeout or a
-cancellation takes effect promptly.
+resource) would see them. Archives are unpacked with the checks of
+``scitq_bench.bench.archives``: no member can land outside the folder, nothing is ever
+written through a link, and each archive may unpack to at most ``WORKER_LIMITS`` (bytes
+counted as they are written, not as headers declare them). Long transfers check a
+``Deadline`` between chunks, so a download timeout or a cancellation takes effect
+promptly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,6 +30,13 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
+from scitq_bench.bench.archives import (
+    ArchiveBudget,
+    ArchiveError,
+    ArchiveLimits,
+    entry_parts,
+    extract_zip,
+)
 from scitq_bench.client.api import Client
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.uris import DataURI, parse_uri
@@ -33,6 +44,11 @@ from scitq_bench.uris import DataURI, parse_uri
 CHUNK = 1 << 20
 HTTP_CONNECT_TIMEOUT = 15.0
 HTTP_READ_TIMEOUT = 60.0
+# What one archive may unpack to on a worker: large enough for reference data sets and
+# software trees, small enough that a bomb stops long before it fills a disk.
+# Submissions are held to much less by the server when they are uploaded.
+WORKER_LIMITS = ArchiveLimits(max_bytes=64 << 30, max_files=1_000_000,
+                              max_file_bytes=64 << 30)
 
 
 class TransferError(Exception):
@@ -86,10 +102,12 @@ def redact(uri: str) -> str:
 
 
 def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None = None,
-          merge_lock: threading.Lock | None = None) -> None:
+          merge_lock: threading.Lock | None = None,
+          limits: ArchiveLimits = WORKER_LIMITS) -> None:
     """Download ``uri`` into ``destination`` and apply its actions. A URI ending in "/"
     copies the folder's contents; a folder without the "/" arrives as a subfolder named
-    after it (the rsync convention)."""
+    after it (the rsync convention). Each archive an action unpacks is held to
+    ``limits``."""
     deadline = deadline or Deadline()
     parsed = parse_uri(uri)
     destination.mkdir(parents=True, exist_ok=True)
@@ -99,7 +117,7 @@ def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None
             _download(client, parsed, staging, deadline)
             for action, argument in parsed.actions:
                 deadline.check()
-                _apply_action(action, argument, staging, deadline)
+                _apply_action(action, argument, staging, deadline, limits)
         except (TransferError, Aborted):
             raise
         except requests.RequestException as exc:
@@ -202,7 +220,8 @@ def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline) -
 # -- actions -------------------------------------------------------------------------
 
 
-def _apply_action(action: str, argument: str | None, staging: Path, deadline: Deadline) -> None:
+def _apply_action(action: str, argument: str | None, staging: Path, deadline: Deadline,
+                  limits: ArchiveLimits) -> None:
     if action == "mv":
         assert argument is not None  # parse_uri guarantees it
         move_into(staging, argument)
@@ -210,7 +229,7 @@ def _apply_action(action: str, argument: str | None, staging: Path, deadline: De
     extract = {"untar": untar, "gunzip": gunzip, "unzip": unzip}[action]
     for path in list(_files(staging)):
         deadline.check()
-        extract(path)
+        extract(path, limits)
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -219,37 +238,104 @@ def _files(root: Path) -> Iterator[Path]:
             yield path
 
 
-def untar(archive: Path) -> None:
+def untar(archive: Path, limits: ArchiveLimits = WORKER_LIMITS) -> None:
     """Extract a tar archive (any compression) next to itself, then remove it."""
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise TransferError(f"untar: {archive.name} is not a readable tar archive ({exc})") from None
     with tar:
-        _replace_with_tree(archive, lambda target: _extract_tar(tar, target), "untar")
+        _replace_with_tree(
+            archive, lambda target: _extract_tar(tar, target, ArchiveBudget(limits),
+                                                 archive.name), "untar")
 
 
-def _extract_tar(tar: tarfile.TarFile, target: Path) -> None:
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(target, filter="data")
+def _extract_tar(tar: tarfile.TarFile, target: Path, budget: ArchiveBudget, label: str) -> None:
+    """Files and folders first, member by member, each counted as it is written; links
+    last, so that nothing is ever written through one."""
+    links: list[tuple[tarfile.TarInfo, tuple[str, ...]]] = []
+    for member in tar:
+        budget.count_entry(label)
+        parts = entry_parts(label, member.name)
+        if not parts:
+            continue  # the archive's own top folder, "./"
+        path = target.joinpath(*parts)
+        if member.isdir():
+            path.mkdir(parents=True, exist_ok=True)
+        elif member.isfile():
+            _write_tar_file(tar, member, parts, path, budget, label)
+        elif member.issym() or member.islnk():
+            links.append((member, parts))
+        else:
+            raise ArchiveError(f"{label}: entry {member.name!r} is not a plain file, folder "
+                               "or link")
+    for member, parts in sorted(links, key=lambda link: link[0].issym()):  # hard links first
+        _make_tar_link(member, parts, target, label)
+    _check_links_inside(target, [parts for member, parts in links if member.issym()], label)
+
+
+def _write_tar_file(tar: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...],
+                    path: Path, budget: ArchiveBudget, label: str) -> None:
+    if member.size > budget.file_cap():
+        budget.refuse_over(label, member.name, member.size)
+    source = tar.extractfile(member)
+    assert source is not None  # a regular file always has its data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        path.unlink()  # a later member of the same name wins, as with tar itself
+    with source, open(path, "xb") as out:
+        budget.copy(label, "/".join(parts), source, out)
+    os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)
+
+
+def _make_tar_link(member: tarfile.TarInfo, parts: tuple[str, ...], target: Path,
+                   label: str) -> None:
+    """A hard link to a file the archive already holds, or a symbolic link that stays
+    inside it; never at a place under another link."""
+    path = target.joinpath(*parts)
+    _refuse_links_on_the_way(target, parts, label, member.name)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if member.islnk():
+        source = target.joinpath(*entry_parts(label, member.linkname))
+        if source.is_symlink() or not source.is_file():
+            raise ArchiveError(f"{label}: entry {member.name!r} links to "
+                               f"{member.linkname!r}, which is not a file of the archive")
+        os.link(source, path, follow_symlinks=False)
         return
-    for member in tar.getmembers():  # Python without extraction filters
-        _check_tar_member(member, target)
-    tar.extractall(target)
+    pointed = os.path.normpath(os.path.join(*parts[:-1], member.linkname)
+                               if len(parts) > 1 else member.linkname)
+    if os.path.isabs(member.linkname) or pointed == ".." or pointed.startswith("../"):
+        raise ArchiveError(f"{label}: entry {member.name!r} is a symbolic link pointing "
+                           f"outside the archive ({member.linkname!r})")
+    os.symlink(member.linkname, path)
 
 
-def _check_tar_member(member: tarfile.TarInfo, target: Path) -> None:
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise TransferError(f"untar: {member.name}: special files are not extracted")
-    inside(target, member.name)
-    if member.issym():
-        inside(target, str(PurePosixPath(member.name).parent / member.linkname))
-    elif member.islnk():
-        inside(target, member.linkname)
+def _refuse_links_on_the_way(target: Path, parts: tuple[str, ...], label: str,
+                             name: str) -> None:
+    current = target
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise ArchiveError(f"{label}: entry {name!r} lies under the symbolic link "
+                               f"{current.relative_to(target).as_posix()!r}")
 
 
-def gunzip(path: Path) -> None:
-    """Decompress ``x.gz`` into ``x`` (``x.tgz`` into ``x.tar``)."""
+def _check_links_inside(target: Path, links: list[tuple[str, ...]], label: str) -> None:
+    """Once every link exists, each must still resolve inside the folder (links to
+    links can climb out where each one alone looks harmless)."""
+    root = target.resolve()
+    for parts in links:
+        resolved = Path(os.path.realpath(target.joinpath(*parts)))
+        if resolved != root and root not in resolved.parents:
+            raise ArchiveError(f"{label}: entry {'/'.join(parts)!r} is a symbolic link "
+                               "pointing outside the archive")
+
+
+def gunzip(path: Path, limits: ArchiveLimits = WORKER_LIMITS) -> None:
+    """Decompress ``x.gz`` into ``x`` (``x.tgz`` into ``x.tar``), at most
+    ``limits.max_file_bytes`` bytes of it."""
     name = path.name
     if name.endswith(".tgz"):
         out = name[:-4] + ".tar"
@@ -260,28 +346,20 @@ def gunzip(path: Path) -> None:
     temporary = path.with_name(f".{out}.gunzip")
     try:
         with gzip.open(path, "rb") as source, open(temporary, "wb") as handle:
-            shutil.copyfileobj(source, handle, CHUNK)
-    except (OSError, EOFError) as exc:
+            ArchiveBudget(limits).copy(name, out, source, handle)
+    except (OSError, EOFError, ArchiveError) as exc:
         temporary.unlink(missing_ok=True)
-        raise TransferError(f"gunzip: {name}: {exc}") from None
+        raise TransferError(f"gunzip: {exc}" if isinstance(exc, ArchiveError)
+                            else f"gunzip: {name}: {exc}") from None
     path.unlink()
     os.replace(temporary, path.with_name(out))
 
 
-def unzip(archive: Path) -> None:
-    """Extract a zip archive next to itself, refusing members that would escape."""
-    try:
-        handle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise TransferError(f"unzip: {archive.name} is not a readable zip archive ({exc})") from None
-
-    def extract(target: Path) -> None:
-        for info in handle.infolist():
-            inside(target, info.filename)
-        handle.extractall(target)
-
-    with handle:
-        _replace_with_tree(archive, extract, "unzip")
+def unzip(archive: Path, limits: ArchiveLimits = WORKER_LIMITS) -> None:
+    """Extract a zip archive next to itself, every entry checked first and every byte
+    counted as it is written."""
+    _replace_with_tree(
+        archive, lambda target: extract_zip(archive, target, ArchiveBudget(limits)), "unzip")
 
 
 def _replace_with_tree(archive: Path, extract: Callable[[Path], None], action: str) -> None:
@@ -293,7 +371,10 @@ def _replace_with_tree(archive: Path, extract: Callable[[Path], None], action: s
             extract(target)
         except TransferError:
             raise
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except ArchiveError as exc:
+            raise TransferError(f"{action}: {exc}") from None
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                ValueError) as exc:
             raise TransferError(f"{action}: {archive.name}: {exc}") from None
         archive.unlink()
         merge_tree(target, archive.parent)
@@ -362,9 +443,10 @@ class ResourceCache:
     tasks that need one being fetched wait for that download instead of repeating it.
     A failed fetch is forgotten, so the next task tries again."""
 
-    def __init__(self, client: Client, root: Path) -> None:
+    def __init__(self, client: Client, root: Path, limits: ArchiveLimits = WORKER_LIMITS) -> None:
         self.client = client
         self.root = root
+        self.limits = limits
         self._lock = threading.Lock()
         self._merge_lock = threading.Lock()
         self._fetches: dict[str, _Fetch] = {}
@@ -387,7 +469,7 @@ class ResourceCache:
 
     def _fetch(self, uri: str, entry: _Fetch, deadline: Deadline) -> None:
         try:
-            fetch(self.client, uri, self.root, deadline, self._merge_lock)
+            fetch(self.client, uri, self.root, deadline, self._merge_lock, self.limits)
             entry.ok = True
         finally:
             if not entry.ok:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, g, request, send_file
+from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -60,6 +60,7 @@ from scitq_bench.server.bench.serialize import (
 )
 from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
+from scitq_bench.server.downloads import send_attachment
 from scitq_bench.server.notify import WORK
 from scitq_bench.server.serialize import iso
 
@@ -84,7 +85,7 @@ def list_accounts() -> Any:
             select(Account).order_by(Account.id))]
 
 
-@endpoint(bp, "/accounts/<int:account_id>/tokens", "POST", access=ADMIN, body=TokenRequest,
+@endpoint(bp, "/accounts/<id:account_id>/tokens", "POST", access=ADMIN, body=TokenRequest,
           summary="A new token for an account (optionally revoking its others)")
 def new_account_token(account_id: int, body: TokenRequest) -> Any:
     with server_context().db.write() as session:
@@ -94,7 +95,7 @@ def new_account_token(account_id: int, body: TokenRequest) -> Any:
     return {"account": accounts.account_dict(account), "token": token}, 201
 
 
-@endpoint(bp, "/accounts/<int:account_id>", "DELETE", access=ADMIN,
+@endpoint(bp, "/accounts/<id:account_id>", "DELETE", access=ADMIN,
           summary="Delete an account and its tokens (its submissions stay, ownerless)")
 def delete_account(account_id: int) -> Any:
     with server_context().db.write() as session:
@@ -146,7 +147,7 @@ def list_benchmarks() -> Any:
                  "created_at": iso(b.created_at)} for b in found]
 
 
-@endpoint(bp, "/benchmarks/<int:benchmark_id>", "GET", access=BENCH,
+@endpoint(bp, "/benchmarks/<id:benchmark_id>", "GET", access=BENCH,
           summary="A benchmark: pages, phases, tasks, leaderboards")
 def get_benchmark(benchmark_id: int) -> Any:
     with server_context().db.read() as session:
@@ -154,7 +155,7 @@ def get_benchmark(benchmark_id: int) -> Any:
                               visible_benchmark(session, g.principal, benchmark_id))
 
 
-@endpoint(bp, "/benchmarks/<int:benchmark_id>", "DELETE", access=ORGANIZE,
+@endpoint(bp, "/benchmarks/<id:benchmark_id>", "DELETE", access=ORGANIZE,
           summary="Delete a benchmark with its submissions, their tasks and its files")
 def remove_benchmark(benchmark_id: int) -> Any:
     context = server_context()
@@ -165,7 +166,7 @@ def remove_benchmark(benchmark_id: int) -> Any:
     return {"deleted": benchmark_id}
 
 
-@endpoint(bp, "/phases/<int:phase_id>", "PATCH", access=ORGANIZE, body=PhaseUpdate,
+@endpoint(bp, "/phases/<id:phase_id>", "PATCH", access=ORGANIZE, body=PhaseUpdate,
           summary="Change a phase's dates, limits or output visibility")
 def update_phase(phase_id: int, body: PhaseUpdate) -> Any:
     with server_context().db.write() as session:
@@ -179,7 +180,7 @@ def update_phase(phase_id: int, body: PhaseUpdate) -> Any:
         return phase_dict(phase, [])
 
 
-@endpoint(bp, "/benchmarks/<int:benchmark_id>/tasks/<int:index>", "PATCH", access=ORGANIZE,
+@endpoint(bp, "/benchmarks/<id:benchmark_id>/tasks/<id:index>", "PATCH", access=ORGANIZE,
           body=BenchTaskUpdate,
           summary="Set a task's resources: GPUs per step, and an image of its own")
 def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> Any:
@@ -201,7 +202,7 @@ def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> A
 
 
 @endpoint(
-    bp, "/phases/<int:phase_id>/submissions", "POST", access=BENCH, raw_body=True,
+    bp, "/phases/<id:phase_id>/submissions", "POST", access=BENCH, raw_body=True,
     summary="Submit to a phase: a zip body (result or code), or ?kind=image&image=...",
     query=(QueryParam("kind", "result (default), code or image"),
            QueryParam("name", "a name for it"),
@@ -217,7 +218,8 @@ def submit(phase_id: int) -> Any:
         context.db, context.files, g.principal, phase_id, kind=kind,
         body=request.stream if has_body else None, declared_size=request.content_length,
         image=request.args.get("image"), command=request.args.get("command"),
-        name=request.args.get("name"))
+        name=request.args.get("name"), limits=context.settings.submission_limits,
+        spool_dir=context.settings.data_dir / "uploads")
     context.notifier.notify(WORK)
     with context.db.read() as session:
         submission, benchmark, phase = visible_submission(session, g.principal, submission_id)
@@ -240,7 +242,7 @@ def list_submissions() -> Any:
                 for s in session.scalars(query)]
 
 
-@endpoint(bp, "/submissions/<int:submission_id>", "GET", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>", "GET", access=BENCH,
           summary="A submission with its attempts, runs and scores")
 def get_submission(submission_id: int) -> Any:
     with server_context().db.read() as session:
@@ -266,7 +268,7 @@ STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "int
               QueryParam("step", "prediction or scoring (default)"))
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/logs", "GET", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/logs", "GET", access=BENCH,
           summary="A step's log (unless the phase hides output); ?stream=&offset=&wait=",
           query=STEP_QUERY)
 def submission_logs(submission_id: int) -> Any:
@@ -284,7 +286,7 @@ def _output_prefix(submission_id: int) -> str:
     return step.output_prefix
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/outputs", "GET", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/outputs", "GET", access=BENCH,
           summary="Files a step wrote to /app/output", query=STEP_QUERY)
 def submission_outputs(submission_id: int) -> Any:
     prefix = _output_prefix(submission_id)
@@ -293,23 +295,21 @@ def submission_outputs(submission_id: int) -> Any:
                       for f in files]}
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/outputs/<path:path>", "GET", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/outputs/<path:path>", "GET", access=BENCH,
           summary="Download one output file of a step", query=STEP_QUERY)
 def submission_output_file(submission_id: int, path: str) -> Any:
     prefix = _output_prefix(submission_id)
-    return send_file(server_context().files.open(f"{prefix}/{path}"),
-                     mimetype="application/octet-stream", as_attachment=True,
-                     download_name=Path(path).name)
+    return send_attachment(server_context().files.open(f"{prefix}/{path}"), Path(path).name)
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/detailed_results", "GET", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/detailed_results", "GET", access=BENCH,
           summary="The scoring step's detailed results page (sandboxed HTML)",
           query=STEP_QUERY)
 def detailed_results(submission_id: int) -> Any:
     return outputs.detailed_results_response(server_context().files, _step(submission_id))
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/rerun", "POST", access=ORGANIZE,
+@endpoint(bp, "/submissions/<id:submission_id>/rerun", "POST", access=ORGANIZE,
           summary="Run a submission again (a new attempt; earlier ones are kept)")
 def rerun_submission(submission_id: int) -> Any:
     context = server_context()
@@ -321,7 +321,7 @@ def rerun_submission(submission_id: int) -> Any:
     return answer
 
 
-@endpoint(bp, "/phases/<int:phase_id>/rerun", "POST", access=ORGANIZE,
+@endpoint(bp, "/phases/<id:phase_id>/rerun", "POST", access=ORGANIZE,
           summary="Run every submission of a phase again (those not running)")
 def rerun_phase(phase_id: int) -> Any:
     context = server_context()
@@ -337,7 +337,7 @@ def rerun_phase(phase_id: int) -> Any:
     return {"rerun": started}
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/cancel", "POST", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/cancel", "POST", access=BENCH,
           summary="Cancel a running submission (its owner or organizers)")
 def cancel_submission(submission_id: int) -> Any:
     context = server_context()
@@ -347,7 +347,7 @@ def cancel_submission(submission_id: int) -> Any:
         return submission_dict(session, g.principal, submission, benchmark, phase)
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/attempts/<int:number>", "DELETE",
+@endpoint(bp, "/submissions/<id:submission_id>/attempts/<id:number>", "DELETE",
           access=ORGANIZE, summary="Delete a re-run (never the original attempt)")
 def delete_attempt(submission_id: int, number: int) -> Any:
     with server_context().db.write() as session:
@@ -357,7 +357,7 @@ def delete_attempt(submission_id: int, number: int) -> Any:
         return submission_dict(session, g.principal, submission, benchmark, phase)
 
 
-@endpoint(bp, "/submissions/<int:submission_id>", "DELETE", access=ORGANIZE,
+@endpoint(bp, "/submissions/<id:submission_id>", "DELETE", access=ORGANIZE,
           summary="Delete a submission with all its attempts")
 def delete_submission(submission_id: int) -> Any:
     with server_context().db.write() as session:
@@ -370,7 +370,7 @@ def delete_submission(submission_id: int) -> Any:
     return {"deleted": submission_id}
 
 
-@endpoint(bp, "/submissions/<int:submission_id>/leaderboard", "PUT", access=BENCH,
+@endpoint(bp, "/submissions/<id:submission_id>/leaderboard", "PUT", access=BENCH,
           body=LeaderboardChoice,
           summary="Put a submission on the leaderboard or take it off (Add* rules)")
 def choose_for_leaderboard(submission_id: int, body: LeaderboardChoice) -> Any:
@@ -383,7 +383,7 @@ def choose_for_leaderboard(submission_id: int, body: LeaderboardChoice) -> Any:
 # -- leaderboards -----------------------------------------------------------------------
 
 
-@endpoint(bp, "/phases/<int:phase_id>/leaderboards/<key>", "GET", access=BENCH,
+@endpoint(bp, "/phases/<id:phase_id>/leaderboards/<key>", "GET", access=BENCH,
           summary="A ranked page of a phase's leaderboard",
           query=(QueryParam("offset", "first rank to return, from 0", "integer"),
                  QueryParam("limit", "rows (default 50, at most 1000)", "integer")))
@@ -395,7 +395,7 @@ def leaderboard(phase_id: int, key: str) -> Any:
         return leaderboards.page(session, g.principal, benchmark, phase, key, offset, limit)
 
 
-@endpoint(bp, "/phases/<int:phase_id>/leaderboards/<key>/csv", "GET", access=BENCH,
+@endpoint(bp, "/phases/<id:phase_id>/leaderboards/<key>/csv", "GET", access=BENCH,
           summary="The whole leaderboard as CSV")
 def leaderboard_csv(phase_id: int, key: str) -> Any:
     with server_context().db.read() as session:

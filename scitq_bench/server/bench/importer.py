@@ -18,7 +18,8 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scitq_bench.bench.bundle import BundleLimits, BundleSpec, load_bundle
+from scitq_bench.bench.archives import ArchiveLimits
+from scitq_bench.bench.bundle import BundleSpec, load_bundle
 from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput
 from scitq_bench.server.auth import ADMIN, Principal
 from scitq_bench.server.bench.models import (
@@ -46,7 +47,7 @@ def slug(title: str) -> str:
 def import_bundle(
     db: Database, files: FileStore, source: Path, *, key: str | None = None,
     owner_id: int | None = None, run_on_host: bool = False, visibility: str = "public",
-    limits: BundleLimits | None = None, work_dir: Path | None = None,
+    limits: ArchiveLimits | None = None, work_dir: Path | None = None,
 ) -> int:
     """Import the bundle at ``source`` (a zip or a directory); returns the benchmark id.
     ``run_on_host``: the programs are trusted and run in the worker's sandbox without
@@ -57,7 +58,7 @@ def import_bundle(
     staging = Path(tempfile.mkdtemp(prefix="bundle-", dir=work_dir))
     stored: list[str] = []
     try:
-        spec = load_bundle(source, staging, limits or BundleLimits())
+        spec = load_bundle(source, staging, limits or ArchiveLimits())
         key = _free_key(db, key or slug(spec.title), explicit=key is not None)
         prefix = f"benchmarks/{key}-{uuid.uuid4().hex[:8]}"
 

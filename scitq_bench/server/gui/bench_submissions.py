@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from flask import request, send_file, url_for
+from flask import request, url_for
 from sqlalchemy import func, select
 
 from scitq_bench.exceptions import Conflict, Forbidden, NotFound, ScitqBenchError
@@ -18,7 +18,9 @@ from scitq_bench.server.bench.boards import phase_tasks
 from scitq_bench.server.bench.models import Account, Benchmark, Phase, Submission
 from scitq_bench.server.bench.runs import RUNNING
 from scitq_bench.server.bench.serialize import benchmark_dict, submission_dict
+from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
+from scitq_bench.server.downloads import send_attachment
 from scitq_bench.server.gui.benchmarks import phase_rows
 from scitq_bench.server.gui.tails import tail_answer
 from scitq_bench.server.gui.web import (
@@ -48,7 +50,7 @@ STATUSES = ("submitted", "running", "finished", "failed", "cancelled")
 # -- submitting -------------------------------------------------------------------------
 
 
-@page("/benchmarks/<int:benchmark_id>/submit", methods=("GET", "POST"), roles=EVERYONE)
+@page("/benchmarks/<id:benchmark_id>/submit", methods=("GET", "POST"), roles=EVERYONE)
 def bench_submit(benchmark_id: int) -> Any:
     """The form, and its POST: the API's ``submissions.submit`` with the uploaded zip;
     a refusal (phase closed, quota reached, bad or too big a file) is shown next to the
@@ -92,7 +94,9 @@ def _submit(form: dict[str, str], phase_ids: set[int], errors: dict[str, str]) -
         submission_id = service.submit(
             context.db, context.files, principal(), phase_id, kind=form["kind"], body=body,
             declared_size=size, image=form["image"].strip() or None,
-            command=form["command"].strip() or None, name=form["name"].strip() or None)
+            command=form["command"].strip() or None, name=form["name"].strip() or None,
+            limits=context.settings.submission_limits,
+            spool_dir=context.settings.data_dir / "uploads")
     except ScitqBenchError as exc:
         errors[_submit_field(exc)] = str(exc)
         return None
@@ -127,8 +131,8 @@ def _submit_field(exc: ScitqBenchError) -> str:
 def bench_submissions() -> Any:
     """Newest first, filtered and paginated in the database; participants see only
     their own (``submissions.listing``, as the API)."""
-    filters = {"benchmark": request.args.get("benchmark", type=int),
-               "phase": request.args.get("phase", type=int),
+    filters = {"benchmark": request.args.get("benchmark", type=whole_number),
+               "phase": request.args.get("phase", type=whole_number),
                "status": request.args.get("status") or None}
     query = service.listing(principal(), benchmark_id=filters["benchmark"],
                                 phase_id=filters["phase"], status=filters["status"])
@@ -168,7 +172,7 @@ def _rows(session: Any, found: list[Submission]) -> list[dict[str, Any]]:
 # -- one submission ---------------------------------------------------------------------
 
 
-@page("/submissions/<int:submission_id>", roles=EVERYONE)
+@page("/submissions/<id:submission_id>", roles=EVERYONE)
 def bench_submission(submission_id: int) -> Any:
     who = principal()
     context = server_context()
@@ -212,12 +216,12 @@ def _visible_columns(bench: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _step_args() -> dict[str, Any]:
-    return {"attempt": request.args.get("attempt", type=int),
-            "run": request.args.get("run", type=int) or 0,
+    return {"attempt": request.args.get("attempt", type=whole_number),
+            "run": request.args.get("run", type=whole_number) or 0,
             "step": request.args.get("step", "scoring")}
 
 
-@page("/submissions/<int:submission_id>/log", roles=EVERYONE)
+@page("/submissions/<id:submission_id>/log", roles=EVERYONE)
 def bench_submission_log(submission_id: int) -> Any:
     """A live tail of one step's stdout or stderr: {text, offset, done} from
     ``?offset=``; done once the step ended and everything was read."""
@@ -230,17 +234,16 @@ def bench_submission_log(submission_id: int) -> Any:
     return tail_answer(reading_one, stream, more_may_come=task_status not in FINAL_TASK_VALUES)
 
 
-@page("/submissions/<int:submission_id>/outputs/<path:path>", roles=EVERYONE)
+@page("/submissions/<id:submission_id>/outputs/<path:path>", roles=EVERYONE)
 def bench_submission_output(submission_id: int, path: str) -> Any:
     with reading() as session:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
     step.check_output_visible()
-    return send_file(server_context().files.open(f"{step.output_prefix}/{path}"),
-                     mimetype="application/octet-stream", as_attachment=True,
-                     download_name=os.path.basename(path))
+    return send_attachment(server_context().files.open(f"{step.output_prefix}/{path}"),
+                           os.path.basename(path))
 
 
-@page("/submissions/<int:submission_id>/detailed_results", roles=EVERYONE)
+@page("/submissions/<id:submission_id>/detailed_results", roles=EVERYONE)
 def bench_submission_detailed_results(submission_id: int) -> Any:
     """The scoring program's HTML, for a ``sandbox=""`` iframe only: the policy header
     sandboxes it even when opened directly, so its scripts never run as this site."""
@@ -249,7 +252,7 @@ def bench_submission_detailed_results(submission_id: int) -> Any:
     return outputs.detailed_results_response(server_context().files, step)
 
 
-@page("/submissions/<int:submission_id>/rerun", methods=("POST",), roles=ORGANIZERS)
+@page("/submissions/<id:submission_id>/rerun", methods=("POST",), roles=ORGANIZERS)
 def bench_submission_rerun(submission_id: int) -> Any:
     here = url_for("gui.bench_submission", submission_id=submission_id)
     context = server_context()
@@ -263,7 +266,7 @@ def bench_submission_rerun(submission_id: int) -> Any:
     return done(f"Submission {submission_id} runs again (attempt {number}).", here)
 
 
-@page("/submissions/<int:submission_id>/leaderboard", methods=("POST",), roles=EVERYONE)
+@page("/submissions/<id:submission_id>/leaderboard", methods=("POST",), roles=EVERYONE)
 def bench_submission_leaderboard(submission_id: int) -> Any:
     """Put a submission on the leaderboard or take it off, where the board's rule lets
     its owner choose (the Add rules)."""
@@ -279,7 +282,7 @@ def bench_submission_leaderboard(submission_id: int) -> Any:
                 here)
 
 
-@page("/submissions/<int:submission_id>/cancel", methods=("POST",), roles=EVERYONE)
+@page("/submissions/<id:submission_id>/cancel", methods=("POST",), roles=EVERYONE)
 def bench_submission_cancel(submission_id: int) -> Any:
     here = url_for("gui.bench_submission", submission_id=submission_id)
     try:
