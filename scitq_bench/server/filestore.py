@@ -21,6 +21,8 @@ class FileStore:
     def resolve(self, relative: str) -> Path:
         """Map a store path to disk, refusing anything that escapes the store."""
         clean = relative.strip("/")
+        if "\x00" in clean:  # no file name holds one; the OS call would raise
+            raise InvalidInput(f"invalid store path {relative!r}: NUL characters are not allowed")
         if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
             raise InvalidInput(f"invalid store path {relative!r}")
         path = (self.root / clean).resolve()

@@ -22,6 +22,7 @@ from scitq_bench.container_options import (
     validate_image,
 )
 from scitq_bench.exceptions import InvalidInput
+from scitq_bench.server.bounds import ID_MAX, INT_MAX, INT_MIN, payload_problem
 from scitq_bench.states import ExecutionStatus, Signal, TaskStatus, WorkerStatus
 from scitq_bench.uris import parse_uri
 
@@ -30,7 +31,25 @@ NAME_PATTERN = r"^[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+ -]*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every request body: unknown fields refused, numbers finite, and nothing that no
+    column could take (text with NUL, integers past 64 bits), wherever it sits."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = payload_problem(data)
+        if problem is not None:
+            field, message = problem
+            raise FieldProblem(field, message)
+        return data
+
+
+# an id given in a body: a 64-bit key
+DbId = Annotated[int, Field(ge=1, le=ID_MAX)]
+# an integer stored in an Integer column (32 bits on PostgreSQL)
+DbInt = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
 
 
 class FieldProblem(ValueError):
@@ -46,11 +65,12 @@ def parse_gpu(value: Any) -> Any:
     """A task's GPUs: a count, or ``'all'`` (stored as ``GPU_ALL``, -1)."""
     if isinstance(value, str) and value.strip().lower() == "all":
         return GPU_ALL
+    count = value
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"expected a number of GPUs (0 or more) or 'all', got {value!r}")
+        count = int(value) if len(value.strip()) <= 10 else INT_MAX + 1
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= INT_MAX:
+        return count
+    raise ValueError(f"expected a number of GPUs (0 to {INT_MAX}) or 'all', got {value!r:.40}")
 
 
 GpuCount = Annotated[
@@ -131,11 +151,11 @@ class TaskCreate(Strict):
     retry: int = Field(default=0, ge=0, le=100)
     download_timeout: float | None = Field(default=None, gt=0)
     run_timeout: float | None = Field(default=None, gt=0)
-    cpu: int | None = Field(default=None, ge=1)
+    cpu: DbInt | None = Field(default=None, ge=1)
     mem: float | None = Field(default=None, gt=0, description="GB of memory needed")
     gpu: GpuCount = 0
-    priority: int = 0
-    requires: list[int] = Field(default_factory=list, description="ids of prerequisite tasks")
+    priority: DbInt = 0
+    requires: list[DbId] = Field(default_factory=list, description="ids of prerequisite tasks")
     paused: bool = Field(default=False, description="create held back (status paused)")
     layout: Literal["codabench"] | None = Field(
         default=None, description="codabench: the run sees /app/program, /app/input_data, "
@@ -204,12 +224,12 @@ class TaskUpdate(Strict):
     container: str | None = Field(default=None, max_length=500)
     container_options: str | None = None
     network: bool | None = None
-    gpu: int | Literal["all"] | None = Field(
+    gpu: DbInt | Literal["all"] | None = Field(
         default=None, description="GPUs needed: a count, or 'all' for every GPU of the worker")
     retry: int | None = Field(default=None, ge=0, le=100)
     download_timeout: float | None = Field(default=None, gt=0)
     run_timeout: float | None = Field(default=None, gt=0)
-    priority: int | None = None
+    priority: DbInt | None = None
     status: Literal["paused", "pending"] | None = Field(
         default=None, description="pause a queued task, or put a paused one back in the queue"
     )
@@ -237,13 +257,13 @@ class SignalRequest(Strict):
 
 class BatchCreate(Strict):
     name: str = Field(max_length=200, pattern=NAME_PATTERN)
-    priority: int = 0
+    priority: DbInt = 0
     network: bool = Field(default=False, description="every task of the batch may use "
                           "the network")
 
 
 class BatchUpdate(Strict):
-    priority: int | None = None
+    priority: DbInt | None = None
     network: bool | None = Field(default=None, description="every task of the batch may "
                                  "use the network")
     budget: float | None = Field(default=None, ge=0, description="recruiting for the batch "
@@ -275,9 +295,9 @@ class WorkerRegister(Strict):
     concurrency: int = Field(default=1, ge=0, le=1024)
     prefetch: int = Field(default=0, ge=0, le=10_000)
     batch: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN)
-    cpus: int | None = Field(default=None, ge=1)
+    cpus: DbInt | None = Field(default=None, ge=1)
     mem_gb: float | None = Field(default=None, gt=0)
-    gpus: int = Field(default=0, ge=0)
+    gpus: DbInt = Field(default=0, ge=0)
     gpu_model: str | None = Field(default=None, max_length=200)
     gpu_mem_gb: float | None = Field(default=None, gt=0, description="memory of each GPU")
     containers: bool = Field(default=False, description="the worker has a container engine: "
@@ -298,16 +318,16 @@ class WorkerUpdate(Strict):
 
 class Heartbeat(Strict):
     stats: dict[str, Any] = Field(default_factory=dict)
-    executions: list[int] = Field(default_factory=list, description="executions held")
-    acknowledged_signals: list[int] = Field(default_factory=list)
+    executions: list[DbId] = Field(default_factory=list, description="executions held")
+    acknowledged_signals: list[DbId] = Field(default_factory=list)
 
 
 class ExecutionEvent(Strict):
-    execution_id: int
+    execution_id: DbId
     status: Literal[
         "accepted", "running", "succeeded", "failed", "refused", "timeout", "cancelled"
     ]
-    return_code: int | None = None
+    return_code: DbInt | None = None
     error: str | None = Field(default=None, max_length=10_000)
     reason: str | None = Field(
         default=None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",

@@ -45,13 +45,13 @@ def create_batch(body: BatchCreate) -> Any:
         return _describe(session, [batch])[0], 201
 
 
-@endpoint(bp, "/batches/<int:batch_id>", "GET", summary="Get a batch")
+@endpoint(bp, "/batches/<id:batch_id>", "GET", summary="Get a batch")
 def get_batch(batch_id: int) -> Any:
     with server_context().db.read() as session:
         return _describe(session, [domain.get_batch(session, batch_id)])[0]
 
 
-@endpoint(bp, "/batches/<int:batch_id>", "PATCH", body=BatchUpdate,
+@endpoint(bp, "/batches/<id:batch_id>", "PATCH", body=BatchUpdate,
           summary="Change a batch's priority or whether its tasks may use the network")
 def update_batch(batch_id: int, body: BatchUpdate) -> Any:
     with server_context().db.write() as session:
@@ -59,20 +59,20 @@ def update_batch(batch_id: int, body: BatchUpdate) -> Any:
         return _describe(session, [batch])[0]
 
 
-@endpoint(bp, "/batches/<int:batch_id>/stop", "POST", body=BatchStop,
+@endpoint(bp, "/batches/<id:batch_id>/stop", "POST", body=BatchStop,
           summary="Pause a batch; optionally pause, stop or kill its running tasks and "
           "pause its workers")
 def stop_batch(batch_id: int, body: BatchStop) -> Any:
     return domain.commit_stop(server_context(), batch_id, body)
 
 
-@endpoint(bp, "/batches/<int:batch_id>/go", "POST",
+@endpoint(bp, "/batches/<id:batch_id>/go", "POST",
           summary="Resume a batch: its paused tasks and workers run again")
 def go_batch(batch_id: int) -> Any:
     return domain.commit_go(server_context(), batch_id)
 
 
-@endpoint(bp, "/batches/<int:batch_id>", "DELETE",
+@endpoint(bp, "/batches/<id:batch_id>", "DELETE",
           summary="Delete a batch and its tasks (live executions are dropped by workers)")
 def delete_batch(batch_id: int) -> Any:
     removed = domain.commit_delete(server_context(), batch_id)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from scitq_bench.exceptions import Conflict
 from scitq_bench.server.api.logs import log_response
-from scitq_bench.server.api.registry import ANY, QueryParam, endpoint, int_arg, list_arg
+from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint, int_arg, list_arg
 from scitq_bench.server.context import server_context
 from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.lookup import get_or_404
@@ -56,13 +56,13 @@ def list_executions() -> Any:
         return {"executions": [execution_dict(e) for e in session.scalars(stmt).all()]}
 
 
-@endpoint(bp, "/executions/<int:execution_id>", "GET", summary="Get an execution")
+@endpoint(bp, "/executions/<id:execution_id>", "GET", summary="Get an execution")
 def get_execution(execution_id: int) -> Any:
     with server_context().db.read() as session:
         return execution_dict(_get(session, execution_id), _log_sizes(execution_id))
 
 
-@endpoint(bp, "/executions/<int:execution_id>/logs/<stream>", "GET",
+@endpoint(bp, "/executions/<id:execution_id>/logs/<stream>", "GET",
           summary="Read a log stream (raw bytes; X-Next-Offset and X-Log-Size headers)",
           query=(QueryParam("offset", "byte offset", "integer"),
                  QueryParam("limit", "bytes at most", "integer"),
@@ -76,7 +76,7 @@ def execution_status(execution_id: int) -> str:
         return _get(session, execution_id).status
 
 
-@endpoint(bp, "/executions/<int:execution_id>/logs/<stream>", "PUT", access=ANY,
+@endpoint(bp, "/executions/<id:execution_id>/logs/<stream>", "PUT", access=WORKER,
           summary="Append to a log stream at ?offset= (the owning worker only)",
           query=(QueryParam("offset", "where the worker believes the log ends", "integer"),),
           raw_body=True)

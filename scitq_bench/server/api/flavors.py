@@ -18,7 +18,7 @@ from scitq_bench.server.recruit.updaters import (
     refresh,
     refresh_all,
 )
-from scitq_bench.server.schemas import Strict
+from scitq_bench.server.schemas import DbInt, Strict
 
 bp = Blueprint("flavors", __name__)
 
@@ -26,9 +26,9 @@ bp = Blueprint("flavors", __name__)
 class QuotaSet(Strict):
     """Fields left out keep their value; null removes a limit."""
 
-    max_cpus: int | None = Field(default=None, ge=0, description="cpus of live recruited "
+    max_cpus: DbInt | None = Field(default=None, ge=0, description="cpus of live recruited "
                                  "workers at most (null: no limit)")
-    max_instances: int | None = Field(default=None, ge=0, description="live recruited "
+    max_instances: DbInt | None = Field(default=None, ge=0, description="live recruited "
                                       "workers at most (null: no limit)")
     preferred: bool | None = Field(default=None, description="offers of preferred regions "
                                    "come first among offers of the same cost")

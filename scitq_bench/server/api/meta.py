@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint, send_file
+from flask import Blueprint
 
 from scitq_bench import __version__
 from scitq_bench.server.api.registry import ENROLL, OPERATIONS, PUBLIC, Operation, endpoint
+from scitq_bench.server.bounds import ID_MAX
 from scitq_bench.server.context import server_context
+from scitq_bench.server.downloads import send_attachment
 from scitq_bench.server.package import package_file
 
 bp = Blueprint("meta", __name__)
@@ -43,8 +46,8 @@ def openapi_document() -> dict[str, Any]:
 
 def _operation(operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _path_names(operation.path)
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(converter)}
+        for converter, name in _path_variables(operation.rule)
     ] + [
         {"name": q.name, "in": "query", "required": False, "description": q.description,
          "schema": {"type": q.type}}
@@ -55,6 +58,7 @@ def _operation(operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         "tags": list(operation.tags),
         "parameters": parameters,
         "description": f"Access: {operation.access}.",
+        "x-access": operation.access,  # the same, machine-readable
         "responses": {
             "200": {"description": "success"},
             "400": {"description": "invalid input (the message names the field)"},
@@ -82,15 +86,19 @@ def _operation(operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _path_names(path: str) -> list[str]:
-    import re
+def _path_variables(rule: str) -> list[tuple[str, str]]:
+    """(converter, name) of each variable of a Flask rule, in order."""
+    return re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule)
 
-    return re.findall(r"{([a-z_]+)}", path)
+
+def _path_schema(converter: str) -> dict[str, Any]:
+    if converter == "id":
+        return {"type": "integer", "minimum": 0, "maximum": ID_MAX}
+    return {"type": "string"}
 
 
 @endpoint(bp, "/package", "GET", access=ENROLL,
           summary="The worker package (a wheel) at this server's exact version")
 def package() -> Any:
     path = package_file(server_context().settings)
-    return send_file(path, mimetype="application/octet-stream", as_attachment=True,
-                     download_name=path.name)
+    return send_attachment(path, path.name)

@@ -3,6 +3,7 @@ and the OpenAPI description, so the documentation cannot drift from the code."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,11 +14,12 @@ from pydantic import BaseModel
 
 from scitq_bench.exceptions import Forbidden, InvalidInput
 from scitq_bench.server import auth
+from scitq_bench.server.bounds import ID_MAX
 from scitq_bench.server.context import server_context
 from scitq_bench.server.schemas import parse_body
 
 API_PREFIX = "/api/v1"
-PUBLIC, ANY, ADMIN, ENROLL = "public", "any", "admin", "enroll"
+PUBLIC, WORKER, ADMIN, ENROLL = "public", "worker", "admin", "enroll"
 BENCH, ORGANIZE = "bench", "organize"  # benchmark API: accounts' roles (and admin)
 
 
@@ -38,6 +40,7 @@ class Operation:
     query: tuple[QueryParam, ...] = ()
     raw_body: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    rule: str = ""  # the Flask rule, whose converters type the path parameters
 
 
 OPERATIONS: list[Operation] = []
@@ -55,12 +58,12 @@ def endpoint(
     raw_body: bool = False,
     documented_body: type[BaseModel] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``fn`` as a view. ``access``: public, any (a queue token: admin, enroll
-    or worker), admin, enroll (admin or enrollment token), bench (admin, organizer or
-    participant), organize (admin or organizer). Benchmark ownership is checked by the
-    views. Worker ownership is checked by the view itself with
-    ``g.principal.require_worker(id)``. ``documented_body`` documents a body that the
-    view parses itself."""
+    """Register ``fn`` as a view. ``access``: public, worker (admin or worker token),
+    admin, enroll (admin or enrollment token: registering a worker, nothing else), bench
+    (admin, organizer or participant), organize (admin or organizer). Benchmark
+    ownership is checked by the views. Worker ownership is checked by the view itself
+    with ``g.principal.require_worker(id)``, and store paths by ``server.file_access``.
+    ``documented_body`` documents a body that the view parses itself."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         def view(**kwargs: Any) -> Any:
@@ -89,6 +92,7 @@ def endpoint(
                 query=query,
                 raw_body=raw_body,
                 tags=(blueprint.name,),
+                rule=rule,
             )
         )
         return fn
@@ -101,8 +105,8 @@ def _authorize(principal: auth.Principal, access: str) -> None:
         principal.require_admin()
     elif access == ENROLL and principal.role not in (auth.ADMIN, auth.ENROLL):
         raise Forbidden("registering a worker needs an admin or enrollment token")
-    elif access == ANY and principal.role not in auth.QUEUE_ROLES:
-        raise Forbidden(f"a {principal.role} token only reaches the benchmark API")
+    elif access == WORKER and principal.role not in (auth.ADMIN, auth.WORKER):
+        raise Forbidden(f"a {principal.role} token does not reach the worker API")
     elif access == BENCH and principal.role not in auth.BENCH_ROLES:
         raise Forbidden(f"a {principal.role} token does not reach the benchmark API")
     elif access == ORGANIZE and not principal.is_organizer:
@@ -124,16 +128,25 @@ def _openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
 
 
-def int_arg(name: str, default: int | None = None, minimum: int | None = 0) -> int | None:
+def int_arg(name: str, default: int | None = None, minimum: int | None = 0,
+            maximum: int = ID_MAX) -> int | None:
+    """An integer from the query, ``minimum`` to ``maximum`` (at most a 64-bit key),
+    or ``default`` when absent."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
+    return _bounded_int(name, raw, -ID_MAX - 1 if minimum is None else minimum, maximum)
+
+
+def _bounded_int(name: str, raw: str, minimum: int, maximum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"query parameter {name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise InvalidInput(f"query parameter {name} must be >= {minimum}, got {value}")
+        raise InvalidInput(f"query parameter {name} must be an integer, got {raw[:40]!r}",
+                           field=name) from None
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"query parameter {name} must be between {minimum} and {maximum}, "
+                           f"got {raw[:40]}", field=name)
     return value
 
 
@@ -145,9 +158,11 @@ def float_arg(name: str, default: float | None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidInput(f"query parameter {name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise InvalidInput(f"query parameter {name} must be >= 0, got {raw!r}")
+        raise InvalidInput(f"query parameter {name} must be a number, got {raw[:40]!r}",
+                           field=name) from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(f"query parameter {name} must be a finite number >= 0, "
+                           f"got {raw[:40]!r}", field=name)
     return value
 
 
@@ -165,10 +180,8 @@ def list_arg(name: str, allowed: list[str] | None = None) -> list[str]:
 
 
 def int_list_arg(name: str) -> list[int]:
-    try:
-        return [int(v) for v in list_arg(name)]
-    except ValueError:
-        raise InvalidInput(f"query parameter {name} must be integers separated by commas") from None
+    """Ids given as repeated parameters and/or comma-separated, each a 64-bit key."""
+    return [_bounded_int(name, v, 0, ID_MAX) for v in list_arg(name)]
 
 
 def bool_arg(name: str) -> bool:

@@ -89,38 +89,38 @@ def list_tasks() -> Any:
         return {"tasks": serialize_tasks(session, tasks)}
 
 
-@endpoint(bp, "/tasks/<int:task_id>", "GET", summary="Get a task")
+@endpoint(bp, "/tasks/<id:task_id>", "GET", summary="Get a task")
 def get_task(task_id: int) -> Any:
     with server_context().db.read() as session:
         return serialize_tasks(session, [domain.get_task(session, task_id)])[0]
 
 
-@endpoint(bp, "/tasks/<int:task_id>", "PATCH", summary="Update a task (fields, or status "
+@endpoint(bp, "/tasks/<id:task_id>", "PATCH", summary="Update a task (fields, or status "
           "paused/pending)", body=TaskUpdate)
 def update_task(task_id: int, body: TaskUpdate) -> Any:
     return domain.commit_update(server_context(), task_id, body, describe=serialize_task)
 
 
-@endpoint(bp, "/tasks/<int:task_id>", "DELETE", summary="Delete a task")
+@endpoint(bp, "/tasks/<id:task_id>", "DELETE", summary="Delete a task")
 def delete_task(task_id: int) -> Any:
     domain.commit_delete(server_context(), task_id)
     return {"deleted": task_id}
 
 
-@endpoint(bp, "/tasks/<int:task_id>/relaunch", "POST",
+@endpoint(bp, "/tasks/<id:task_id>/relaunch", "POST",
           summary="Run a failed, succeeded or cancelled task again")
 def relaunch_task(task_id: int) -> Any:
     return domain.commit_relaunch(server_context(), task_id, describe=serialize_task)
 
 
-@endpoint(bp, "/tasks/<int:task_id>/signal", "POST",
+@endpoint(bp, "/tasks/<id:task_id>/signal", "POST",
           summary="Pause, resume, stop or kill a task's live execution", body=SignalRequest)
 def signal_task(task_id: int, body: SignalRequest) -> Any:
     return domain.commit_signal(server_context(), task_id, body.signal,
                                 describe=lambda _session, signal: signal_dict(signal))
 
 
-@endpoint(bp, "/tasks/<int:task_id>/executions", "GET", summary="A task's executions")
+@endpoint(bp, "/tasks/<id:task_id>/executions", "GET", summary="A task's executions")
 def task_executions(task_id: int) -> Any:
     with server_context().db.read() as session:
         domain.get_task(session, task_id)
@@ -130,7 +130,7 @@ def task_executions(task_id: int) -> Any:
         return {"executions": [execution_dict(e) for e in rows]}
 
 
-@endpoint(bp, "/tasks/<int:task_id>/output", "GET",
+@endpoint(bp, "/tasks/<id:task_id>/output", "GET",
           summary="Log of the task's latest execution (raw bytes; X-Next-Offset header)",
           query=(QueryParam("stream", "stdout or stderr"),
                  QueryParam("offset", "byte offset", "integer"),

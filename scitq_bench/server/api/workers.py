@@ -11,8 +11,8 @@ from flask import Blueprint, g, request
 from scitq_bench.server import reports, scheduling
 from scitq_bench.server import workers as domain
 from scitq_bench.server.api.registry import (
-    ANY,
     ENROLL,
+    WORKER,
     QueryParam,
     bool_arg,
     endpoint,
@@ -56,7 +56,7 @@ def list_workers() -> Any:
         return {"workers": [worker_dict(w, live.get(w.id)) for w in rows]}
 
 
-@endpoint(bp, "/workers/<int:worker_id>", "GET", access=ANY, summary="Get a worker")
+@endpoint(bp, "/workers/<id:worker_id>", "GET", access=WORKER, summary="Get a worker")
 def get_worker(worker_id: int) -> Any:
     g.principal.require_worker(worker_id)
     with server_context().db.read() as session:
@@ -64,20 +64,20 @@ def get_worker(worker_id: int) -> Any:
         return worker_dict(worker, domain.live_counts(session).get(worker_id))
 
 
-@endpoint(bp, "/workers/<int:worker_id>", "PATCH", body=WorkerUpdate,
+@endpoint(bp, "/workers/<id:worker_id>", "PATCH", body=WorkerUpdate,
           summary="Change a worker's concurrency, prefetch, batch or status")
 def update_worker(worker_id: int, body: WorkerUpdate) -> Any:
     return domain.change_worker(server_context(), worker_id, body)
 
 
-@endpoint(bp, "/workers/<int:worker_id>", "DELETE", summary="Delete a worker record",
+@endpoint(bp, "/workers/<id:worker_id>", "DELETE", summary="Delete a worker record",
           query=(QueryParam("force", "re-queue its live executions", "boolean"),))
 def delete_worker(worker_id: int) -> Any:
     domain.remove_worker(server_context(), worker_id, force=bool_arg("force"))
     return {"deleted": worker_id}
 
 
-@endpoint(bp, "/workers/<int:worker_id>/heartbeat", "POST", access=ANY, body=Heartbeat,
+@endpoint(bp, "/workers/<id:worker_id>/heartbeat", "POST", access=WORKER, body=Heartbeat,
           summary="Renew leases, acknowledge signals; waits up to ?wait= s for new signals",
           query=(QueryParam("wait", "seconds to wait for signals", "number"),))
 def heartbeat(worker_id: int, body: Heartbeat) -> Any:
@@ -116,7 +116,7 @@ def _heartbeat_dict(answer: scheduling.HeartbeatAnswer, lease_seconds: float) ->
     }
 
 
-@endpoint(bp, "/workers/<int:worker_id>/claim", "POST", access=ANY,
+@endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,
           summary="Claim up to ?max= executions; waits up to ?wait= s for work (long poll)",
           query=(QueryParam("max", "executions at most", "integer"),
                  QueryParam("wait", "seconds to wait for work", "number")))
@@ -134,7 +134,7 @@ def claim(worker_id: int) -> Any:
         ctx.notifier.wait(WORK, seen, remaining)
 
 
-@endpoint(bp, "/workers/<int:worker_id>/report", "POST", access=ANY, body=WorkerReport,
+@endpoint(bp, "/workers/<id:worker_id>/report", "POST", access=WORKER, body=WorkerReport,
           summary="Report execution events in order; with ?claim=N, also claim up to N "
           "new executions in the same call (slots freed by this report count)",
           query=(QueryParam("claim", "executions to claim after the report", "integer"),))
@@ -155,7 +155,7 @@ def report(worker_id: int, body: WorkerReport) -> Any:
     return answer
 
 
-@endpoint(bp, "/workers/<int:worker_id>/evicted", "POST", access=ANY,
+@endpoint(bp, "/workers/<id:worker_id>/evicted", "POST", access=WORKER,
           summary="The provider is taking the machine back (a spot interruption): its "
           "executions go back to the queue without spending retries",
           query=(QueryParam("notice", "what the provider said"),))

@@ -28,6 +28,7 @@ from scitq_bench.server.bench.models import (
     LeaderboardEntry,
     Phase,
 )
+from scitq_bench.server.downloads import attachment
 
 
 def board_of(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
@@ -106,7 +107,7 @@ def csv_download(session: Session, principal: Principal, phase_id: int,
     text = csv_export(session, principal, benchmark, phase, key)
     filename = f"{benchmark.key}-{phase.index}-{key}.csv"
     return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                    headers={"Content-Disposition": attachment(filename)})
 
 
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,

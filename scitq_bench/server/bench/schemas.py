@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from scitq_bench.server.schemas import NAME_PATTERN, Strict
+from scitq_bench.server.schemas import NAME_PATTERN, DbInt, Strict
 
 
 class AccountCreate(Strict):
@@ -29,10 +29,10 @@ class PhaseUpdate(Strict):
     description: str | None = None
     start: datetime | None = None
     end: datetime | None = None
-    max_submissions: int | None = Field(default=None, ge=1)
-    max_submissions_per_day: int | None = Field(default=None, ge=1)
+    max_submissions: DbInt | None = Field(default=None, ge=1)
+    max_submissions_per_day: DbInt | None = Field(default=None, ge=1)
     max_submission_mb: float | None = Field(default=None, gt=0)
-    execution_time_limit: int | None = Field(default=None, ge=1)
+    execution_time_limit: DbInt | None = Field(default=None, ge=1)
     hide_output: bool | None = None
     hide_prediction_output: bool | None = None
     hide_score_output: bool | None = None
@@ -55,7 +55,7 @@ class PhaseUpdate(Strict):
 
 
 class BenchTaskUpdate(Strict):
-    gpu: int | Literal["all"] | None = Field(
+    gpu: DbInt | Literal["all"] | None = Field(
         default=None, description="GPUs each step of this task needs (a count, or all)")
     image: str | None = Field(default=None, max_length=500,
                               description="image for this task ('' for the benchmark's)")

@@ -52,7 +52,7 @@ def batches() -> Any:
                   stop_signals=STOP_SIGNALS)
 
 
-@page("/batches/<int:batch_id>")
+@page("/batches/<id:batch_id>")
 def batch(batch_id: int) -> Any:
     return _batch_page(batch_id)
 
@@ -95,7 +95,7 @@ def _worker_row(worker: Worker) -> dict[str, Any]:
             "released": worker.released_at is not None}
 
 
-@page("/batches/<int:batch_id>/done.json")
+@page("/batches/<id:batch_id>/done.json")
 def batch_done_chart(batch_id: int) -> Any:
     """The batch page's chart: tasks ended per minute, over time."""
     with reading() as session:
@@ -114,7 +114,7 @@ def batch_done_chart(batch_id: int) -> Any:
 # -- batch actions -----------------------------------------------------------------------
 
 
-@page("/batches/<int:batch_id>/go", methods=("POST",))
+@page("/batches/<id:batch_id>/go", methods=("POST",))
 def batch_go(batch_id: int) -> Any:
     try:
         result = domain.commit_go(server_context(), batch_id)
@@ -124,7 +124,7 @@ def batch_go(batch_id: int) -> Any:
                 f"{result['workers_resumed']} worker(s) resumed.", url_for("gui.batches"))
 
 
-@page("/batches/<int:batch_id>/stop", methods=("POST",))
+@page("/batches/<id:batch_id>/stop", methods=("POST",))
 def batch_stop(batch_id: int) -> Any:
     try:
         body = BatchStop(signal=request.form.get("signal") or "none",
@@ -140,7 +140,7 @@ def batch_stop(batch_id: int) -> Any:
                 f"{result['workers_paused']} worker(s) paused.", url_for("gui.batches"))
 
 
-@page("/batches/<int:batch_id>/delete", methods=("POST",))
+@page("/batches/<id:batch_id>/delete", methods=("POST",))
 def batch_delete(batch_id: int) -> Any:
     try:
         removed = domain.commit_delete(server_context(), batch_id)
@@ -150,7 +150,7 @@ def batch_delete(batch_id: int) -> Any:
                 url_for("gui.batches"))
 
 
-@page("/batches/<int:batch_id>/settings", methods=("POST",))
+@page("/batches/<id:batch_id>/settings", methods=("POST",))
 def batch_settings(batch_id: int) -> Any:
     """Priority and budget, as ``PATCH /batches/<id>`` changes them."""
     errors: dict[str, str] = {}
@@ -170,7 +170,7 @@ def batch_settings(batch_id: int) -> Any:
 # -- recruiters ----------------------------------------------------------------------------
 
 
-@page("/batches/<int:batch_id>/recruiters", methods=("POST",))
+@page("/batches/<id:batch_id>/recruiters", methods=("POST",))
 def batch_recruiter_create(batch_id: int) -> Any:
     errors: dict[str, str] = {}
     with reading() as session:
@@ -189,7 +189,7 @@ def batch_recruiter_create(batch_id: int) -> Any:
     return _batch_page(batch_id, errors=errors, form=request.form, status=400)
 
 
-@page("/batches/<int:batch_id>/recruiters/<int:recruiter_id>/edit", methods=("GET", "POST"))
+@page("/batches/<id:batch_id>/recruiters/<id:recruiter_id>/edit", methods=("GET", "POST"))
 def batch_recruiter_edit(batch_id: int, recruiter_id: int) -> Any:
     with reading() as session:
         found = _recruiter_of(session, batch_id, recruiter_id)
@@ -214,7 +214,7 @@ def batch_recruiter_edit(batch_id: int, recruiter_id: int) -> Any:
                 url_for("gui.batch", batch_id=batch_id))
 
 
-@page("/batches/<int:batch_id>/recruiters/<int:recruiter_id>/delete", methods=("POST",))
+@page("/batches/<id:batch_id>/recruiters/<id:recruiter_id>/delete", methods=("POST",))
 def batch_recruiter_delete(batch_id: int, recruiter_id: int) -> Any:
     with writing() as session:
         rank = _recruiter_of(session, batch_id, recruiter_id).rank

@@ -10,12 +10,13 @@ from flask import jsonify, request
 
 from scitq_bench.server.bench import charts, leaderboards
 from scitq_bench.server.bench.access import manages, visible_phase
+from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.gui.web import EVERYONE, Pager, bp, page, principal, reading, render
 
 PAGE_ROWS = 50
 
 
-@page("/phases/<int:phase_id>/leaderboards/<key>", roles=EVERYONE)
+@page("/phases/<id:phase_id>/leaderboards/<key>", roles=EVERYONE)
 def bench_leaderboard(phase_id: int, key: str) -> Any:
     who = principal()
     with reading() as session:
@@ -30,21 +31,21 @@ def bench_leaderboard(phase_id: int, key: str) -> Any:
                   board=board, pager=pager, phase=phase_info, bench=bench)
 
 
-@page("/phases/<int:phase_id>/leaderboards/<key>/csv", roles=EVERYONE)
+@page("/phases/<id:phase_id>/leaderboards/<key>/csv", roles=EVERYONE)
 def bench_leaderboard_csv(phase_id: int, key: str) -> Any:
     """The API's CSV export, byte for byte."""
     with reading() as session:
         return leaderboards.csv_download(session, principal(), phase_id, key)
 
 
-@page("/phases/<int:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)
+@page("/phases/<id:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)
 def bench_leaderboard_best(phase_id: int, key: str) -> Any:
     with reading() as session:
         phase, benchmark = visible_phase(session, principal(), phase_id)
         return jsonify(charts.best_over_time(session, principal(), benchmark, phase, key))
 
 
-@page("/phases/<int:phase_id>/leaderboards/<key>/distribution.json", roles=EVERYONE)
+@page("/phases/<id:phase_id>/leaderboards/<key>/distribution.json", roles=EVERYONE)
 def bench_leaderboard_distribution(phase_id: int, key: str) -> Any:
     with reading() as session:
         phase, benchmark = visible_phase(session, principal(), phase_id)
@@ -54,7 +55,7 @@ def bench_leaderboard_distribution(phase_id: int, key: str) -> Any:
 
 def _offset() -> int:
     try:
-        return max(0, int(request.args.get("offset", "0")))
+        return whole_number(request.args.get("offset", "0"))
     except ValueError:
         return 0
 

@@ -81,7 +81,7 @@ def benchmark_import() -> Any:
                 url_for("gui.benchmark", benchmark_id=benchmark_id))
 
 
-@page("/benchmarks/<int:benchmark_id>", roles=EVERYONE)
+@page("/benchmarks/<id:benchmark_id>", roles=EVERYONE)
 def benchmark(benchmark_id: int) -> Any:
     """The benchmark: texts (shown as text), phases with their limits, tasks, and the
     leaderboards of one phase (the open one by default), live."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
+from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
 
 TAIL_CHUNK = 256 << 10  # bytes of log one poll sends at most
@@ -20,12 +21,12 @@ def tail_answer(execution: tuple[int, bool] | None, stream: str, *,
     """``execution``: (id, ended) of the execution to read, None when there is none yet.
     ``more_may_come``: another execution may follow this one (its task is not over), so
     the tail is not done when this one ends."""
-    offset = max(0, request.args.get("offset", 0, type=int) or 0)
+    offset = max(0, request.args.get("offset", 0, type=whole_number) or 0)
     if execution is None:
         return jsonify(text="", offset=offset, done=not more_may_come, execution=None,
                        reset=False)
     execution_id, ended = execution
-    seen = request.args.get("seen", type=int)
+    seen = request.args.get("seen", type=whole_number)
     reset = seen is not None and seen != execution_id
     if reset:
         offset = 0

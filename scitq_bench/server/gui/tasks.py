@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
-from flask import Response, request, send_file, url_for
+from flask import Response, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,9 @@ from scitq_bench.exceptions import InvalidInput, ScitqBenchError
 from scitq_bench.server import tasks as domain
 from scitq_bench.server.api.executions import execution_status
 from scitq_bench.server.api.logs import log_response
+from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
+from scitq_bench.server.downloads import attachment, send_attachment
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import validate
 from scitq_bench.server.gui.tails import tail_answer
@@ -83,9 +85,11 @@ def _filters() -> tuple[dict[str, Any], dict[str, str]]:
     filters: dict[str, Any] = {}
     for name in ("batch", "worker"):
         raw = (request.args.get(name) or "").strip()
-        if raw.isdigit():
-            args[name] = raw
-            filters["batch_id" if name == "batch" else "worker_id"] = int(raw)
+        try:
+            filters["batch_id" if name == "batch" else "worker_id"] = whole_number(raw)
+        except ValueError:
+            continue
+        args[name] = raw
     status = (request.args.get("status") or "").strip()
     if status in {s.value for s in TaskStatus}:
         args["status"] = status
@@ -143,9 +147,9 @@ def task_create() -> Any:
 # -- one task -----------------------------------------------------------------------------------
 
 
-@page("/tasks/<int:task_id>")
+@page("/tasks/<id:task_id>")
 def task(task_id: int) -> Any:
-    pin = request.args.get("execution", type=int)  # this attempt; without it, the latest
+    pin = request.args.get("execution", type=whole_number)  # this attempt; without it, the latest
     with reading() as session:
         facts = _facts(session, task_id)
     return render("tasks/detail.html", fragment="tasks/_detail.html", pin=pin,
@@ -187,7 +191,7 @@ def _server_store_base(output: str | None) -> str | None:
     return parsed.path if parsed.scheme == "server" else None
 
 
-@page("/tasks/<int:task_id>/files/<int:execution_id>/<path:name>")
+@page("/tasks/<id:task_id>/files/<id:execution_id>/<path:name>")
 def task_file(task_id: int, execution_id: int, name: str) -> Any:
     """One output file an attempt uploaded to the server's store: only names the
     attempt reported, so this never reaches other files of the store."""
@@ -199,8 +203,7 @@ def task_file(task_id: int, execution_id: int, name: str) -> Any:
     if base is None:
         not_found(f"output file {name!r}: it was not stored on this server")
     path = server_context().files.open(f"{base}/{name}" if base else name)
-    return send_file(path, as_attachment=True, download_name=PurePosixPath(name).name,
-                     mimetype="application/octet-stream")
+    return send_attachment(path, PurePosixPath(name).name)
 
 
 def _shown_execution(executions: list[dict[str, Any]],
@@ -211,14 +214,14 @@ def _shown_execution(executions: list[dict[str, Any]],
     return executions[-1] if executions else None
 
 
-@page("/tasks/<int:task_id>/log/<stream>")
+@page("/tasks/<id:task_id>/log/<stream>")
 def task_log(task_id: int, stream: str) -> Any:
     """A live tail (see ``tails``) of ``?execution=`` or, without it, of the task's
     latest attempt, moving on to a retry or relaunch; done once the attempt read has
     ended and all of its log was sent, and, when following, the task is over."""
     if stream not in STREAMS:
         not_found(f"log stream {stream!r}")
-    wanted = request.args.get("execution", type=int)
+    wanted = request.args.get("execution", type=whole_number)
     with reading() as session:
         found = domain.get_task(session, task_id)
         execution = domain.execution_of(session, task_id, wanted)
@@ -231,13 +234,13 @@ def task_log(task_id: int, stream: str) -> Any:
     return tail_answer(reading_one, stream, more_may_come=more)
 
 
-@page("/tasks/<int:task_id>/output/<stream>")
+@page("/tasks/<id:task_id>/output/<stream>")
 def task_output(task_id: int, stream: str) -> Any:
     """The file the API's task output serves (the latest attempt's log, or the attempt
     of ``?execution=``), as a download authorized by the session."""
     if stream not in STREAMS:
         not_found(f"log stream {stream!r}")
-    wanted = request.args.get("execution", type=int)
+    wanted = request.args.get("execution", type=whole_number)
     with reading() as session:
         domain.get_task(session, task_id)
         execution = domain.execution_of(session, task_id, wanted)
@@ -246,8 +249,8 @@ def task_output(task_id: int, stream: str) -> Any:
         execution_id = execution.id
     response: Response = log_response(execution_id, lambda: execution_status(execution_id),
                                       stream)
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="task-{task_id}-{execution_id}-{stream}.log"')
+    response.headers["Content-Disposition"] = attachment(
+        f"task-{task_id}-{execution_id}-{stream}.log")
     return response
 
 
@@ -258,7 +261,7 @@ def _back(task_id: int) -> str:
     return url_for("gui.task", task_id=task_id)
 
 
-@page("/tasks/<int:task_id>/relaunch", methods=("POST",))
+@page("/tasks/<id:task_id>/relaunch", methods=("POST",))
 def task_relaunch(task_id: int) -> Any:
     try:
         domain.commit_relaunch(server_context(), task_id)
@@ -267,7 +270,7 @@ def task_relaunch(task_id: int) -> Any:
     return done(f"Task {task_id} relaunched.", _back(task_id))
 
 
-@page("/tasks/<int:task_id>/signal", methods=("POST",))
+@page("/tasks/<id:task_id>/signal", methods=("POST",))
 def task_signal(task_id: int) -> Any:
     try:
         kind = SignalKind(request.form.get("signal", ""))
@@ -280,7 +283,7 @@ def task_signal(task_id: int) -> Any:
     return done(f"Task {task_id} {SIGNAL_WORDS[kind.value]}.", _back(task_id))
 
 
-@page("/tasks/<int:task_id>/queue", methods=("POST",))
+@page("/tasks/<id:task_id>/queue", methods=("POST",))
 def task_queue(task_id: int) -> Any:
     """Hold a queued task back (paused), or put a held one back in the queue."""
     wanted = request.form.get("status")
@@ -294,7 +297,7 @@ def task_queue(task_id: int) -> Any:
     return done(f"Task {task_id} {words}.", _back(task_id))
 
 
-@page("/tasks/<int:task_id>/delete", methods=("POST",))
+@page("/tasks/<id:task_id>/delete", methods=("POST",))
 def task_delete(task_id: int) -> Any:
     try:
         domain.commit_delete(server_context(), task_id)
@@ -303,7 +306,7 @@ def task_delete(task_id: int) -> Any:
     return done(f"Task {task_id} deleted.", url_for("gui.tasks"))
 
 
-@page("/tasks/<int:task_id>/edit", methods=("GET", "POST"))
+@page("/tasks/<id:task_id>/edit", methods=("GET", "POST"))
 def task_edit(task_id: int) -> Any:
     """Its command, shell flag and name, as ``PATCH /tasks/<id>`` changes them (the
     next attempt runs the new command)."""
