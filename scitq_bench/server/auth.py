@@ -18,7 +18,6 @@ from scitq_bench.server.models import ApiToken
 
 ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
 PARTICIPANT, ORGANIZER = "participant", "organizer"
-QUEUE_ROLES = (ADMIN, ENROLL, WORKER)
 BENCH_ROLES = (ADMIN, ORGANIZER, PARTICIPANT)
 
 
