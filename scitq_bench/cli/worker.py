@@ -123,7 +123,8 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
                                   "available in this installation") from None
         raise
     state = cli_state()
-    client = Client(url or state.server, state.token, timeout=state.timeout)
+    client = Client(url or state.server, state.token, timeout=state.timeout,
+                    retry_for=state.retry_seconds)  # each call; the worker insists for ever
     if not client.token:
         raise Unauthorized("worker run needs an admin or enrollment token: pass --token, "
                            "set SCITQ_BENCH_TOKEN, or run `scitq-bench server init` here "
@@ -171,14 +172,15 @@ def _engine(enabled: bool, docker_host: str | None, name: str, work_dir: Path,
     """The container engine to use, or None (processes only)."""
     if not enabled:
         return None
-    from scitq_bench.client.worker.engine import Engine, connect
+    from scitq_bench.client.worker.engine import Engine, connect, resolve_host
 
     client = connect(docker_host)
     if client is None:
         click.echo("no container engine: container tasks will go to other workers", err=True)
         return None
     return Engine(client, name, work_dir.absolute() / "state",
-                  image_max_idle=image_max_idle * 3600, prune_threshold=prune_threshold / 100)
+                  image_max_idle=image_max_idle * 3600, prune_threshold=prune_threshold / 100,
+                  host=resolve_host(docker_host))
 
 
 @worker.command("list")

@@ -68,6 +68,7 @@ from scitq_bench.client.worker.held import (
     Slot,
     ThreadPool,
 )
+from scitq_bench.client.worker.keeper import Keeper, reap
 from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
 from scitq_bench.client.worker.reporter import ACCEPTED, NOT_FINAL, RUNNING, Event, Reporter
 from scitq_bench.client.worker.scores import ScoresRefused, read_scores
@@ -139,6 +140,7 @@ class WorkerAgent:
         self.work_dir = Path(work_dir).absolute()
         self.executions_dir = self.work_dir / "executions"
         self.resource_dir = self.work_dir / "resource"
+        self.keeper_journal = self.work_dir / "state" / "live-tasks"
         self.log_cap = log_cap
         self.kill_grace = kill_grace
         self.claim_wait = claim_wait
@@ -170,6 +172,7 @@ class WorkerAgent:
         self.engine = engine
         self.spot_notice = spot_notice
         self.spot_interval = spot_interval
+        self._keeper: Keeper | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -177,8 +180,16 @@ class WorkerAgent:
         """Register, then work until ``stop()``; raises if the server revokes us."""
         if self._stop_requested:
             return
+        self._reap_leftovers()
         self._reset_work_dir()
         self._clear_engine()
+        self._keeper = Keeper.start(self.keeper_journal, self.name, self._docker_host())
+        try:
+            self._work()
+        finally:
+            self._keeper.close()  # the keeper ends whatever still runs, then exits
+
+    def _work(self) -> None:
         if not self._register():
             return
         self._io = self.client.with_own_pool(min(64, self.concurrency + self.prefetch + 4))
@@ -212,6 +223,17 @@ class WorkerAgent:
     def _reset_work_dir(self) -> None:
         self._dirs.reset()
         self.resource_dir.mkdir(parents=True, exist_ok=True)
+
+    def _reap_leftovers(self) -> None:
+        """Kill what a previous run of this worker left running (its keeper journals
+        it, and may have been killed too), before registering re-queues it."""
+        killed, removed = reap(self.keeper_journal)
+        if killed or removed:
+            log.warning("killed %d process(es) and removed %d container(s) left running "
+                        "by a previous run of %s", killed, removed, self.name)
+
+    def _docker_host(self) -> str | None:
+        return None if self.engine is None else self.engine.host
 
     def _clear_engine(self) -> None:
         """Remove the containers a previous run of this worker left, before registering
@@ -454,6 +476,7 @@ class WorkerAgent:
         ended = time.monotonic()
         out_of_memory = isinstance(process, ContainerRun) and process.out_of_memory
         process.cleanup()
+        self._unwatch(process)
         if held.reason == DROP:
             return None
         return _Exit(code, timed_out, process.started, ended, logs, out_of_memory)
@@ -471,9 +494,25 @@ class WorkerAgent:
                 env.update(CUDA_VISIBLE_DEVICES=cuda_visible_devices(list(slot.gpus)),
                            CUDA_DEVICE_ORDER="PCI_BUS_ID")
             if payload.get("layout") == CODABENCH:
-                return self._start_sandboxed(held, argv, slot, logs, env)
-            return Process.start(argv, held.directory, env, logs.stdout_fd, logs.stderr_fd)
+                return self._watched(self._start_sandboxed(held, argv, slot, logs, env))
+            return self._watched(Process.start(argv, held.directory, env, logs.stdout_fd,
+                                               logs.stderr_fd))
         return self._start_container(held, argv, slot, logs, env, cpu)
+
+    def _watched(self, process: Process) -> Process:
+        """The keeper ends the process's session if this worker dies before it does."""
+        if self._keeper is not None:
+            self._keeper.watch_process(process.pid)
+        return process
+
+    def _unwatch(self, process: Supervised) -> None:
+        """After ``cleanup``: nothing of the run is left for the keeper to end."""
+        if self._keeper is None:
+            return
+        if isinstance(process, Process):
+            self._keeper.forget_process(process.pid)
+        elif isinstance(process, ContainerRun):
+            self._keeper.forget_container(process.container.name)
 
     def _sandbox_user(self) -> tuple[int, int] | None:
         """Who a sandboxed command runs as: a root worker drops to the containers' user
@@ -530,9 +569,13 @@ class WorkerAgent:
             cpus=float(cpu), pids_limit=defaults.pids_limit,
             gpu_ids=device_request_ids(list(slot.gpus)),
         )
+        if self._keeper is not None:  # before it exists: a death while creating it counts
+            self._keeper.watch_container(spec.name)
         try:
             return ContainerRun.start(self.engine.client, spec, logs.stdout_fd, logs.stderr_fd)
         except Exception as exc:  # noqa: BLE001 - the engine's words go to the user
+            if self._keeper is not None:
+                self._keeper.forget_container(spec.name)
             message = str(getattr(exc, "explanation", None) or exc)
             code = 127 if "not found" in message and "executable" in message else 125
             raise CommandError(f"container did not start: {message}", code) from None

@@ -33,9 +33,7 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any | None:
     (the worker then runs processes only and says so at registration)."""
     import docker
 
-    host = docker_host or os.environ.get("DOCKER_HOST")
-    if host is None:
-        host = next((f"unix://{path}" for path in DEFAULT_SOCKETS if os.path.exists(path)), None)
+    host = resolve_host(docker_host)
     if host is None:
         return None
     try:
@@ -45,6 +43,15 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any | None:
         log.warning("no container engine at %s: %s", host, exc)
         return None
     return client
+
+
+def resolve_host(docker_host: str | None = None) -> str | None:
+    """The engine's address: ``docker_host``, else ``DOCKER_HOST``, else the first of
+    Docker's or Podman's default sockets that exists; None when there is none."""
+    host = docker_host or os.environ.get("DOCKER_HOST")
+    if host is None:
+        host = next((f"unix://{path}" for path in DEFAULT_SOCKETS if os.path.exists(path)), None)
+    return host
 
 
 def split_reference(reference: str) -> tuple[str, str | None]:
@@ -66,9 +73,12 @@ class Engine:
     def __init__(self, client: Any, worker: str, state_dir: Path, *,
                  pull_attempts: int = 3, pull_backoff: float = 2.0,
                  prune_threshold: float = 0.8, image_max_idle: float = 7 * 86400,
-                 prune_every: float = 60.0) -> None:
+                 prune_every: float = 60.0, host: str | None = None) -> None:
+        """``host``: the engine's address, for the keeper (which removes this worker's
+        containers when it dies); None: ``resolve_host``'s."""
         self.client = client
         self.worker = worker
+        self.host = host or resolve_host()
         self.pull_attempts = pull_attempts
         self.pull_backoff = pull_backoff
         self.prune_threshold = prune_threshold
