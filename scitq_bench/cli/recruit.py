@@ -158,9 +158,14 @@ def deploy(client: Client, flavor: str, provider: str, region: str, batch: str |
 @click.argument("worker_id", type=int)
 @pass_client
 def undeploy(client: Client, worker_id: int) -> None:
-    """Give a recruited worker's machine back."""
+    """Give a recruited worker's machine back (while it is being deployed: cancel that
+    deploy, which gives it back)."""
     job = client.worker_undeploy(worker_id)
-    success(f"job {job['id']}: giving worker {worker_id}'s machine back")
+    if job["kind"] == "deploy":
+        success(f"job {job['id']}: deploy of worker {worker_id} cancelled; its machine is "
+                "given back")
+    else:
+        success(f"job {job['id']}: giving worker {worker_id}'s machine back")
 
 
 # -- job ----------------------------------------------------------------------------------
@@ -173,7 +178,7 @@ def job() -> None:
 
 @job.command("list")
 @click.option("-S", "--status", type=click.Choice(["pending", "running", "succeeded",
-                                                  "failed"]))
+                                                  "failed", "cancelled"]))
 @click.option("-w", "--worker", type=int, help="Only this worker's jobs.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 @json_option
@@ -194,6 +199,8 @@ def show_job(client: Client, job_id: int, as_json: bool) -> None:
         return
     record = {key: found.get(key) for key in ("id", "kind", "worker_id", "status", "progress",
                                               "attempts", "error")}
+    if found.get("cancelled_by"):
+        record.update(cancelled_by=found["cancelled_by"], cancelled_at=found.get("cancelled_at"))
     record.update(found.get("arguments") or {})
     print_record(record, title=f"job {job_id}")
     click.echo(found.get("log") or "")
@@ -214,10 +221,21 @@ def retry_job(client: Client, job_id: int) -> None:
     success(f"job {job_id} queued again")
 
 
+@job.command("cancel")
+@click.argument("job_id", type=int)
+@pass_client
+def cancel_job(client: Client, job_id: int) -> None:
+    """Stop a pending or running job where it is (its Ansible run included) and give its
+    machine back."""
+    client.job_cancel(job_id)
+    success(f"job {job_id} cancelled; its machine is given back")
+
+
 @job.command("delete")
 @click.argument("job_id", type=int)
 @pass_client
 def delete_job(client: Client, job_id: int) -> None:
+    """Forget an ended job (cancel a pending or running one first)."""
     client.job_delete(job_id)
     success(f"job {job_id} deleted")
 

@@ -37,6 +37,8 @@ class RecruitClientMixin:
         return self._json("POST", "/workers/deploy", json={"flavor": flavor, **fields})["jobs"]
 
     def worker_undeploy(self, worker_id: int) -> dict[str, Any]:
+        """Give the worker's machine back: returns the destroy job, or the worker's deploy
+        job, cancelled, when the machine was still being deployed."""
         return self._json("POST", f"/workers/{int(worker_id)}/undeploy")
 
     def job_list(self, status: str | None = None, worker: int | None = None,
@@ -52,6 +54,10 @@ class RecruitClientMixin:
 
     def job_retry(self, job_id: int) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{int(job_id)}/retry")
+
+    def job_cancel(self, job_id: int) -> dict[str, Any]:
+        """Stop a pending or running job; its machine is given back."""
+        return self._json("POST", f"/jobs/{int(job_id)}/cancel")
 
     def job_delete(self, job_id: int) -> dict[str, Any]:
         return self._json("DELETE", f"/jobs/{int(job_id)}")

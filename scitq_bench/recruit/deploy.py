@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from scitq_bench.exceptions import ScitqBenchError
@@ -62,6 +64,8 @@ REDACTED = "***"
 FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed")
 
 ProgressCallback = Callable[[int, str], None]
+SSH_CONNECT_TIMEOUT = 10  # seconds for one SSH connection attempt (Ansible's default)
+CANCEL_POLL = 0.5  # seconds between two looks at ``cancel()`` while the playbook is quiet
 
 
 class DeployError(ScitqBenchError):
@@ -197,6 +201,89 @@ def _count_list(base: Path, tasks: list[Any], here: Path) -> int:
     return total
 
 
+def timing_vars(timeout: float | None, extravars: Mapping[str, Any]) -> dict[str, int]:
+    """The playbook's own waits cut to the time the run has, so that no wait outlives
+    it: ``playbook_timeout`` (the whole run; the roles bound their downloads and reboots
+    with it), ``connect_timeout`` (waiting for SSH) and ``ansible_ssh_timeout`` (one
+    SSH connection attempt). A smaller value given in ``extravars`` is kept."""
+    if timeout is None:
+        return {}
+    budget = max(1, int(timeout))
+
+    def capped(name: str, default: int) -> int:
+        given = extravars.get(name)
+        try:
+            value = default if given is None else int(given)
+        except (TypeError, ValueError):
+            raise DeployError(f"{name} must be a whole number of seconds, not {given!r}") from None
+        return max(1, min(budget, value))
+
+    return {"playbook_timeout": budget, "connect_timeout": capped("connect_timeout", budget),
+            "ansible_ssh_timeout": capped("ansible_ssh_timeout", SSH_CONNECT_TIMEOUT)}
+
+
+def _close_ssh_masters(control_dir: Path) -> None:
+    """End the SSH connections Ansible kept open for the run (``ControlPersist``): they
+    detach from the playbook's process group, so stopping the playbook leaves them."""
+    for socket_path in control_dir.iterdir() if control_dir.is_dir() else []:
+        try:
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "localhost"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                           check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("could not close the SSH connection %s: %s", socket_path, exc)
+    shutil.rmtree(control_dir, ignore_errors=True)
+
+
+class _Brake:
+    """ansible-runner's cancel callback: true once ``cancel()`` says so or the deadline
+    passed, and then it kills the run's whole process tree first. ansible-runner kills
+    only the playbook's process group, and Ansible's workers start sessions of their
+    own: they, and the SSH clients they started, would run on (a worker in
+    ``wait_for_connection`` waits out its own timeout)."""
+
+    def __init__(self, marker: str, timeout: float | None,
+                 cancel: Callable[[], bool] | None) -> None:
+        self.marker = marker  # in the playbook's command line, and only in this run's
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.cancel = cancel
+        self.why: str | None = None  # ansible-runner's status: "canceled" or "timeout"
+
+    def __call__(self) -> bool:
+        if self.why is None:
+            if self.cancel is not None and self.cancel():
+                self.why = "canceled"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.why = "timeout"
+            if self.why is not None:
+                _kill_tree(self.marker)
+        return self.why is not None
+
+
+def _kill_tree(marker: str) -> None:
+    """SIGKILL the playbook whose command line holds ``marker`` (a child of this
+    process) and all its descendants, stopped first so that none forks away meanwhile."""
+    found: list[psutil.Process] = []
+    for child in psutil.Process().children():
+        try:
+            if marker in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    for _ in range(2):  # stop what is there, then what was started meanwhile
+        for process in list(found):
+            try:
+                process.suspend()
+                found.extend(c for c in process.children(recursive=True) if c not in found)
+            except psutil.Error:
+                continue
+    for process in found:
+        try:
+            process.kill()
+        except psutil.Error:
+            continue
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it may hold secrets)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -265,9 +352,12 @@ def run_playbook(
     ``work_dir`` is ansible-runner's private data directory (created, mode 0700; it
     keeps the run's artifacts, its secrets file is removed at the end). Progress goes to
     ``on_progress(percent, task name)``: 0 first, then at each task, 100 after a
-    successful run. ``timeout`` (seconds) stops the run (status ``timeout``);
-    ``cancel()`` returning true cancels it. Values of extravars named like secrets, and
-    ``secrets``, are redacted from the log, the progress and the errors."""
+    successful run. ``timeout`` (seconds) bounds the whole run: the playbook's waits
+    are cut to it (``timing_vars``) and the run is stopped when it is spent (status
+    ``timeout``); ``cancel()`` returning true stops it (status ``canceled``; it is
+    asked every ``CANCEL_POLL`` seconds at least). A stopped run's processes are
+    killed, the SSH connections it kept open included. Values of extravars named like
+    secrets, and ``secrets``, are redacted from the log, the progress and the errors."""
     redact = Redactor([*secret_values(extravars), *secrets])
     try:
         import ansible_runner
@@ -296,7 +386,10 @@ def run_playbook(
     # writes that file only when none exists, and otherwise puts the variables on
     # ansible-playbook's command line, where every user of this machine can read them.
     extravars_file = work_dir / "env" / "extravars"
-    _write_private(extravars_file, json.dumps(dict(extravars), default=str))
+    _write_private(extravars_file, json.dumps({**extravars, **timing_vars(timeout, extravars)},
+                                              default=str))
+    # its own folder (short: socket paths are limited), so its connections are found
+    control_dir = Path(tempfile.mkdtemp(prefix="sqb-ssh-"))
 
     binaries = str(Path(sys.executable).parent)
     envvars = {
@@ -309,8 +402,10 @@ def run_playbook(
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_SYSTEM_WARNINGS": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
     }
     progress = _Progress(count_tasks(path), on_progress, redact)
+    brake = _Brake(str(inventory), timeout, cancel)
     status: dict[str, str] = {}
 
     def on_status(data: dict[str, Any], **_: Any) -> None:
@@ -327,8 +422,8 @@ def run_playbook(
             ident=uuid.uuid4().hex,
             event_handler=progress.event,
             status_handler=on_status,
-            cancel_callback=cancel or (lambda: False),
-            timeout=None if timeout is None else max(1, math.ceil(timeout)),
+            cancel_callback=brake,
+            settings={"pexpect_timeout": CANCEL_POLL},
             quiet=True,
         )
         text = runner.stdout.read() if runner.stdout else ""
@@ -336,7 +431,9 @@ def run_playbook(
         raise DeployError(redact(f"running {path.name} on {host} failed: {exc}")) from None
     finally:
         extravars_file.unlink(missing_ok=True)
-    result = PlaybookResult(status=str(runner.status or status.get("status") or "unknown"),
+        _close_ssh_masters(control_dir)
+    result = PlaybookResult(status=brake.why or str(runner.status or status.get("status")
+                                                    or "unknown"),
                             rc=int(runner.rc if runner.rc is not None else -1),
                             log=redact(text), failed_task=progress.failed_task)
     if result.ok:
@@ -378,12 +475,13 @@ def deploy_worker(
     timeout: float | None = None,
     work_dir: Path | None = None,
     extravars: Mapping[str, Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookResult:
     """Install and start a worker named ``worker_name`` on the machine at ``address``
     (``deploy.yml``): it registers with ``server_url`` with ``token`` (an enrollment
     token). Without ``package_path`` the machine downloads the server's own package.
     ``extravars`` adds or overrides playbook variables (worker_home, extra_roles,
-    install_container_engine...)."""
+    install_container_engine...). ``timeout`` and ``cancel``: as for ``run_playbook``."""
     variables: dict[str, Any] = {
         "server_url": server_url,
         "worker_token": token,
@@ -401,7 +499,7 @@ def deploy_worker(
     return _with_work_dir(work_dir, lambda directory: run_playbook(
         DEPLOY_PLAYBOOK, address, user=user, port=port, ssh_key=ssh_key,
         extravars=variables, on_progress=on_progress, timeout=timeout, work_dir=directory,
-        secrets=[token]))
+        secrets=[token], cancel=cancel))
 
 
 def destroy_worker(
@@ -416,11 +514,14 @@ def destroy_worker(
     timeout: float | None = None,
     work_dir: Path | None = None,
     extravars: Mapping[str, Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookResult:
     """Stop the worker ``worker_name`` on the machine at ``address`` and remove its
-    service and token (``destroy.yml``); ``purge`` also removes its home."""
+    service and token (``destroy.yml``); ``purge`` also removes its home. ``timeout``
+    and ``cancel``: as for ``run_playbook``."""
     variables: dict[str, Any] = {"worker_name": worker_name, "purge": bool(purge)}
     variables.update(extravars or {})
     return _with_work_dir(work_dir, lambda directory: run_playbook(
         DESTROY_PLAYBOOK, address, user=user, port=port, ssh_key=ssh_key,
-        extravars=variables, on_progress=on_progress, timeout=timeout, work_dir=directory))
+        extravars=variables, on_progress=on_progress, timeout=timeout, work_dir=directory,
+        cancel=cancel))

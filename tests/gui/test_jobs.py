@@ -141,13 +141,34 @@ def test_delete_forgets_an_ended_job_only(admin_gui: GuiClient, app) -> None:
     assert job_status(app, ended) is None
     assert f"Job {ended} deleted" in text(admin_gui.get("/ui/jobs"))
     admin_gui.post(f"/ui/jobs/{running}/delete")
-    assert "wait for it to end" in text(admin_gui.get(f"/ui/jobs/{running}"))
+    assert f"cancel it first (job cancel {running})" in text(admin_gui.get(f"/ui/jobs/{running}"))
     assert job_status(app, running) == "running"
+
+
+def test_cancel_stops_a_live_job_and_says_who(admin_gui: GuiClient, app, submitted) -> None:
+    running = add_job(app, "running", 45)
+    ended = add_job(app, "failed", 20)
+    rows = text(admin_gui.get("/ui/jobs"))
+    assert f'action="/ui/jobs/{running}/cancel"' in rows
+    assert f'action="/ui/jobs/{ended}/cancel"' not in rows
+    page = text(admin_gui.get(f"/ui/jobs/{running}"))
+    assert f'data-confirm="Cancel job {running}? It stops where it is' in page
+    response = admin_gui.post(f"/ui/jobs/{running}/cancel")
+    assert response.status_code == 302 and response.headers["Location"] == f"/ui/jobs/{running}"
+    assert job_status(app, running) == "cancelled"
+    page = text(admin_gui.get(f"/ui/jobs/{running}"))
+    assert f"Job {running} cancelled" in page
+    assert '<dd data-fact="cancelled">by admin, ' in page and ">Delete<" in page
+    assert f'action="/ui/jobs/{running}/cancel"' not in page
+    assert "cancel requested by admin" in admin_gui.get(f"/ui/jobs/{running}/log").get_json()["text"]
+    admin_gui.post(f"/ui/jobs/{ended}/cancel")
+    assert "only a pending or running job is cancelled" in text(admin_gui.get(f"/ui/jobs/{ended}"))
+    assert job_status(app, ended) == "failed"
 
 
 def test_job_actions_need_the_csrf_token(admin_gui: GuiClient, app, submitted) -> None:
     job_id = add_job(app, "failed", 30)
-    for action in ("retry", "delete"):
+    for action in ("retry", "delete", "cancel"):
         response = admin_gui.post(f"/ui/jobs/{job_id}/{action}", csrf=False)
         assert response.status_code == 400 and "security token" in text(response)
     assert job_status(app, job_id) == "failed" and submitted == []
@@ -160,6 +181,6 @@ def test_jobs_are_for_admins(gui_client: GuiClient, app, submitted, role) -> Non
     for path in ("/ui/jobs", f"/ui/jobs/{job_id}", f"/ui/jobs/{job_id}/log"):
         response = gui_client.get(path)
         assert response.status_code == 403 and "needs the admin role" in text(response), path
-    for action in ("retry", "delete"):
+    for action in ("retry", "delete", "cancel"):
         assert gui_client.post(f"/ui/jobs/{job_id}/{action}").status_code == 403
     assert job_status(app, job_id) == "failed" and submitted == []

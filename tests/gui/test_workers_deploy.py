@@ -167,6 +167,8 @@ def test_undeploy_gives_a_recruited_machine_back(admin_gui: GuiClient, app, api,
     page = text(admin_gui.get(f"/ui/workers/{worker.id}"))
     assert "Undeploy" in page and "small (fake/r1)" in page
     assert 'data-confirm="Give machine ' in page
+    with app.extensions["scitq_bench"].db.write() as session:  # the machine is up
+        session.get(Job, worker_deploy_job(app)).status = "succeeded"
     response = admin_gui.post(f"/ui/workers/{worker.id}/undeploy")
     jobs, _ = jobs_and_workers(app)
     assert [j.kind for j in jobs] == ["deploy", "destroy"] and submitted[-1] == jobs[-1].id
@@ -178,6 +180,22 @@ def test_undeploy_gives_a_recruited_machine_back(admin_gui: GuiClient, app, api,
     assert "was not deployed here" in text(admin_gui.get(f"/ui/workers/{by_hand}"))
     assert admin_gui.post(f"/ui/workers/{worker.id}/undeploy", csrf=False).status_code == 400
     assert len(jobs_and_workers(app)[0]) == 2
+
+
+def worker_deploy_job(app: Any) -> int:
+    return jobs_and_workers(app)[0][0].id
+
+
+def test_undeploy_while_deploying_cancels_the_deploy(admin_gui: GuiClient, app,
+                                                     submitted) -> None:
+    admin_gui.post("/ui/workers/deploy", {**VALID, "number": "1"})
+    (deploy,), (worker,) = jobs_and_workers(app)
+    response = admin_gui.post(f"/ui/workers/{worker.id}/undeploy")
+    assert response.headers["Location"] == f"/ui/jobs/{deploy.id}"
+    (job,), (worker,) = jobs_and_workers(app)  # no second job on the same machine
+    assert job.status == "cancelled" and job.cancelled_by == "admin"
+    assert worker.status == "failed" and worker.released_at is not None
+    assert f"Deploy job {deploy.id} cancelled" in text(admin_gui.get(f"/ui/jobs/{deploy.id}"))
 
 
 def test_undeploy_without_recruitment_says_why(admin_gui: GuiClient, app, api) -> None:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server.api.registry import ADMIN, QueryParam, endpoint, int_arg
+from scitq_bench.server.bench.models import Account
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import service
-from scitq_bench.server.recruit.runtime import require_recruitment
+from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
 
 bp = Blueprint("recruit", __name__)
 
 
+def caller() -> str:
+    """Who makes this request, as a job records who cancelled it: the account's name,
+    else the token's role."""
+    principal = g.principal
+    if principal.account_id is None:
+        return str(principal.role)
+    with server_context().db.read() as session:
+        account = session.get(Account, principal.account_id)
+        return account.name if account is not None else str(principal.role)
 
 
 @endpoint(bp, "/recruiters", "POST", access=ADMIN, body=RecruiterCreate,
@@ -33,14 +43,14 @@ def list_recruiters() -> Any:
         return service.list_recruiters(session, request.args.get("batch"))
 
 
-@endpoint(bp, "/recruiters/<int:recruiter_id>", "PATCH", access=ADMIN, body=RecruiterUpdate,
+@endpoint(bp, "/recruiters/<id:recruiter_id>", "PATCH", access=ADMIN, body=RecruiterUpdate,
           summary="Change a recruiter")
 def update_recruiter(recruiter_id: int, body: RecruiterUpdate) -> Any:
     with server_context().db.write() as session:
         return service.recruiter_dict(service.update_recruiter(session, recruiter_id, body))
 
 
-@endpoint(bp, "/recruiters/<int:recruiter_id>", "DELETE", access=ADMIN,
+@endpoint(bp, "/recruiters/<id:recruiter_id>", "DELETE", access=ADMIN,
           summary="Delete a recruiter (its workers stay until idle)")
 def delete_recruiter(recruiter_id: int) -> Any:
     with server_context().db.write() as session:
@@ -55,15 +65,17 @@ def deploy_workers(body: DeployRequest) -> Any:
     return {"jobs": service.deploy_now(server_context().db, runtime, body)}, 201
 
 
-@endpoint(bp, "/workers/<int:worker_id>/undeploy", "POST", access=ADMIN,
-          summary="Give a recruited worker's machine back (a destroy job)")
+@endpoint(bp, "/workers/<id:worker_id>/undeploy", "POST", access=ADMIN,
+          summary="Give a recruited worker's machine back: a destroy job (201), or, while "
+                  "it is being deployed, the cancel of its deploy job (200)")
 def undeploy_worker(worker_id: int) -> Any:
     runtime = require_recruitment()
-    return service.undeploy_now(server_context().db, runtime, worker_id), 201
+    job = service.undeploy_now(server_context().db, runtime, worker_id, caller())
+    return job, 201 if job["kind"] == "destroy" else 200
 
 
 @endpoint(bp, "/jobs", "GET", access=ADMIN, summary="Deploy and destroy jobs, newest first",
-          query=(QueryParam("status", "pending, running, succeeded or failed"),
+          query=(QueryParam("status", "pending, running, succeeded, failed or cancelled"),
                  QueryParam("worker", "worker id", "integer"),
                  QueryParam("limit", "at most this many (default 200)", "integer")))
 def list_jobs() -> Any:
@@ -73,25 +85,33 @@ def list_jobs() -> Any:
             limit=int_arg("limit", 200, minimum=1) or 200)]
 
 
-@endpoint(bp, "/jobs/<int:job_id>", "GET", access=ADMIN, summary="A job, with its log")
+@endpoint(bp, "/jobs/<id:job_id>", "GET", access=ADMIN, summary="A job, with its log")
 def get_job(job_id: int) -> Any:
     with server_context().db.read() as session:
         return service.job_dict(service.get_job(session, job_id), with_log=True)
 
 
-@endpoint(bp, "/jobs/<int:job_id>/log", "GET", access=ADMIN, summary="A job's log, as text")
+@endpoint(bp, "/jobs/<id:job_id>/log", "GET", access=ADMIN, summary="A job's log, as text")
 def job_log(job_id: int) -> Any:
     with server_context().db.read() as session:
         return Response(service.get_job(session, job_id).log or "", mimetype="text/plain")
 
 
-@endpoint(bp, "/jobs/<int:job_id>/retry", "POST", access=ADMIN, summary="Run a failed job again")
+@endpoint(bp, "/jobs/<id:job_id>/retry", "POST", access=ADMIN, summary="Run a failed job again")
 def retry_job(job_id: int) -> Any:
     runtime = require_recruitment()
     return service.retry_now(server_context().db, runtime, job_id)
 
 
-@endpoint(bp, "/jobs/<int:job_id>", "DELETE", access=ADMIN, summary="Forget an ended job")
+@endpoint(bp, "/jobs/<id:job_id>/cancel", "POST", access=ADMIN,
+          summary="Cancel a pending or running job: it stops where it is (its Ansible run "
+                  "killed) and gives its machine back")
+def cancel_job(job_id: int) -> Any:
+    return service.cancel_now(server_context().db, current_recruitment(), job_id, caller())
+
+
+@endpoint(bp, "/jobs/<id:job_id>", "DELETE", access=ADMIN,
+          summary="Forget an ended job (a pending or running one is refused: cancel it first)")
 def delete_job(job_id: int) -> Any:
     with server_context().db.write() as session:
         service.delete_job(session, job_id)

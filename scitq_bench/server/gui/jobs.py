@@ -1,12 +1,12 @@
 """Jobs pages (admins): deploy and destroy jobs with their progress, one job with its
-log (followed live while it runs), retry and delete, through the recruitment service
-the jobs API uses."""
+log (followed live while it runs), cancel, retry and delete, through the recruitment
+service the jobs API uses."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import g, request, url_for
 from sqlalchemy import select
 
 from scitq_bench.exceptions import ScitqBenchError
@@ -25,9 +25,12 @@ from scitq_bench.server.gui.workers_view import moment
 from scitq_bench.server.models import Worker
 from scitq_bench.server.recruit import service as recruit
 from scitq_bench.server.recruit.jobs import (
+    CANCELLED,
     DEPLOY,
     DESTROY,
+    ENDED,
     FAILED,
+    LIVE,
     PENDING,
     RUNNING,
     SUCCEEDED,
@@ -35,7 +38,7 @@ from scitq_bench.server.recruit.jobs import (
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
 
-STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 KINDS = (DEPLOY, DESTROY)
 STATUS_CHOICES = [("", "any status")] + [(s, s) for s in STATUSES]
 KIND_CHOICES = [("", "any kind")] + [(k, k) for k in KINDS]
@@ -80,11 +83,13 @@ def job_row(job: Job, names: dict[int, str]) -> dict[str, Any]:
         "flavor": arguments.get("flavor"), "provider": arguments.get("provider"),
         "region": arguments.get("region"), "arguments": arguments,
         "created": moment(job.created_at), "modified": moment(job.modified_at),
-        "ended": job.status in (SUCCEEDED, FAILED),
+        "ended": job.status in ENDED, "live": job.status in LIVE,
+        "cancelled_by": job.cancelled_by,
+        "cancelled": moment(job.cancelled_at) if job.cancelled_at else None,
     }
 
 
-@page("/jobs/<int:job_id>")
+@page("/jobs/<id:job_id>")
 def job_detail(job_id: int) -> Any:
     with reading() as session:
         job = recruit.get_job(session, job_id)
@@ -93,7 +98,7 @@ def job_detail(job_id: int) -> Any:
                   recruiting=current_recruitment() is not None)
 
 
-@page("/jobs/<int:job_id>/log")
+@page("/jobs/<id:job_id>/log")
 def job_log(job_id: int) -> Any:
     """The log from ``?offset=`` on, for the live tail; ``done`` once the job ended
     (a retried job starts a new tail when its page is opened again)."""
@@ -103,11 +108,11 @@ def job_log(job_id: int) -> Any:
         offset = 0
     with reading() as session:
         job = recruit.get_job(session, job_id)
-        log, ended = job.log or "", job.status in (SUCCEEDED, FAILED)
+        log, ended = job.log or "", job.status in ENDED
     return {"text": log[offset:], "offset": len(log), "done": ended}
 
 
-@page("/jobs/<int:job_id>/retry", methods=("POST",))
+@page("/jobs/<id:job_id>/retry", methods=("POST",))
 def job_retry(job_id: int) -> Any:
     back = url_for("gui.job_detail", job_id=job_id)
     try:
@@ -117,7 +122,17 @@ def job_retry(job_id: int) -> Any:
     return done(f"Job {job_id} runs again.", back)
 
 
-@page("/jobs/<int:job_id>/delete", methods=("POST",))
+@page("/jobs/<id:job_id>/cancel", methods=("POST",))
+def job_cancel(job_id: int) -> Any:
+    back = url_for("gui.job_detail", job_id=job_id)
+    try:
+        recruit.cancel_now(server_context().db, current_recruitment(), job_id, g.user.name)
+    except ScitqBenchError as exc:
+        return failed(exc, back)
+    return done(f"Job {job_id} cancelled: it stops and gives its machine back.", back)
+
+
+@page("/jobs/<id:job_id>/delete", methods=("POST",))
 def job_delete(job_id: int) -> Any:
     try:
         with writing() as session:

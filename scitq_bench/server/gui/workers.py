@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import g, request, url_for
 from sqlalchemy import select
 
 from scitq_bench.exceptions import ScitqBenchError
@@ -67,7 +67,7 @@ def workers() -> Any:
                   **deploy)
 
 
-@page("/workers/<int:worker_id>")
+@page("/workers/<id:worker_id>")
 def worker_detail(worker_id: int) -> Any:
     return _detail(worker_id, {}, {})
 
@@ -98,7 +98,7 @@ def _job_line(job: Any) -> dict[str, Any]:
             "created": moment(job.created_at), "error": job.error}
 
 
-@page("/workers/<int:worker_id>/settings", methods=("POST",))
+@page("/workers/<id:worker_id>/settings", methods=("POST",))
 def worker_settings(worker_id: int) -> Any:
     """Concurrency, prefetch and batch: checked as the API checks them, refused next to
     the field."""
@@ -123,7 +123,7 @@ def worker_settings(worker_id: int) -> Any:
                 url_for("gui.worker_detail", worker_id=worker_id))
 
 
-@page("/workers/<int:worker_id>/status", methods=("POST",))
+@page("/workers/<id:worker_id>/status", methods=("POST",))
 def worker_status(worker_id: int) -> Any:
     """Pause (it takes no new task; what runs goes on) or resume."""
     errors: dict[str, str] = {}
@@ -140,7 +140,7 @@ def worker_status(worker_id: int) -> Any:
     return done(f"Worker {updated['name']} {said}.", back)
 
 
-@page("/workers/<int:worker_id>/delete", methods=("POST",))
+@page("/workers/<id:worker_id>/delete", methods=("POST",))
 def worker_delete(worker_id: int) -> Any:
     """Delete the record; with force, what it still holds is queued again."""
     force = request.form.get("force") in ("1", "on", "true")
@@ -153,15 +153,19 @@ def worker_delete(worker_id: int) -> Any:
     return done(f"Worker {name} deleted.", url_for("gui.workers"))
 
 
-@page("/workers/<int:worker_id>/undeploy", methods=("POST",))
+@page("/workers/<id:worker_id>/undeploy", methods=("POST",))
 def worker_undeploy(worker_id: int) -> Any:
-    """Give a recruited machine back: a destroy job, followed on its page."""
+    """Give a recruited machine back: a destroy job, or the cancel of its deploy while
+    it is being deployed; the job is followed on its page."""
     back = url_for("gui.worker_detail", worker_id=worker_id)
     try:
-        job = recruit.undeploy_now(server_context().db, require_recruitment(), worker_id)
+        job = recruit.undeploy_now(server_context().db, require_recruitment(), worker_id,
+                                   g.user.name)
     except ScitqBenchError as exc:
         return failed(exc, back)
-    return done(f"Destroy job {job['id']} started: the machine is being given back.",
-                url_for("gui.job_detail", job_id=job["id"]))
+    said = (f"Deploy job {job['id']} cancelled: the machine is being given back."
+            if job["kind"] == "deploy" else
+            f"Destroy job {job['id']} started: the machine is being given back.")
+    return done(said, url_for("gui.job_detail", job_id=job["id"]))
 
 __all__ = ["bp"]

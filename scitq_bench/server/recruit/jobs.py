@@ -7,6 +7,12 @@ destroy playbook where one was deployed, then gives the instance back. Either wa
 job row records status, progress, attempts and a log a user can read; a machine is
 never left without a record: the worker row exists before the instance does, and a
 failed deploy deletes what it created.
+
+``deploy_timeout`` bounds a whole job, every step of it together (Ansible's own waits
+are cut to what is left), and a user may cancel a job: either way the job stops in the
+step it was in (a playbook's processes are killed), says which, and gives its machine
+back. A cancel is seen through this process's ``cancel`` or, from any process, through
+the job's status in the database.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
 
+from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.recruit.providers.base import (
     CapacityError,
     InstanceSpec,
@@ -40,11 +48,72 @@ log = logging.getLogger("scitq_bench.recruit")
 
 DEPLOY, DESTROY = "deploy", "destroy"
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+CANCELLED = "cancelled"
+LIVE, ENDED = (PENDING, RUNNING), (SUCCEEDED, FAILED, CANCELLED)
+CANCEL_CHECK = 1.0  # seconds between two looks at the database for a cancel
+
+
+class JobStopped(ScitqBenchError):
+    """A job stopped before its end: its time ran out, or a user cancelled it."""
+
+    code = "job_stopped"
+
+
+class JobControl:
+    """One running job's clock and brakes: the time left of ``timeout`` seconds, the
+    step it is in, and whether it must stop (spent, or cancelled: this process's event,
+    or the job's status in the database, looked at every ``CANCEL_CHECK`` seconds)."""
+
+    def __init__(self, job_id: int, timeout: float,
+                 cancelled_by: Callable[[int], str | None]) -> None:
+        self.job_id, self.timeout = job_id, timeout
+        self.deadline = time.monotonic() + timeout
+        self.step = "start"
+        self.event = threading.Event()
+        self._cancelled_by = cancelled_by
+        self._who: str | None = None
+        self._checked = 0.0
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def cancelled(self) -> str | None:
+        """Who cancelled the job, None while nobody did."""
+        now = time.monotonic()
+        if self._who is None and (self.event.is_set() or now - self._checked >= CANCEL_CHECK):
+            self._checked = now
+            self._who = self._cancelled_by(self.job_id)
+        return self._who
+
+    def reason(self) -> str | None:
+        """Why the job must stop now, None while it may go on."""
+        who = self.cancelled()
+        if who is not None:
+            return f"cancelled by {who}"
+        if self.remaining() <= 0:
+            return f"timed out after {self.timeout:.0f} s"
+        return None
+
+    def should_stop(self) -> bool:
+        return self.reason() is not None
+
+    def stopped(self, reason: str | None = None) -> JobStopped:
+        return JobStopped(f"{reason or self.reason() or 'stopped'} in step '{self.step}'")
+
+    def check(self) -> None:
+        """Raise ``JobStopped`` when the job must stop."""
+        if self.should_stop():
+            raise self.stopped()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less when the time runs out or a cancel comes."""
+        self.event.wait(min(seconds, self.remaining()))
+        self.check()
 
 
 @dataclass
 class JobSettings:
-    deploy_timeout: float = 900.0  # the watchdog: a machine that never comes up
+    deploy_timeout: float = 900.0  # a whole job, every step together
     boot_poll: float = 2.0
     exclusion: float = 1800.0  # seconds an offer stays out after a capacity failure
     ssh_user: str = "root"
@@ -68,6 +137,7 @@ class JobRunner:
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job")
         self._running: set[int] = set()
+        self._controls: dict[int, JobControl] = {}
         self._lock = threading.Lock()
 
     def submit(self, job_id: int) -> None:
@@ -76,6 +146,18 @@ class JobRunner:
                 return
             self._running.add(job_id)
         self._pool.submit(self._run, job_id)
+
+    def cancel(self, job_id: int, was: str) -> None:
+        """The job was just marked cancelled in the database, from status ``was``: a
+        running one here stops at once (elsewhere, within ``CANCEL_CHECK`` s); a
+        pending destroy gives its machine back without its playbook (a pending deploy
+        holds no machine yet)."""
+        with self._lock:
+            control = self._controls.get(job_id)
+        if control is not None:
+            control.event.set()
+        elif was == PENDING:
+            self._pool.submit(self._give_back_cancelled, job_id)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -92,56 +174,80 @@ class JobRunner:
             if job is None:
                 return
             kind, arguments, worker_id = job
+            control = JobControl(job_id, self.settings.deploy_timeout, self._cancelled_by)
+            with self._lock:
+                self._controls[job_id] = control
             if kind == DEPLOY:
-                self._deploy(job_id, worker_id, arguments)
+                self._deploy(control, worker_id, arguments)
             else:
-                self._destroy(job_id, worker_id, arguments)
-            self._finish(job_id, SUCCEEDED)
+                self._destroy(control, worker_id, arguments)
+                self._finish(job_id, SUCCEEDED)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job, said in its log
             log.warning("job %s failed: %s", job_id, exc)
             self._finish(job_id, FAILED, error=str(exc))
         finally:
             with self._lock:
                 self._running.discard(job_id)
+                self._controls.pop(job_id, None)
 
     def _start(self, job_id: int) -> tuple[str, dict[str, Any], int | None] | None:
+        """Move the job to running (guarded: a cancel may have come first)."""
         with self.db.write() as session:
-            job = session.get(Job, job_id)
-            if job is None or job.status not in (PENDING, FAILED):
+            moved = session.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_([PENDING, FAILED]))
+                .values(status=RUNNING, progress=0, attempts=Job.attempts + 1, error=None)
+                .execution_options(synchronize_session=False))
+            if moved.rowcount != 1:
                 return None
-            job.status, job.progress, job.attempts = RUNNING, 0, job.attempts + 1
-            job.error = None
+            job = session.get(Job, job_id)
+            assert job is not None
             return job.kind, dict(job.arguments or {}), job.worker_id
+
+    def _cancelled_by(self, job_id: int) -> str | None:
+        """Who cancelled the job (its database row says), None while nobody did."""
+        with self.db.read() as session:
+            row = session.execute(select(Job.status, Job.cancelled_by).where(
+                Job.id == job_id)).first()
+        if row is None:  # deleted under it: nothing to carry on for
+            return "a user"
+        return (row.cancelled_by or "a user") if row.status == CANCELLED else None
 
     def note(self, job_id: int, line: str, progress: int | None = None) -> None:
         """Append to the job's log (and move its progress)."""
-        stamp = utcnow().strftime("%H:%M:%S")
         with self.db.write() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            job.log = (job.log or "") + f"{stamp} {line}\n"
-            if progress is not None:
-                job.progress = max(job.progress, min(100, progress))
+            append_log(session, job_id, line, progress)
 
-    def _finish(self, job_id: int, status: str, error: str | None = None) -> None:
+    def _finish(self, job_id: int, status: str, error: str | None = None) -> bool:
+        """End a running job; False when it was no longer running (cancelled: the
+        cancel stands, the error says where it stopped)."""
         if error:
-            self.note(job_id, f"failed: {error}")
+            self.note(job_id, error if error.startswith("cancelled") else f"failed: {error}")
+        values: dict[str, Any] = {"status": status, "error": error}
+        if status == SUCCEEDED:
+            values["progress"] = 100
         with self.db.write() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.status, job.error = status, error
-                if status == SUCCEEDED:
-                    job.progress = 100
+            moved = session.execute(update(Job).where(Job.id == job_id, Job.status == RUNNING)
+                                    .values(**values)
+                                    .execution_options(synchronize_session=False))
+            if moved.rowcount == 1:
+                return True
+            if error:
+                session.execute(update(Job).where(Job.id == job_id, Job.status == CANCELLED)
+                                .values(error=error)
+                                .execution_options(synchronize_session=False))
+            return False
 
     # -- deploy ----------------------------------------------------------------------
 
-    def _deploy(self, job_id: int, worker_id: int | None, arguments: dict[str, Any]) -> None:
+    def _deploy(self, control: JobControl, worker_id: int | None,
+                arguments: dict[str, Any]) -> None:
         assert worker_id is not None
+        job_id = control.job_id
         name, provider_name = arguments["name"], arguments["provider"]
         region, flavor = arguments["region"], arguments["flavor"]
         provider = self.providers(provider_name)
         self.note(job_id, f"creating {flavor} in {provider_name}/{region}", 5)
+        control.step = "create the instance"
         try:
             instance = provider.create(InstanceSpec(
                 name=name, flavor=flavor, region=region, spot=bool(arguments.get("spot"))))
@@ -156,17 +262,20 @@ class JobRunner:
         self._record_instance(worker_id, instance.instance_id)
         self.note(job_id, f"instance {instance.instance_id} created", 20)
         try:
-            address = self._wait_running(job_id, provider, instance.instance_id, region)
+            control.check()  # a cancel or the clock, while the provider created it
+            address = self._wait_running(control, provider, instance.instance_id, region)
             self._remember_address(job_id, address)
             if not provider.starts_worker:
-                self._install(job_id, name, address, arguments)
-            self._wait_registered(job_id, worker_id)
+                self._install(control, name, address, arguments)
+            self._wait_registered(control, worker_id)
+            self.note(job_id, f"worker {name} is up", 100)
+            if not self._finish(job_id, SUCCEEDED):
+                raise control.stopped(f"cancelled by {control.cancelled() or 'a user'}")
         except BaseException:
             self.note(job_id, f"giving instance {instance.instance_id} back")
             _quietly(provider.delete, instance.instance_id, region)
             self._fail_worker(worker_id)
             raise
-        self.note(job_id, f"worker {name} is up", 100)
 
     def _remember_address(self, job_id: int, address: str | None) -> None:
         """Where the machine answers: its destroy job will need it."""
@@ -180,28 +289,34 @@ class JobRunner:
             session.execute(update(Worker).where(Worker.id == worker_id)
                             .values(instance_id=instance_id))
 
-    def _wait_running(self, job_id: int, provider: Provider, instance_id: str,
+    def _wait_running(self, control: JobControl, provider: Provider, instance_id: str,
                       region: str) -> str | None:
-        deadline = time.monotonic() + self.settings.deploy_timeout
+        control.step = "wait for the instance to run"
         while True:
             state = provider.state(instance_id, region)
             if state.status == "running":
-                self.note(job_id, f"instance running at {state.address or 'this machine'}", 40)
+                self.note(control.job_id,
+                          f"instance running at {state.address or 'this machine'}", 40)
                 return state.address
             if state.status == "gone":
                 raise ProviderError(f"instance {instance_id} disappeared while starting")
-            if time.monotonic() > deadline:
-                raise ProviderError(f"instance {instance_id} not running after "
-                                    f"{self.settings.deploy_timeout:.0f} s")
-            time.sleep(self.settings.boot_poll)
+            control.wait(self.settings.boot_poll)
 
-    def _install(self, job_id: int, name: str, address: str | None,
+    def _install(self, control: JobControl, name: str, address: str | None,
                  arguments: dict[str, Any]) -> None:
         from scitq_bench.recruit.deploy import deploy_worker
 
         if not address:
             raise ProviderError("the instance has no address to deploy to")
+        job_id = control.job_id
         self.note(job_id, f"deploying the worker on {address} with Ansible", 45)
+        control.step = "start Ansible"
+
+        def progress(percent: int, task: str) -> None:
+            if percent < 100 and task != "starting":
+                control.step = task
+            self.note(job_id, f"ansible: {task}", 45 + percent * 45 // 100)
+
         result = deploy_worker(
             address=address, worker_name=name, server_url=self.server_url,
             token=self.enroll_token(name), concurrency=int(arguments.get("concurrency") or 1),
@@ -210,27 +325,22 @@ class JobRunner:
             package_path=self.settings.package_path, ssh_key=self.settings.ssh_key,
             user=self.settings.ssh_user,
             extravars=_merge(self.settings.ansible_vars, _worker_options(arguments)),
-            on_progress=lambda percent, task: self.note(
-                job_id, f"ansible: {task}", 45 + percent * 45 // 100),
+            on_progress=progress, timeout=control.remaining(), cancel=control.should_stop,
         )
-        if result.status != "successful":
-            raise ProviderError(f"deploy playbook {result.status} at "
-                                f"{result.failed_task or 'an unknown task'}")
+        _raise_unless_done(control, result, "deploy")
 
-    def _wait_registered(self, job_id: int, worker_id: int) -> None:
-        deadline = time.monotonic() + self.settings.deploy_timeout
+    def _wait_registered(self, control: JobControl, worker_id: int) -> None:
+        control.step = "wait for the worker to register"
         started = utcnow()
-        while time.monotonic() < deadline:
+        while True:
             with self.db.read() as session:
                 contact = session.scalar(select(Worker.last_contact_at).where(
                     Worker.id == worker_id))
             if contact is not None and contact >= started:
-                self.note(job_id, "the worker registered", 95)
+                self.note(control.job_id, "the worker registered", 95)
                 self._revoke_machine_token(worker_id)
                 return
-            time.sleep(min(1.0, self.settings.boot_poll))
-        raise ProviderError(f"the worker did not register within "
-                            f"{self.settings.deploy_timeout:.0f} s")
+            control.wait(min(1.0, self.settings.boot_poll))
 
     def _revoke_machine_token(self, worker_id: int) -> None:
         """The machine's enrollment token served its purpose: the worker has its own."""
@@ -248,21 +358,49 @@ class JobRunner:
 
     # -- destroy ---------------------------------------------------------------------
 
-    def _destroy(self, job_id: int, worker_id: int | None, arguments: dict[str, Any]) -> None:
-        provider_name, region = arguments["provider"], arguments["region"]
-        instance_id = arguments.get("instance_id")
-        provider = self.providers(provider_name)
+    def _destroy(self, control: JobControl, worker_id: int | None,
+                 arguments: dict[str, Any]) -> None:
+        """Stop the worker with the destroy playbook (bounded, cancellable), then give
+        the instance back whatever the playbook did."""
+        job_id = control.job_id
+        provider = self.providers(arguments["provider"])
         if not provider.starts_worker and arguments.get("address"):
             from scitq_bench.recruit.deploy import destroy_worker
 
             self.note(job_id, f"stopping the worker on {arguments['address']}", 20)
+            control.step = "stop the worker with Ansible"
             result = destroy_worker(address=arguments["address"],
                                     worker_name=arguments["name"],
                                     ssh_key=self.settings.ssh_key, user=self.settings.ssh_user,
-                                    extravars=dict(self.settings.ansible_vars))
+                                    extravars=dict(self.settings.ansible_vars),
+                                    timeout=control.remaining(), cancel=control.should_stop)
             if result.status != "successful":
-                self.note(job_id, f"destroy playbook {result.status}; deleting the instance "
-                          "anyway")
+                why = control.reason() or f"destroy playbook {result.status}"
+                self.note(job_id, f"{why}; deleting the instance anyway")
+        control.step = "give the machine back"
+        self._give_back(job_id, worker_id, arguments)
+        who = control.cancelled()
+        if who is not None:  # the machine is back, as a cancel wants; the cancel stands
+            raise control.stopped(f"cancelled by {who}")
+
+    def _give_back_cancelled(self, job_id: int) -> None:
+        """A destroy cancelled before it started: the machine goes back at once."""
+        with self.db.read() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.kind != DESTROY or job.status != CANCELLED:
+                return
+            worker_id, arguments = job.worker_id, dict(job.arguments or {})
+        try:
+            self._give_back(job_id, worker_id, arguments)
+        except Exception as exc:  # noqa: BLE001 - said in the job's log
+            log.warning("job %s: giving the machine back failed: %s", job_id, exc)
+            self.note(job_id, f"giving the machine back failed: {exc}")
+
+    def _give_back(self, job_id: int, worker_id: int | None, arguments: dict[str, Any]) -> None:
+        """Delete the instance and close the worker's record."""
+        provider_name, region = arguments["provider"], arguments["region"]
+        instance_id = arguments.get("instance_id")
+        provider = self.providers(provider_name)
         if instance_id:
             self.note(job_id, f"giving instance {instance_id} back", 60)
             provider.delete(instance_id, region)
@@ -273,6 +411,29 @@ class JobRunner:
                 if worker.status != WorkerStatus.EVICTED.value:
                     transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         self.note(job_id, "machine given back", 100)
+
+
+def append_log(session: Session, job_id: int, line: str, progress: int | None = None) -> None:
+    """Append a dated line to a job's log, and move its progress forward: one UPDATE,
+    so that the job's thread and a user's cancel never lose each other's lines."""
+    values: dict[str, Any] = {"log": func.coalesce(Job.log, "") + f"{utcnow():%H:%M:%S} {line}\n"}
+    if progress is not None:
+        target = min(100, progress)
+        values["progress"] = case((Job.progress < target, target), else_=Job.progress)
+    session.execute(update(Job).where(Job.id == job_id).values(**values)
+                    .execution_options(synchronize_session=False))
+
+
+def _raise_unless_done(control: JobControl, result: Any, playbook: str) -> None:
+    """A playbook that did not succeed ends the job: stopped (the clock or a cancel,
+    naming the step), or failed at a task."""
+    if result.ok:
+        return
+    if result.status in ("canceled", "timeout") or control.should_stop():
+        raise control.stopped(control.reason() or
+                              f"timed out after {control.timeout:.0f} s")
+    raise ProviderError(f"{playbook} playbook {result.status} at "
+                        f"{result.failed_task or 'an unknown task'}")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16))  # deploy | destroy
     worker_id: Mapped[int | None] = mapped_column(
         ForeignKey("worker.id", ondelete="SET NULL"), index=True)
+    # pending, running, then succeeded, failed or cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -117,3 +118,5 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(200))  # who asked

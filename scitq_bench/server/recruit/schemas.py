@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.schemas import NAME_PATTERN, Strict
+from scitq_bench.server.schemas import NAME_PATTERN, DbInt, Strict
 
 
 def _check_flavor(value: str) -> str:
@@ -25,15 +25,15 @@ def _check_flavor(value: str) -> str:
 
 class RecruiterCreate(Strict):
     batch: str = Field(max_length=200, pattern=NAME_PATTERN)
-    rank: int = Field(default=1, ge=1)
+    rank: DbInt = Field(default=1, ge=1)
     flavor: str = Field(max_length=500, description="flavor name, or auto:<protofilters>")
     provider: str = Field(default="auto", max_length=50)
     region: str = Field(default="auto", max_length=100)
     concurrency: int | None = Field(default=None, ge=1, le=1024,
                                     description="default: from the tasks' needs and the flavor")
     prefetch: int = Field(default=0, ge=0, le=10_000)
-    tasks_per_worker: int | None = Field(default=None, ge=1)
-    minimum_tasks: int = Field(default=0, ge=0)
+    tasks_per_worker: DbInt | None = Field(default=None, ge=1)
+    minimum_tasks: DbInt = Field(default=0, ge=0)
     maximum_workers: int = Field(default=1, ge=0, le=10_000)
 
     _flavor = field_validator("flavor")(classmethod(lambda cls, v: _check_flavor(v)))
@@ -45,8 +45,8 @@ class RecruiterUpdate(Strict):
     region: str | None = Field(default=None, max_length=100)
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     prefetch: int | None = Field(default=None, ge=0, le=10_000)
-    tasks_per_worker: int | None = Field(default=None, ge=1)
-    minimum_tasks: int | None = Field(default=None, ge=0)
+    tasks_per_worker: DbInt | None = Field(default=None, ge=1)
+    minimum_tasks: DbInt | None = Field(default=None, ge=0)
     maximum_workers: int | None = Field(default=None, ge=0, le=10_000)
 
     @field_validator("flavor")

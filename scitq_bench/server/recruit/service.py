@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
 from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
-from scitq_bench.server.models import Batch, Worker
+from scitq_bench.server.models import Batch, Worker, utcnow
 from scitq_bench.server.recruit.costs import worker_cost
 from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, destroy, hire
-from scitq_bench.server.recruit.jobs import FAILED, PENDING, RUNNING
+from scitq_bench.server.recruit.jobs import (
+    CANCELLED,
+    DEPLOY,
+    DESTROY,
+    FAILED,
+    LIVE,
+    PENDING,
+    append_log,
+)
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
 from scitq_bench.server.serialize import iso
@@ -42,7 +50,8 @@ def job_dict(job: Job, with_log: bool = False) -> dict[str, Any]:
         "id": job.id, "kind": job.kind, "worker_id": job.worker_id, "status": job.status,
         "progress": job.progress, "attempts": job.attempts, "error": job.error,
         "arguments": job.arguments, "created_at": iso(job.created_at),
-        "modified_at": iso(job.modified_at),
+        "modified_at": iso(job.modified_at), "cancelled_at": iso(job.cancelled_at),
+        "cancelled_by": job.cancelled_by,
     }
     if with_log:
         answer["log"] = job.log
@@ -102,11 +111,63 @@ def deploy_now(db: Database, runtime: Recruitment, body: DeployRequest) -> list[
     return answer
 
 
-def undeploy_now(db: Database, runtime: Recruitment, worker_id: int) -> dict[str, Any]:
+def undeploy_now(db: Database, runtime: Recruitment, worker_id: int,
+                 who: str) -> dict[str, Any]:
+    """Give the worker's machine back: a destroy job, or, while the machine is still
+    being deployed, the cancel of that deploy (which gives it back): never a second
+    Ansible run on a machine the first one may still be waiting for."""
+    with db.read() as session:
+        deploying = session.scalar(select(Job.id).where(
+            Job.worker_id == worker_id, Job.kind == DEPLOY, Job.status.in_(LIVE)))
+    if deploying is not None:
+        return cancel_now(db, runtime, deploying, who)
     with db.write() as session:
         job = job_dict(undeploy(session, worker_id))
     runtime.runner.submit(job["id"])
     return job
+
+
+def cancel_now(db: Database, runtime: Recruitment | None, job_id: int,
+               who: str) -> dict[str, Any]:
+    """Cancel a pending or running job, then tell the runner: a running job stops where
+    it is and gives its machine back."""
+    with db.write() as session:
+        job, was = cancel_job(session, job_id, who)
+        answer = job_dict(job)
+    if runtime is not None:
+        runtime.runner.cancel(job_id, was)
+    return answer
+
+
+def cancel_job(session: Session, job_id: int, who: str) -> tuple[Job, str]:
+    """Mark the job cancelled by ``who`` (guarded: a job that just ended stays as it
+    ended); returns it and the status it had. A pending deploy holds no machine yet:
+    its worker record is closed here."""
+    job = get_or_404(session, Job, job_id)
+    was = job.status
+    moved = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(LIVE))
+        .values(status=CANCELLED, cancelled_at=utcnow(), cancelled_by=who,
+                error=f"cancelled by {who}")
+        .execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        session.refresh(job)
+        raise Conflict(f"job {job_id} is {job.status}; only a pending or running job is "
+                       "cancelled", details={"job_id": job_id, "status": job.status})
+    if was == PENDING and job.kind == DEPLOY and job.worker_id is not None:
+        _close_worker(session, job.worker_id)
+    session.flush()
+    append_log(session, job_id, f"cancel requested by {who} (the job was {was})")
+    session.refresh(job)
+    return job, was
+
+
+def _close_worker(session: Session, worker_id: int) -> None:
+    """A deploy that never started: its worker record ends failed and released."""
+    worker = session.get(Worker, worker_id)
+    if worker is not None and worker.released_at is None:
+        transitions.move_worker(session, worker.id, WorkerStatus.FAILED)
+        worker.released_at = utcnow()
 
 
 def retry_now(db: Database, runtime: Recruitment, job_id: int) -> dict[str, Any]:
@@ -122,6 +183,11 @@ def undeploy(session: Session, worker_id: int) -> Job:
         raise Conflict(f"worker {worker.name} was not deployed here: stop it where it runs")
     if worker.released_at is not None:
         raise Conflict(f"worker {worker.name} was given back already")
+    destroying = session.scalar(select(Job.id).where(
+        Job.worker_id == worker_id, Job.kind == DESTROY, Job.status.in_(LIVE)))
+    if destroying is not None:
+        raise Conflict(f"worker {worker.name} is being given back already (job {destroying})",
+                       details={"job_id": destroying})
     return destroy(session, worker, "asked by a user")
 
 
@@ -143,8 +209,9 @@ def retry_job(session: Session, job_id: int) -> Job:
 
 def delete_job(session: Session, job_id: int) -> None:
     job = get_or_404(session, Job, job_id)
-    if job.status in (PENDING, RUNNING):
-        raise Conflict(f"job {job_id} is {job.status}; wait for it to end")
+    if job.status in LIVE:
+        raise Conflict(f"job {job_id} is {job.status}; cancel it first (job cancel {job_id}), "
+                       "then delete it", details={"job_id": job_id, "status": job.status})
     session.delete(job)
 
 
