@@ -6,6 +6,7 @@ client raises them back from error answers, so the CLI can print ``str(exc)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -83,6 +84,24 @@ class ServerUnreachable(ScitqBenchError):
     code = "server_unreachable"
 
 
+class Busy(ServerUnreachable):
+    """The server is too busy to answer now; try again after ``retry_after`` seconds.
+
+    A kind of ``ServerUnreachable``: whoever rides over an outage rides over this too."""
+
+    code = "busy"
+
+    def __init__(self, message: str | None = None, details: Any = None, *,
+                 field: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, details, field=field)
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str:
+        """The ``Retry-After`` value: whole seconds, at least one."""
+        return str(max(1, math.ceil(self.retry_after)))
+
+
 ERRORS_BY_CODE: dict[str, type[ScitqBenchError]] = {
     cls.code: cls
     for cls in (
@@ -95,5 +114,6 @@ ERRORS_BY_CODE: dict[str, type[ScitqBenchError]] = {
         Conflict,
         IllegalTransition,
         ServerUnreachable,
+        Busy,
     )
 }

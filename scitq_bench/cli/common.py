@@ -10,12 +10,14 @@ from typing import Any, TypeVar
 import click
 
 from scitq_bench.client import Client
+from scitq_bench.settings import load_client_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Connection attempts are retried for this long: long enough to ride over a server
-# restart, short enough that a typo in --server fails fast at the prompt.
-CLI_RETRY_SECONDS = 10.0
+# A server that is down or busy is tried again for this long unless --retry-seconds,
+# SCITQ_BENCH_RETRY_SECONDS or the config file say otherwise: long enough to ride over
+# a server restart, short enough that a typo in --server fails fast at the prompt.
+CLI_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -26,13 +28,22 @@ class CliState:
     server: str | None = None
     token: str | None = None
     timeout: float = 60.0
+    retry_seconds: float | None = None
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
             self._client = Client(self.server, self.token, timeout=self.timeout,
-                                  retry_for=min(CLI_RETRY_SECONDS, self.timeout))
+                                  retry_for=self.retry_for())
         return self._client
+
+    def retry_for(self) -> float:
+        """--retry-seconds, else SCITQ_BENCH_RETRY_SECONDS or the config file, else
+        the CLI's own default (shorter than a script's)."""
+        if self.retry_seconds is not None:
+            return self.retry_seconds
+        configured = load_client_settings(self.server, self.token).retry_seconds
+        return CLI_RETRY_SECONDS if configured is None else configured
 
 
 def cli_state() -> CliState:

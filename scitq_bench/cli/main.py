@@ -18,6 +18,7 @@ from scitq_bench.cli.flavor import COMMANDS as FLAVOR_COMMANDS
 from scitq_bench.cli.launch import launch
 from scitq_bench.cli.recruit import COMMANDS as RECRUIT_COMMANDS
 from scitq_bench.cli.recruit import WORKER_COMMANDS
+from scitq_bench.cli.repeated import refuse_repeated_options
 from scitq_bench.cli.server import server
 from scitq_bench.cli.task import task
 from scitq_bench.cli.up import up
@@ -26,7 +27,12 @@ from scitq_bench.exceptions import ScitqBenchError
 
 
 class RootGroup(click.Group):
-    """Reports expected failures as one line, never a traceback."""
+    """Reports expected failures as one line, never a traceback, and refuses a
+    single-value option given twice (Click would keep the last one silently)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_repeated_options(ctx, self, args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -49,12 +55,18 @@ class RootGroup(click.Group):
               help="API token [default: $SCITQ_BENCH_TOKEN, else the client config].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True, help="Seconds to wait for each server answer.")
+@click.option("--retry-seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long to keep trying a server that is down or busy, 0 for one "
+                   "try [default: $SCITQ_BENCH_RETRY_SECONDS, else the client config's "
+                   "retry_seconds, else 5].")
 @click.version_option(__version__, prog_name="scitq-bench")
 @click.pass_context
-def cli(ctx: click.Context, server: str | None, token: str | None, timeout: float) -> None:
+def cli(ctx: click.Context, server: str | None, token: str | None, timeout: float,
+        retry_seconds: float | None) -> None:
     """scitq-bench: a batch scheduler. Commands are OBJECT VERB, as in scitq-manage;
     `scitq-bench up` starts a server and a worker on this machine."""
-    ctx.obj = CliState(server=server, token=token, timeout=timeout)
+    ctx.obj = CliState(server=server, token=token, timeout=timeout,
+                       retry_seconds=retry_seconds)
 
 
 for command in (server, worker, task, batch, execution, launch, up, *BENCH_COMMANDS):

@@ -142,11 +142,12 @@ def task_output(client: Client, task_id: int, stdout_only: bool, stderr_only: bo
 @pass_client
 def relaunch_tasks(client: Client, ids: tuple[str, ...], batch: str | None,
                    status: str | None) -> None:
-    """Run finished tasks again (failed, succeeded or cancelled ones)."""
+    """Run finished tasks again (failed, succeeded or cancelled ones). A failed task
+    whose prerequisite is relaunched too comes back with it (to waiting)."""
     task_ids = parse_ids(ids)
     if batch:
         chosen = statuses(status) or [TaskStatus.FAILED.value]
-        task_ids += [t["id"] for t in client.task_list(batch=batch, status=chosen)]
+        task_ids += _without_followers(client.task_list(batch=batch, status=chosen))
     elif status:
         raise click.UsageError("-S selects tasks of a batch: give -b too")
     if not task_ids:
@@ -155,6 +156,20 @@ def relaunch_tasks(client: Client, ids: tuple[str, ...], batch: str | None,
             return
         raise click.UsageError("give task ids with -i, or a batch with -b")
     _each(task_ids, lambda i: client.task_relaunch(i), "relaunched")
+
+
+def _without_followers(tasks: list[dict[str, Any]]) -> list[int]:
+    """Ids of ``tasks`` less the failed ones with a failed prerequisite among them:
+    relaunching that prerequisite brings them back."""
+    failed = {t["id"] for t in tasks if t["status"] == TaskStatus.FAILED.value}
+    kept = []
+    for task in tasks:
+        leader = next((p for p in task.get("requires", ()) if p in failed), None)
+        if task["id"] in failed and leader is not None:
+            success(f"task {task['id']} comes back with its prerequisite task {leader}")
+            continue
+        kept.append(task["id"])
+    return kept
 
 
 def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:

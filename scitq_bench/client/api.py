@@ -1,13 +1,19 @@
 """A typed HTTP client for the scitq_bench API.
 
-Connection failures are retried with exponential backoff (tenacity) for up to
-``retry_for`` seconds; error answers are raised as the project's own exceptions
-(``scitq_bench.exceptions``) carrying the server's message.
+A server that cannot be reached is tried again with exponential backoff, and one that
+answers 503 with ``Retry-After`` (a busy database) again after that delay, for up to
+``retry_for`` seconds in all (``SCITQ_BENCH_RETRY_SECONDS``); the first retry of an
+outage is logged once on the ``scitq_bench.client`` logger. Then the call fails with a
+short ``ServerUnreachable`` (or ``Busy``) naming the URL and the cause. Error answers
+are raised as the project's own exceptions (``scitq_bench.exceptions``) carrying the
+server's message.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import random
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,15 +21,25 @@ from typing import IO, Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scitq_bench.client.bench import BenchClientMixin
 from scitq_bench.client.recruit import RecruitClientMixin
-from scitq_bench.exceptions import ERRORS_BY_CODE, ScitqBenchError, ServerUnreachable
+from scitq_bench.exceptions import (
+    ERRORS_BY_CODE,
+    Busy,
+    NotFound,
+    ScitqBenchError,
+    ServerUnreachable,
+)
 from scitq_bench.settings import load_client_settings
 from scitq_bench.states import FINAL_TASK_VALUES, TaskStatus
 
 API = "/api/v1"
+DEFAULT_RETRY_SECONDS = 30.0  # rides over a server restart; overridden by the settings
+FIRST_RETRY_DELAY = 0.2
+MAX_RETRY_DELAY = 5.0
+MAX_CONNECT_TIMEOUT = 10.0  # a host that drops packets fails a try in this time
+log = logging.getLogger("scitq_bench.client")
 
 
 def server_session(server: str, pool: int | None = None) -> requests.Session:
@@ -54,13 +70,18 @@ class Client(BenchClientMixin, RecruitClientMixin):
         token: str | None = None,
         *,
         timeout: float = 60.0,
-        retry_for: float = 60.0,
+        retry_for: float | None = None,
     ) -> None:
-        settings = load_client_settings(server, token)
+        """``retry_for``: seconds to keep trying a server that is down or busy
+        [default: SCITQ_BENCH_RETRY_SECONDS, else the config file's ``retry_seconds``,
+        else 30]; 0 tries once."""
+        settings = load_client_settings(server, token, retry_for)
         self.server = settings.server
         self.timeout = timeout
-        self.retry_for = retry_for
+        self.retry_for = (DEFAULT_RETRY_SECONDS if settings.retry_seconds is None
+                          else settings.retry_seconds)
         self.http = server_session(self.server)
+        self._retrying = False  # an outage was announced and has not ended yet
         self.set_token(settings.token)
 
     def with_own_pool(self, size: int = 4) -> Client:
@@ -92,35 +113,55 @@ class Client(BenchClientMixin, RecruitClientMixin):
         timeout: float | None = None,
         retry_for: float | None = None,
     ) -> requests.Response:
-        """Send one request; retry while the server cannot be reached."""
+        """Send one request; try again, for up to ``retry_for`` seconds, while the
+        server cannot be reached or answers that it is busy."""
         url = f"{self.server}{API}{path}"
         clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         budget = self.retry_for if retry_for is None else retry_for
-
-        def send() -> requests.Response:
+        read_timeout = timeout or self.timeout
+        started, tries, delay = time.monotonic(), 0, FIRST_RETRY_DELAY
+        while True:
+            tries += 1
             if hasattr(data, "seek"):
                 data.seek(0)  # type: ignore[union-attr]
-            return self.http.request(
-                method, url, json=json, params=clean, data=data, stream=stream,
-                timeout=timeout or self.timeout,
-            )
-
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception_type(requests.ConnectionError),
-                wait=wait_exponential(multiplier=0.2, max=5),
-                stop=stop_after_delay(budget),
-                reraise=True,
-            ):
-                with attempt:
-                    response = send()
-        except requests.ConnectionError as exc:
-            raise ServerUnreachable(f"cannot reach the server at {self.server}: {_short(exc)}") from None
-        except requests.Timeout:
-            raise ServerUnreachable(f"the server at {self.server} did not answer in time") from None
+            try:
+                response = self.http.request(
+                    method, url, json=json, params=clean, data=data, stream=stream,
+                    timeout=(min(read_timeout, MAX_CONNECT_TIMEOUT), read_timeout),
+                )
+            except requests.ConnectionError as exc:  # connect timeouts included
+                cause = _cause(exc)
+                left = budget - (time.monotonic() - started)
+                if left <= 0:
+                    raise ServerUnreachable(
+                        f"cannot reach {self.server}: {cause} "
+                        f"({_tries(tries)} in {time.monotonic() - started:.1f} s)") from None
+                self._announce(f"cannot reach {self.server}: {cause}", budget)
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            except requests.Timeout:
+                raise ServerUnreachable(
+                    f"{self.server} did not answer {method} {path} within {read_timeout:g} s"
+                ) from None
+            wait = _retry_after(response)
+            if wait is None or time.monotonic() - started + wait > budget:
+                break
+            response.close()
+            self._announce(f"{self.server} is busy", budget)
+            time.sleep(wait * random.uniform(1.0, 1.5))  # spread the herd out
+        if self._retrying:
+            self._retrying = False
+            log.info("%s answers again", self.server)
         if response.status_code >= 400:
             raise _error_from(response)
         return response
+
+    def _announce(self, what: str, budget: float) -> None:
+        """Say once per outage that we are retrying (the caller may be a person)."""
+        if not self._retrying:
+            self._retrying = True
+            log.warning("%s; retrying for up to %g s", what, budget)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -191,30 +232,54 @@ class Client(BenchClientMixin, RecruitClientMixin):
         progress: bool = False,
         timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Wait until every task is finished; relaunch failures up to ``retry`` times
-        each. Returns the tasks' final states."""
-        ids = [t if isinstance(t, int) else t["id"] for t in tasks]
+        """Wait until every task is finished; relaunch each task that failed on its own
+        up to ``retry`` times (the dependents that failed with it come back with it).
+        Returns the tasks' final states; ``NotFound`` names any id that does not exist."""
+        wanted = [t if isinstance(t, int) else t["id"] for t in tasks]
+        ids = list(dict.fromkeys(wanted))
         relaunched: dict[int, int] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         display = _Progress(len(ids)) if progress else None
         try:
             while True:
-                states = {t["id"]: t for t in self._tasks_by_id(ids)}
-                for task_id, state in states.items():
-                    if state["status"] == TaskStatus.FAILED.value and relaunched.get(task_id, 0) < retry:
+                states = self._states_of(ids)
+                for task_id in self._failed_on_their_own(states):
+                    if relaunched.get(task_id, 0) < retry:
                         relaunched[task_id] = relaunched.get(task_id, 0) + 1
                         states[task_id] = self.task_relaunch(task_id)
                 done = [s for s in states.values() if s["status"] in FINAL_TASK_VALUES]
                 if display:
                     display.update(len(done), states.values())
                 if len(done) == len(ids):
-                    return [states[i] for i in ids]
+                    return [states[i] for i in wanted]
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"{len(ids) - len(done)} task(s) not finished in time")
                 time.sleep(interval)
         finally:
             if display:
                 display.close()
+
+    def _states_of(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Every task of ``ids`` by id; NotFound naming those that do not exist (a wait
+        for them would never end)."""
+        states = {t["id"]: t for t in self._tasks_by_id(ids)}
+        missing = [i for i in ids if i not in states]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise NotFound(f"task(s) not found: {shown}", details={"task_ids": missing})
+        return states
+
+    def _failed_on_their_own(self, states: dict[int, dict[str, Any]]) -> list[int]:
+        """The failed tasks none of whose prerequisites failed or was cancelled: the
+        others failed because of one, and relaunching it brings them back."""
+        failed = [s for s in states.values() if s["status"] == TaskStatus.FAILED.value]
+        status = {task_id: state["status"] for task_id, state in states.items()}
+        outside = sorted({p for s in failed for p in s.get("requires", ()) if p not in status})
+        if outside:
+            status.update({t["id"]: t["status"] for t in self._tasks_by_id(outside)})
+        broken = {TaskStatus.FAILED.value, TaskStatus.CANCELLED.value}
+        return [s["id"] for s in failed
+                if not any(status.get(p) in broken for p in s.get("requires", ()))]
 
     def _tasks_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -406,6 +471,42 @@ def _short(exc: Exception) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
+def _tries(count: int) -> str:
+    return "after 1 try" if count == 1 else f"after {count} tries"
+
+
+def _cause(exc: BaseException) -> str:
+    """The operating system's words under requests' and urllib3's wrappers
+    ("connection refused", "name or service not known", "timed out")."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and type(current).__module__ in (
+                "builtins", "socket", "ssl", "http.client"):
+            words = current.strerror or str(current) or type(current).__name__
+            return words[:1].lower() + words[1:]
+        nested = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        nested += [getattr(current, name, None) for name in ("reason", "__cause__", "__context__")]
+        pending.extend(e for e in nested if isinstance(e, BaseException))
+    return _short(exc)  # type: ignore[arg-type]
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait before asking again, if the answer is a 503 that says so."""
+    if response.status_code != 503:
+        return None
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # absent, or an HTTP date: not ours, do not guess
+    return max(seconds, 0.0) if seconds == seconds else None
+
+
 def _error_from(response: requests.Response) -> ScitqBenchError:
     try:
         body = response.json()
@@ -418,6 +519,8 @@ def _error_from(response: requests.Response) -> ScitqBenchError:
             if candidate.http_status == response.status_code:
                 cls = candidate
                 break
+    if issubclass(cls, Busy):
+        return cls(message, details, retry_after=_retry_after(response) or 1.0)
     return cls(message, details)
 
 

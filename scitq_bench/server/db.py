@@ -4,42 +4,69 @@ SQLite: WAL journal, foreign keys on, and every write transaction opened with
 ``BEGIN IMMEDIATE`` so writers queue on the lock instead of failing on upgrade; reads
 use a second engine with plain deferred transactions so they never wait on writers.
 PostgreSQL: one pooled engine; claims lock rows with ``FOR UPDATE SKIP LOCKED``.
+
+Busy databases: waiting is bounded by ``busy_timeout`` seconds. SQLite writers of one
+process take turns on an in-process lock first (a queue the OS wakes in turn, where
+SQLite's own busy handler polls and can starve a writer for ever), then take the write
+lock at the start of the transaction, before the caller's code runs, waiting at most
+what is left of the bound for other processes. Whatever still finds the database busy
+(the bound is spent, the pool is empty, PostgreSQL gave up a serialization or a
+deadlock) leaves as :class:`~scitq_bench.exceptions.Busy`: the API answers 503 with
+``Retry-After`` and the client tries again, instead of a 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, create_engine, event, insert, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from scitq_bench.exceptions import InvalidInput
+from scitq_bench.exceptions import Busy, InvalidInput
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a request may wait for the database
+
+# SQLSTATEs PostgreSQL uses for "not now, try again": serialization_failure,
+# deadlock_detected, too_many_connections, lock_not_available, cannot_connect_now
+POSTGRES_BUSY_STATES = frozenset({"40001", "40P01", "53300", "55P03", "57P03"})
+SQLITE_BUSY_TEXTS = ("database is locked", "database table is locked", "database is busy")
 
 
 class Database:
     """Owns the engines and sessions; everything else asks it for a session."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        """``busy_timeout``: seconds a transaction may wait for the database (for the
+        write lock, or a pooled connection) before it fails with ``Busy``."""
+        if busy_timeout <= 0:
+            raise InvalidInput(f"busy_timeout must be positive, got {busy_timeout!r}",
+                               field="busy_timeout")
         try:
             parsed = make_url(url)
         except Exception as exc:  # sqlalchemy raises ArgumentError with a vague text
             raise InvalidInput(f"invalid database URL {url!r}: {exc}") from None
         self.url = url
+        self.busy_timeout = busy_timeout
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # SQLite: this process's writers take turns here before asking for the file lock
+        self._writer_turn = threading.Lock()
+        self._deadline = threading.local()  # when the current thread's wait must end
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
-            self.reader = _sqlite_engine(url, begin="BEGIN")
+            self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE", busy_timeout, self._wait_left)
+            self.reader = _sqlite_engine(url, "BEGIN", busy_timeout, self._wait_left)
         else:
             self.writer = create_engine(
-                url, pool_size=10, max_overflow=30, pool_pre_ping=True, future=True
+                url, pool_size=10, max_overflow=30, pool_pre_ping=True,
+                pool_timeout=busy_timeout, future=True,
             )
             self.reader = self.writer
         self._write_sessions = sessionmaker(self.writer, expire_on_commit=False)
@@ -47,25 +74,64 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any error."""
-        session = self._write_sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        """A transaction that commits on success and rolls back on any error; ``Busy``
+        if the database stays busy longer than ``busy_timeout``."""
+        with self._turn():
+            session = self._write_sessions()
+            try:
+                with _busy_as_domain_error(self.busy_timeout):
+                    if self.is_sqlite:
+                        session.connection()  # BEGIN IMMEDIATE now, before any work
+                    yield session
+                    session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        session = self._read_sessions()
+        with self._bounded_wait():
+            session = self._read_sessions()
+            try:
+                with _busy_as_domain_error(self.busy_timeout):
+                    yield session
+            finally:
+                session.rollback()
+                session.close()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """SQLite: wait (bounded) for this process's previous writers to finish; what
+        is left of the bound is the wait allowed for the file lock that follows."""
+        with self._bounded_wait():
+            if not self.is_sqlite:
+                yield
+                return
+            if not self._writer_turn.acquire(timeout=self.busy_timeout):
+                raise _busy(self.busy_timeout, "other writers held it")
+            try:
+                yield
+            finally:
+                self._writer_turn.release()
+
+    @contextmanager
+    def _bounded_wait(self) -> Iterator[None]:
+        """Start this thread's clock: its transaction waits ``busy_timeout`` in all."""
+        previous = getattr(self._deadline, "at", None)
+        self._deadline.at = time.monotonic() + self.busy_timeout
         try:
-            yield session
+            yield
         finally:
-            session.rollback()
-            session.close()
+            self._deadline.at = previous
+
+    def _wait_left(self) -> float:
+        """Seconds the current thread may still wait for SQLite's lock."""
+        deadline = getattr(self._deadline, "at", None)
+        if deadline is None:
+            return self.busy_timeout
+        return max(0.0, deadline - time.monotonic())
 
     def lock_rows(self, statement: Select[Any], *of: Any) -> Select[Any]:
         """Make a claim query skip rows other transactions hold (PostgreSQL only).
@@ -108,12 +174,53 @@ class Database:
             self.reader.dispose()
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def busy_error(exc: BaseException, waited: float | None = None) -> Busy | None:
+    """``Busy`` if ``exc`` means "the database cannot serve this now, try again"
+    (SQLite locked, PostgreSQL serialization failure, deadlock, too many connections,
+    no pooled connection in time); None for any other error."""
+    if isinstance(exc, Busy):
+        return exc
+    if isinstance(exc, sa_exc.TimeoutError):
+        return _busy(waited, "no database connection was free")
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    original = exc.orig
+    state = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+    text_ = str(original).lower()
+    if state in POSTGRES_BUSY_STATES or "too many clients" in text_:
+        return _busy(waited, str(original).strip().splitlines()[0])
+    if isinstance(exc, sa_exc.OperationalError) and any(t in text_ for t in SQLITE_BUSY_TEXTS):
+        return _busy(waited, str(original))
+    return None
+
+
+def _busy(waited: float | None, cause: str) -> Busy:
+    during = f" after waiting {waited:g} s" if waited else ""
+    return Busy(f"the database is busy ({cause}){during}; try again shortly")
+
+
+@contextmanager
+def _busy_as_domain_error(waited: float) -> Iterator[None]:
+    """Turn the database's "busy" errors raised inside into ``Busy``."""
+    try:
+        yield
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        busy = busy_error(exc, waited)
+        if busy is None:
+            raise
+        raise busy from exc
+
+
+def _sqlite_engine(url: str, begin: str, busy_timeout: float,
+                   wait_left: Callable[[], float]) -> Engine:
+    """An engine whose transactions start with ``begin``, each waiting for SQLite's
+    lock only for what ``wait_left`` says is left of the caller's bound."""
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
         pool_size=20,
         max_overflow=40,
+        pool_timeout=busy_timeout,
         future=True,
     )
 
@@ -125,11 +232,12 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        # a PRAGMA takes no bound parameter; the value is an int we computed
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_left() * 1000)}")
         connection.exec_driver_sql(begin)
 
     return engine

@@ -252,10 +252,30 @@ def relaunch(session: Session, task_id: int) -> Task:
             f"task {task_id} still has live execution {live.id} ({live.status}) being stopped; "
             "try again when it has ended"
         )
+    _refuse_if_prerequisite_broken(session, task_id)
     requeue(session, task_id, only_from=[T.FAILED, T.SUCCEEDED, T.CANCELLED])
     _revive_dependents(session, task_id)
     session.refresh(task)
     return task
+
+
+def _refuse_if_prerequisite_broken(session: Session, task_id: int) -> None:
+    """A task cannot run again while a prerequisite is failed or cancelled: say which
+    one to relaunch instead (its dependents come back with it)."""
+    broken = session.scalar(
+        select(Requirement.prerequisite_id)
+        .join(Task, Task.id == Requirement.prerequisite_id)
+        .where(Requirement.task_id == task_id,
+               Task.status.in_([T.FAILED.value, T.CANCELLED.value]))
+        .order_by(Requirement.prerequisite_id)
+        .limit(1)
+    )
+    if broken is not None:
+        raise Conflict(
+            f"task {task_id} cannot run again while its prerequisite task {broken} is "
+            f"failed or cancelled; relaunch task {broken}: its dependents come back with it",
+            details={"task_id": task_id, "prerequisite_id": broken},
+        )
 
 
 def _revive_dependents(session: Session, task_id: int) -> None:

@@ -19,6 +19,7 @@ from flask import (
     abort,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -26,7 +27,7 @@ from flask import (
 )
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.exceptions import Busy, ScitqBenchError
 from scitq_bench.server import auth
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import sessions
@@ -193,8 +194,12 @@ def _security_headers(response: Response) -> Response:
 
 
 @bp.errorhandler(ScitqBenchError)
-def _domain_error(exc: ScitqBenchError) -> tuple[str, int]:
-    return error_page(exc.http_status, str(exc))
+def _domain_error(exc: ScitqBenchError) -> Response:
+    page, status = error_page(exc.http_status, str(exc))
+    response = make_response(page, status)
+    if isinstance(exc, Busy):  # the browser (or a script scraping the page) may wait
+        response.headers["Retry-After"] = exc.retry_after_header
+    return response
 
 
 @bp.errorhandler(404)
