@@ -3,22 +3,31 @@
 Environment variables (stable, users rely on them):
 ``SCITQ_BENCH_DATA_DIR``, ``SCITQ_BENCH_DATABASE_URL``, ``SCITQ_BENCH_SERVER``,
 ``SCITQ_BENCH_TOKEN``, ``SCITQ_BENCH_LEASE_SECONDS``, ``SCITQ_BENCH_CONFIG``,
-``SCITQ_BENCH_PUBLIC_URL``.
+``SCITQ_BENCH_PUBLIC_URL``, ``SCITQ_BENCH_DATABASE_BUSY_TIMEOUT``,
+``SCITQ_BENCH_REAPER_INTERVAL``,
+``SCITQ_BENCH_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.exceptions import InvalidInput
 
 DEFAULT_PORT = 5000
+# What a participant's submission zip may unpack to: as much as a bundle (2 GiB), four
+# times the default upload limit (500 MB), which the worker unpacks in seconds; 10,000
+# entries; no entry over 1 MiB compressed more than 200:1 (text compresses 3 to 10
+# times, a file of zeros about 1000 times: the signature of a zip bomb).
+SUBMISSION_LIMITS = ArchiveLimits(max_bytes=2 << 30, max_files=10_000,
+                                  max_file_bytes=2 << 30, max_ratio=200)
 
 
 def default_data_dir() -> Path:
@@ -41,15 +50,22 @@ class ServerSettings:
     data_dir: Path
     database_url: str
     lease_seconds: float = 30.0
-    reaper_interval: float = 2.0
+    # seconds between two passes of the lease reaper: a dead worker's work is queued
+    # again within lease_seconds + reaper_interval
+    reaper_interval: float = 1.0
     run_reaper: bool = True
     claim_max_wait: float = 30.0
+    # seconds a request may wait for a busy database before it is answered 503
+    # (Retry-After); SQLite has one writer at a time
+    database_busy_timeout: float = 10.0
     # the URL workers reach this server at (recruited machines are given it)
     public_url: str | None = None
     # ``recruitment:`` in settings.yaml: providers' configuration (credentials included:
     # keep the file private), timeouts, caps; see docs/recruitment.md
     recruitment: dict[str, Any] = field(default_factory=dict)
     run_recruiter: bool = True
+    # ``submission_archive:`` in settings.yaml: what a submission zip may unpack to
+    submission_limits: ArchiveLimits = SUBMISSION_LIMITS
 
     @property
     def log_dir(self) -> Path:
@@ -70,6 +86,10 @@ class ServerSettings:
             or f"sqlite:///{root / 'scitq_bench.db'}"
         )
         lease = os.environ.get("SCITQ_BENCH_LEASE_SECONDS") or file_values.get("lease_seconds", 30)
+        reaper = (os.environ.get("SCITQ_BENCH_REAPER_INTERVAL")
+                  or file_values.get("reaper_interval", 1))
+        busy = (os.environ.get("SCITQ_BENCH_DATABASE_BUSY_TIMEOUT")
+                or file_values.get("database_busy_timeout", 10))
         recruitment = file_values.get("recruitment") or {}
         if not isinstance(recruitment, dict):
             raise InvalidInput(f"{root / 'settings.yaml'}: recruitment must be a mapping")
@@ -77,8 +97,12 @@ class ServerSettings:
             "data_dir": root,
             "database_url": url,
             "lease_seconds": _positive_float("lease_seconds", lease),
+            "reaper_interval": _positive_float("reaper_interval", reaper),
+            "database_busy_timeout": _positive_float("database_busy_timeout", busy),
             "public_url": os.environ.get("SCITQ_BENCH_PUBLIC_URL") or file_values.get("public_url"),
             "recruitment": recruitment,
+            "submission_limits": _archive_limits(
+                "submission_archive", file_values.get("submission_archive"), SUBMISSION_LIMITS),
         }
         values.update(overrides)
         return cls(**values)
@@ -94,6 +118,22 @@ def _positive_float(name: str, value: Any) -> float:
     return number
 
 
+def _archive_limits(name: str, value: Any, default: ArchiveLimits) -> ArchiveLimits:
+    """``default`` with the keys ``value`` (a mapping from settings.yaml) gives."""
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise InvalidInput(f"setting {name} must be a mapping of limits, got {value!r}")
+    known = {"max_bytes", "max_files", "max_file_bytes", "max_ratio"}
+    for key in value:
+        if key not in known:
+            raise InvalidInput(f"setting {name}.{key}: unknown; use {', '.join(sorted(known))}")
+    try:
+        return replace(default, **value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"setting {name}.{exc}") from None
+
+
 def _read_settings_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -107,9 +147,13 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
 class ClientSettings:
     server: str
     token: str | None
+    # seconds to keep trying a server that cannot be reached or answers "busy";
+    # None: the caller's default
+    retry_seconds: float | None = None
 
 
-def load_client_settings(server: str | None = None, token: str | None = None) -> ClientSettings:
+def load_client_settings(server: str | None = None, token: str | None = None,
+                         retry_seconds: float | None = None) -> ClientSettings:
     """Arguments first, then environment, then the config file ``server init`` wrote."""
     stored: dict[str, Any] = {}
     path = client_config_path()
@@ -124,10 +168,30 @@ def load_client_settings(server: str | None = None, token: str | None = None) ->
         or stored.get("server")
         or f"http://127.0.0.1:{DEFAULT_PORT}"
     )
+    if retry_seconds is None:
+        retry_seconds = _retry_seconds(os.environ.get("SCITQ_BENCH_RETRY_SECONDS"),
+                                       stored.get("retry_seconds"))
     return ClientSettings(
         server=url.rstrip("/"),
         token=token or os.environ.get("SCITQ_BENCH_TOKEN") or stored.get("token"),
+        retry_seconds=retry_seconds,
     )
+
+
+def _retry_seconds(*candidates: Any) -> float | None:
+    """The first value given (environment, then config file), checked: 0 or more."""
+    for value in candidates:
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if number < 0 or number != number:
+            raise InvalidInput(f"retry_seconds (SCITQ_BENCH_RETRY_SECONDS) must be a number of "
+                               f"seconds, 0 or more; got {value!r}", field="retry_seconds")
+        return number
+    return None
 
 
 def write_client_config(server: str, token: str) -> Path:

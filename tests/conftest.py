@@ -24,6 +24,24 @@ from tests.support.engine import TEST_IMAGE, ensure_test_image, start_engine
 from tests.support.postgres import free_port, start_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
+SUMMARY_PROPERTY = "scenario_summary"  # a test's figures, shown at the end of the run
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the figures that fault and load tests recorded (``record_property`` with
+    SUMMARY_PROPERTY), so a run's log states what each scenario measured, with xdist too."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == SUMMARY_PROPERTY
+    ]
+    if lines:
+        terminalreporter.section("scenario figures")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -91,8 +91,11 @@ def init(data_dir: Path | None, url: str, new_token: bool) -> None:
 @click.option("--debug", is_flag=True, help="Use Flask's development server instead.")
 @click.option("--no-reaper", is_flag=True,
               help="Do not expire leases here (run `server scheduler` separately).")
+@click.option("--access-log", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Log every request (method, path, status, seconds) to this file, "
+                   "or '-' for standard output. Off by default: it costs a write per call.")
 def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
-        no_reaper: bool) -> None:
+        no_reaper: bool, access_log: str | None) -> None:
     """Serve the API (gunicorn, one process with THREADS threads: the in-process
     long-poll wake-ups need every request in the same process)."""
     from scitq_bench.server.migrate import upgrade
@@ -113,11 +116,14 @@ def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
         click.echo(f"scitq-bench server (debug) listening on {url}")
         app.run(host=host, port=port, debug=True, threaded=True, use_reloader=False)
         return
-    _serve_with_gunicorn(settings, host, port, threads, url)
+    _serve_with_gunicorn(settings, host, port, threads, url, access_log)
+
+
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(L)s'  # no query string: it may carry ids
 
 
 def _serve_with_gunicorn(settings: ServerSettings, host: str, port: int, threads: int,
-                         url: str) -> None:
+                         url: str, access_log: str | None = None) -> None:
     from gunicorn.app.base import BaseApplication
 
     from scitq_bench.server.app import create_app
@@ -155,6 +161,8 @@ def _serve_with_gunicorn(settings: ServerSettings, host: str, port: int, threads
         # on a machine would clash, and nothing here uses it
         "control_socket_disable": True,
     }
+    if access_log:
+        options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
     EmbeddedGunicorn(lambda: create_app(settings), options).run()
 
 
@@ -163,13 +171,12 @@ def _serve_with_gunicorn(settings: ServerSettings, host: str, port: int, threads
 def scheduler(data_dir: Path | None) -> None:
     """Run the lease reaper alone, in the foreground (for servers run with --no-reaper):
     executions whose worker went silent are marked lost and their tasks queued again."""
-    from scitq_bench.server import scheduling
     from scitq_bench.server.db import Database
     from scitq_bench.server.reaper import Reaper
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = ServerSettings.from_env(data_dir)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout)
     reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -178,7 +185,7 @@ def scheduler(data_dir: Path | None) -> None:
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with database_errors():
-            scheduling.extend_leases(db, settings.lease_seconds)  # grace after downtime
+            reaper.grant_grace()  # the server was away: its workers are not to blame
         note(f"scitq-bench scheduler: reaping leases of {settings.lease_seconds:g}s "
              f"every {settings.reaper_interval:g}s")
         reaper.run_forever()

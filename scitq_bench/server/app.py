@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from scitq_bench.server import gui, scheduling
+from scitq_bench.server import bounds, gui
 from scitq_bench.server.api import (
     batches,
     bench,
@@ -43,9 +43,10 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     app = Flask(__name__)
+    bounds.register(app)  # before any route: the routes use its ``id`` converter
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]  # field order is the model's; sorting costs
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout)
     context = ServerContext(
         settings=settings,
         db=db,
@@ -59,8 +60,8 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     register_error_handlers(app)
     gui.register(app, settings)
     if settings.run_reaper if start_reaper is None else start_reaper:
-        scheduling.extend_leases(db, settings.lease_seconds)
         reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval, context.notifier)
+        reaper.grant_grace()  # the server was away: its workers are not to blame
         reaper.start()
         app.extensions["scitq_bench_reaper"] = reaper
     if settings.public_url:

@@ -214,9 +214,11 @@ def pending_signals(session: Session, worker_id: int) -> list[Signal]:
     )
 
 
-def reap(db: Database, lease_seconds: float, now: datetime | None = None) -> dict[str, int]:
+def reap(db: Database, lease_seconds: float, now: datetime | None = None,
+         *, sweep_silent: bool = True) -> dict[str, int]:
     """Executions whose lease expired are lost and their tasks re-queued without
-    spending retries; workers silent for a lease go offline."""
+    spending retries; workers silent for a lease go offline (unless ``sweep_silent`` is
+    off: right after the server's own stall, their silence is the server's doing)."""
     now = now or utcnow()
     with db.write() as session:
         expired = list(
@@ -230,7 +232,8 @@ def reap(db: Database, lease_seconds: float, now: datetime | None = None) -> dic
             ).all()
         )
         requeued = lose_executions(session, expired, now, "lease expired: the worker stopped answering")
-        silent = _silent_workers(session, now - timedelta(seconds=lease_seconds))
+        silent = (_silent_workers(session, now - timedelta(seconds=lease_seconds))
+                  if sweep_silent else 0)
     return {"lost": len(expired), "requeued": requeued, "offline": silent}
 
 
@@ -260,13 +263,15 @@ def _silent_workers(session: Session, silent_since: datetime) -> int:
     return len(rows)
 
 
-def extend_leases(db: Database, lease_seconds: float) -> int:
-    """At server start: give every live execution a fresh lease, so a server that was
-    down does not blame its workers for the silence."""
+def extend_leases(db: Database, lease_seconds: float, now: datetime | None = None) -> int:
+    """Give every live execution at least a full lease from ``now``: at server start,
+    and after the server itself stalled, so a server that could not hear its workers
+    does not blame them for the silence. Leases are only ever lengthened here."""
+    deadline = (now or utcnow()) + timedelta(seconds=lease_seconds)
     with db.write() as session:
         return session.execute(
             update(Execution)
-            .where(Execution.status.in_(LIVE_EXECUTION_VALUES))
-            .values(lease_deadline=utcnow() + timedelta(seconds=lease_seconds))
+            .where(Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.lease_deadline < deadline)
+            .values(lease_deadline=deadline)
             .execution_options(synchronize_session=False)
         ).rowcount

@@ -32,6 +32,16 @@ class Stack:
     server: subprocess.Popen | None = None
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    access_log: bool = False  # the server logs every request to access.log
+
+    def status_counts(self) -> dict[int, int]:
+        """Answers the server gave, by HTTP status, from its access log."""
+        counts: dict[int, int] = {}
+        path = self.root / "access.log"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            status = int(line.split('" ', 1)[1].split()[0])
+            counts[status] = counts.get(status, 0) + 1
+        return counts
 
     @property
     def url(self) -> str:
@@ -64,7 +74,8 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")
         self.server = subprocess.Popen(
-            [*CLI, "server", "run", "--port", str(self.port), "--threads", str(threads)],
+            [*CLI, "server", "run", "--port", str(self.port), "--threads", str(threads),
+             *(["--access-log", str(self.root / "access.log")] if self.access_log else [])],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.wait_healthy()
@@ -75,9 +86,9 @@ class Stack:
             if self.server is not None and self.server.poll() is not None:
                 raise RuntimeError(f"server exited: {self.tail('server.log')}")
             try:
-                if requests.get(f"{self.url}/api/v1/health", timeout=1).ok:
+                if requests.get(f"{self.url}/api/v1/health", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too loaded to answer in time
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not answer: {self.tail('server.log')}")

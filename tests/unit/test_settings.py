@@ -8,23 +8,32 @@ from pathlib import Path
 import pytest
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.settings import ServerSettings, load_client_settings, write_client_config
+from scitq_bench.settings import (
+    SUBMISSION_LIMITS,
+    ServerSettings,
+    load_client_settings,
+    write_client_config,
+)
 
 
 def test_defaults_settings_file_and_environment(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SCITQ_BENCH_DATABASE_URL", raising=False)
     monkeypatch.delenv("SCITQ_BENCH_LEASE_SECONDS", raising=False)
+    monkeypatch.delenv("SCITQ_BENCH_REAPER_INTERVAL", raising=False)
     default = ServerSettings.from_env(tmp_path)
     assert default.database_url == f"sqlite:///{tmp_path / 'scitq_bench.db'}"
-    assert default.lease_seconds == 30
+    assert (default.lease_seconds, default.reaper_interval) == (30, 1)
     (tmp_path / "settings.yaml").write_text(
-        "database_url: postgresql+psycopg2://u@db/x\nlease_seconds: 12\n")
+        "database_url: postgresql+psycopg2://u@db/x\nlease_seconds: 12\nreaper_interval: 3\n")
     from_file = ServerSettings.from_env(tmp_path)
-    assert (from_file.database_url, from_file.lease_seconds) == ("postgresql+psycopg2://u@db/x", 12)
+    assert (from_file.database_url, from_file.lease_seconds, from_file.reaper_interval) == (
+        "postgresql+psycopg2://u@db/x", 12, 3)
     monkeypatch.setenv("SCITQ_BENCH_DATABASE_URL", "sqlite:////tmp/env.db")
     monkeypatch.setenv("SCITQ_BENCH_LEASE_SECONDS", "7")
+    monkeypatch.setenv("SCITQ_BENCH_REAPER_INTERVAL", "0.5")
     from_env = ServerSettings.from_env(tmp_path)
-    assert (from_env.database_url, from_env.lease_seconds) == ("sqlite:////tmp/env.db", 7)
+    assert (from_env.database_url, from_env.lease_seconds, from_env.reaper_interval) == (
+        "sqlite:////tmp/env.db", 7, 0.5)
 
 
 def test_bad_settings_are_named(tmp_path: Path, monkeypatch) -> None:
@@ -47,3 +56,19 @@ def test_client_config_is_private_and_used(tmp_path: Path, monkeypatch) -> None:
     assert (loaded.server, loaded.token) == ("http://h:5000", "sqb_secret")
     monkeypatch.setenv("SCITQ_BENCH_TOKEN", "sqb_env")
     assert load_client_settings().token == "sqb_env"
+
+
+def test_submission_archive_limits_from_the_settings_file(tmp_path: Path) -> None:
+    assert ServerSettings.from_env(tmp_path).submission_limits == SUBMISSION_LIMITS
+    (tmp_path / "settings.yaml").write_text(
+        "submission_archive:\n  max_bytes: 1000000\n  max_ratio: null\n")
+    limits = ServerSettings.from_env(tmp_path).submission_limits
+    assert (limits.max_bytes, limits.max_files, limits.max_ratio) == (
+        1_000_000, SUBMISSION_LIMITS.max_files, None)
+    for text, message in (
+            ("{max_files: 0}", "submission_archive.max_files: 0 is not a positive"),
+            ("{max_size: 5}", "submission_archive.max_size: unknown"),
+            ("[1, 2]", "submission_archive must be a mapping")):
+        (tmp_path / "settings.yaml").write_text(f"submission_archive: {text}\n")
+        with pytest.raises(InvalidInput, match=message):
+            ServerSettings.from_env(tmp_path)

@@ -20,7 +20,8 @@ def test_create_and_recycle(tmp_path):
     dirs.release(first)
     second = dirs.create(2)
     assert second == tmp_path / "executions" / "2" and not first.exists()
-    assert _listing(second) == ["input", "output", "stdout.log", "tmp"]  # truncated on open
+    assert _listing(second) == ["input", "output", "stdout.log", "tmp"]
+    assert (second / "stdout.log").stat().st_size == 0  # a spare keeps no log on disk
     dirs.release(second)
     dirs.discard_spares()
     assert list((tmp_path / "executions").iterdir()) == []

@@ -54,9 +54,10 @@ class ExecutionDirs:
         return path
 
     def release(self, path: Path) -> None:
-        """The execution is over: keep its folder for the next one if it is as we made
-        it (the logs are truncated when reopened), else delete it."""
-        if _pristine(path):
+        """The execution is over (its logs shipped): keep its folder for the next one
+        if it is as we made it, with its logs emptied so a spare holds no disk, else
+        delete it."""
+        if _pristine(path) and _empty_logs(path):
             with self._lock:
                 if len(self._spare) < self.keep:
                     self._spare.append(path)
@@ -68,6 +69,18 @@ class ExecutionDirs:
             spares, self._spare = self._spare, []
         for path in spares:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _empty_logs(path: Path) -> bool:
+    """Truncate the logs that hold anything (most short tasks print nothing)."""
+    try:
+        for name in LOGS:
+            log = path / name
+            if log.exists() and log.stat().st_size:
+                os.truncate(log, 0)
+        return True
+    except OSError:
+        return False
 
 
 def _pristine(path: Path) -> bool:
