@@ -146,3 +146,16 @@ def test_admins_reach_everything(api, world) -> None:
     assert api.get(f"/files/{other.reference_path}").status_code == 200
     assert len(api.get("/files").json["files"]) >= 6
     assert _put(api, "anywhere/at/all.txt", api.token).status_code == 201
+
+
+def test_a_worker_cannot_write_the_log_of_an_execution_without_a_worker(api, world) -> None:
+    """Once a worker record is deleted its executions have no worker: another worker
+    is refused (403), not told about the execution (409)."""
+    mine, other = world.mine, world.other
+    _report_success(api, mine)
+    assert api.delete(f"/workers/{mine.worker_id}").status_code in (200, 204)
+    answer = api.put(f"/executions/{mine.execution_id}/logs/stdout?offset=0", data=b"forged",
+                     token=other.worker_token)
+    assert answer.status_code == 403, answer.json
+    assert api.put(f"/executions/{mine.execution_id}/logs/stdout?offset=0",
+                   data=b"x").status_code == 409  # the admin learns why

@@ -85,6 +85,7 @@ def append_log(execution_id: int, stream: str) -> Any:
     with ctx.db.read() as session:
         execution = _get(session, execution_id)
         if execution.worker_id is None:
+            g.principal.require_admin()  # a worker is refused before it learns more
             raise Conflict(f"execution {execution_id} has no worker")
         g.principal.require_worker(execution.worker_id)
     size = ctx.logs.append(execution_id, stream, int_arg("offset", 0) or 0, request.stream)
