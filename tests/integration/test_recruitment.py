@@ -336,3 +336,35 @@ def test_jobs_cut_short_by_a_restart_are_failed_and_their_machines_given_back(db
     assert (jobs[0].status, jobs[0].error) == ("failed", "interrupted by a server restart")
     assert jobs[1].kind == "destroy" and jobs[1].arguments["instance_id"] == "i-77"
     assert runner.submitted == [jobs[1].id]
+
+
+def test_a_job_cancelled_before_its_machine_was_given_back_gets_a_destroy_at_restart(db) -> None:
+    """The server stopped between a cancel and the give-back: the next start gives the
+    machine back, and only for the worker's latest job."""
+    from scitq_bench.server.recruit.engine import Engine
+
+    with db.write() as session:
+        setup(session, pending=2, maximum_workers=2)
+        first, second = plan(session, RecruitSettings()).deploy_jobs
+        for job_id, instance in ((first, "i-1"), (second, "i-2")):
+            job = session.get(Job, job_id)
+            job.status = "cancelled"
+            session.get(Worker, job.worker_id).instance_id = instance
+        reused = session.get(Job, second)  # the second worker was deployed again since
+        session.add(Job(kind="deploy", worker_id=reused.worker_id, status="succeeded",
+                        arguments=dict(reused.arguments)))
+
+    class Runner:
+        def __init__(self) -> None:
+            self.submitted: list[int] = []
+
+        def submit(self, job_id: int) -> None:
+            self.submitted.append(job_id)
+
+    runner = Runner()
+    Engine(db, runner, RecruitSettings()).recover()  # type: ignore[arg-type]
+    with db.read() as session:
+        destroys = session.execute(select(Job.id, Job.arguments).where(
+            Job.kind == "destroy")).all()
+    assert [d.arguments["instance_id"] for d in destroys] == ["i-1"]
+    assert runner.submitted == [destroys[0].id]

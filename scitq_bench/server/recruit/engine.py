@@ -36,7 +36,14 @@ from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.costs import batch_cost
-from scitq_bench.server.recruit.jobs import DEPLOY, DESTROY, PENDING, RUNNING, JobRunner
+from scitq_bench.server.recruit.jobs import (
+    CANCELLED,
+    DEPLOY,
+    DESTROY,
+    PENDING,
+    RUNNING,
+    JobRunner,
+)
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Job, Recruiter
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
 
@@ -333,6 +340,11 @@ def _give_back_idle(session: Session, settings: RecruitSettings, now: datetime,
         result.notes.append(f"giving back idle worker {worker.name}")
 
 
+def _last_job(session: Session, worker_id: int) -> int | None:
+    """The newest job about a worker (an older one says nothing of its machine now)."""
+    return session.scalar(select(func.max(Job.id)).where(Job.worker_id == worker_id))
+
+
 def destroy(session: Session, worker: Worker, why: str) -> Job:
     """Stop giving the worker work, and queue the job that gives its machine back."""
     if worker.status == WorkerStatus.RUNNING.value:
@@ -394,7 +406,9 @@ class Engine:
 
     def recover(self) -> None:
         """Jobs a previous server process left running were cut short: fail them, and
-        give back what their deploys created."""
+        give back what their deploys created. A job cancelled while it ran whose
+        machine was not given back yet (the server stopped in between) gets a destroy
+        job too."""
         with self.db.write() as session:
             for job in session.scalars(select(Job).where(Job.status == RUNNING)):
                 job.status, job.error = "failed", "interrupted by a server restart"
@@ -402,6 +416,13 @@ class Engine:
                     worker = session.get(Worker, job.worker_id)
                     if worker is not None and worker.released_at is None:
                         destroy(session, worker, "its deploy was interrupted")
+            for job in session.scalars(select(Job).where(Job.status == CANCELLED,
+                                                         Job.worker_id.is_not(None))):
+                worker = session.get(Worker, job.worker_id)
+                if worker is not None and worker.released_at is None and job.id == _last_job(
+                        session, worker.id):
+                    destroy(session, worker, f"job {job.id} was cancelled before its "
+                                             "machine was given back")
             pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))
         for job_id in pending:
             self.runner.submit(job_id)
