@@ -137,19 +137,26 @@ def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.rstrip("Z"))
 
 
+def busy_victim(stack: Stack, tmp_path: Path, name: str, keys: tuple[str, ...]
+                ) -> tuple[Path, subprocess.Popen, list[dict], list[int], float]:
+    """A worker running one marked task per key: (marks folder, worker, tasks, their
+    pids, when they started)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    victim = stack.start_worker(name, concurrency=len(keys))
+    wait_until(lambda: stack.client().worker_list(name=name), timeout=30, what="registration")
+    first_started = time.monotonic()
+    tasks, pids = start_marked_tasks(stack, victim, marks, keys)
+    return marks, victim, tasks, pids, first_started
+
+
 def test_a_killed_worker_takes_its_tasks_along(stack: Stack, tmp_path: Path,
                                                leftovers: list[int]) -> None:
     """Two long tasks, each with a child: SIGKILL the worker and within 2 s none of
     their processes is left; the leases expire within lease + 2 s, the
     tasks run again elsewhere, each side effect once."""
     keys = ("a", "b")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    client = stack.client()
-    victim = stack.start_worker("victim", concurrency=2)
-    wait_until(lambda: client.worker_list(name="victim"), timeout=30, what="registration")
-    first_started = time.monotonic()
-    tasks, pids = start_marked_tasks(stack, victim, marks, keys)
+    marks, victim, tasks, pids, first_started = busy_victim(stack, tmp_path, "victim", keys)
     leftovers.extend(pids)
 
     killed_at = kill(victim)
@@ -171,13 +178,7 @@ def test_a_restarted_worker_kills_what_its_predecessor_left(
     worker started again under the same name kills them before it registers (which
     re-queues them), then runs them again: each side effect once."""
     keys = ("c", "d")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    client = stack.client()
-    victim = stack.start_worker("phoenix", concurrency=2)
-    wait_until(lambda: client.worker_list(name="phoenix"), timeout=30, what="registration")
-    first_started = time.monotonic()
-    tasks, pids = start_marked_tasks(stack, victim, marks, keys)
+    marks, victim, tasks, pids, first_started = busy_victim(stack, tmp_path, "phoenix", keys)
     leftovers.extend(pids)
     keeper = keeper_of(victim)
     victim.send_signal(signal.SIGSTOP)  # or it would start another keeper at its next write

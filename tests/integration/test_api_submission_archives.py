@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.settings import ServerSettings
 from tests.integration.test_api_bench import account, import_bundle, submit
 from tests.support.archives import (
+    MIB,
+    SMALL_LIMITS,
     lie_about_size,
     set_method,
     zip_bomb,
@@ -22,8 +23,7 @@ from tests.support.archives import (
 )
 from tests.support.bundles import make_bundle, make_submission
 
-MIB = 1 << 20
-LIMITS = ArchiveLimits(max_bytes=4 * MIB, max_files=10, max_file_bytes=3 * MIB, max_ratio=200)
+LIMITS = SMALL_LIMITS
 
 HOSTILE: dict[str, tuple[bytes, str]] = {
     "dot-dot": (zip_of({"../evil.txt": b"1"}),

@@ -311,6 +311,16 @@ def test_capacity_failure_moves_to_the_next_offer(db) -> None:
     runner.shutdown()
 
 
+class RecordingRunner:
+    """Stands for the job runner: records what would run."""
+
+    def __init__(self) -> None:
+        self.submitted: list[int] = []
+
+    def submit(self, job_id: int) -> None:
+        self.submitted.append(job_id)
+
+
 def test_jobs_cut_short_by_a_restart_are_failed_and_their_machines_given_back(db) -> None:
     from scitq_bench.server.recruit.engine import Engine
 
@@ -321,14 +331,7 @@ def test_jobs_cut_short_by_a_restart_are_failed_and_their_machines_given_back(db
         job.status = "running"  # the server died while it ran
         session.get(Worker, job.worker_id).instance_id = "i-77"
 
-    class Runner:
-        def __init__(self) -> None:
-            self.submitted: list[int] = []
-
-        def submit(self, job_id: int) -> None:
-            self.submitted.append(job_id)
-
-    runner = Runner()
+    runner = RecordingRunner()
     Engine(db, runner, RecruitSettings()).recover()  # type: ignore[arg-type]
     with db.read() as session:
         jobs = session.execute(select(Job.id, Job.kind, Job.status, Job.error, Job.arguments)
@@ -354,14 +357,7 @@ def test_a_job_cancelled_before_its_machine_was_given_back_gets_a_destroy_at_res
         session.add(Job(kind="deploy", worker_id=reused.worker_id, status="succeeded",
                         arguments=dict(reused.arguments)))
 
-    class Runner:
-        def __init__(self) -> None:
-            self.submitted: list[int] = []
-
-        def submit(self, job_id: int) -> None:
-            self.submitted.append(job_id)
-
-    runner = Runner()
+    runner = RecordingRunner()
     Engine(db, runner, RecruitSettings()).recover()  # type: ignore[arg-type]
     with db.read() as session:
         destroys = session.execute(select(Job.id, Job.arguments).where(

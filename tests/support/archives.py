@@ -10,6 +10,12 @@ import tarfile
 import zipfile
 from collections.abc import Mapping
 
+from scitq_bench.bench.archives import ArchiveLimits
+
+MIB = 1 << 20
+# small limits, so hostile archives stay small on disk and quick to build
+SMALL_LIMITS = ArchiveLimits(max_bytes=4 * MIB, max_files=10, max_file_bytes=3 * MIB,
+                             max_ratio=200)
 ZEROS_CHUNK = b"\0" * (1 << 20)
 
 

@@ -11,6 +11,8 @@ import pytest
 from scitq_bench.bench.archives import ArchiveError, ArchiveLimits, check_zip
 from scitq_bench.exceptions import InvalidInput
 from tests.support.archives import (
+    MIB,
+    SMALL_LIMITS,
     lie_about_size,
     set_method,
     zip_bomb,
@@ -18,8 +20,7 @@ from tests.support.archives import (
     zip_with_symlink,
 )
 
-MIB = 1 << 20
-LIMITS = ArchiveLimits(max_bytes=4 * MIB, max_files=10, max_file_bytes=3 * MIB, max_ratio=200)
+LIMITS = SMALL_LIMITS
 
 
 def refused(tmp_path: Path, data: bytes, limits: ArchiveLimits = LIMITS) -> str:
