@@ -12,6 +12,7 @@ from typing import BinaryIO
 from scitq_bench.exceptions import InvalidInput, NotFound
 
 CHUNK = 1 << 16
+NAME_MAX, PATH_MAX = 255, 1024  # what file systems take (a name), and a sane bound
 
 
 class FileStore:
@@ -23,8 +24,12 @@ class FileStore:
         clean = relative.strip("/")
         if "\x00" in clean:  # no file name holds one; the OS call would raise
             raise InvalidInput(f"invalid store path {relative!r}: NUL characters are not allowed")
-        if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
+        parts = clean.split("/")
+        if not clean or any(part in ("", ".", "..") for part in parts):
             raise InvalidInput(f"invalid store path {relative!r}")
+        if any(len(part.encode()) > NAME_MAX for part in parts) or len(clean) > PATH_MAX:
+            raise InvalidInput(f"invalid store path {relative[:80]!r}...: names hold at most "
+                               f"{NAME_MAX} bytes, paths {PATH_MAX} characters")
         path = (self.root / clean).resolve()
         if self.root not in path.parents:
             raise InvalidInput(f"invalid store path {relative!r}")

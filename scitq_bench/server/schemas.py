@@ -366,6 +366,17 @@ def parse_body(model: type[BaseModel], data: Any) -> Any:
         raise InvalidInput("; ".join(problems), details=problems) from None
 
 
+def changed_fields(changes: BaseModel, table: Any) -> dict[str, Any]:
+    """The fields a PATCH body sets, refusing null for a column that cannot hold it
+    (the database would refuse it only at the end, as an error of its own)."""
+    fields = changes.model_dump(exclude_unset=True)
+    for key, value in fields.items():
+        column = table.__table__.columns.get(key)
+        if value is None and column is not None and not column.nullable:
+            raise InvalidInput(f"{key}: may not be null", field=key)
+    return fields
+
+
 STATUS_VALUES = {
     "task": [s.value for s in TaskStatus],
     "execution": [s.value for s in ExecutionStatus],

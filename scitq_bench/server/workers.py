@@ -13,7 +13,7 @@ from scitq_bench.server import auth, scheduling, transitions
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Execution, Worker, utcnow
 from scitq_bench.server.notify import WORK, worker_key
-from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate
+from scitq_bench.server.schemas import WorkerRegister, WorkerUpdate, changed_fields
 from scitq_bench.server.serialize import worker_dict
 from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, WorkerStatus
@@ -71,7 +71,7 @@ def register(session: Session, spec: WorkerRegister) -> tuple[Worker, str, int]:
 
 def update_worker(session: Session, worker_id: int, changes: WorkerUpdate) -> Worker:
     worker = get_worker(session, worker_id)
-    fields = changes.model_dump(exclude_unset=True)
+    fields = changed_fields(changes, Worker)
     if "batch" in fields:
         name = fields.pop("batch")
         worker.batch = get_or_create_batch(session, name) if name else None

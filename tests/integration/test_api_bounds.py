@@ -122,3 +122,21 @@ def test_path_ids_only_take_ascii_digits(api):
     """Other scripts' digits are no id: the route does not match at all."""
     assert api.get("/tasks/\u0661").status_code == 404
     assert api.get("/tasks/-1").status_code == 404
+
+
+def test_null_for_a_field_that_cannot_be_empty_is_named(api):
+    """A PATCH with null where the column holds no null: 400 naming the field, and
+    nothing changed (the database used to refuse it as an internal error)."""
+    recruiter = api.post("/recruiters", json={"batch": "b", "flavor": "small"}).json["id"]
+    worker = api.post("/workers", json={"name": "w1", "concurrency": 3}).json["worker"]["id"]
+    rows = [
+        ("PATCH", f"/recruiters/{recruiter}", {"minimum_tasks": None}, 400, "minimum_tasks"),
+        ("PATCH", f"/recruiters/{recruiter}", {"flavor": "x", "prefetch": None}, 400,
+         "prefetch"),
+        ("PATCH", f"/workers/{worker}", {"concurrency": None}, 400, "concurrency"),
+    ]
+    assert _mismatches(api, rows) == []
+    assert [r["flavor"] for r in api.get("/recruiters?batch=b").json] == ["small"]
+    assert api.get(f"/workers/{worker}").json["concurrency"] == 3
+    cleared = api.patch(f"/recruiters/{recruiter}", json={"tasks_per_worker": None})
+    assert cleared.status_code == 200 and cleared.json["tasks_per_worker"] is None

@@ -7,22 +7,14 @@ The app runs in-process (WSGI, no network); examples are derived from a fixed se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
-
-from scitq_bench.server.api import logs
-from scitq_bench.server.app import create_app
-from scitq_bench.server.recruit.runtime import EXTENSION as RECRUITMENT
-from scitq_bench.server.setup import init_server
-from scitq_bench.settings import ServerSettings
 
 # examples per operation and generation mode; without a token every call stops at the
 # same 401, so a few examples show that nothing breaks before authentication
@@ -33,20 +25,6 @@ MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 # covers it. Everything else is fuzzed, deploys included: this app has no recruitment
 # (no public_url), so nothing can start a worker, a cloud machine or Ansible.
 EXCLUDED = {("GET", "/api/v1/package")}
-WAIT = 0.01  # long polls (claims, heartbeats, log tails) answer at once
-
-
-@pytest.fixture
-def fuzzed_app(tmp_path: Any, database_url: str,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    monkeypatch.setattr(logs, "MAX_WAIT", WAIT)
-    server_settings = ServerSettings(data_dir=tmp_path / "data", database_url=database_url,
-                                     run_reaper=False, claim_max_wait=WAIT)
-    token = init_server(server_settings)
-    app = create_app(server_settings, start_reaper=False)
-    assert RECRUITMENT not in app.extensions
-    yield app, token
-    app.extensions["scitq_bench"].db.dispose()
 
 
 def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], examples: int,

@@ -44,6 +44,7 @@ from scitq_bench.server.bench.models import (
     Account,
     Benchmark,
     BenchTask,
+    Phase,
     Submission,
 )
 from scitq_bench.server.bench.schemas import (
@@ -62,6 +63,7 @@ from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
 from scitq_bench.server.downloads import send_attachment
 from scitq_bench.server.notify import WORK
+from scitq_bench.server.schemas import changed_fields
 from scitq_bench.server.serialize import iso
 
 bp = Blueprint("bench", __name__)
@@ -172,7 +174,7 @@ def update_phase(phase_id: int, body: PhaseUpdate) -> Any:
     with server_context().db.write() as session:
         phase, benchmark = visible_phase(session, g.principal, phase_id)
         require_manager(g.principal, benchmark)
-        for key, value in body.model_dump(exclude_unset=True).items():
+        for key, value in changed_fields(body, Phase).items():
             setattr(phase, key, value)
         if phase.end is not None and phase.end <= phase.start:
             raise InvalidInput(f"end: {phase.end} is not after start {phase.start}")

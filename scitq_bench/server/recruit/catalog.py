@@ -263,6 +263,10 @@ def set_quota(session: Session, provider: str, region: str, max_cpus: Any = KEEP
     value (a new quota: no limit, not preferred); ``None`` removes a limit."""
     if not provider or not region or provider == ANY or region == ANY:
         raise InvalidInput("a quota needs a provider and a region (not auto)")
+    for name, text in (("provider", provider), ("region", region)):
+        longest = Quota.__table__.c[name].type.length
+        if len(text) > longest:
+            raise InvalidInput(f"{name}: at most {longest} characters", field=name)
     for name, value in (("max_cpus", max_cpus), ("max_instances", max_instances)):
         if value is not KEEP and value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0):

@@ -25,6 +25,7 @@ from scitq_bench.server.recruit.jobs import (
 )
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.schemas import changed_fields
 from scitq_bench.server.serialize import iso
 from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.states import WorkerStatus
@@ -71,7 +72,7 @@ def create_recruiter(session: Session, body: RecruiterCreate) -> Recruiter:
 
 def update_recruiter(session: Session, recruiter_id: int, body: RecruiterUpdate) -> Recruiter:
     recruiter = get_or_404(session, Recruiter, recruiter_id)
-    for key, value in body.model_dump(exclude_unset=True).items():
+    for key, value in changed_fields(body, Recruiter).items():
         setattr(recruiter, key, value)
     session.flush()
     return recruiter
