@@ -489,9 +489,9 @@ def _cause(exc: BaseException) -> str:
                 "builtins", "socket", "ssl", "http.client"):
             words = current.strerror or str(current) or type(current).__name__
             return words[:1].lower() + words[1:]
-        nested = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
-        nested += [getattr(current, name, None) for name in ("reason", "__cause__", "__context__")]
-        pending.extend(e for e in nested if isinstance(e, BaseException))
+        inside = [*getattr(current, "args", ()),
+                  *(getattr(current, name, None) for name in ("reason", "__cause__", "__context__"))]
+        pending.extend(e for e in inside if isinstance(e, BaseException))
     return _short(exc)  # type: ignore[arg-type]
 
 
