@@ -7,6 +7,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from scitq_bench.server.db import Database
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
 from tests.support.engine import TEST_IMAGE, ensure_test_image, start_engine
-from tests.support.postgres import free_port, start_postgres
+from tests.support.postgres import start_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
 SUMMARY_PROPERTY = "scenario_summary"  # a test's figures, shown at the end of the run
@@ -147,6 +148,19 @@ def api(app: Any, admin_token: str) -> ApiClient:
     return ApiClient(app.test_client(), admin_token)
 
 
+@contextmanager
+def serving(application: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[int]:
+    """``application`` behind a real threaded HTTP server in this process, on ``port``
+    (0: a free one, yielded), shut down on exit."""
+    server = make_server(host, port, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -167,14 +181,11 @@ def live_server(settings: ServerSettings, admin_token: str) -> Iterator[LiveServ
         reaper_interval=0.2, run_reaper=True, claim_max_wait=5.0,
     )
     application = create_app(live_settings)
-    port = free_port()
-    server = make_server("127.0.0.1", port, application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", admin_token, application, live_settings)
+        with serving(application) as port:
+            yield LiveServer(f"http://127.0.0.1:{port}", admin_token, application,
+                             live_settings)
     finally:
-        server.shutdown()
         application.extensions["scitq_bench_reaper"].stop()
         application.extensions["scitq_bench"].db.dispose()
 

@@ -5,20 +5,18 @@ and its job finishes in the jobs panel, without a reload; then it is given back.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from werkzeug.serving import make_server
 
 from scitq_bench.server.app import create_app
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.runtime import EXTENSION
 from scitq_bench.settings import ServerSettings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, serving
 from tests.gui.conftest import screenshot, sign_in
 from tests.support.postgres import free_port
 
@@ -39,14 +37,13 @@ def recruiting_server(settings: ServerSettings, admin_token: str) -> Iterator[Li
     context = application.extensions["scitq_bench"]
     with context.db.write() as session:
         catalog.ensure_local_flavor(session, live_settings.data_dir)
-    server = make_server("127.0.0.1", port, application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield LiveServer(url, admin_token, application, live_settings)
+        with serving(application, port=port):
+            try:
+                yield LiveServer(url, admin_token, application, live_settings)
+            finally:
+                _kill_workers_of(url)
     finally:
-        _kill_workers_of(url)
-        server.shutdown()
         application.extensions[EXTENSION].runner.shutdown()
         application.extensions["scitq_bench_reaper"].stop()
         context.db.dispose()

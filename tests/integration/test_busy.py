@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import create_engine, select, text
-from werkzeug.serving import make_server
 
 from scitq_bench.client import Client
 from scitq_bench.exceptions import Busy
@@ -25,7 +24,7 @@ from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
-from tests.support.postgres import free_port
+from tests.conftest import serving
 from tests.support.stack import wait_until
 
 BOUND = 0.5  # seconds the server waits for the database in these tests
@@ -40,13 +39,10 @@ def sqlite_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
                               run_reaper=False, database_busy_timeout=BOUND)
     token = init_server(settings)
     app = create_app(settings, start_reaper=False)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", token, path
+        with serving(app) as port:
+            yield f"http://127.0.0.1:{port}", token, path
     finally:
-        server.shutdown()
         app.extensions["scitq_bench"].db.dispose()
 
 
