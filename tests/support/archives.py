@@ -68,24 +68,25 @@ def central_entry(data: bytes | bytearray, name: str) -> int:
     raise AssertionError(f"no central directory entry for {name}")
 
 
-def lie_about_size(zip_data: bytes, name: str, size: int) -> bytes:
-    """The zip with ``name``'s uncompressed size set to ``size`` in both its headers."""
+def _patch_headers(zip_data: bytes, name: str, layout: str, local_offset: int,
+                   central_offset: int, value: int) -> bytes:
+    """The zip with one field of ``name``'s local and central headers set to ``value``."""
     data = bytearray(zip_data)
     with zipfile.ZipFile(io.BytesIO(zip_data)) as zf:
         local = zf.getinfo(name).header_offset
-    struct.pack_into("<I", data, local + 22, size)
-    struct.pack_into("<I", data, central_entry(data, name) + 24, size)
+    struct.pack_into(layout, data, local + local_offset, value)
+    struct.pack_into(layout, data, central_entry(data, name) + central_offset, value)
     return bytes(data)
+
+
+def lie_about_size(zip_data: bytes, name: str, size: int) -> bytes:
+    """The zip with ``name``'s uncompressed size set to ``size`` in both its headers."""
+    return _patch_headers(zip_data, name, "<I", 22, 24, size)
 
 
 def set_method(zip_data: bytes, name: str, method: int) -> bytes:
     """The zip with ``name``'s compression method set to ``method`` in both headers."""
-    data = bytearray(zip_data)
-    with zipfile.ZipFile(io.BytesIO(zip_data)) as zf:
-        local = zf.getinfo(name).header_offset
-    struct.pack_into("<H", data, local + 8, method)
-    struct.pack_into("<H", data, central_entry(data, name) + 10, method)
-    return bytes(data)
+    return _patch_headers(zip_data, name, "<H", 8, 10, method)
 
 
 def tar_of(members: Mapping[str, bytes | tuple[bytes, str]], mode: str = "w:gz") -> bytes:
