@@ -85,29 +85,38 @@ def whole_number(raw: str) -> int:
     return value
 
 
-def payload_problem(data: Any, where: str = "") -> tuple[str, str] | None:
+def payload_problem(data: Any) -> tuple[str, str] | None:
     """The first value of a JSON document that no column could take: (field path,
-    problem), or None. Text with NUL, NaN or infinity, integers past 64 bits."""
+    problem), or None. Text with NUL, NaN or infinity, integers past 64 bits. Runs on
+    every body (a worker's report carries hundreds of events): the path is put together
+    only once a problem is found."""
+    found = _problem(data)
+    if found is None:
+        return None
+    reversed_path, message = found
+    return ".".join(reversed(reversed_path)), message
+
+
+def _problem(data: Any) -> tuple[list[str], str] | None:
+    """(path from the value up, innermost first; problem), or None."""
     if isinstance(data, str):
-        return (where, "NUL characters are not allowed") if NUL in data else None
+        return ([], "NUL characters are not allowed") if NUL in data else None
     if isinstance(data, bool):
         return None
     if isinstance(data, int):
-        if not BIG_MIN <= data <= ID_MAX:
-            return where, f"must be between {BIG_MIN} and {ID_MAX}"
-        return None
+        return None if BIG_MIN <= data <= ID_MAX else ([], f"must be between {BIG_MIN} and {ID_MAX}")
     if isinstance(data, float):
-        return None if math.isfinite(data) else (where, "must be a finite number")
+        return None if math.isfinite(data) else ([], "must be a finite number")
     if isinstance(data, dict):
         for key, value in data.items():
-            inner = f"{where}.{key}" if where else str(key)
             if isinstance(key, str) and NUL in key:
-                return inner.replace(NUL, "\\x00"), "NUL characters are not allowed in names"
-            if (problem := payload_problem(value, inner)) is not None:
-                return problem
-        return None
-    if isinstance(data, (list, tuple)):
+                return [key.replace(NUL, "\\x00")], "NUL characters are not allowed in names"
+            if (found := _problem(value)) is not None:
+                found[0].append(str(key))
+                return found
+    elif isinstance(data, (list, tuple)):
         for index, value in enumerate(data):
-            if (problem := payload_problem(value, f"{where}.{index}" if where else str(index))):
-                return problem
+            if (found := _problem(value)) is not None:
+                found[0].append(str(index))
+                return found
     return None

@@ -22,7 +22,7 @@ from scitq_bench.container_options import (
     validate_image,
 )
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.bounds import ID_MAX, INT_MAX, INT_MIN, payload_problem
+from scitq_bench.server.bounds import ID_MAX, INT_MAX, INT_MIN
 from scitq_bench.states import ExecutionStatus, Signal, TaskStatus, WorkerStatus
 from scitq_bench.uris import parse_uri
 
@@ -31,19 +31,11 @@ NAME_PATTERN = r"^[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+ -]*$"
 
 
 class Strict(BaseModel):
-    """Every request body: unknown fields refused, numbers finite, and nothing that no
-    column could take (text with NUL, integers past 64 bits), wherever it sits."""
+    """Every request body: unknown fields refused and numbers finite (the body as a
+    whole was checked for what no column could take when it was read:
+    ``registry.json_body``)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        problem = payload_problem(data)
-        if problem is not None:
-            field, message = problem
-            raise FieldProblem(field, message)
-        return data
 
 
 # an id given in a body: a 64-bit key

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from scitq_bench.exceptions import Forbidden, InvalidInput
 from scitq_bench.server import auth
-from scitq_bench.server.bounds import ID_MAX
+from scitq_bench.server.bounds import ID_MAX, payload_problem
 from scitq_bench.server.context import server_context
 from scitq_bench.server.schemas import parse_body
 
@@ -114,6 +114,9 @@ def _authorize(principal: auth.Principal, access: str) -> None:
 
 
 def json_body() -> Any:
+    """The request's JSON object, walked once for what no column could take (text with
+    NUL, NaN or infinity, integers past 64 bits) wherever it sits, free-form fields
+    included: the one place the API reads a JSON body."""
     if not request.get_data(cache=True):
         raise InvalidInput("request body is empty; a JSON object is expected")
     data = request.get_json(silent=True)
@@ -121,6 +124,10 @@ def json_body() -> Any:
         raise InvalidInput("request body is not valid JSON")
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
+    problem = payload_problem(data)
+    if problem is not None:
+        field, message = problem
+        raise InvalidInput(f"{field}: {message}", details=[f"{field}: {message}"], field=field)
     return data
 
 

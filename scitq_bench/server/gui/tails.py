@@ -21,7 +21,7 @@ def tail_answer(execution: tuple[int, bool] | None, stream: str, *,
     """``execution``: (id, ended) of the execution to read, None when there is none yet.
     ``more_may_come``: another execution may follow this one (its task is not over), so
     the tail is not done when this one ends."""
-    offset = max(0, request.args.get("offset", 0, type=whole_number) or 0)
+    offset = request.args.get("offset", 0, type=whole_number)
     if execution is None:
         return jsonify(text="", offset=offset, done=not more_may_come, execution=None,
                        reset=False)
