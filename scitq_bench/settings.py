@@ -154,10 +154,11 @@ class ClientSettings:
 
 def load_client_settings(server: str | None = None, token: str | None = None,
                          retry_seconds: float | None = None) -> ClientSettings:
-    """Arguments first, then environment, then the config file ``server init`` wrote."""
+    """Arguments first, then environment, then the config file ``server init`` wrote
+    (not read when the arguments give everything)."""
     stored: dict[str, Any] = {}
     path = client_config_path()
-    if path.exists():
+    if not (server and token and retry_seconds is not None) and path.exists():
         try:
             stored = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

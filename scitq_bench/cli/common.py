@@ -32,18 +32,16 @@ class CliState:
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
+        """The invocation's client: retrying for --retry-seconds, else
+        SCITQ_BENCH_RETRY_SECONDS or the config file, else the CLI's own default
+        (shorter than a script's)."""
         if self._client is None:
-            self._client = Client(self.server, self.token, timeout=self.timeout,
-                                  retry_for=self.retry_for())
+            settings = load_client_settings(self.server, self.token, self.retry_seconds)
+            retry_for = (CLI_RETRY_SECONDS if settings.retry_seconds is None
+                         else settings.retry_seconds)
+            self._client = Client(settings.server, settings.token, timeout=self.timeout,
+                                  retry_for=retry_for)
         return self._client
-
-    def retry_for(self) -> float:
-        """--retry-seconds, else SCITQ_BENCH_RETRY_SECONDS or the config file, else
-        the CLI's own default (shorter than a script's)."""
-        if self.retry_seconds is not None:
-            return self.retry_seconds
-        configured = load_client_settings(self.server, self.token).retry_seconds
-        return CLI_RETRY_SECONDS if configured is None else configured
 
 
 def cli_state() -> CliState:

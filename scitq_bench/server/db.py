@@ -62,7 +62,7 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE", busy_timeout, self._wait_left)
-            self.reader = _sqlite_engine(url, "BEGIN", busy_timeout, self._wait_left)
+            self.reader = _sqlite_engine(url, "BEGIN", busy_timeout)
         else:
             self.writer = create_engine(
                 url, pool_size=10, max_overflow=30, pool_pre_ping=True,
@@ -92,42 +92,34 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._bounded_wait():
-            session = self._read_sessions()
-            try:
-                with _busy_as_domain_error(self.busy_timeout):
-                    yield session
-            finally:
-                session.rollback()
-                session.close()
+        session = self._read_sessions()
+        try:
+            with _busy_as_domain_error(self.busy_timeout):
+                yield session
+        finally:
+            session.rollback()
+            session.close()
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
         """SQLite: wait (bounded) for this process's previous writers to finish; what
         is left of the bound is the wait allowed for the file lock that follows."""
-        with self._bounded_wait():
-            if not self.is_sqlite:
-                yield
-                return
+        if not self.is_sqlite:
+            yield
+            return
+        self._deadline.at = time.monotonic() + self.busy_timeout
+        try:
             if not self._writer_turn.acquire(timeout=self.busy_timeout):
                 raise _busy(self.busy_timeout, "other writers held it")
             try:
                 yield
             finally:
                 self._writer_turn.release()
-
-    @contextmanager
-    def _bounded_wait(self) -> Iterator[None]:
-        """Start this thread's clock: its transaction waits ``busy_timeout`` in all."""
-        previous = getattr(self._deadline, "at", None)
-        self._deadline.at = time.monotonic() + self.busy_timeout
-        try:
-            yield
         finally:
-            self._deadline.at = previous
+            self._deadline.at = None
 
     def _wait_left(self) -> float:
-        """Seconds the current thread may still wait for SQLite's lock."""
+        """Seconds the current thread's write may still wait for SQLite's lock."""
         deadline = getattr(self._deadline, "at", None)
         if deadline is None:
             return self.busy_timeout
@@ -212,9 +204,11 @@ def _busy_as_domain_error(waited: float) -> Iterator[None]:
 
 
 def _sqlite_engine(url: str, begin: str, busy_timeout: float,
-                   wait_left: Callable[[], float]) -> Engine:
-    """An engine whose transactions start with ``begin``, each waiting for SQLite's
-    lock only for what ``wait_left`` says is left of the caller's bound."""
+                   wait_left: Callable[[], float] | None = None) -> Engine:
+    """An engine whose transactions start with ``begin`` and wait for SQLite's lock
+    ``busy_timeout`` seconds, or only what ``wait_left`` says is left of the caller's
+    bound (writers, whose bound began before their turn on the in-process lock)."""
+    connected_ms = int(busy_timeout * 1000)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout},
@@ -225,7 +219,7 @@ def _sqlite_engine(url: str, begin: str, busy_timeout: float,
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from pysqlite so we can choose BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -233,11 +227,16 @@ def _sqlite_engine(url: str, begin: str, busy_timeout: float,
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        record.info["busy_timeout_ms"] = connected_ms  # what "timeout" above set
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # a PRAGMA takes no bound parameter; the value is an int we computed
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_left() * 1000)}")
+        if wait_left is not None:
+            wait_ms = int(wait_left() * 1000)
+            if connection.info.get("busy_timeout_ms") != wait_ms:  # a statement per change only
+                # a PRAGMA takes no bound parameter; the value is an int we computed
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+                connection.info["busy_timeout_ms"] = wait_ms
         connection.exec_driver_sql(begin)
 
     return engine
