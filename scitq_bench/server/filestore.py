@@ -4,8 +4,10 @@ sees half a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,8 +37,13 @@ class FileStore:
             raise InvalidInput(f"invalid store path {relative!r}")
         return path
 
-    def write(self, relative: str, body: BinaryIO) -> int:
+    def write(self, relative: str, body: BinaryIO,
+              check: Callable[[Path], None] | None = None) -> int:
+        """Store ``body`` at ``relative``; returns its size. ``check`` sees the whole
+        file before it is renamed into place: if it raises, nothing is stored (not even
+        the folder this write made)."""
         path = self.resolve(relative)
+        made = not path.parent.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         size = 0
@@ -45,9 +52,14 @@ class FileStore:
                 while chunk := body.read(CHUNK):
                     handle.write(chunk)
                     size += len(chunk)
+            if check is not None:
+                check(Path(temporary))
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
+            if made:
+                with contextlib.suppress(OSError):  # another writer may use it by now
+                    path.parent.rmdir()
             raise
         return size
 

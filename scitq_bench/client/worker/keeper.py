@@ -477,19 +477,21 @@ class Keeper:
         self._fd = self._process.stdin.fileno()
 
     def watch_process(self, pgid: int) -> None:
-        self._send(f"{STARTED}{PROCESS} {pgid}", f"{PROCESS} {pgid}", True)
+        self._send(f"{PROCESS} {pgid}", True)
 
     def forget_process(self, pgid: int) -> None:
-        self._send(f"{ENDED}{PROCESS} {pgid}", f"{PROCESS} {pgid}", False)
+        self._send(f"{PROCESS} {pgid}", False)
 
     def watch_container(self, name: str) -> None:
-        self._send(f"{STARTED}{CONTAINER} {_checked_name(name)}", f"{CONTAINER} {name}", True)
+        self._send(f"{CONTAINER} {_checked_name(name)}", True)
 
     def forget_container(self, name: str) -> None:
-        self._send(f"{ENDED}{CONTAINER} {_checked_name(name)}", f"{CONTAINER} {name}", False)
+        self._send(f"{CONTAINER} {_checked_name(name)}", False)
 
-    def _send(self, line: str, key: str, live: bool) -> None:
-        data = f"{line}\n".encode()
+    def _send(self, key: str, live: bool) -> None:
+        """``key``: what is registered (``P <pgid>``, ``C <name>``), the line's sign
+        aside; the live keys are what a replacement keeper is given."""
+        data = f"{STARTED if live else ENDED}{key}\n".encode()
         with self._lock:
             if self._closed:
                 return

@@ -443,10 +443,9 @@ class ResourceCache:
     tasks that need one being fetched wait for that download instead of repeating it.
     A failed fetch is forgotten, so the next task tries again."""
 
-    def __init__(self, client: Client, root: Path, limits: ArchiveLimits = WORKER_LIMITS) -> None:
+    def __init__(self, client: Client, root: Path) -> None:
         self.client = client
         self.root = root
-        self.limits = limits
         self._lock = threading.Lock()
         self._merge_lock = threading.Lock()
         self._fetches: dict[str, _Fetch] = {}
@@ -469,7 +468,7 @@ class ResourceCache:
 
     def _fetch(self, uri: str, entry: _Fetch, deadline: Deadline) -> None:
         try:
-            fetch(self.client, uri, self.root, deadline, self._merge_lock, self.limits)
+            fetch(self.client, uri, self.root, deadline, self._merge_lock)
             entry.ok = True
         finally:
             if not entry.ok:

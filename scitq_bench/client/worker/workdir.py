@@ -76,7 +76,11 @@ def _empty_logs(path: Path) -> bool:
     try:
         for name in LOGS:
             log = path / name
-            if log.exists() and log.stat().st_size:
+            try:
+                size = os.stat(log).st_size
+            except FileNotFoundError:
+                continue
+            if size:
                 os.truncate(log, 0)
         return True
     except OSError:

@@ -220,8 +220,7 @@ def submit(phase_id: int) -> Any:
         context.db, context.files, g.principal, phase_id, kind=kind,
         body=request.stream if has_body else None, declared_size=request.content_length,
         image=request.args.get("image"), command=request.args.get("command"),
-        name=request.args.get("name"), limits=context.settings.submission_limits,
-        spool_dir=context.settings.data_dir / "uploads")
+        name=request.args.get("name"), limits=context.settings.submission_limits)
     context.notifier.notify(WORK)
     with context.db.read() as session:
         submission, benchmark, phase = visible_submission(session, g.principal, submission_id)

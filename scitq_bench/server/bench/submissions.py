@@ -6,8 +6,6 @@ that is unsafe to unpack (naming the entry at fault)."""
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 import uuid
 import zipfile
 from datetime import datetime, timedelta
@@ -18,7 +16,7 @@ import yaml
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from scitq_bench.bench.archives import CHUNK, ArchiveError, ArchiveLimits, check_zip
+from scitq_bench.bench.archives import ArchiveError, ArchiveLimits, check_zip
 from scitq_bench.container_options import validate_image
 from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput, TooLarge
 from scitq_bench.server import tasks as queue
@@ -99,12 +97,10 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
 def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, *,
            kind: str, body: BinaryIO | None = None, declared_size: int | None = None,
            image: str | None = None, command: str | None = None,
-           name: str | None = None, limits: ArchiveLimits = SUBMISSION_LIMITS,
-           spool_dir: Path | None = None) -> int:
+           name: str | None = None, limits: ArchiveLimits = SUBMISSION_LIMITS) -> int:
     """Check and store the submission, check every rule, then create it with its first
     attempt in one transaction; returns its id. Nothing is left behind on a refusal.
-    ``limits``: what its zip may unpack to; ``spool_dir``: where the upload waits while
-    it is checked (the system's temporary folder by default)."""
+    ``limits``: what its zip may unpack to."""
     if kind not in KINDS:
         raise InvalidInput(f"kind: {kind!r} is not one of {', '.join(KINDS)}", field="kind")
     with db.read() as session:
@@ -117,7 +113,7 @@ def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, 
     try:
         size = None
         if body is not None:
-            stored, size, found = _store_checked(files, body, limit, limits, spool_dir, kind)
+            stored, size, found = _store_checked(files, body, limit, limits, kind)
             command = command or found
         with db.write() as session:
             phase = session.get(Phase, phase_id)
@@ -176,35 +172,32 @@ class _Capped(io.RawIOBase):
 
 
 def _store_checked(files: FileStore, body: BinaryIO, limit: int, limits: ArchiveLimits,
-                   spool_dir: Path | None, kind: str) -> tuple[str, int, str | None]:
-    """Spool the upload, check its zip as a worker would unpack it, then store it: a
-    refused upload never reaches the store. Returns the store path, the size and the
-    command of a code submission's metadata."""
-    if spool_dir is not None:
-        spool_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="submission-",
-                                     suffix=".zip") as spool:
-        shutil.copyfileobj(_Capped(body, limit), spool, CHUNK)
-        spool.flush()
-        path = Path(spool.name)
+                   kind: str) -> tuple[str, int, str | None]:
+    """Store the upload, its zip checked as a worker would unpack it before it takes
+    its place: a refused upload leaves nothing in the store. Returns the store path,
+    the size and the command of a code submission's metadata."""
+    commands: list[str | None] = []
+
+    def check(path: Path) -> None:
         try:
             check_zip(path, "submission", limits)
         except ArchiveError as exc:
             raise ArchiveError(str(exc), field="file") from None
-        command = _metadata_command(path, kind)
-        spool.seek(0)
-        stored = f"submissions/{uuid.uuid4().hex}/submission.zip"
-        return stored, files.write(stored, spool), command
+        commands.append(_metadata_command(path, kind))
+
+    stored = f"submissions/{uuid.uuid4().hex}/submission.zip"
+    size = files.write(stored, _Capped(body, limit), check=check)  # type: ignore[arg-type]
+    return stored, size, commands[0]
 
 
 def _metadata_command(path: Path, kind: str) -> str | None:
     """A code submission's own command (its metadata file), used when the task has no
     ingestion program."""
+    if kind != "code":
+        return None
     try:
         with zipfile.ZipFile(path) as archive:
             names = {n.rstrip("/"): n for n in archive.namelist()}
-            if kind != "code":
-                return None
             for candidate in METADATA_NAMES:
                 if candidate in names:
                     info = archive.getinfo(names[candidate])

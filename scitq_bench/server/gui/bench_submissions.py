@@ -95,8 +95,7 @@ def _submit(form: dict[str, str], phase_ids: set[int], errors: dict[str, str]) -
             context.db, context.files, principal(), phase_id, kind=form["kind"], body=body,
             declared_size=size, image=form["image"].strip() or None,
             command=form["command"].strip() or None, name=form["name"].strip() or None,
-            limits=context.settings.submission_limits,
-            spool_dir=context.settings.data_dir / "uploads")
+            limits=context.settings.submission_limits)
     except ScitqBenchError as exc:
         errors[_submit_field(exc)] = str(exc)
         return None
