@@ -20,13 +20,13 @@ import pytest
 
 from scitq_bench.recruit.providers.base import Provider, build_provider
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, hire
 from scitq_bench.server.recruit.jobs import ENDED, JobRunner, JobSettings
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import EXTENSION, build
+from tests.e2e.test_recruitment_ssh import hire_on_ssh
 from tests.integration.test_cli_commands import as_json, fails, ok
+from tests.integration.test_job_cancel import job_of, worker_of
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -111,17 +111,8 @@ def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def ended(db: Database, job_id: int) -> Job | None:
-    with db.read() as session:
-        job = session.get(Job, job_id)
-        session.expunge(job)
-        return job if job.status in ENDED else None
-
-
-def worker_of(db: Database, worker_id: int) -> Worker:
-    with db.read() as session:
-        worker = session.get(Worker, worker_id)
-        session.expunge(worker)
-        return worker
+    job = job_of(db, job_id)
+    return job if job.status in ENDED else None
 
 
 def test_the_deploy_timeout_bounds_the_whole_job(db: Database, closed_port: int) -> None:
@@ -133,12 +124,7 @@ def test_the_deploy_timeout_bounds_the_whole_job(db: Database, closed_port: int)
         settings=JobSettings(deploy_timeout=TIMEOUT, boot_poll=0.2, ansible_vars={
             "ansible_port": closed_port, "connect_timeout": 600}))
     try:
-        with db.write() as session:
-            catalog.upsert_offers(session, "ssh", ssh.offers())
-            job = hire(session, RecruitSettings(), batch=None, flavor="auto:cpu>=2",
-                       provider="ssh", region="auto", concurrency=1, prefetch=0)
-            assert not isinstance(job, Refusal), job
-            job_id, worker_id = job.id, job.worker_id
+        job_id, worker_id = hire_on_ssh(db, ssh)
         started = time.monotonic()
         runner.submit(job_id)
         seen = wait_until(a_running_task, timeout=TIMEOUT, interval=0.1,

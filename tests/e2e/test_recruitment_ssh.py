@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scitq_bench.recruit.providers.base import build_provider
+from scitq_bench.recruit.providers.base import Provider, build_provider
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Worker
 from scitq_bench.server.recruit import catalog
@@ -42,6 +42,17 @@ def _finished(db: Database, job_id: int) -> Job:
     return wait_until(ended, timeout=300, interval=0.5, what=f"job {job_id}")
 
 
+def hire_on_ssh(db: Database, ssh: Provider, concurrency: int = 1) -> tuple[int, int]:
+    """A deploy job for a machine of the ``ssh`` provider: (its id, its worker's id)."""
+    with db.write() as session:
+        catalog.upsert_offers(session, "ssh", ssh.offers())
+        job = hire(session, RecruitSettings(), batch=None, flavor="auto:cpu>=2",
+                   provider="ssh", region="auto", concurrency=concurrency, prefetch=0)
+        assert not isinstance(job, Refusal), job
+        assert job.worker_id is not None
+        return job.id, job.worker_id
+
+
 def test_recruited_over_ssh_deployed_by_ansible_and_given_back(
         tmp_path: Path, target: SshTarget, server: ReachableServer,  # noqa: F811
         packages: Packages) -> None:  # noqa: F811
@@ -61,12 +72,7 @@ def test_recruited_over_ssh_deployed_by_ansible_and_given_back(
                                  "pip_extra_args": f"--no-index --find-links "
                                                    f"{packages.wheelhouse} --no-compile"}))
     try:
-        with db.write() as session:
-            catalog.upsert_offers(session, "ssh", ssh.offers())
-            job = hire(session, RecruitSettings(), batch=None, flavor="auto:cpu>=2",
-                       provider="ssh", region="auto", concurrency=2, prefetch=0)
-            assert not isinstance(job, Refusal), job
-            job_id, worker_id = job.id, job.worker_id
+        job_id, worker_id = hire_on_ssh(db, ssh, concurrency=2)
         runner.submit(job_id)
         deployed = _finished(db, job_id)
         assert deployed.status == "succeeded", deployed.log

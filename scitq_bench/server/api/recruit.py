@@ -8,7 +8,7 @@ from flask import Blueprint, Response, g, request
 
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server.api.registry import ADMIN, QueryParam, endpoint, int_arg
-from scitq_bench.server.bench.models import Account
+from scitq_bench.server.bench.accounts import display_name
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import service
 from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
@@ -18,14 +18,9 @@ bp = Blueprint("recruit", __name__)
 
 
 def caller() -> str:
-    """Who makes this request, as a job records who cancelled it: the account's name,
-    else the token's role."""
-    principal = g.principal
-    if principal.account_id is None:
-        return str(principal.role)
+    """Who makes this request, as a job records who cancelled it."""
     with server_context().db.read() as session:
-        account = session.get(Account, principal.account_id)
-        return account.name if account is not None else str(principal.role)
+        return display_name(session, g.principal)
 
 
 @endpoint(bp, "/recruiters", "POST", access=ADMIN, body=RecruiterCreate,

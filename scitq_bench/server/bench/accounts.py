@@ -7,12 +7,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
-from scitq_bench.server.auth import ORGANIZER, PARTICIPANT, issue_token
+from scitq_bench.server.auth import ORGANIZER, PARTICIPANT, Principal, issue_token
 from scitq_bench.server.bench.models import Account
 from scitq_bench.server.models import ApiToken
 from scitq_bench.server.serialize import iso
 
 ROLES = (PARTICIPANT, ORGANIZER)
+
+
+def display_name(session: Session, principal: Principal) -> str:
+    """Who holds the token, for people to read: the account's name, else its role."""
+    if principal.account_id is None:
+        return principal.role
+    account = session.get(Account, principal.account_id)
+    return account.name if account is not None else principal.role
 
 
 def create_account(session: Session, name: str, role: str,

@@ -15,11 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, request, session
-from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server import auth
-from scitq_bench.server.bench.models import Account
+from scitq_bench.server.bench.accounts import display_name
 from scitq_bench.server.context import server_context
 from scitq_bench.settings import ServerSettings
 
@@ -97,7 +96,7 @@ def sign_in(token: str) -> User:
         if principal.role not in GUI_ROLES:
             raise Forbidden(f"a {principal.role} token is for machines; sign in with an "
                             "admin, organizer or participant token")
-        name = _display_name(db_session, principal)
+        name = display_name(db_session, principal)
     session.clear()
     session.update(
         token_hash=auth.hash_token(token),
@@ -113,13 +112,6 @@ def sign_in(token: str) -> User:
 
 def sign_out() -> None:
     session.clear()
-
-
-def _display_name(db_session: Session, principal: auth.Principal) -> str:
-    if principal.account_id is None:
-        return principal.role
-    account = db_session.get(Account, principal.account_id)
-    return account.name if account is not None else principal.role
 
 
 class SessionExpired(Exception):

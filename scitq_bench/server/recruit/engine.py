@@ -416,11 +416,10 @@ class Engine:
                     worker = session.get(Worker, job.worker_id)
                     if worker is not None and worker.released_at is None:
                         destroy(session, worker, "its deploy was interrupted")
-            for job in session.scalars(select(Job).where(Job.status == CANCELLED,
-                                                         Job.worker_id.is_not(None))):
-                worker = session.get(Worker, job.worker_id)
-                if worker is not None and worker.released_at is None and job.id == _last_job(
-                        session, worker.id):
+            kept = session.execute(select(Job, Worker).join(Worker, Worker.id == Job.worker_id)
+                                   .where(Job.status == CANCELLED, Worker.released_at.is_(None)))
+            for job, worker in kept.all():
+                if job.id == _last_job(session, worker.id):
                     destroy(session, worker, f"job {job.id} was cancelled before its "
                                              "machine was given back")
             pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))

@@ -349,12 +349,8 @@ class JobRunner:
             auth.revoke_machine_token(session, name)
 
     def _fail_worker(self, worker_id: int) -> None:
-        """The deploy failed: the record stays, failed and released."""
         with self.db.write() as session:
-            worker = session.get(Worker, worker_id)
-            if worker is not None:
-                transitions.move_worker(session, worker.id, WorkerStatus.FAILED)
-                worker.released_at = utcnow()
+            fail_worker(session, worker_id)
 
     # -- destroy ---------------------------------------------------------------------
 
@@ -411,6 +407,15 @@ class JobRunner:
                 if worker.status != WorkerStatus.EVICTED.value:
                     transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         self.note(job_id, "machine given back", 100)
+
+
+def fail_worker(session: Session, worker_id: int) -> None:
+    """A deploy that failed, or was cancelled before it started: the worker's record
+    stays, failed and released (one released already stays as it is)."""
+    worker = session.get(Worker, worker_id)
+    if worker is not None and worker.released_at is None:
+        transitions.move_worker(session, worker.id, WorkerStatus.FAILED)
+        worker.released_at = utcnow()
 
 
 def append_log(session: Session, job_id: int, line: str, progress: int | None = None) -> None:

@@ -22,6 +22,7 @@ from scitq_bench.server.recruit.jobs import (
     LIVE,
     PENDING,
     append_log,
+    fail_worker,
 )
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
@@ -156,19 +157,11 @@ def cancel_job(session: Session, job_id: int, who: str) -> tuple[Job, str]:
         raise Conflict(f"job {job_id} is {job.status}; only a pending or running job is "
                        "cancelled", details={"job_id": job_id, "status": job.status})
     if was == PENDING and job.kind == DEPLOY and job.worker_id is not None:
-        _close_worker(session, job.worker_id)
+        fail_worker(session, job.worker_id)
     session.flush()
     append_log(session, job_id, f"cancel requested by {who} (the job was {was})")
     session.refresh(job)
     return job, was
-
-
-def _close_worker(session: Session, worker_id: int) -> None:
-    """A deploy that never started: its worker record ends failed and released."""
-    worker = session.get(Worker, worker_id)
-    if worker is not None and worker.released_at is None:
-        transitions.move_worker(session, worker.id, WorkerStatus.FAILED)
-        worker.released_at = utcnow()
 
 
 def retry_now(db: Database, runtime: Recruitment, job_id: int) -> dict[str, Any]:
