@@ -199,6 +199,13 @@ class _Slow(BaseHTTPRequestHandler):
         if self.path == "/missing":
             self.send_error(404)
             return
+        if self.path == "/stalled.bin":  # headers, then silence: the socket read times out
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(3)
+            return
         self.send_response(200)
         self.send_header("Content-Length", "100000")
         self.end_headers()
@@ -233,6 +240,14 @@ def test_http_fetch_errors_and_timeout(tmp_path, http_url):
         fetch(None, f"{http_url}/trickle.bin", tmp_path / "d", Deadline(0.4))  # type: ignore[arg-type]
     assert time.monotonic() - began < 2
     assert _tree(tmp_path / "d") == ["ok.txt"]
+
+
+def test_a_stalled_body_at_the_deadline_is_a_timeout_not_a_crash(tmp_path, http_url):
+    """The socket read timeout is the deadline's remainder; when it fires mid-body it
+    must read as the download's timeout, not escape as a raw urllib3 error."""
+    with pytest.raises(DownloadTimedOut, match="download timed out after 0.3 s"):
+        fetch(None, f"{http_url}/stalled.bin", tmp_path / "d", Deadline(0.3))  # type: ignore[arg-type]
+    assert not (tmp_path / "d").exists() or _tree(tmp_path / "d") == []
 
 
 def test_resource_cache_fetches_once(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from typing import BinaryIO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from scitq_bench.bench.archives import (
     ArchiveBudget,
@@ -120,8 +121,10 @@ def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None
                 _apply_action(action, argument, staging, deadline, limits)
         except (TransferError, Aborted):
             raise
-        except requests.RequestException as exc:
-            deadline.check()  # a read timeout caused by the deadline is a timeout
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # a streamed body reads the raw urllib3 response, whose errors requests
+            # does not wrap; a read timeout caused by the deadline is a timeout
+            deadline.check()
             raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
         except (ScitqBenchError, OSError) as exc:
             raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
