@@ -109,7 +109,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=300, help="simulated workers")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long they run")
     parser.add_argument("--tasks", type=int, default=20_000, help="queued for them to claim")
-    parser.add_argument("--threads", type=int, default=64, help="the server's threads")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -118,7 +117,7 @@ def main() -> None:
         stack = Stack(root=root, database_url=f"sqlite:///{root / 'load.db'}",
                       lease_seconds=60)
         stack.init()
-        stack.start_server(threads=args.threads)
+        stack.start_server()
         try:
             feed(stack.url, stack.token, args.tasks)
             tally = Tally()

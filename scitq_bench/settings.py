@@ -4,8 +4,13 @@ Environment variables (stable, users rely on them):
 ``SCITQ_BENCH_DATA_DIR``, ``SCITQ_BENCH_DATABASE_URL``, ``SCITQ_BENCH_SERVER``,
 ``SCITQ_BENCH_TOKEN``, ``SCITQ_BENCH_LEASE_SECONDS``, ``SCITQ_BENCH_CONFIG``,
 ``SCITQ_BENCH_PUBLIC_URL``, ``SCITQ_BENCH_DATABASE_BUSY_TIMEOUT``,
+``SCITQ_BENCH_DATABASE_POOL_SIZE``, ``SCITQ_BENCH_DIRECT_DATABASE_URL``,
 ``SCITQ_BENCH_REAPER_INTERVAL``,
-``SCITQ_BENCH_RETRY_SECONDS``.
+``SCITQ_BENCH_RETRY_SECONDS``,
+``SCITQ_BENCH_STORE_DIR`` (where the ``server://`` files live; default
+``<data_dir>/store``), ``SCITQ_BENCH_LOG_DIR`` (where execution logs live; default
+``<data_dir>/logs``): absolute paths (``~`` allowed), a relative one is refused, so
+that every process and replica sharing one directory names it alike.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ class ServerSettings:
     # seconds a request may wait for a busy database before it is answered 503
     # (Retry-After); SQLite has one writer at a time
     database_busy_timeout: float = 10.0
+    # PostgreSQL connections one server process holds at most (its requests share
+    # them; one waits at most database_busy_timeout for one, then gets a 503)
+    database_pool_size: int = 20
+    # PostgreSQL reached directly, not through a transaction pooler such as pgbouncer:
+    # the wake-up listener and the leader's advisory lock need sessions of their own
+    # (default: database_url)
+    direct_database_url: str | None = None
     # the URL workers reach this server at (recruited machines are given it)
     public_url: str | None = None
     # ``recruitment:`` in settings.yaml: providers' configuration (credentials included:
@@ -66,14 +78,25 @@ class ServerSettings:
     run_recruiter: bool = True
     # ``submission_archive:`` in settings.yaml: what a submission zip may unpack to
     submission_limits: ArchiveLimits = SUBMISSION_LIMITS
+    # ``log_dir`` / ``store_dir`` as set (``from_env`` always sets them); None: under
+    # data_dir. Read them through the properties.
+    log_root: Path | None = None
+    store_root: Path | None = None
 
     @property
     def log_dir(self) -> Path:
-        return self.data_dir / "logs"
+        """Where execution logs live: shared by every process and replica."""
+        return self.log_root or self.data_dir / "logs"
 
     @property
     def store_dir(self) -> Path:
-        return self.data_dir / "store"
+        """Where ``server://`` files live: shared by every process and replica."""
+        return self.store_root or self.data_dir / "store"
+
+    @property
+    def session_database_url(self) -> str:
+        """Where sessions that outlive a transaction connect (LISTEN, advisory locks)."""
+        return self.direct_database_url or self.database_url
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: Any) -> ServerSettings:
@@ -90,6 +113,8 @@ class ServerSettings:
                   or file_values.get("reaper_interval", 1))
         busy = (os.environ.get("SCITQ_BENCH_DATABASE_BUSY_TIMEOUT")
                 or file_values.get("database_busy_timeout", 10))
+        pool = (os.environ.get("SCITQ_BENCH_DATABASE_POOL_SIZE")
+                or file_values.get("database_pool_size", 20))
         recruitment = file_values.get("recruitment") or {}
         if not isinstance(recruitment, dict):
             raise InvalidInput(f"{root / 'settings.yaml'}: recruitment must be a mapping")
@@ -99,10 +124,17 @@ class ServerSettings:
             "lease_seconds": _positive_float("lease_seconds", lease),
             "reaper_interval": _positive_float("reaper_interval", reaper),
             "database_busy_timeout": _positive_float("database_busy_timeout", busy),
+            "database_pool_size": _positive_int("database_pool_size", pool),
+            "direct_database_url": (os.environ.get("SCITQ_BENCH_DIRECT_DATABASE_URL")
+                                    or file_values.get("direct_database_url")),
             "public_url": os.environ.get("SCITQ_BENCH_PUBLIC_URL") or file_values.get("public_url"),
             "recruitment": recruitment,
             "submission_limits": _archive_limits(
                 "submission_archive", file_values.get("submission_archive"), SUBMISSION_LIMITS),
+            "log_root": _directory("log_dir", os.environ.get("SCITQ_BENCH_LOG_DIR")
+                                   or file_values.get("log_dir")) or root / "logs",
+            "store_root": _directory("store_dir", os.environ.get("SCITQ_BENCH_STORE_DIR")
+                                     or file_values.get("store_dir")) or root / "store",
         }
         values.update(overrides)
         return cls(**values)
@@ -116,6 +148,26 @@ def _positive_float(name: str, value: Any) -> float:
     if number <= 0:
         raise InvalidInput(f"setting {name} must be positive, got {value!r}")
     return number
+
+
+def _directory(name: str, value: Any) -> Path | None:
+    """An absolute directory (``~`` expanded); None when not set. A relative one is
+    refused: the processes sharing a store may not share a working directory."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"setting {name} must be a directory path, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise InvalidInput(f"setting {name} must be an absolute path, got {value!r}")
+    return path
+
+
+def _positive_int(name: str, value: Any) -> int:
+    number = _positive_float(name, value)
+    if number != int(number):
+        raise InvalidInput(f"setting {name} must be a whole number, got {value!r}")
+    return int(number)
 
 
 def _archive_limits(name: str, value: Any, default: ArchiveLimits) -> ArchiveLimits:

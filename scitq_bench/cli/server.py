@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 
 from scitq_bench.cli.output import note
 from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.server.serving import local_url
 from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config
+
+DEFAULT_MAX_LONG_POLLS = 10_000
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -39,19 +42,6 @@ def database_errors(hint: str = "") -> Iterator[None]:
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ScitqBenchError(f"database error: {reason}{hint}") from None
-
-
-def local_url(host: str, port: int) -> str:
-    """The URL clients on this machine use to reach a server bound to ``host``."""
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-def bind_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @click.group(short_help="Initialise, run and administer the server.")
@@ -81,23 +71,31 @@ def init(data_dir: Path | None, url: str, new_token: bool) -> None:
     click.echo(f"Client config written to {path} (mode 0600): server {url.rstrip('/')}")
 
 
-@server.command("run", short_help="Serve the API (gunicorn).")
+@server.command("run", short_help="Serve the API and run the background loops.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @data_dir_option
-@click.option("--threads", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Requests served at the same time (each long-poll holds one).")
+@click.option("--processes", type=click.IntRange(min=1),
+              help="API processes [default: the number of CPUs on PostgreSQL; SQLite "
+                   "serves from one process].")
+@click.option("--max-long-polls", type=click.IntRange(min=1), default=DEFAULT_MAX_LONG_POLLS,
+              show_default=True,
+              help="Waiting long polls one process holds (a worker holds two); one more "
+                   "is answered 503 with Retry-After.")
 @click.option("--debug", is_flag=True, help="Use Flask's development server instead.")
 @click.option("--no-reaper", is_flag=True,
-              help="Do not expire leases here (run `server scheduler` separately).")
+              help="Run no background loops here (run `server scheduler` separately).")
 @click.option("--access-log", type=click.Path(dir_okay=False, allow_dash=True),
               help="Log every request (method, path, status, seconds) to this file, "
                    "or '-' for standard output. Off by default: it costs a write per call.")
-def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
-        no_reaper: bool, access_log: str | None) -> None:
-    """Serve the API (gunicorn, one process with THREADS threads: the in-process
-    long-poll wake-ups need every request in the same process)."""
+def run(host: str, port: int, data_dir: Path | None, processes: int | None,
+        max_long_polls: int, debug: bool, no_reaper: bool, access_log: str | None) -> None:
+    """Serve the API from gevent processes (a waiting long poll holds no thread) and
+    run the background loops (lease reaper, recruitment) in a process of their own,
+    under a leader elected across every replica on the database. Any number of
+    replicas on other hosts may serve the same PostgreSQL database behind a load
+    balancer; SQLite serves from one process on one host."""
     from scitq_bench.server.migrate import upgrade
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -107,7 +105,7 @@ def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
         settings = dataclasses.replace(settings, public_url=url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with database_errors():
-        upgrade(settings.database_url)  # fail here, with one line, rather than in gunicorn
+        upgrade(settings.database_url)  # fail here, with one line, rather than in a child
     if debug:
         from scitq_bench.server.app import create_app
 
@@ -116,83 +114,79 @@ def run(host: str, port: int, data_dir: Path | None, threads: int, debug: bool,
         click.echo(f"scitq-bench server (debug) listening on {url}")
         app.run(host=host, port=port, debug=True, threaded=True, use_reloader=False)
         return
-    _serve_with_gunicorn(settings, host, port, threads, url, access_log)
+    processes = _process_count(settings, processes)
+    raise SystemExit(_supervise(settings, host, port, processes, max_long_polls,
+                                access_log, background=not no_reaper))
 
 
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(L)s'  # no query string: it may carry ids
+def _process_count(settings: ServerSettings, asked: int | None) -> int:
+    """PostgreSQL: as asked, else one per CPU. SQLite: one (its wake-ups stay in the
+    process, and its writers take turns on one file)."""
+    from sqlalchemy.engine import make_url
+
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        if asked not in (None, 1):
+            raise ScitqBenchError("--processes above 1 needs PostgreSQL: SQLite serves "
+                                  "from one process")
+        return 1
+    return asked or os.cpu_count() or 1
 
 
-def _serve_with_gunicorn(settings: ServerSettings, host: str, port: int, threads: int,
-                         url: str, access_log: str | None = None) -> None:
-    from gunicorn.app.base import BaseApplication
+def _supervise(settings: ServerSettings, host: str, port: int, processes: int,
+               max_long_polls: int, access_log: str | None, *, background: bool) -> int:
+    from scitq_bench.server.supervisor import python_module, supervise
 
-    from scitq_bench.server.app import create_app
-
-    class EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
-        """gunicorn configured from our options, not from its command line."""
-
-        def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-            self.factory = factory
-            self.options = options
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                if key in self.cfg.settings:  # settings of newer gunicorns are skipped
-                    self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return self.factory()  # in the worker process, so the reaper thread lives there
-
-    def when_ready(_arbiter: Any) -> None:
-        click.echo(f"scitq-bench server listening on {url}")
-
-    options = {
-        "bind": [bind_address(host, port)],
-        "workers": 1,
-        "worker_class": "gthread",
-        "threads": threads,
-        "graceful_timeout": 5,  # only long-polls run long, and clients retry them
-        "timeout": 60,
-        "loglevel": "info",
-        "proc_name": "scitq-bench-server",
-        "when_ready": when_ready,
-        # gunicorn >= 25.1 opens a control socket at one fixed path per user: two servers
-        # on a machine would clash, and nothing here uses it
-        "control_socket_disable": True,
-    }
-    if access_log:
-        options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
-    EmbeddedGunicorn(lambda: create_app(settings), options).run()
+    api = python_module(
+        "scitq_bench.server.serving", "--host", host, "--port", str(port),
+        "--processes", str(processes), "--max-long-polls", str(max_long_polls),
+        "--data-dir", str(settings.data_dir),
+        *(["--public-url", settings.public_url] if settings.public_url else []),
+        *(["--access-log", access_log] if access_log else []))
+    loops = python_module("scitq_bench.cli.main", "server", "scheduler",
+                          "--data-dir", str(settings.data_dir))
+    if settings.public_url:  # the background process recruits for this URL
+        os.environ.setdefault("SCITQ_BENCH_PUBLIC_URL", settings.public_url)
+    return supervise(api, loops if background else None)
 
 
-@server.command("scheduler", short_help="Run the lease reaper alone.")
+@server.command("scheduler", short_help="Run the background loops (reaper, recruitment).")
 @data_dir_option
 def scheduler(data_dir: Path | None) -> None:
-    """Run the lease reaper alone, in the foreground (for servers run with --no-reaper):
-    executions whose worker went silent are marked lost and their tasks queued again."""
-    from scitq_bench.server.db import Database
-    from scitq_bench.server.reaper import Reaper
+    """Run the background loops in the foreground, under leadership: the lease reaper
+    (executions whose worker went silent are marked lost and their tasks queued again)
+    and, where the server knows its public URL, recruitment and its jobs. Any number
+    may run, here or on other hosts sharing the database: one leads and runs the loops,
+    the others stand by and take over if it dies or freezes."""
+    import threading
+
+    from scitq_bench.server.background import run_background
+    from scitq_bench.server.leader import process_name
+    from scitq_bench.server.migrate import upgrade
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = ServerSettings.from_env(data_dir)
-    db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout)
-    reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval)
+    stop = threading.Event()
+    me = process_name()
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        reaper.stop()
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    def on_change(leading: bool) -> None:
+        note(f"scitq-bench scheduler {me}: " + ("leading: running the background loops"
+                                                if leading else "no longer leading"))
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with database_errors():
-            reaper.grant_grace()  # the server was away: its workers are not to blame
-        note(f"scitq-bench scheduler: reaping leases of {settings.lease_seconds:g}s "
-             f"every {settings.reaper_interval:g}s")
-        reaper.run_forever()
+            upgrade(settings.database_url)
+        recruits = " and recruitment" if settings.public_url else ""
+        note(f"scitq-bench scheduler {me}: reaping leases of {settings.lease_seconds:g}s "
+             f"every {settings.reaper_interval:g}s{recruits} while leading; campaigning")
+        with database_errors():
+            run_background(settings, stop, on_change=on_change)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        db.dispose()
 
 
 @server.command("token", short_help="Mint an admin or enrollment token.")

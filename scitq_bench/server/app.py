@@ -22,11 +22,10 @@ from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
 from scitq_bench.server.db import Database
-from scitq_bench.server.filestore import FileStore
-from scitq_bench.server.logstore import LogStore
 from scitq_bench.server.migrate import upgrade
-from scitq_bench.server.notify import Notifier
+from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.reaper import Reaper
+from scitq_bench.server.storage import build_stores
 from scitq_bench.settings import ServerSettings
 
 BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp, bench.bp,
@@ -34,25 +33,30 @@ BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp
 
 
 def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
-               start_recruiter: bool | None = None) -> Flask:
+               start_recruiter: bool | None = None,
+               notifier: Notifier | None = None, dispatch_jobs: bool = False) -> Flask:
     """Build the app. ``start_reaper`` (default: ``settings.run_reaper``) starts the
     lease reaper thread; recruitment is set up when the server knows the URL workers
     reach it at (``public_url``), and its loop started with ``start_recruiter``
-    (default: ``settings.run_recruiter`` when the reaper runs). The schema is migrated
-    to the latest revision first."""
+    (default: ``settings.run_recruiter`` when the reaper runs). ``notifier`` carries
+    wake-ups (default: this process only). ``dispatch_jobs``: deploy and destroy jobs
+    run in the leader's background process, not here. The schema is migrated to the
+    latest revision first."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     app = Flask(__name__)
     bounds.register(app)  # before any route: the routes use its ``id`` converter
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]  # field order is the model's; sorting costs
-    db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout)
+    db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout,
+                  pool_size=settings.database_pool_size)
+    logs, files = build_stores(settings)
     context = ServerContext(
         settings=settings,
         db=db,
-        logs=LogStore(settings.log_dir),
-        files=FileStore(settings.store_dir),
-        notifier=Notifier(),
+        logs=logs,
+        files=files,
+        notifier=notifier or Notifier(),
     )
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:
@@ -68,21 +72,34 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
         reaping = settings.run_reaper if start_reaper is None else start_reaper
         if start_recruiter is None:
             start_recruiter = settings.run_recruiter and reaping
-        start_recruitment(app, settings.public_url, start=start_recruiter)
+        start_recruitment(app, settings.public_url, start=start_recruiter,
+                          dispatch=dispatch_jobs)
     return app
 
 
-def start_recruitment(app: Flask, server_url: str, *, start: bool) -> None:
+def start_recruitment(app: Flask, server_url: str, *, start: bool,
+                      dispatch: bool = False) -> None:
     """Set up recruitment for ``app`` (its API answers once this ran) and, with
-    ``start``, run its loop."""
+    ``start``, run its loop; with ``dispatch``, its jobs are handed to the leader."""
     from scitq_bench.server.recruit.runtime import EXTENSION as RECRUIT
     from scitq_bench.server.recruit.runtime import build
 
     context = app.extensions[EXTENSION]
-    runtime = build(context.settings, context.db, server_url)
+    runtime = build(context.settings, context.db, server_url,
+                    dispatch=context.notifier if dispatch else None)
     app.extensions[RECRUIT] = runtime
     if start:
         runtime.engine.start()
+
+
+def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flask:
+    """The app of one API process of ``server run``: it serves requests only (the
+    background process runs the loops) and shares wake-ups with every other process
+    on the database."""
+    notifier = build_notifier(settings.session_database_url, max_waiters=max_long_polls)
+    notifier.start()
+    return create_app(settings, start_reaper=False, start_recruiter=False, notifier=notifier,
+                      dispatch_jobs=True)
 
 
 def create_app_from_env() -> Flask:

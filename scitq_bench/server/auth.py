@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
@@ -83,13 +84,30 @@ def revoke_worker_tokens(session: Session, worker_id: int) -> None:
 
 
 def authenticate(session: Session, header: str | None) -> Principal:
-    if not header or not header.startswith("Bearer "):
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    token = header.removeprefix("Bearer ").strip()
-    principal = principal_for_hash(session, hash_token(token))
+    principal = principal_for_hash(session, bearer_hash(header))
     if principal is None:
         raise Unauthorized("invalid token")
     return principal
+
+
+def bearer_hash(header: str | None) -> str:
+    """The hash of the token an ``Authorization`` header carries."""
+    if not header or not header.startswith("Bearer "):
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return hash_token(header.removeprefix("Bearer ").strip())
+
+
+_BY_HASHES = select(ApiToken.__table__.c.token_hash, ApiToken.__table__.c.role,
+                    ApiToken.__table__.c.worker_id, ApiToken.__table__.c.account_id).where(
+    ApiToken.__table__.c.token_hash.in_(bindparam("hashes", expanding=True)))
+
+
+def principals_for_hashes(session: Session, hashes: Iterable[str]) -> dict[str, Principal]:
+    """Who holds each token of ``hashes`` still on record (revoked ones are absent),
+    in one query."""
+    rows = session.connection().execute(_BY_HASHES, {"hashes": sorted(set(hashes))})
+    return {row.token_hash: Principal(role=row.role, worker_id=row.worker_id,
+                                      account_id=row.account_id) for row in rows}
 
 
 def principal_for_hash(session: Session, token_hash: str) -> Principal | None:

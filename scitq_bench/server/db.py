@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scitq_bench.exceptions import Busy, InvalidInput
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a request may wait for the database
+DEFAULT_POOL_SIZE = 20  # PostgreSQL connections per process
 
 # SQLSTATEs PostgreSQL uses for "not now, try again": serialization_failure,
 # deadlock_detected, too_many_connections, lock_not_available, cannot_connect_now
@@ -42,9 +43,12 @@ SQLITE_BUSY_TEXTS = ("database is locked", "database table is locked", "database
 class Database:
     """Owns the engines and sessions; everything else asks it for a session."""
 
-    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                 pool_size: int = DEFAULT_POOL_SIZE) -> None:
         """``busy_timeout``: seconds a transaction may wait for the database (for the
-        write lock, or a pooled connection) before it fails with ``Busy``."""
+        write lock, or a pooled connection) before it fails with ``Busy``.
+        ``pool_size``: PostgreSQL connections this process holds at most, whatever the
+        number of requests waiting for one (a fixed pool: no connection churn)."""
         if busy_timeout <= 0:
             raise InvalidInput(f"busy_timeout must be positive, got {busy_timeout!r}",
                                field="busy_timeout")
@@ -65,7 +69,7 @@ class Database:
             self.reader = _sqlite_engine(url, "BEGIN", busy_timeout)
         else:
             self.writer = create_engine(
-                url, pool_size=10, max_overflow=30, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
                 pool_timeout=busy_timeout, future=True,
             )
             self.reader = self.writer

@@ -1,27 +1,36 @@
-"""The server's own file store behind ``server://`` URIs, so the embedded setup needs
-no cloud storage. Writes land in a temporary file renamed into place: a reader never
-sees half a file."""
+"""The server's own file store behind ``server://`` URIs, in one local directory, so
+the embedded setup needs no cloud storage: the local ``FileStorage``.
+
+Writes land in a temporary file next to their target, renamed into place: a reader, in
+this process or another, never sees half a file, and of two writers of one path the
+last rename wins whole. An open file keeps the bytes it had when opened. Several hosts
+may share the directory (one file system mounted at the same path on each).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from scitq_bench.exceptions import InvalidInput, NotFound
+from scitq_bench.server.storage import FileStorage, StoredEntry, StoredFile
 
 CHUNK = 1 << 16
 NAME_MAX, PATH_MAX = 255, 1024  # what file systems take (a name), and a sane bound
+TEMPORARY = ".upload-"  # temporary files' prefix: never listed
+FOLDER_TRIES = 5  # times a write makes its folder again when a failed writer removed it
 
 
-class FileStore:
+class LocalFileStore(FileStorage):
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    def resolve(self, relative: str) -> Path:
+    def _resolve(self, relative: str) -> Path:
         """Map a store path to disk, refusing anything that escapes the store."""
         clean = relative.strip("/")
         if "\x00" in clean:  # no file name holds one; the OS call would raise
@@ -39,13 +48,10 @@ class FileStore:
 
     def write(self, relative: str, body: BinaryIO,
               check: Callable[[Path], None] | None = None) -> int:
-        """Store ``body`` at ``relative``; returns its size. ``check`` sees the whole
-        file before it is renamed into place: if it raises, nothing is stored (not even
-        the folder this write made)."""
-        path = self.resolve(relative)
-        made = not path.parent.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        """As ``FileStorage.write``; a refused write leaves not even the folder it
+        made."""
+        path = self._resolve(relative)
+        made, fd, temporary = _temporary_beside(path)
         size = 0
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -64,28 +70,56 @@ class FileStore:
         return size
 
     def discard(self, *relatives: str) -> None:
-        """Remove stored files if they are there: cleaning up after a failed or undone
-        operation, where a missing file or an odd path is no reason to fail."""
         for relative in relatives:
             try:
-                self.resolve(relative).unlink(missing_ok=True)
+                self._resolve(relative).unlink(missing_ok=True)
             except (OSError, InvalidInput):
                 pass
 
-    def open(self, relative: str) -> Path:
-        path = self.resolve(relative)
-        if not path.is_file():
-            raise NotFound(f"no file at server://{relative.strip('/')}")
-        return path
+    def open(self, relative: str) -> StoredFile:
+        path = self._resolve(relative)
+        clean = relative.strip("/")
+        missing = NotFound(f"no file at server://{clean}")
+        if not path.is_file():  # never open a folder, a pipe or a device
+            raise missing
+        try:
+            stream = path.open("rb")
+        except FileNotFoundError:  # discarded since
+            raise missing from None
+        info = os.fstat(stream.fileno())
+        return StoredFile(path=clean, size=info.st_size, modified=info.st_mtime,
+                          etag=f"{info.st_mtime_ns:x}-{info.st_size:x}-{info.st_ino:x}",
+                          stream=stream)
 
-    def list(self, prefix: str = "") -> list[dict]:
-        base = self.resolve(prefix) if prefix.strip("/") else self.root
-        if base.is_file():
-            files = [base]
-        elif base.is_dir():
-            files = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".upload-"))
-        else:
-            return []
-        return [
-            {"path": str(p.relative_to(self.root)), "size": p.stat().st_size} for p in files
-        ]
+    def list(self, prefix: str = "") -> list[StoredEntry]:
+        base = self._resolve(prefix) if prefix.strip("/") else self.root
+        found = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
+        entries: list[StoredEntry] = []
+        for path in found:
+            if path.name.startswith(TEMPORARY):
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # discarded or renamed since
+                continue
+            if stat.S_ISREG(info.st_mode):
+                entries.append({"path": str(path.relative_to(self.root)), "size": info.st_size})
+        return entries
+
+
+def _temporary_beside(path: Path) -> tuple[bool, int, str]:
+    """Whether this write made ``path``'s folder, and a temporary file in it (a rename
+    within one folder is atomic). A writer that failed removes the folder it made: when
+    that happens between our mkdir and our temporary file, make the folder again."""
+    tries = 0
+    while True:
+        made = not path.parent.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY)
+        except FileNotFoundError:
+            tries += 1
+            if tries == FOLDER_TRIES:
+                raise
+            continue
+        return made, fd, temporary

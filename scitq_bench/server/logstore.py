@@ -1,9 +1,10 @@
-"""Execution logs as append-only files, one per stream, never rewritten.
+"""Execution logs as append-only files under one directory, one per stream, never
+rewritten: the local ``LogStorage``.
 
-Appends carry the offset the writer believes is the end: a repeated chunk (a retry
-after a lost answer) is skipped where it overlaps, and a gap is refused with the
-expected offset so the writer resends from there. An advisory lock per file keeps
-concurrent writers (threads or processes) from interleaving.
+An advisory lock (``flock``) per file keeps concurrent writers, threads or processes,
+from interleaving: under it the writer reads the size and appends, so the offset check
+and the write are one step. Several hosts may share the directory on a file system
+whose locks reach every host (NFSv4, or NFSv3 with its lock daemon).
 """
 
 from __future__ import annotations
@@ -11,37 +12,38 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from scitq_bench.exceptions import Conflict, InvalidInput
+from scitq_bench.server.storage import STREAMS, LogStorage
 
-STREAMS = ("stdout", "stderr")
 CHUNK = 1 << 16
 
 
-class LogStore:
+class LocalLogStore(LogStorage):
+    """Logs at ``<root>/<id // 1000>/<id>/<stream>``: a thousand executions a folder."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def _dir(self, execution_id: int) -> Path:
         return self.root / f"{execution_id // 1000:06d}" / str(execution_id)
 
-    def path(self, execution_id: int, stream: str) -> Path:
+    def _path(self, execution_id: int, stream: str) -> Path:
         if stream not in STREAMS:
             raise InvalidInput(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
         return self._dir(execution_id) / stream
 
     def size(self, execution_id: int, stream: str) -> int:
         try:
-            return self.path(execution_id, stream).stat().st_size
+            return self._path(execution_id, stream).stat().st_size
         except FileNotFoundError:
             return 0
 
     def append(self, execution_id: int, stream: str, offset: int, body: BinaryIO) -> int:
-        """Write ``body`` at ``offset``; return the new size."""
-        path = self.path(execution_id, stream)
+        path = self._path(execution_id, stream)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -66,14 +68,15 @@ class LogStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def iter_read(self, execution_id: int, stream: str, offset: int = 0,
-                  limit: int | None = None) -> Iterable[bytes]:
-        """Stream a range without holding it in memory."""
-        path = self.path(execution_id, stream)
-        if not path.exists():
+    def read(self, execution_id: int, stream: str, offset: int = 0,
+             limit: int | None = None) -> Iterator[bytes]:
+        path = self._path(execution_id, stream)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:  # never written, or deleted
             return
         remaining = limit if limit is not None and limit >= 0 else None
-        with open(path, "rb") as handle:
+        with handle:
             handle.seek(offset)
             while remaining is None or remaining > 0:
                 chunk = handle.read(CHUNK if remaining is None else min(CHUNK, remaining))

@@ -209,6 +209,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-# The benchmark and recruitment tables share this metadata (one schema, one history).
+# The benchmark, recruitment and leader tables share this metadata (one schema, one history).
+from scitq_bench.server import leader as _leader  # noqa: E402, F401
 from scitq_bench.server.bench import models as _bench_models  # noqa: E402, F401
 from scitq_bench.server.recruit import models as _recruit_models  # noqa: E402, F401

@@ -1,5 +1,6 @@
-"""The background loop that expires leases; runs in the server process or alone
-(``scitq-bench server scheduler``).
+"""The background loop that expires leases; runs in the server process, or in the
+leader of the background processes (``server/background.py``), which asks before
+each pass whether it still leads.
 
 A lease expires when its worker stopped answering. But the server can stop listening
 too: the process suspended (SIGSTOP, a paused VM), a long GC pause or swap storm, a
@@ -49,8 +50,12 @@ def read_clocks() -> Instant:
 class Reaper:
     def __init__(self, db: Database, lease_seconds: float, interval: float,
                  notifier: Notifier | None = None,
-                 clock: Callable[[], Instant] = read_clocks) -> None:
+                 clock: Callable[[], Instant] = read_clocks,
+                 leading: Callable[[], bool] | None = None) -> None:
+        """``leading``: asked before each pass of ``run_forever``, which ends once it
+        says no (this process lost its lead)."""
         self.db = db
+        self.leading = leading
         self.lease_seconds = lease_seconds
         self.interval = interval
         self.notifier = notifier
@@ -96,6 +101,8 @@ class Reaper:
 
     def run_forever(self) -> None:
         while not self._stop.wait(self.interval):
+            if self.leading is not None and not self.leading():
+                return
             try:
                 self.run_once()
             except Exception:  # keep reaping through transient database errors

@@ -1,8 +1,9 @@
 """Worker reports: execution events applied in order, in a few set-based statements.
 
-The report's executions are locked first; each event is then checked against the
-state machine in memory, in order, so one report of a thousand events costs a handful
-of statements instead of a few per event. An event about an execution that is no
+The report's executions are locked first, read with what their tasks need to follow
+(status, retries, whether other tasks wait on them); each event is then checked against
+the state machine in memory, in order, so one report of a thousand events costs a
+handful of statements instead of a few per event. An event about an execution that is no
 longer live (lost, deleted, another worker's) is refused on its own, and the worker
 drops that execution: that is what makes a late finish after a requeue harmless.
 """
@@ -12,18 +13,19 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, exists, select, true
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden
+from scitq_bench.server import scheduling, transitions
 from scitq_bench.server import tasks as task_domain
-from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Execution, Requirement, Task, Worker, utcnow
 from scitq_bench.server.schemas import ExecutionEvent
-from scitq_bench.states import LIVE_TASK_VALUES
+from scitq_bench.states import LIVE_EXECUTION_VALUES, LIVE_TASK_VALUES
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 
@@ -32,6 +34,9 @@ from scitq_bench.states import TaskStatus as T
 class ReportOutcome:
     results: list[dict[str, Any]]
     work_released: bool  # a task went back to (or newly entered) the queue
+    # the worker as read at the start, its executions this report ended taken off
+    # ``held``: what a claim in the same transaction starts from
+    worker: scheduling.WorkerState | None = None
 
 
 @dataclass
@@ -43,31 +48,54 @@ class _Outcomes:
     final: dict[int, tuple[E, ExecutionEvent]] = field(default_factory=dict)
 
 
-def report(db: Database, worker_id: int, events: list[ExecutionEvent]) -> ReportOutcome:
+def report(db: Database, worker_id: int, events: list[ExecutionEvent],
+           lease_seconds: float | None = None) -> ReportOutcome:
     with db.write() as session:
-        return report_in(db, session, worker_id, events)
+        return report_in(db, session, worker_id, events, lease_seconds)
+
+
+_execution, _task = Execution.__table__, Task.__table__
+# The reporting worker, read once (materialized: not once per execution row)
+_WORKER = (select(*scheduling.WORKER_STATE_COLUMNS)
+           .where(Worker.__table__.c.id == bindparam("w_id"))
+           .cte("reporter").prefix_with("MATERIALIZED"))
+# Everything a report needs, in one statement: the reporting worker, the executions
+# reported (locked) and what their tasks need to follow them (not locked: the tasks'
+# moves are guarded by status).
+_REPORTED = (
+    select(_execution.c.id, _execution.c.task_id, _execution.c.worker_id,
+           _execution.c.status, _execution.c.started_at,
+           _task.c.status.label("task_status"), _task.c.retries_used,
+           _task.c.retries_allowed,
+           exists().where(Requirement.__table__.c.prerequisite_id == _task.c.id)
+           .label("has_dependents"),
+           *(_WORKER.c[column.name] for column in scheduling.WORKER_STATE_COLUMNS))
+    .select_from(_execution.join(_task, _task.c.id == _execution.c.task_id)
+                 .join(_WORKER, true()))
+    .where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
+)
+
+
+@lru_cache(maxsize=16)
+def _reported(db: Database) -> Select[Any]:
+    return db.lock_for_update(_REPORTED, _execution)
 
 
 def report_in(db: Database, session: Session, worker_id: int,
-              events: list[ExecutionEvent]) -> ReportOutcome:
+              events: list[ExecutionEvent], lease_seconds: float | None = None) -> ReportOutcome:
     """``report`` inside the caller's write transaction (the claim that follows a report
-    shares it: one transaction, one commit per round trip)."""
-    worker = session.get(Worker, worker_id)
+    shares it: one transaction, one commit per round trip). The worker's last contact
+    is written unless it was less than the slack of ``lease_seconds`` ago (None:
+    always), after the executions and tasks: rows are locked in that order."""
+    connection = session.connection()
+    ids = sorted({e.execution_id for e in events})
+    found = connection.execute(_reported(db), {"w_id": worker_id, "e_ids": ids}).all()
+    worker = (scheduling.worker_state_of(found[0]) if found
+              else scheduling.worker_state(connection, worker_id))
     if worker is None:
         raise Forbidden(f"worker {worker_id} is not registered")
-    worker.last_contact_at = now = utcnow()
-    ids = sorted({e.execution_id for e in events})
-    rows = {
-        row.id: row
-        for row in session.execute(
-            db.lock_for_update(
-                select(Execution.id, Execution.task_id, Execution.worker_id,
-                       Execution.status, Execution.started_at)
-                .where(Execution.id.in_(ids)),
-                Execution,
-            )
-        )
-    }
+    now = utcnow()
+    rows = {row.id: row for row in found}
     status = {i: E(row.status) for i, row in rows.items()}
     started = {i: row.started_at for i, row in rows.items()}
     merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
@@ -90,8 +118,12 @@ def report_in(db: Database, session: Session, worker_id: int,
         session,
         [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
     )
-    released = _tasks_follow(session, outcomes)
-    return ReportOutcome(results=results, work_released=released)
+    worker.held -= sum(1 for i in merged if rows[i].status in LIVE_EXECUTION_VALUES
+                       and status[i].value not in LIVE_EXECUTION_VALUES)
+    tasks = {row.task_id: row for row in rows.values() if row.task_id in outcomes.final}
+    released = _tasks_follow(session, outcomes, tasks)
+    scheduling.touch(connection, worker, now, lease_seconds)
+    return ReportOutcome(results=results, work_released=released, worker=worker)
 
 
 def _refusal(event: ExecutionEvent, rows: dict[int, Any], status: dict[int, E],
@@ -150,20 +182,18 @@ def _note(outcomes: _Outcomes, task_id: int, target: E, event: ExecutionEvent) -
         outcomes.final[task_id] = (target, event)
 
 
-def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
-    """Move the tasks after their executions moved; True if work entered the queue."""
-    transitions.move_tasks(session, outcomes.accepted, T.ACCEPTED, only_from=[T.ASSIGNED])
+def _tasks_follow(session: Any, outcomes: _Outcomes, tasks: dict[int, Any]) -> bool:
+    """Move the tasks after their executions moved; True if work entered the queue.
+    ``tasks``: the tasks of the final events as the report read them (``task_status``,
+    retries, ``has_dependents``). A task the report also brings further goes there
+    without the accepted step: an assigned task may move to whatever an accepted one
+    may."""
+    transitions.move_tasks(session, outcomes.accepted - outcomes.running - set(outcomes.final),
+                           T.ACCEPTED, only_from=[T.ASSIGNED])
     transitions.move_tasks(session, outcomes.running, T.RUNNING,
                            only_from=[T.ASSIGNED, T.ACCEPTED])
     if not outcomes.final:
         return False
-    tasks = {
-        row.id: row
-        for row in session.execute(
-            select(Task.id, Task.status, Task.retries_used, Task.retries_allowed)
-            .where(Task.id.in_(list(outcomes.final)))
-        )
-    }
     by_outcome: dict[E, list[int]] = defaultdict(list)
     for task_id, (outcome, _event) in outcomes.final.items():
         if task_id in tasks:
@@ -172,12 +202,12 @@ def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
     for outcome in (E.FAILED, E.TIMEOUT):
         for task_id in by_outcome[outcome]:
             task = tasks[task_id]
-            if task.status in LIVE_TASK_VALUES:
+            if task.task_status in LIVE_TASK_VALUES:
                 released |= _spend_retry_or_fail(session, task, outcome,
                                                  outcomes.final[task_id][1])
     not_their_fault = [
         task_id for outcome in (E.REFUSED, E.CANCELLED) for task_id in by_outcome[outcome]
-        if tasks[task_id].status in LIVE_TASK_VALUES
+        if tasks[task_id].task_status in LIVE_TASK_VALUES
     ]
     if transitions.move_tasks(session, not_their_fault, T.PENDING,
                               only_from=[T.ASSIGNED, T.ACCEPTED, T.RUNNING],
@@ -190,19 +220,15 @@ def _tasks_follow(session: Any, outcomes: _Outcomes) -> bool:
 def _succeeded(session: Any, tasks: dict[int, Any], task_ids: list[int]) -> bool:
     # A task paused by a user whose execution still completed is done all the same;
     # a cancelled one stays cancelled.
-    movable = [i for i in task_ids
-               if tasks[i].status in LIVE_TASK_VALUES or tasks[i].status == T.PAUSED.value]
+    movable = [i for i in task_ids if tasks[i].task_status in LIVE_TASK_VALUES
+               or tasks[i].task_status == T.PAUSED.value]
     if not movable:
         return False
     transitions.move_tasks(session, movable, T.SUCCEEDED)
-    with_dependents = session.scalars(
-        select(Requirement.prerequisite_id)
-        .where(Requirement.prerequisite_id.in_(movable))
-        .distinct()
-    ).all()
     released = False
-    for task_id in with_dependents:
-        released |= bool(task_domain.release_dependents(session, task_id))
+    for task_id in movable:
+        if tasks[task_id].has_dependents:
+            released |= bool(task_domain.release_dependents(session, task_id))
     return released
 
 
@@ -214,12 +240,13 @@ def _spend_retry_or_fail(session: Any, task: Any, outcome: E, event: ExecutionEv
         what = f"{what} [{event.reason}]"
     if task.retries_used < task.retries_allowed:
         transitions.move_tasks(
-            session, [task.id], T.PENDING,
+            session, [task.task_id], T.PENDING,
             reason=f"attempt failed ({what}); retry {task.retries_used + 1} of "
             f"{task.retries_allowed}",
             values={"retries_used": Task.retries_used + 1},
         )
         return True
-    transitions.move_tasks(session, [task.id], T.FAILED, reason=what)
-    task_domain.fail_dependents(session, task.id)
+    transitions.move_tasks(session, [task.task_id], T.FAILED, reason=what)
+    if task.has_dependents:
+        task_domain.fail_dependents(session, task.task_id)
     return False

@@ -3,18 +3,38 @@
 Rules: a task has at most one live execution; losing a worker re-queues its tasks
 without spending their retries (``Task.losses`` counts those); a task's own failures
 spend ``Task.retries_used`` until ``retries_allowed`` is reached.
+
+Claims, reports and heartbeats are the hot path (every worker, all the time): their
+statements are Core constructs built once and run on the session's connection (no ORM
+loads), and they write only what is due. A lease renewed less than ``contact_slack``
+ago is not renewed again, nor is the worker's last contact written (nor its stats,
+which heartbeats write with the leases or the contact): a worker heartbeats every third
+of a lease at most, so a lease always keeps more than half of one (what the reaper's
+stall detection counts on), and a worker's last contact is never older than a third of
+a lease plus that slack.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import Conflict, Forbidden
+from scitq_bench.exceptions import Forbidden
 from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.models import Batch, Execution, Signal, Task, Worker, utcnow
@@ -23,11 +43,21 @@ from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, BatchSta
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
 
-SNAPSHOT_COLUMNS = (
-    Task.id, Task.name, Task.command, Task.shell, Task.container, Task.container_options,
-    Task.inputs, Task.resources, Task.output, Task.download_timeout, Task.run_timeout,
-    Task.cpu, Task.mem, Task.gpu, Task.network, Task.layout, Task.score_keys,
-)
+# Leases renewed (and a last contact written) less than this fraction of a lease ago are
+# not written again. Workers heartbeat every third of a lease at most, so a lease keeps
+# at least 1 - 1/3 - 1/10 of itself until the next: more than the half a server stall
+# may last unseen by the reaper (reaper.py). Keep it under 1/6.
+CONTACT_SLACK = 0.1
+
+_batch, _execution, _signal = Batch.__table__, Execution.__table__, Signal.__table__
+_task, _worker = Task.__table__, Worker.__table__
+_live_execution = transitions.status_in(_execution.c.status, LIVE_EXECUTION_VALUES)
+
+SNAPSHOT_COLUMNS = tuple(_task.c[name] for name in (
+    "id", "name", "command", "shell", "container", "container_options", "inputs",
+    "resources", "output", "download_timeout", "run_timeout", "cpu", "mem", "gpu",
+    "network", "layout", "score_keys",
+))
 
 
 def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
@@ -55,40 +85,95 @@ def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
     }
 
 
+def contact_slack(lease_seconds: float) -> timedelta:
+    """How recent a renewal (of leases, or of a worker's last contact) may be and
+    still not be written again."""
+    return timedelta(seconds=lease_seconds * CONTACT_SLACK)
+
+
+@dataclass
+class WorkerState:
+    """What reports and claims read of their worker, in one statement; ``held``
+    follows the live executions this transaction frees and claims."""
+
+    id: int
+    status: str
+    concurrency: int
+    prefetch: int
+    batch_id: int | None
+    cpus: int | None
+    mem_gb: float | None
+    containers: bool
+    gpus: int | None
+    last_contact_at: datetime | None
+    held: int
+
+
+_WORKER_FIELDS = ("id", "status", "concurrency", "prefetch", "batch_id", "cpus", "mem_gb",
+                  "containers", "gpus", "last_contact_at")
+# labelled ``state_*``: other statements read the worker alongside their own rows
+WORKER_STATE_COLUMNS = (
+    *(_worker.c[name].label(f"state_{name}") for name in _WORKER_FIELDS),
+    select(func.count()).where(_execution.c.worker_id == _worker.c.id, _live_execution)
+    .scalar_subquery().label("state_held"),
+)
+_WORKER_STATE = select(*WORKER_STATE_COLUMNS).where(_worker.c.id == bindparam("w_id"))
+
+
+def worker_state_of(row: Any) -> WorkerState:
+    """The worker's state from a row holding ``WORKER_STATE_COLUMNS``."""
+    values = row._mapping
+    return WorkerState(**{name: values[f"state_{name}"] for name in (*_WORKER_FIELDS, "held")})
+
+
+def worker_state(connection: Connection, worker_id: int) -> WorkerState | None:
+    row = connection.execute(_WORKER_STATE, {"w_id": worker_id}).first()
+    return worker_state_of(row) if row is not None else None
+
+
+_TOUCH = (update(_worker).where(_worker.c.id == bindparam("w_id"))
+          .values(last_contact_at=bindparam("w_now")))
+_TOUCH_WITH_STATS = _TOUCH.values(stats=bindparam("w_stats", type_=_worker.c.stats.type))
+
+
+def touch(connection: Connection, state: WorkerState, now: datetime,
+          lease_seconds: float | None) -> bool:
+    """Write the worker's last contact unless it was written less than the slack ago
+    (``lease_seconds`` None: always). True when written."""
+    last = state.last_contact_at
+    if lease_seconds is not None and last is not None and now - last < contact_slack(lease_seconds):
+        return False
+    connection.execute(_TOUCH, {"w_id": state.id, "w_now": now})
+    state.last_contact_at = now
+    return True
+
+
 def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) -> list[dict]:
     """Atomically hand up to ``max_count`` pending tasks to a worker (never above its
     concurrency + prefetch), highest batch then task priority first, oldest first.
-    A few statements whatever the count: select (locking), one update, one insert."""
+    Three statements whatever the count, as long as the first batch with work has
+    enough (the worker, the locking move, the insert); the other batches are listed
+    and visited only for the room it leaves."""
     with db.write() as session:
         return claim_in(db, session, worker_id, max_count, lease_seconds)
 
 
 def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
-             lease_seconds: float) -> list[dict]:
+             lease_seconds: float, *, worker: WorkerState | None = None) -> list[dict]:
     """``claim`` inside the caller's write transaction (a report and the claim that
-    follows it share one)."""
-    worker = session.get(Worker, worker_id)
-    if worker is None or worker.status != WorkerStatus.RUNNING.value:
+    follows it share one, and the worker the report read: ``worker``)."""
+    connection = session.connection()
+    state = worker if worker is not None else worker_state(connection, worker_id)
+    if state is None or state.status != WorkerStatus.RUNNING.value:
         return []
-    held = session.scalar(
-        select(func.count())
-        .select_from(Execution)
-        .where(Execution.worker_id == worker_id, Execution.status.in_(LIVE_EXECUTION_VALUES))
-    )
-    room = min(max_count, worker.concurrency + worker.prefetch - (held or 0))
+    room = min(max_count, state.concurrency + state.prefetch - state.held)
     if room <= 0:
         return []
-    picked = _pick(db, session, worker, room)
+    now = utcnow()
+    picked = _pick(db, connection, state, room, now)
     if not picked:
         return []
-    claimed = [row for row, _network in picked]
-    snapshots = [task_snapshot(row, batch_network) for row, batch_network in picked]
-    now = utcnow()
-    moved = transitions.move_tasks(
-        session, [row.id for row in claimed], T.ASSIGNED, only_from=[T.PENDING]
-    )
-    if moved != len(claimed):  # impossible under the lock; refuse to half-claim
-        raise Conflict("claim raced with another transaction; nothing was claimed")
+    snapshots = [task_snapshot(row, network) for row, network in picked]
     rows = [
         {
             "task_id": row.id,
@@ -100,118 +185,204 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
             "output_files": [],
             "snapshot": snapshot,
         }
-        for row, snapshot in zip(claimed, snapshots, strict=True)
+        for (row, _network), snapshot in zip(picked, snapshots, strict=True)
     ]
-    ids = db.insert_returning_ids(session, Execution, rows)
-    worker.last_contact_at = now
+    if len(rows) == 1:  # the usual refill: one INSERT ... RETURNING on either database
+        ids = [connection.execute(_INSERT_EXECUTION, rows[0]).scalar_one()]
+    else:
+        ids = db.insert_returning_ids(session, Execution, rows)
+    state.held += len(ids)
+    touch(connection, state, now, lease_seconds)
     return [
         {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}
         for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
     ]
 
 
-def _pick(db: Database, session: Session, worker: Worker, room: int) -> list[tuple[Any, bool]]:
-    """Up to ``room`` claimable tasks with their batch's network flag, batch by batch in
-    priority order. Within a batch the claim index yields tasks already ordered, so each
-    query stops at its limit."""
-    batches = select(Batch.id, Batch.network).where(
-        Batch.status == BatchStatus.RUNNING.value,
-        exists().where(Task.batch_id == Batch.id, Task.status == T.PENDING.value),
-    )
-    if worker.batch_id is not None:
-        batches = batches.where(Batch.id == worker.batch_id)
-    picked: list[tuple[Any, bool]] = []
-    for batch_id, network in session.execute(
-        batches.order_by(Batch.priority.desc(), Batch.id)
-    ).all():
-        statement = db.lock_rows(_claimable(worker, batch_id).limit(room - len(picked)), Task)
-        picked.extend((row, bool(network)) for row in session.execute(statement).all())
+_INSERT_EXECUTION = insert(_execution).returning(_execution.c.id)
+
+_BATCHES_WITH_WORK = (
+    select(_batch.c.id)
+    .where(_batch.c.status == BatchStatus.RUNNING.value,
+           exists().where(_task.c.batch_id == _batch.c.id,
+                          _task.c.status == T.PENDING.value))
+    .order_by(_batch.c.priority.desc(), _batch.c.id)
+)
+_WORKER_BATCH = _batch.c.id == bindparam("w_batch")
+_CLAIMED_COLUMNS = (
+    *SNAPSHOT_COLUMNS, _task.c.retries_used, _task.c.losses, _task.c.priority,
+    _task.c.batch_id,
+    select(_batch.c.network).where(_batch.c.id == _task.c.batch_id)
+    .scalar_subquery().label("batch_network"),
+)
+
+
+def _pick(db: Database, connection: Connection, worker: WorkerState, room: int,
+          now: datetime) -> list[tuple[Any, bool]]:
+    """Assign up to ``room`` claimable tasks, batch by batch in priority order, and
+    return them with their batch's network flag. The first statement claims from the
+    first batch with work (found within it); only when that leaves room are the other
+    batches listed, each claimed from in turn. Within a batch the claim index yields
+    tasks already ordered, so each statement stops at its limit."""
+    shape = (worker.cpus is not None, worker.mem_gb is not None, bool(worker.containers),
+             (worker.gpus or 0) > 0)
+    bound = worker.batch_id is not None
+    params = {"c_cpus": worker.cpus, "c_mem": worker.mem_gb, "c_gpus": worker.gpus,
+              "c_now": now, "w_batch": worker.batch_id}
+    picked = _claimed(connection, _claim_statement(db, *shape, first=True, bound=bound),
+                      {**params, "c_room": room})
+    if len(picked) >= room or bound:  # a worker of one batch has no other to try
+        return picked
+    tried = {row.batch_id for row, _network in picked}
+    statement = _claim_statement(db, *shape, first=False, bound=False)
+    for batch_id in connection.execute(_BATCHES_WITH_WORK).scalars().all():
+        if batch_id in tried:
+            continue
+        picked += _claimed(connection, statement,
+                           {**params, "c_batch": batch_id, "c_room": room - len(picked)})
         if len(picked) >= room:
             break
     return picked
 
 
-def _claimable(worker: Worker, batch_id: int) -> Any:
+def _claimed(connection: Connection, statement: Any,
+             params: dict[str, Any]) -> list[tuple[Any, bool]]:
+    rows = connection.execute(statement, params).all()
+    # RETURNING keeps no order: claim order is priority first, then oldest
+    rows.sort(key=lambda row: (-row.priority, row.id))
+    return [(row, bool(row.batch_network)) for row in rows]
+
+
+@lru_cache(maxsize=64)
+def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus: bool,
+                     *, first: bool, bound: bool) -> Any:
+    """The one statement that picks (skipping rows other claims hold) and assigns the
+    claimable tasks of a batch, for a worker of this shape; values are bound per call.
+    ``first``: the batch is the first with work (of the worker's own batch when
+    ``bound``), found by the statement itself; else it is bound as ``c_batch``."""
+    candidate = _task.alias("candidate")
+    if first:
+        first_batch = _BATCHES_WITH_WORK.where(_WORKER_BATCH) if bound else _BATCHES_WITH_WORK
+        batch = first_batch.limit(1).scalar_subquery()
+    else:
+        batch = bindparam("c_batch")
     conditions = [
-        Task.status == T.PENDING.value,
-        Task.batch_id == batch_id,
-        ~exists().where(Execution.task_id == Task.id, Execution.status.in_(LIVE_EXECUTION_VALUES)),
+        candidate.c.status == T.PENDING.value,
+        candidate.c.batch_id == batch,
+        ~exists().where(_execution.c.task_id == candidate.c.id, _live_execution),
     ]
-    if worker.cpus is not None:
-        conditions.append(or_(Task.cpu.is_(None), Task.cpu <= worker.cpus))
-    if worker.mem_gb is not None:
-        conditions.append(or_(Task.mem.is_(None), Task.mem <= worker.mem_gb))
-    if not worker.containers:
-        conditions.append(or_(Task.container.is_(None), Task.container == ""))
-    gpus = worker.gpus or 0
+    if cpus:
+        conditions.append(or_(candidate.c.cpu.is_(None), candidate.c.cpu <= bindparam("c_cpus")))
+    if mem:
+        conditions.append(or_(candidate.c.mem.is_(None), candidate.c.mem <= bindparam("c_mem")))
+    if not containers:
+        conditions.append(or_(candidate.c.container.is_(None), candidate.c.container == ""))
     # GPU_ALL (-1) asks for every GPU of the worker: at least one
-    conditions.append(Task.gpu == 0 if gpus <= 0 else Task.gpu <= gpus)
-    return (
-        select(*SNAPSHOT_COLUMNS, Task.retries_used, Task.losses)
-        .where(and_(*conditions))
-        .order_by(Task.priority.desc(), Task.id)
-    )
+    conditions.append(candidate.c.gpu <= bindparam("c_gpus") if gpus else candidate.c.gpu == 0)
+    # Materialized: picked once, whatever the plan (a subquery that skips locked rows,
+    # scanned again, would pick other rows each time)
+    picked = db.lock_rows(
+        select(candidate.c.id).where(and_(*conditions))
+        .order_by(candidate.c.priority.desc(), candidate.c.id)
+        .limit(bindparam("c_room")),
+        candidate,
+    ).cte("picked").prefix_with("MATERIALIZED")
+    return transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
 
 
 @dataclass
 class HeartbeatAnswer:
-    worker: Worker
-    signals: list[Signal] = field(default_factory=list)
+    """The worker's settings as the server has them, the signals it has to apply, and
+    the executions it holds that are no longer its own."""
+
+    status: str
+    concurrency: int
+    prefetch: int
+    batch: str | None
+    signals: list[Any] = field(default_factory=list)
     drop: list[int] = field(default_factory=list)
 
 
-def heartbeat(
-    session: Session, worker_id: int, beat: Heartbeat, lease_seconds: float
-) -> HeartbeatAnswer:
+# The worker's settings, whether signals wait for it, and its live executions (one row
+# each, or one row of NULLs), in one statement: no list of ids to splice into the SQL.
+_HEARTBEAT_STATE = (
+    select(_worker.c.status, _worker.c.concurrency, _worker.c.prefetch,
+           _worker.c.last_contact_at, _worker.c.stats, _batch.c.name.label("batch"),
+           exists().where(_signal.c.worker_id == _worker.c.id,
+                          _signal.c.acknowledged_at.is_(None)).label("signalled"),
+           _execution.c.id.label("execution_id"), _execution.c.lease_deadline)
+    .select_from(
+        _worker.outerjoin(_batch, _batch.c.id == _worker.c.batch_id)
+        .outerjoin(_execution, and_(_execution.c.worker_id == _worker.c.id, _live_execution)))
+    .where(_worker.c.id == bindparam("w_id"))
+)
+# Renewing every live execution of the worker, when it holds them all (the usual
+# case), or only those it listed: one it no longer knows of must run out.
+_RENEW_ALL = (update(_execution)
+              .where(_execution.c.worker_id == bindparam("w_id"), _live_execution)
+              .values(lease_deadline=bindparam("e_deadline")))
+_RENEW = _RENEW_ALL.where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
+_ACKNOWLEDGE = update(_signal).where(
+    _signal.c.id.in_(bindparam("s_ids", expanding=True)),
+    _signal.c.worker_id == bindparam("w_id"),
+).values(acknowledged_at=bindparam("s_now"))
+_PENDING_SIGNALS = (
+    select(_signal.c.id, _signal.c.execution_id, _signal.c.signal)
+    .where(_signal.c.worker_id == bindparam("w_id"), _signal.c.acknowledged_at.is_(None))
+    .order_by(_signal.c.id)
+)
+
+
+def heartbeat(session: Session, worker_id: int, beat: Heartbeat, lease_seconds: float,
+              now: datetime | None = None) -> HeartbeatAnswer:
     """Renew the leases of what the worker still holds, acknowledge signals, and tell it
-    which executions are no longer its own (lost or deleted) so it drops them."""
-    worker = session.get(Worker, worker_id)
-    if worker is None:
+    which executions are no longer its own (lost or deleted) so it drops them. Leases
+    and the last contact (with the stats) are written only when due (``contact_slack``):
+    a heartbeat that follows another closely is one read. Rows are written executions
+    first, then the worker: the order reports and claims lock them in too, so none of
+    them waits for another in a cycle."""
+    connection = session.connection()
+    rows = connection.execute(_HEARTBEAT_STATE, {"w_id": worker_id}).all()
+    if not rows:
         raise Forbidden(f"worker {worker_id} is not registered")
-    now = utcnow()
-    worker.last_contact_at = now
-    worker.stats = beat.stats
-    if worker.status == WorkerStatus.OFFLINE.value:
-        transitions.move_worker(session, worker_id, WorkerStatus.RUNNING)
-    held = set(beat.executions)
-    live = set()
-    if held:
-        live = set(
-            session.scalars(
-                select(Execution.id).where(
-                    Execution.id.in_(held),
-                    Execution.worker_id == worker_id,
-                    Execution.status.in_(LIVE_EXECUTION_VALUES),
-                )
-            ).all()
-        )
-        session.execute(
-            update(Execution)
-            .where(Execution.id.in_(live))
-            .values(lease_deadline=now + timedelta(seconds=lease_seconds))
-            .execution_options(synchronize_session=False)
-        )
+    state = rows[0]
+    now = now or utcnow()
+    slack = contact_slack(lease_seconds)
+    held = sorted(set(beat.executions))
+    live = {row.execution_id: row.lease_deadline for row in rows
+            if row.execution_id is not None}
+    renewed = {i: live[i] for i in held if i in live}
+    deadline = now + timedelta(seconds=lease_seconds)
+    leases_due = any(d is None or deadline - d >= slack for d in renewed.values())
+    if leases_due:
+        params = {"w_id": worker_id, "e_deadline": deadline}
+        if len(renewed) == len(live):
+            connection.execute(_RENEW_ALL, params)
+        else:
+            connection.execute(_RENEW, {**params, "e_ids": sorted(renewed)})
     if beat.acknowledged_signals:
-        session.execute(
-            update(Signal)
-            .where(Signal.id.in_(beat.acknowledged_signals), Signal.worker_id == worker_id)
-            .values(acknowledged_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    signals = pending_signals(session, worker_id)
-    session.flush()
-    session.refresh(worker)
-    return HeartbeatAnswer(worker=worker, signals=signals, drop=sorted(held - live))
+        connection.execute(_ACKNOWLEDGE, {"s_ids": sorted(set(beat.acknowledged_signals)),
+                                          "w_id": worker_id, "s_now": now})
+    status = state.status
+    if status == WorkerStatus.OFFLINE.value:
+        transitions.move_worker(session, worker_id, WorkerStatus.RUNNING)
+        status = WorkerStatus.RUNNING.value
+    # Reports and claims also write the last contact, never the stats: those are due
+    # with the leases (a busy worker's heartbeats renew some every time), or when none
+    # came yet (the first heartbeat after registering)
+    if (leases_due or status != state.status or not state.stats
+            or state.last_contact_at is None or now - state.last_contact_at >= slack):
+        connection.execute(_TOUCH_WITH_STATS,
+                           {"w_id": worker_id, "w_now": now, "w_stats": beat.stats})
+    signals = pending_signals(session, worker_id) if state.signalled else []
+    return HeartbeatAnswer(status=status, concurrency=state.concurrency,
+                           prefetch=state.prefetch, batch=state.batch, signals=signals,
+                           drop=[i for i in held if i not in renewed])
 
 
-def pending_signals(session: Session, worker_id: int) -> list[Signal]:
-    return list(
-        session.scalars(
-            select(Signal)
-            .where(Signal.worker_id == worker_id, Signal.acknowledged_at.is_(None))
-            .order_by(Signal.id)
-        ).all()
-    )
+def pending_signals(session: Session, worker_id: int) -> list[Any]:
+    """Signals not yet acknowledged (rows with ``id``, ``execution_id``, ``signal``)."""
+    return list(session.connection().execute(_PENDING_SIGNALS, {"w_id": worker_id}).all())
 
 
 def reap(db: Database, lease_seconds: float, now: datetime | None = None,

@@ -118,5 +118,6 @@ def batch_dict(batch: Batch, summary: dict[str, Any] | None = None) -> dict[str,
     return result
 
 
-def signal_dict(signal: Signal) -> dict[str, Any]:
+def signal_dict(signal: Signal | Any) -> dict[str, Any]:
+    """A signal, from its model or a row with the same names."""
     return {"id": signal.id, "execution_id": signal.execution_id, "signal": signal.signal}

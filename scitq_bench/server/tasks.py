@@ -16,7 +16,7 @@ from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Requirement, Signal, Task, Worker, utcnow
-from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.notify import WORK, work_keys, worker_key
 from scitq_bench.server.schemas import FieldProblem, TaskCreate, TaskUpdate, container_settings
 from scitq_bench.states import LIVE_EXECUTION_VALUES, ExecutionStatus
 from scitq_bench.states import Signal as SignalKind
@@ -497,7 +497,8 @@ R = TypeVar("R")
 def commit_create(ctx: ServerContext, specs: Sequence[TaskCreate], *, bulk: bool = False,
                   describe: Callable[[Session, list[SimpleNamespace]], R] | None = None
                   ) -> R | None:
-    return _write_then_wake(ctx, lambda s: create_tasks(ctx.db, s, specs, bulk=bulk), describe)
+    return _write_then_wake(ctx, lambda s: create_tasks(ctx.db, s, specs, bulk=bulk), describe,
+                            wakes=lambda tasks: work_keys(t.batch_id for t in tasks))
 
 
 def commit_update(ctx: ServerContext, task_id: int, changes: TaskUpdate, *,
@@ -511,13 +512,16 @@ def commit_relaunch(ctx: ServerContext, task_id: int, *,
 
 
 def _write_then_wake(ctx: ServerContext, change: Callable[[Session], Any],
-                     describe: Callable[[Session, Any], R] | None) -> R | None:
+                     describe: Callable[[Session, Any], R] | None,
+                     wakes: Callable[[Any], Sequence[str]] = lambda _result: (WORK,),
+                     ) -> R | None:
     """``change`` in a write transaction, described before the commit, then idle
-    claimers woken (work may have entered the queue)."""
+    claimers woken (work may have entered the queue): those ``wakes`` names from the
+    result, every one by default."""
     with ctx.db.write() as session:
         result = change(session)
         answer = describe(session, result) if describe is not None else None
-    ctx.notifier.notify(WORK)
+    ctx.notifier.notify(*wakes(result))
     return answer
 
 

@@ -7,10 +7,11 @@ writers can never both win. The tables below are the whole state machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, literal, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
@@ -68,6 +69,13 @@ WORKER_TRANSITIONS: Mapping[W, frozenset[W]] = {
 }
 
 
+def status_in(column: Any, statuses: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN (...)`` with one bound value per status: a statement built once then
+    runs as compiled, where a list of plain values is spliced into the SQL text again
+    at every execution."""
+    return column.in_([literal(s) for s in sorted(statuses)])
+
+
 def _sources(table: Mapping[Any, frozenset[Any]], target: Any) -> list[str]:
     return [source.value for source, targets in table.items() if target in targets]
 
@@ -107,17 +115,44 @@ def move_tasks(
     allowed = set(task_sources(target))
     if only_from is not None:
         allowed &= {s.value for s in only_from}
-    stmt = (
-        update(Task)
-        .where(Task.id.in_(ids), Task.status.in_(allowed))
-        .values(status=target.value, status_reason=reason, modified_at=utcnow(), **(values or {}))
-        .execution_options(synchronize_session=False)
-    )
-    moved = session.execute(stmt).rowcount
+    params = {"t_ids": ids, "t_reason": reason, "t_now": utcnow()}
+    if values:  # counters moving with the status: a statement of its own
+        stmt = _task_move(target, tuple(sorted(allowed))).values(**values)
+    else:  # the usual moves: built once, bound per call
+        stmt = _cached_task_move(target, tuple(sorted(allowed)))
+    session.flush()  # what the session holds goes first, as its autoflush would
+    moved = session.connection().execute(stmt, params).rowcount
     if moved and target in FINAL_TASK_STATUSES:
         for listener in FINAL_LISTENERS:
             listener(session, ids)
     return moved
+
+
+def _task_move(target: T, allowed: tuple[str, ...]) -> Update:
+    task = Task.__table__
+    return (
+        update(task)
+        .where(task.c.id.in_(bindparam("t_ids", expanding=True)), status_in(task.c.status, allowed))
+        .values(status=target.value, status_reason=bindparam("t_reason"),
+                modified_at=bindparam("t_now"))
+    )
+
+
+_cached_task_move = cache(_task_move)
+
+
+def assign_tasks_statement(candidates: Select[Any], returning: Sequence[Any]) -> Update:
+    """The claim's move, in one statement: the pending tasks ``candidates`` selects
+    (their ids; it may lock and limit) become assigned, returning ``returning`` of
+    each. Bound per call: ``c_now``, and what ``candidates`` binds."""
+    task = Task.__table__
+    allowed = [s for s in task_sources(T.ASSIGNED) if s == T.PENDING.value]
+    return (
+        update(task)
+        .where(task.c.id.in_(candidates), status_in(task.c.status, allowed))
+        .values(status=T.ASSIGNED.value, status_reason=None, modified_at=bindparam("c_now"))
+        .returning(*returning)
+    )
 
 
 def move_task(
@@ -185,16 +220,19 @@ def apply_execution_changes(
         groups.setdefault(key, []).append(
             {"b_id": execution_id, "b_from": source.value, **values}
         )
+    connection = session.connection()
+    return sum(connection.execute(_execution_move(target, columns), rows).rowcount
+               for (target, columns), rows in groups.items())
+
+
+@lru_cache(maxsize=256)  # one per kind of event: a handful
+def _execution_move(target: E, columns: tuple[str, ...]) -> Update:
     table = Execution.__table__
-    written = 0
-    for (target, columns), rows in groups.items():
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_from"))
-            .values(status=target.value, **{c: bindparam(c) for c in columns})
-        )
-        written += session.execute(stmt, rows).rowcount
-    return written
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_from"))
+        .values(status=target.value, **{c: bindparam(c) for c in columns})
+    )
 
 
 def _reachable(source: E) -> set[E]:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from scitq_bench.exceptions import Conflict
 from scitq_bench.server import auth, scheduling, transitions
+from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Execution, Worker, utcnow
 from scitq_bench.server.notify import WORK, worker_key
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 
 def get_worker(session: Session, worker_id: int) -> Worker:
     return get_or_404(session, Worker, worker_id)
+
+
+def batch_of(db: Database, worker_id: int) -> int | None:
+    """The batch a worker is bound to (None: free, or no such worker, which the claim
+    that follows reports)."""
+    with db.read() as session:
+        return session.scalar(select(Worker.batch_id).where(Worker.id == worker_id))
 
 
 # What the recruiter set for a machine it hired, which its worker process must not undo

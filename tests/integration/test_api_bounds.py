@@ -140,3 +140,31 @@ def test_null_for_a_field_that_cannot_be_empty_is_named(api):
     assert api.get(f"/workers/{worker}").json["concurrency"] == 3
     cleared = api.patch(f"/recruiters/{recruiter}", json={"tasks_per_worker": None})
     assert cleared.status_code == 200 and cleared.json["tasks_per_worker"] is None
+
+
+def test_a_json_body_past_its_bound_is_413_declared_or_streamed(live_server, monkeypatch):
+    """A JSON body is read whole, so its size is bounded whether the client declares it
+    (Content-Length) or streams it (chunked): 413 naming the bound, nothing created."""
+    import requests
+
+    from scitq_bench.server.api import registry
+
+    monkeypatch.setattr(registry, "MAX_JSON_BODY", 4096)
+    headers = {"Authorization": f"Bearer {live_server.token}",
+               "Content-Type": "application/json"}
+    body = b'{"command": "' + b"x" * 8000 + b'"}'
+
+    def chunks() -> Any:
+        for start in range(0, len(body), 1000):
+            yield body[start:start + 1000]
+
+    for data in (body, chunks()):
+        answer = requests.post(f"{live_server.url}/api/v1/tasks", data=data,
+                               headers=headers, timeout=10)
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["message"].startswith(
+            "request body is larger than 4,096 bytes, the most a JSON body may hold")
+    small = requests.post(f"{live_server.url}/api/v1/tasks", json={"command": "true"},
+                          headers={"Authorization": f"Bearer {live_server.token}"}, timeout=10)
+    assert small.status_code == 201
+    assert [t["command"] for t in live_server.client().task_list()] == ["true"]

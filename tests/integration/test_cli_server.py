@@ -68,8 +68,7 @@ def test_server_run_answers_health(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("scitq-bench")
     command = ([str(script)] if script.exists() else [sys.executable, "-m", "scitq_bench.cli.main"])
     process = subprocess.Popen(
-        [*command, "server", "run", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-         "--threads", "4"],
+        [*command, "server", "run", "--port", str(port), "--data-dir", str(tmp_path / "data")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

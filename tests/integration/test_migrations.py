@@ -42,3 +42,32 @@ def test_the_claim_index_serves_claims_in_order_without_sorting(database_url: st
         assert "priority DESC, id)" in definition, definition
     finally:
         engine.dispose()
+
+
+def _upgrade_in_a_process(url: str) -> None:
+    upgrade(url)
+
+
+def test_replicas_starting_together_migrate_one_after_the_other(postgres_url: str) -> None:
+    """Three processes migrate one fresh PostgreSQL database at once (replicas starting
+    together): each succeeds; without the migration lock two fail on duplicate types."""
+    import multiprocessing
+
+    from tests.conftest import _drop_postgres_database, _fresh_postgres_database
+
+    url, handle = _fresh_postgres_database(postgres_url)
+    try:
+        spawn = multiprocessing.get_context("spawn")
+        processes = [spawn.Process(target=_upgrade_in_a_process, args=(url,)) for _ in range(3)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(120)
+        assert [p.exitcode for p in processes] == [0, 0, 0]
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        engine.dispose()
+        assert len(versions) == 1
+    finally:
+        _drop_postgres_database(handle)

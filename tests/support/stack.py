@@ -21,8 +21,24 @@ CLI = [sys.executable, "-m", "scitq_bench.cli.main"]
 
 
 @dataclass
+class Replica:
+    """One more ``server run`` on a port of its own, on the stack's database and data
+    dir: what a deployment behind a load balancer runs."""
+
+    port: int
+    process: subprocess.Popen
+    log: str  # its output, a file name under the stack's root
+    access_log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
 class Stack:
-    """A server subprocess and any number of worker subprocesses."""
+    """A server subprocess, any number of replicas of it, and any number of worker
+    subprocesses."""
 
     root: Path
     database_url: str
@@ -33,11 +49,13 @@ class Stack:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     access_log: bool = False  # the server logs every request to access.log
+    replicas: list[Replica] = field(default_factory=list)
 
-    def status_counts(self) -> dict[int, int]:
-        """Answers the server gave, by HTTP status, from its access log."""
+    def status_counts(self, log: str = "access.log") -> dict[int, int]:
+        """Answers the server (or the replica whose access log is ``log``) gave, by
+        HTTP status, from its access log."""
         counts: dict[int, int] = {}
-        path = self.root / "access.log"
+        path = self.root / log
         for line in path.read_text().splitlines() if path.exists() else []:
             status = int(line.split('" ', 1)[1].split()[0])
             counts[status] = counts.get(status, 0) + 1
@@ -70,28 +88,48 @@ class Stack:
         self.token = init_server(settings)
         return self.token
 
-    def start_server(self, threads: int = 64) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "server.log", "ab")
-        self.server = subprocess.Popen(
-            [*CLI, "server", "run", "--port", str(self.port), "--threads", str(threads),
-             *(["--access-log", str(self.root / "access.log")] if self.access_log else [])],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    def start_server(self, processes: int | None = None) -> None:
+        self.server = self._launch(self.port, processes, "server.log", "access.log")
         self.wait_healthy()
 
+    def start_replica(self, processes: int | None = None) -> Replica:
+        """One more server on a free port, sharing the database and the data dir."""
+        port = free_port()
+        log, access_log = f"server-{port}.log", f"access-{port}.log"
+        replica = Replica(port, self._launch(port, processes, log, access_log), log,
+                          access_log)
+        self.replicas.append(replica)
+        self._wait_healthy(replica.url, replica.process, log)
+        return replica
+
+    def _launch(self, port: int, processes: int | None, log_name: str,
+                access_log: str) -> subprocess.Popen:
+        """A ``server run`` in a process group of its own (killed whole by killpg)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / log_name, "ab")
+        return subprocess.Popen(
+            [*CLI, "server", "run", "--port", str(port),
+             *(["--processes", str(processes)] if processes else []),
+             *(["--access-log", str(self.root / access_log)] if self.access_log else [])],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
+        self._wait_healthy(self.url, self.server, "server.log", timeout)
+
+    def _wait_healthy(self, url: str, process: subprocess.Popen | None, log: str,
+                      timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.server is not None and self.server.poll() is not None:
-                raise RuntimeError(f"server exited: {self.tail('server.log')}")
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.tail(log)}")
             try:
-                if requests.get(f"{self.url}/api/v1/health", timeout=5).ok:
+                if requests.get(f"{url}/api/v1/health", timeout=5).ok:
                     return
             except requests.RequestException:  # not up yet, or too loaded to answer in time
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"server did not answer: {self.tail('server.log')}")
+        raise RuntimeError(f"server did not answer: {self.tail(log)}")
 
     def kill_server(self) -> None:
         if self.server is not None:
@@ -99,14 +137,20 @@ class Stack:
             self.server.wait()
             self.server = None
 
+    def kill_replica(self, replica: Replica) -> None:
+        """SIGKILL the replica's whole process group, mid-request if it is serving."""
+        os.killpg(replica.process.pid, signal.SIGKILL)
+        replica.process.wait()
+
     def start_worker(self, name: str, concurrency: int = 2, prefetch: int = 0,
-                     containers: bool = False) -> subprocess.Popen:
+                     containers: bool = False, server: str | None = None) -> subprocess.Popen:
         """A worker process; with a container engine only when ``containers`` (the
-        engine ``DOCKER_HOST`` names)."""
+        engine ``DOCKER_HOST`` names); talking to ``server`` (a replica or a balancer)
+        rather than the stack's server when given."""
         work_dir = self.root / f"work-{name}"
         log = open(self.root / f"worker-{name}.log", "ab")
         process = subprocess.Popen(
-            [*CLI, "--token", self.token, "worker", "run", self.url, "--name", name,
+            [*CLI, "--token", self.token, "worker", "run", server or self.url, "--name", name,
              "--concurrency", str(concurrency), "--prefetch", str(prefetch),
              "--work-dir", str(work_dir), "--containers" if containers else "--no-containers"],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -130,12 +174,15 @@ class Stack:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
+        servers = [self.server, *(replica.process for replica in self.replicas)]
+        running = [p for p in servers if p is not None and p.poll() is None]
+        for process in running:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in running:
             try:
-                self.server.wait(timeout=10)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # type: ignore[no-untyped-def]

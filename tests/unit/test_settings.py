@@ -72,3 +72,37 @@ def test_submission_archive_limits_from_the_settings_file(tmp_path: Path) -> Non
         (tmp_path / "settings.yaml").write_text(f"submission_archive: {text}\n")
         with pytest.raises(InvalidInput, match=message):
             ServerSettings.from_env(tmp_path)
+
+
+def test_store_and_log_directories(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SCITQ_BENCH_STORE_DIR", raising=False)
+    monkeypatch.delenv("SCITQ_BENCH_LOG_DIR", raising=False)
+    default = ServerSettings.from_env(tmp_path)
+    assert (default.store_dir, default.log_dir) == (tmp_path / "store", tmp_path / "logs")
+    built = ServerSettings(data_dir=tmp_path, database_url="sqlite://")  # as tests build it
+    assert (built.store_dir, built.log_dir) == (tmp_path / "store", tmp_path / "logs")
+    (tmp_path / "settings.yaml").write_text("store_dir: /shared/store\nlog_dir: ~/logs\n")
+    from_file = ServerSettings.from_env(tmp_path)
+    assert (from_file.store_dir, from_file.log_dir) == (
+        Path("/shared/store"), Path.home() / "logs")
+    monkeypatch.setenv("SCITQ_BENCH_STORE_DIR", "/mnt/nfs/store")
+    monkeypatch.setenv("SCITQ_BENCH_LOG_DIR", "/mnt/nfs/logs")
+    from_env = ServerSettings.from_env(tmp_path)
+    assert (from_env.store_dir, from_env.log_dir) == (
+        Path("/mnt/nfs/store"), Path("/mnt/nfs/logs"))
+
+
+def test_relative_store_and_log_directories_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """Processes sharing a store may run from different folders: only an absolute path
+    names the same directory for all of them."""
+    monkeypatch.setenv("SCITQ_BENCH_STORE_DIR", "store")
+    with pytest.raises(InvalidInput, match="store_dir must be an absolute path, got 'store'"):
+        ServerSettings.from_env(tmp_path)
+    monkeypatch.delenv("SCITQ_BENCH_STORE_DIR")
+    monkeypatch.delenv("SCITQ_BENCH_LOG_DIR", raising=False)
+    (tmp_path / "settings.yaml").write_text("log_dir: ./logs\n")
+    with pytest.raises(InvalidInput, match="log_dir must be an absolute path"):
+        ServerSettings.from_env(tmp_path)
+    (tmp_path / "settings.yaml").write_text("log_dir: [a, b]\n")
+    with pytest.raises(InvalidInput, match="log_dir must be a directory path"):
+        ServerSettings.from_env(tmp_path)

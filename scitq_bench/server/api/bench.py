@@ -61,7 +61,7 @@ from scitq_bench.server.bench.serialize import (
 )
 from scitq_bench.server.bench.service import delete_benchmark
 from scitq_bench.server.context import server_context
-from scitq_bench.server.downloads import send_attachment
+from scitq_bench.server.downloads import send_stored
 from scitq_bench.server.notify import WORK
 from scitq_bench.server.schemas import changed_fields
 from scitq_bench.server.serialize import iso
@@ -300,7 +300,7 @@ def submission_outputs(submission_id: int) -> Any:
           summary="Download one output file of a step", query=STEP_QUERY)
 def submission_output_file(submission_id: int, path: str) -> Any:
     prefix = _output_prefix(submission_id)
-    return send_attachment(server_context().files.open(f"{prefix}/{path}"), Path(path).name)
+    return send_stored(server_context().files.open(f"{prefix}/{path}"), name=Path(path).name)
 
 
 @endpoint(bp, "/submissions/<id:submission_id>/detailed_results", "GET", access=BENCH,

@@ -11,10 +11,10 @@ from scitq_bench.exceptions import Conflict
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint, int_arg, list_arg
 from scitq_bench.server.context import server_context
-from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.models import Batch, Execution, Task
 from scitq_bench.server.serialize import execution_dict
+from scitq_bench.server.storage import STREAMS
 from scitq_bench.states import ExecutionStatus
 
 bp = Blueprint("executions", __name__)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, request, send_file
+from flask import Blueprint, g, request
 
 from scitq_bench.server import file_access
 from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint
 from scitq_bench.server.context import server_context
+from scitq_bench.server.downloads import send_stored
 from scitq_bench.server.file_access import Access
 
 bp = Blueprint("files", __name__)
@@ -33,7 +34,7 @@ def list_files() -> Any:
 @endpoint(bp, "/files/<path:path>", "GET", access=WORKER, summary="Download a stored file")
 def get_file(path: str) -> Any:
     clean = _allowed(path, Access.READ)
-    return send_file(server_context().files.open(clean), mimetype="application/octet-stream")
+    return send_stored(server_context().files.open(clean))
 
 
 @endpoint(bp, "/files/<path:path>", "PUT", access=WORKER, raw_body=True,

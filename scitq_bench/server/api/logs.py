@@ -44,5 +44,5 @@ def log_response(
         "X-Execution-Id": str(execution_id),
         "X-Execution-Status": status,
     }
-    body = logs.iter_read(execution_id, stream, offset, max(end - offset, 0))
+    body = logs.read(execution_id, stream, offset, max(end - offset, 0))
     return Response(body, mimetype="application/octet-stream", headers=headers)

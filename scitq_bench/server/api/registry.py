@@ -11,8 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from scitq_bench.exceptions import Forbidden, InvalidInput
+from scitq_bench.exceptions import Forbidden, InvalidInput, TooLarge
 from scitq_bench.server import auth
 from scitq_bench.server.bounds import ID_MAX, payload_problem
 from scitq_bench.server.context import server_context
@@ -113,11 +114,25 @@ def _authorize(principal: auth.Principal, access: str) -> None:
         raise Forbidden("this needs an organizer or admin token")
 
 
+# A JSON body is read whole: under 64 MiB holds tens of thousands of tasks in one call, and
+# keeps one request from taking the server's memory (files stream, unbounded here).
+MAX_JSON_BODY = 64 << 20
+
+
 def json_body() -> Any:
     """The request's JSON object, walked once for what no column could take (text with
     NUL, NaN or infinity, integers past 64 bits) wherever it sits, free-form fields
-    included: the one place the API reads a JSON body."""
-    if not request.get_data(cache=True):
+    included: the one place the API reads a JSON body. It is held in memory, so its
+    size is bounded (413 beyond ``MAX_JSON_BODY``, declared or streamed)."""
+    request.max_content_length = MAX_JSON_BODY
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:  # declared too large
+        raw = None
+    if raw is None or len(raw) >= MAX_JSON_BODY:  # a stream is cut at the bound
+        raise TooLarge(f"request body is larger than {MAX_JSON_BODY:,} bytes, the most a "
+                       "JSON body may hold; send fewer items per call")
+    if not raw:
         raise InvalidInput("request body is empty; a JSON object is expected")
     data = request.get_json(silent=True)
     if data is None:

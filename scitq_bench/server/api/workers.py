@@ -21,7 +21,7 @@ from scitq_bench.server.api.registry import (
     list_arg,
 )
 from scitq_bench.server.context import server_context
-from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.notify import WORK, claim_key, worker_key
 from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport, WorkerUpdate
 from scitq_bench.server.serialize import signal_dict, worker_dict
 from scitq_bench.states import WorkerStatus
@@ -98,18 +98,14 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
 
 def _beat(worker_id: int, body: Heartbeat) -> dict[str, Any]:
     ctx = server_context()
+    lease_seconds = ctx.settings.lease_seconds
     with ctx.db.write() as session:
-        answer = scheduling.heartbeat(session, worker_id, body, ctx.settings.lease_seconds)
-        return _heartbeat_dict(answer, ctx.settings.lease_seconds)
-
-
-def _heartbeat_dict(answer: scheduling.HeartbeatAnswer, lease_seconds: float) -> dict[str, Any]:
-    worker = answer.worker
+        answer = scheduling.heartbeat(session, worker_id, body, lease_seconds)
     return {
-        "status": worker.status,
-        "concurrency": worker.concurrency,
-        "prefetch": worker.prefetch,
-        "batch": worker.batch.name if worker.batch else None,
+        "status": answer.status,
+        "concurrency": answer.concurrency,
+        "prefetch": answer.prefetch,
+        "batch": answer.batch,
         "signals": [signal_dict(s) for s in answer.signals],
         "drop": answer.drop,
         "lease_seconds": lease_seconds,
@@ -124,14 +120,17 @@ def claim(worker_id: int) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     max_count = int_arg("max", 1, minimum=1) or 1
-    deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
+    wait = min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
+    deadline = time.monotonic() + wait
     while True:
-        seen = ctx.notifier.version(WORK)
+        # the key of the work this worker may take, read before looking for work
+        key = claim_key(domain.batch_of(ctx.db, worker_id)) if wait > 0 else None
+        seen = ctx.notifier.version(key) if key else 0
         claimed = scheduling.claim(ctx.db, worker_id, max_count, ctx.settings.lease_seconds)
         remaining = deadline - time.monotonic()
-        if claimed or remaining <= 0:
+        if claimed or remaining <= 0 or key is None:
             return {"executions": claimed}
-        ctx.notifier.wait(WORK, seen, remaining)
+        ctx.notifier.wait(key, seen, remaining)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/report", "POST", access=WORKER, body=WorkerReport,
@@ -143,12 +142,13 @@ def report(worker_id: int, body: WorkerReport) -> Any:
     ctx = server_context()
     wanted = int_arg("claim", 0) or 0
     answer: dict[str, Any] = {}
+    lease_seconds = ctx.settings.lease_seconds
     with ctx.db.write() as session:  # one transaction for the report and its claim
-        outcome = reports.report_in(ctx.db, session, worker_id, body.events)
+        outcome = reports.report_in(ctx.db, session, worker_id, body.events, lease_seconds)
         answer["results"] = outcome.results
         if wanted:
             answer["executions"] = scheduling.claim_in(
-                ctx.db, session, worker_id, wanted, ctx.settings.lease_seconds
+                ctx.db, session, worker_id, wanted, lease_seconds, worker=outcome.worker
             )
     if outcome.work_released:
         ctx.notifier.notify(WORK)

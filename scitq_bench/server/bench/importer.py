@@ -32,7 +32,7 @@ from scitq_bench.server.bench.models import (
 )
 from scitq_bench.server.bench.runs import phase_batch
 from scitq_bench.server.db import Database
-from scitq_bench.server.filestore import FileStore
+from scitq_bench.server.storage import FileStorage
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 DEFAULT_IMAGE = "codalab/codalab-legacy:py37"  # what bundles without docker_image expect
@@ -45,7 +45,7 @@ def slug(title: str) -> str:
 
 
 def import_bundle(
-    db: Database, files: FileStore, source: Path, *, key: str | None = None,
+    db: Database, files: FileStorage, source: Path, *, key: str | None = None,
     owner_id: int | None = None, run_on_host: bool = False, visibility: str = "public",
     limits: ArchiveLimits | None = None, work_dir: Path | None = None,
 ) -> int:
@@ -83,7 +83,7 @@ def import_bundle(
 
 
 def import_upload(
-    db: Database, files: FileStore, work_dir: Path, principal: Principal, body: BinaryIO, *,
+    db: Database, files: FileStorage, work_dir: Path, principal: Principal, body: BinaryIO, *,
     declared_size: int | None = None, key: str | None = None, visibility: str = "public",
     run_on_host: bool = False,
 ) -> int:

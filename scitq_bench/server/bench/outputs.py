@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import Response, send_file
+from flask import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,8 @@ from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_submission
 from scitq_bench.server.bench.models import Attempt, Phase
 from scitq_bench.server.bench.runs import runs_of
-from scitq_bench.server.filestore import FileStore
+from scitq_bench.server.downloads import send_stored
+from scitq_bench.server.storage import FileStorage
 from scitq_bench.server.tasks import latest_execution
 
 STEPS = ("prediction", "scoring")
@@ -101,11 +102,11 @@ def detailed_results_path(step: Step) -> str:
     return step.detailed_results
 
 
-def detailed_results_response(files: FileStore, step: Step) -> Response:
+def detailed_results_response(files: FileStorage, step: Step) -> Response:
     """The page as the API and the GUI serve it: participants' HTML, so sandboxed by its
     own header (no scripts, no same-origin access) whatever it contains and however it
     is opened."""
-    response = send_file(files.open(detailed_results_path(step)), mimetype="text/html")
+    response = send_stored(files.open(detailed_results_path(step)), mimetype="text/html")
     response.headers["Content-Security-Policy"] = DETAILED_RESULTS_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

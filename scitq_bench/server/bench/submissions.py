@@ -39,9 +39,9 @@ from scitq_bench.server.bench.models import (
     Submission,
 )
 from scitq_bench.server.db import Database
-from scitq_bench.server.filestore import FileStore
 from scitq_bench.server.models import utcnow
 from scitq_bench.server.serialize import iso
+from scitq_bench.server.storage import FileStorage
 from scitq_bench.settings import SUBMISSION_LIMITS
 
 KINDS = ("result", "code", "image")
@@ -94,7 +94,7 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
                 details={"resets_at": iso(resets)})
 
 
-def submit(db: Database, files: FileStore, principal: Principal, phase_id: int, *,
+def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int, *,
            kind: str, body: BinaryIO | None = None, declared_size: int | None = None,
            image: str | None = None, command: str | None = None,
            name: str | None = None, limits: ArchiveLimits = SUBMISSION_LIMITS) -> int:
@@ -171,7 +171,7 @@ class _Capped(io.RawIOBase):
         return data
 
 
-def _store_checked(files: FileStore, body: BinaryIO, limit: int, limits: ArchiveLimits,
+def _store_checked(files: FileStorage, body: BinaryIO, limit: int, limits: ArchiveLimits,
                    kind: str) -> tuple[str, int, str | None]:
     """Store the upload, its zip checked as a worker would unpack it before it takes
     its place: a refused upload leaves nothing in the store. Returns the store path,

@@ -20,7 +20,7 @@ from scitq_bench.server.bench.runs import RUNNING
 from scitq_bench.server.bench.serialize import benchmark_dict, submission_dict
 from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
-from scitq_bench.server.downloads import send_attachment
+from scitq_bench.server.downloads import send_stored
 from scitq_bench.server.gui.benchmarks import phase_rows
 from scitq_bench.server.gui.tails import tail_answer
 from scitq_bench.server.gui.web import (
@@ -238,8 +238,8 @@ def bench_submission_output(submission_id: int, path: str) -> Any:
     with reading() as session:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
     step.check_output_visible()
-    return send_attachment(server_context().files.open(f"{step.output_prefix}/{path}"),
-                           os.path.basename(path))
+    return send_stored(server_context().files.open(f"{step.output_prefix}/{path}"),
+                       name=os.path.basename(path))
 
 
 @page("/submissions/<id:submission_id>/detailed_results", roles=EVERYONE)

@@ -32,8 +32,8 @@ def tail_answer(execution: tuple[int, bool] | None, stream: str, *,
         offset = 0
     logs = server_context().logs
     size = logs.size(execution_id, stream)  # read after the status: nothing is missed
-    data = b"".join(logs.iter_read(execution_id, stream, offset,
-                                   min(TAIL_CHUNK, max(0, size - offset))))
+    data = b"".join(logs.read(execution_id, stream, offset,
+                              min(TAIL_CHUNK, max(0, size - offset))))
     if not (ended and offset + len(data) >= size):
         data = whole_characters(data)
     offset += len(data)

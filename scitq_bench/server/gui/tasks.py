@@ -18,7 +18,7 @@ from scitq_bench.server.api.executions import execution_status
 from scitq_bench.server.api.logs import log_response
 from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
-from scitq_bench.server.downloads import attachment, send_attachment
+from scitq_bench.server.downloads import attachment, send_stored
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import validate
 from scitq_bench.server.gui.tails import tail_answer
@@ -33,9 +33,9 @@ from scitq_bench.server.gui.web import (
     reading,
     render,
 )
-from scitq_bench.server.logstore import STREAMS
 from scitq_bench.server.models import Batch, Execution, Task, Worker
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
+from scitq_bench.server.storage import STREAMS
 from scitq_bench.states import (
     FINAL_EXECUTION_VALUES,
     FINAL_TASK_VALUES,
@@ -202,8 +202,8 @@ def task_file(task_id: int, execution_id: int, name: str) -> Any:
         base = _server_store_base((execution.snapshot or {}).get("output"))
     if base is None:
         not_found(f"output file {name!r}: it was not stored on this server")
-    path = server_context().files.open(f"{base}/{name}" if base else name)
-    return send_attachment(path, PurePosixPath(name).name)
+    stored = server_context().files.open(f"{base}/{name}" if base else name)
+    return send_stored(stored, name=PurePosixPath(name).name)
 
 
 def _shown_execution(executions: list[dict[str, Any]],

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, func, pool, select
 
+from scitq_bench.server.leader import MIGRATION_KEY, NAMESPACE
 from scitq_bench.server.models import Base
 
 config = context.config
@@ -25,6 +26,9 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=True, compare_type=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":  # replicas starting together
+                # migrate one after the other: the second finds the work done
+                connection.execute(select(func.pg_advisory_xact_lock(NAMESPACE, MIGRATION_KEY)))
             context.run_migrations()
     engine.dispose()
 

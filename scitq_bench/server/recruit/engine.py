@@ -13,6 +13,11 @@ One pass (``plan``), in one transaction:
    have worked).
 
 Hiring and giving back are jobs (``jobs.JobRunner``), started after the commit.
+
+The loop runs in one process: inside the server (``start``), or in the leader of the
+background processes (``start_leading``: see ``server/background.py``), which also
+picks up the jobs other processes queued. On PostgreSQL a plan holds an advisory lock
+for its transaction, so that two processes never plan at once.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +38,9 @@ from sqlalchemy.orm import Session
 from scitq_bench.recruit import protofilter as pf
 from scitq_bench.server import transitions
 from scitq_bench.server.db import Database
+from scitq_bench.server.leader import exclusive_plan
 from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.server.notify import JOBS, Notifier
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.costs import batch_cost
 from scitq_bench.server.recruit.jobs import (
@@ -43,6 +50,7 @@ from scitq_bench.server.recruit.jobs import (
     PENDING,
     RUNNING,
     JobRunner,
+    append_log,
 )
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Job, Recruiter
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
@@ -50,6 +58,8 @@ from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
 log = logging.getLogger("scitq_bench.recruit")
 
 ANY_FLAVOR = "eviction>=0:tags~%"  # mentions both: lifts the default filters
+PICK_UP = 1.0  # seconds between the leader's looks for jobs other processes queued
+DESTROY_ATTEMPTS = 3  # an interrupted destroy runs again until it was tried so often
 
 
 @dataclass
@@ -401,33 +411,44 @@ class Engine:
         self.reconcile = reconcile
         self.reconcile_interval = reconcile_interval
         self._last_reconcile = time.monotonic()  # not at start: deploys may be recovering
+        self.leading: Callable[[], bool] | None = None  # set when it runs for a leader
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def recover(self) -> None:
-        """Jobs a previous server process left running were cut short: fail them, and
-        give back what their deploys created. A job cancelled while it ran whose
-        machine was not given back yet (the server stopped in between) gets a destroy
-        job too."""
+    def recover(self, keep: Callable[[], Collection[int]] | None = None) -> None:
+        """At start or takeover: jobs an earlier process left running were cut short:
+        fail them, and give back what their deploys created; run an interrupted destroy
+        again. A job cancelled while it ran whose machine was not given back yet (the
+        server stopped in between) gets a destroy job too. With ``keep`` (the leader's
+        later passes), only the running jobs it does not name are taken for
+        interrupted: it is read once they are locked, so a job that starts meanwhile
+        is never taken for one."""
         with self.db.write() as session:
-            for job in session.scalars(select(Job).where(Job.status == RUNNING)):
-                job.status, job.error = "failed", "interrupted by a server restart"
-                if job.kind == DEPLOY and job.worker_id is not None:
-                    worker = session.get(Worker, job.worker_id)
-                    if worker is not None and worker.released_at is None:
-                        destroy(session, worker, "its deploy was interrupted")
-            kept = session.execute(select(Job, Worker).join(Worker, Worker.id == Job.worker_id)
-                                   .where(Job.status == CANCELLED, Worker.released_at.is_(None)))
-            for job, worker in kept.all():
-                if job.id == _last_job(session, worker.id):
-                    destroy(session, worker, f"job {job.id} was cancelled before its "
-                                             "machine was given back")
-            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))
-        for job_id in pending:
+            running = list(session.scalars(self.db.lock_for_update(
+                select(Job).where(Job.status == RUNNING))))
+            mine = set(keep()) if keep is not None else set()
+            for job in running:
+                if job.id not in mine:
+                    _interrupted(session, job)
+            if keep is None:
+                kept = session.execute(select(Job, Worker)
+                                       .join(Worker, Worker.id == Job.worker_id)
+                                       .where(Job.status == CANCELLED,
+                                              Worker.released_at.is_(None)))
+                for job, worker in kept.all():
+                    if job.id == _last_job(session, worker.id):
+                        destroy(session, worker, f"job {job.id} was cancelled before its "
+                                                 "machine was given back")
+            pending = [] if keep is not None else list(session.scalars(
+                select(Job.id).where(Job.status == PENDING)))
+        for job_id in pending:  # later passes pick pending jobs up on their own
             self.runner.submit(job_id)
 
     def run_once(self) -> Plan:
         with self.db.write() as session:
+            exclusive_plan(session)
+            if self.leading is not None and not self.leading():
+                return Plan()  # it lost its lead while it waited for the lock
             result = plan(session, self.settings)
         for job_id in result.deploy_jobs + result.destroy_jobs:
             self.runner.submit(job_id)
@@ -455,11 +476,79 @@ class Engine:
         self._thread = threading.Thread(target=self.run_forever, name="recruiter", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def start_leading(self, leading: Callable[[], bool], notifier: Notifier | None = None,
+                      tick: float = PICK_UP) -> None:
+        """The loop of the background processes' leader: recover what the previous
+        leader left, then every ``tick`` seconds (at once when ``notifier`` wakes
+        ``JOBS``) pick up the jobs other processes queued, and plan every
+        ``interval``. ``leading`` is asked before each pass, and in the plan's
+        transaction once it holds the plan's lock: a pass never runs in a process that
+        lost its lead."""
+        self.leading = leading
+        self._thread = threading.Thread(target=self._lead, args=(leading, notifier, tick),
+                                        name="recruiter", daemon=True)
+        self._thread.start()
+
+    def _lead(self, leading: Callable[[], bool], notifier: Notifier | None,
+              tick: float) -> None:
+        while not self._stop.is_set():
+            try:
+                if leading():
+                    self.recover()
+                break
+            except Exception:  # the database is away: try again
+                log.exception("recovering jobs failed")
+                self._stop.wait(tick)
+        planned = time.monotonic() - self.settings.interval  # plan at once
+        while not self._stop.is_set():
+            seen = notifier.version(JOBS) if notifier is not None else 0
+            if not leading():
+                return
+            try:
+                self.runner.pick_up()
+                if time.monotonic() - planned >= self.settings.interval:
+                    planned = time.monotonic()
+                    self._pass(self.runner.running)
+            except Exception:  # keep recruiting through transient errors
+                log.exception("recruitment pass failed")
+            if notifier is not None:
+                notifier.wait(JOBS, seen, tick)
+            else:
+                self._stop.wait(tick)
+
+    def _pass(self, keep: Callable[[], Collection[int]]) -> None:
+        """One leader's pass: side jobs when due, jobs some other process left running
+        (a leader that resumed from a freeze, for a moment), then the plan."""
+        self._maybe_refresh_catalogs()
+        self._last_reconcile = _run_if_due(self.reconcile, self._last_reconcile,
+                                           self.reconcile_interval, "reconciling instances")
+        self.recover(keep)
+        self.run_once()
+
+    def stop(self, abandon: bool = False) -> None:
+        """Stop the loop and the runner; with ``abandon`` (the lead is lost), running
+        jobs stop where they stand, left to the next leader."""
         self._stop.set()
+        if abandon:
+            self.runner.abandon()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.runner.shutdown()
+
+
+def _interrupted(session: Session, job: Job) -> None:
+    """A job whose process stopped or lost its lead while it ran: a deploy fails and its
+    machine is given back; a destroy runs again (up to ``DESTROY_ATTEMPTS`` tries)."""
+    if job.kind == DESTROY and job.attempts < DESTROY_ATTEMPTS:
+        job.status = PENDING
+        append_log(session, job.id, "interrupted (its server stopped or lost its lead); "
+                                    "it runs again")
+        return
+    job.status, job.error = "failed", "interrupted by a server restart"
+    if job.kind == DEPLOY and job.worker_id is not None:
+        worker = session.get(Worker, job.worker_id)
+        if worker is not None and worker.released_at is None:
+            destroy(session, worker, "its deploy was interrupted")
 
 
 def _run_if_due(job: Callable[[], Any] | None, last: float, interval: float,

@@ -13,6 +13,12 @@ are cut to what is left), and a user may cancel a job: either way the job stops 
 step it was in (a playbook's processes are killed), says which, and gives its machine
 back. A cancel is seen through this process's ``cancel`` or, from any process, through
 the job's status in the database.
+
+Where several processes serve (see ``server/background.py``), jobs run in the leader's
+process only: the others' runners ``dispatch`` (wake the leader), and the leader picks
+up every pending job on that wake-up and on each pass. A leader that loses its lead
+abandons its jobs where they stand, without their cleanup: they are left running in the
+database, and the next leader's recovery gives their machines back.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.recruit.providers.base import (
@@ -51,6 +57,7 @@ PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed
 CANCELLED = "cancelled"
 LIVE, ENDED = (PENDING, RUNNING), (SUCCEEDED, FAILED, CANCELLED)
 CANCEL_CHECK = 1.0  # seconds between two looks at the database for a cancel
+ABANDONED = "this server stopped leading; the next leader recovers the job"
 
 
 class JobStopped(ScitqBenchError):
@@ -62,17 +69,33 @@ class JobStopped(ScitqBenchError):
 class JobControl:
     """One running job's clock and brakes: the time left of ``timeout`` seconds, the
     step it is in, and whether it must stop (spent, or cancelled: this process's event,
-    or the job's status in the database, looked at every ``CANCEL_CHECK`` seconds)."""
+    or the job's status in the database, looked at every ``CANCEL_CHECK`` seconds; or
+    abandoned: ``leading`` says, as often, that this process no longer leads)."""
 
     def __init__(self, job_id: int, timeout: float,
-                 cancelled_by: Callable[[int], str | None]) -> None:
+                 cancelled_by: Callable[[int], str | None],
+                 leading: Callable[[], bool] | None = None) -> None:
         self.job_id, self.timeout = job_id, timeout
         self.deadline = time.monotonic() + timeout
         self.step = "start"
         self.event = threading.Event()
+        self.lost = False  # abandoned: this process no longer leads
         self._cancelled_by = cancelled_by
+        self._leading = leading
         self._who: str | None = None
         self._checked = 0.0
+        self._led = 0.0
+
+    def abandoned(self, at_once: bool = False) -> bool:
+        """Whether this process stopped leading (asked every ``CANCEL_CHECK`` seconds,
+        or now with ``at_once``, before a cleanup): the job then stops where it stands,
+        without its cleanup, which the next leader's recovery does."""
+        now = time.monotonic()
+        due = at_once or now - self._led >= CANCEL_CHECK
+        if not self.lost and self._leading is not None and due:
+            self._led = now
+            self.lost = not self._leading()
+        return self.lost
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -87,6 +110,8 @@ class JobControl:
 
     def reason(self) -> str | None:
         """Why the job must stop now, None while it may go on."""
+        if self.abandoned():
+            return ABANDONED
         who = self.cancelled()
         if who is not None:
             return f"cancelled by {who}"
@@ -125,7 +150,12 @@ class JobSettings:
 
 @dataclass
 class JobRunner:
-    """Runs jobs in a small thread pool; ``providers(name)`` builds a provider."""
+    """Runs jobs in a small thread pool; ``providers(name)`` builds a provider.
+
+    ``dispatch``: jobs run elsewhere (the leader); submitting or cancelling one calls it
+    to wake the leader instead. ``leading``: this runner serves a leader; it says
+    whether this process still leads (asked before a job starts, and every
+    ``CANCEL_CHECK`` seconds while it runs)."""
 
     db: Database
     providers: Callable[[str], Provider]
@@ -133,48 +163,119 @@ class JobRunner:
     enroll_token: Callable[[str], str]  # a token for the machine named so
     settings: JobSettings = field(default_factory=JobSettings)
     workers: int = 4
+    dispatch: Callable[[], None] | None = None
+    leading: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job")
         self._running: set[int] = set()
         self._controls: dict[int, JobControl] = {}
+        self._given_back: set[int] = set()  # cancelled destroys whose give-back started
+        self._abandoned = False
         self._lock = threading.Lock()
 
     def submit(self, job_id: int) -> None:
+        if self.dispatch is not None:
+            self.dispatch()
+            return
         with self._lock:
-            if job_id in self._running:
+            if job_id in self._running or self._abandoned:
                 return
             self._running.add(job_id)
-        self._pool.submit(self._run, job_id)
+        if not self._spawn(self._run, job_id):
+            with self._lock:
+                self._running.discard(job_id)
 
     def cancel(self, job_id: int, was: str) -> None:
         """The job was just marked cancelled in the database, from status ``was``: a
         running one here stops at once (elsewhere, within ``CANCEL_CHECK`` s); a
         pending destroy gives its machine back without its playbook (a pending deploy
         holds no machine yet)."""
+        if self.dispatch is not None:  # the leader sees the status, and gives back
+            self.dispatch()
+            return
         with self._lock:
             control = self._controls.get(job_id)
         if control is not None:
             control.event.set()
         elif was == PENDING:
-            self._pool.submit(self._give_back_cancelled, job_id)
+            self._spawn(self._give_back_cancelled, job_id)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, function: Callable[..., Any], *args: Any) -> bool:
+        """Run ``function`` in the pool; False once the pool was shut down (the work
+        stays in the database for whoever runs jobs next)."""
+        try:
+            self._pool.submit(function, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def busy(self) -> int:
         with self._lock:
             return len(self._running)
 
+    def running(self) -> set[int]:
+        """The jobs this runner has taken and not finished."""
+        with self._lock:
+            return set(self._running)
+
+    def abandon(self) -> None:
+        """This process no longer leads: no job starts any more, and running ones stop
+        where they stand, leaving their state to the next leader's recovery."""
+        with self._lock:
+            self._abandoned = True
+            controls = list(self._controls.values())
+        for control in controls:
+            control.lost = True
+            control.event.set()
+        self.shutdown()
+
+    def pick_up(self) -> list[int]:
+        """The leader's pass over jobs other processes queued or cancelled: start every
+        pending job not running here, stop at once running ones cancelled elsewhere, and
+        give back the machines of destroys cancelled before they started. Returns the
+        jobs started."""
+        if self._abandoned:
+            return []
+        with self.db.read() as session:
+            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)
+                                           .order_by(Job.id)))
+            cancelled = set(session.scalars(select(Job.id).where(Job.status == CANCELLED,
+                                                                 Job.id.in_(self.running()))))
+            undone = list(session.scalars(_cancelled_destroys()))
+        started = [job_id for job_id in pending if job_id not in self.running()]
+        for job_id in started:
+            self.submit(job_id)
+        with self._lock:
+            stopping = [self._controls[j] for j in cancelled if j in self._controls]
+            give_back = [] if self._abandoned else [
+                j for j in undone if j not in self._running | self._given_back]
+            self._given_back.update(give_back)
+        for control in stopping:
+            control.event.set()
+        for job_id in give_back:
+            self._spawn(self._give_back_cancelled, job_id)
+        return started
+
+    def _still_leading(self) -> bool:
+        return not self._abandoned and (self.leading is None or self.leading())
+
     # -- one job ---------------------------------------------------------------------
 
     def _run(self, job_id: int) -> None:
+        control: JobControl | None = None
         try:
+            if not self._still_leading():  # a leader resumed from a freeze starts nothing
+                return
             job = self._start(job_id)
             if job is None:
                 return
             kind, arguments, worker_id = job
-            control = JobControl(job_id, self.settings.deploy_timeout, self._cancelled_by)
+            control = JobControl(job_id, self.settings.deploy_timeout, self._cancelled_by,
+                                 None if self.leading is None else self._still_leading)
             with self._lock:
                 self._controls[job_id] = control
             if kind == DEPLOY:
@@ -183,18 +284,31 @@ class JobRunner:
                 self._destroy(control, worker_id, arguments)
                 self._finish(job_id, SUCCEEDED)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job, said in its log
-            log.warning("job %s failed: %s", job_id, exc)
-            self._finish(job_id, FAILED, error=str(exc))
+            if control is not None and control.abandoned(at_once=True):
+                self._left(job_id, control)
+            else:
+                log.warning("job %s failed: %s", job_id, exc)
+                self._finish(job_id, FAILED, error=str(exc))
         finally:
             with self._lock:
                 self._running.discard(job_id)
                 self._controls.pop(job_id, None)
 
+    def _left(self, job_id: int, control: JobControl) -> None:
+        """An abandoned job stays running in the database, for the next leader."""
+        log.warning("job %s left in step '%s': %s", job_id, control.step, ABANDONED)
+        try:
+            self.note(job_id, f"left in step '{control.step}': {ABANDONED}")
+        except Exception as exc:  # noqa: BLE001 - the database may be what was lost
+            log.debug("job %s: could not say so in its log: %s", job_id, exc)
+
     def _start(self, job_id: int) -> tuple[str, dict[str, Any], int | None] | None:
-        """Move the job to running (guarded: a cancel may have come first)."""
+        """Move the job to running (guarded: a cancel may have come first, and a job
+        submitted twice, by a plan and a pick-up, runs once: a failed job runs again
+        only once a retry made it pending)."""
         with self.db.write() as session:
             moved = session.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_([PENDING, FAILED]))
+                update(Job).where(Job.id == job_id, Job.status == PENDING)
                 .values(status=RUNNING, progress=0, attempts=Job.attempts + 1, error=None)
                 .execution_options(synchronize_session=False))
             if moved.rowcount != 1:
@@ -272,9 +386,10 @@ class JobRunner:
             if not self._finish(job_id, SUCCEEDED):
                 raise control.stopped(f"cancelled by {control.cancelled() or 'a user'}")
         except BaseException:
-            self.note(job_id, f"giving instance {instance.instance_id} back")
-            _quietly(provider.delete, instance.instance_id, region)
-            self._fail_worker(worker_id)
+            if not control.abandoned(at_once=True):  # else the next leader gives it back
+                self.note(job_id, f"giving instance {instance.instance_id} back")
+                _quietly(provider.delete, instance.instance_id, region)
+                self._fail_worker(worker_id)
             raise
 
     def _remember_address(self, job_id: int, address: str | None) -> None:
@@ -372,6 +487,8 @@ class JobRunner:
                                     timeout=control.remaining(), cancel=control.should_stop)
             if result.status != "successful":
                 why = control.reason() or f"destroy playbook {result.status}"
+                if control.abandoned(at_once=True):
+                    raise control.stopped(why)
                 self.note(job_id, f"{why}; deleting the instance anyway")
         control.step = "give the machine back"
         self._give_back(job_id, worker_id, arguments)
@@ -407,6 +524,16 @@ class JobRunner:
                 if worker.status != WorkerStatus.EVICTED.value:
                     transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         self.note(job_id, "machine given back", 100)
+
+
+def _cancelled_destroys() -> Any:
+    """Destroys cancelled before they ran whose machine is still held: the worker's
+    latest job (a later one says more about its machine), the worker not released."""
+    later = aliased(Job)
+    newest = select(func.max(later.id)).where(later.worker_id == Job.worker_id)
+    return (select(Job.id).join(Worker, Worker.id == Job.worker_id)
+            .where(Job.kind == DESTROY, Job.status == CANCELLED, Worker.released_at.is_(None),
+                   Job.id == newest.scalar_subquery()))
 
 
 def fail_worker(session: Session, worker_id: int) -> None:

@@ -21,12 +21,17 @@
         aws: {regions: [eu-west-3], image_id: ami-..., ...}
 
 The ``local`` provider (worker processes on this machine) is always available.
+
+Where processes that serve the API run apart from the background leader (see
+``server/background.py``), theirs is built with ``dispatch``: their job runner runs
+nothing and wakes the leader instead; the leader's is built with ``leading``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from scitq_bench.exceptions import InvalidInput
 from scitq_bench.recruit.providers.base import Provider, build_provider
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
+from scitq_bench.server.notify import JOBS, Notifier
 from scitq_bench.server.recruit.engine import Engine, RecruitSettings, reconcile
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.settings import ServerSettings
@@ -87,7 +93,14 @@ def recruit_settings(config: dict[str, Any]) -> RecruitSettings:
     )
 
 
-def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitment:
+def build(settings: ServerSettings, db: Database, server_url: str, *,
+          dispatch: Notifier | None = None,
+          leading: Callable[[], bool] | None = None) -> Recruitment:
+    """The recruitment machinery. ``dispatch``: jobs run in the leader's process, not
+    here: queuing or cancelling one notifies ``JOBS`` (every process, on PostgreSQL;
+    the leader's pass picks them up within a second anyway), and the engine is never
+    started here. ``leading``: built for the leader, whose jobs stop where they stand
+    once it says this process no longer leads."""
     config = dict(settings.recruitment or {})
     identity = str(config.get("identity") or "scitq-bench")
     providers_config: dict[str, Any] = dict(config.get("providers") or {})
@@ -118,8 +131,10 @@ def build(settings: ServerSettings, db: Database, server_url: str) -> Recruitmen
         package_path=Path(config["package"]) if config.get("package") else None,
         ansible_vars=dict(config.get("ansible_vars") or {}),
     )
+    wake = None if dispatch is None else (lambda: dispatch.notify(JOBS))
     runner = JobRunner(db=db, providers=provider, server_url=server_url,
-                       enroll_token=machine_token, settings=jobs)
+                       enroll_token=machine_token, settings=jobs, dispatch=wake,
+                       leading=leading)
     recruit = recruit_settings(config)
 
     def refresh_catalogs() -> None:
