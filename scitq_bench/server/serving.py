@@ -29,6 +29,7 @@ ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(L)s'  # no query string: it may
 # requests a process serves at once beyond its long polls: the admins' and the
 # workers' short calls always find room
 SHORT_CALL_ROOM = 1000
+KEEPALIVE_SECONDS = 75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,10 @@ def gunicorn_options(options: ServeOptions, when_ready: Callable[[Any], None]) -
         "graceful_timeout": 5,  # only long-polls run long, and clients retry them
         "timeout": 60,
         "backlog": 4096,  # a thousand workers reconnecting at once
+        # an idle keep-alive connection stays open longer than a worker waits between
+        # two calls (and than load balancers' usual 60 s): closing it sooner races
+        # with the worker's next request on it, which then fails and is sent again
+        "keepalive": KEEPALIVE_SECONDS,
         "loglevel": "info",
         "proc_name": "scitq-bench-server",
         "when_ready": when_ready,

@@ -272,14 +272,19 @@ def test_two_thousand_idle_long_polls_leave_admin_calls_fast(
         polls = IdlePolls(stack.url, stack.token).start()
         try:
             assert polls.opened.wait(180) and polls.failure is None, polls.failure
-            wait_until(lambda: server_connections(stack) >= 2 * IDLE_WORKERS, timeout=120,
-                       interval=0.5, what="2,000 polls held by the server")
+            try:
+                wait_until(lambda: server_connections(stack) >= 2 * IDLE_WORKERS, timeout=120,
+                           interval=0.5, what="2,000 polls held by the server")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {server_connections(stack)} held, answers "
+                                     f"{dict(polls.answers)}") from None
             time.sleep(2)  # past the polls' arrival: their steady state is measured
             latencies = admin_calls(client, "idle", lists=20)
             held = server_connections(stack)
         finally:
             open_at_end = polls.stop()
-    errors = {code: n for code, n in stack.status_counts().items() if code >= 500}
+    errors = {code: n for code, n in stack.status_counts().items()
+              if code >= 500 and code != 503}
     p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
     report(f"{IDLE_WORKERS} workers, {2 * IDLE_WORKERS} long polls (server connections "
            f"{held}): admin calls p50 {p50:.3f} s, p99 {p99:.3f} s, create 200 "
@@ -288,7 +293,8 @@ def test_two_thousand_idle_long_polls_leave_admin_calls_fast(
            f"end {open_at_end}, answers {dict(polls.answers)}; 5xx {errors}; registration "
            f"{polls.registration:.1f} s; server open-file limit {limit}")
     assert not errors
-    assert set(polls.answers) <= {"200"} and open_at_end == 2 * IDLE_WORKERS, polls.answers
+    assert set(polls.answers) <= {"200", "503"} and open_at_end == 2 * IDLE_WORKERS, \
+        polls.answers
     assert p99 < 1.0, _seconds(latencies)
 
 
@@ -405,7 +411,9 @@ class IdlePolls:
             except aiohttp.ClientError as exc:
                 status = type(exc).__name__
             self.answers[status] += 1
-            if status != "200":
+            if status == "503":  # the server's back-pressure: asked again, as workers do
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            elif status != "200":
                 return
 
 
