@@ -189,12 +189,13 @@ def test_a_frozen_leader_is_taken_over_and_steps_down_when_it_resumes(
     wait_until(lambda: executions_of(db, task) == ["lost"], timeout=10, what="the reap")
 
     group.signal(frozen, signal.SIGCONT)
-    wait_until(lambda: "stepped down" in group.log(frozen), timeout=10,
+    # frozen between passes it steps down before the next one; frozen while starting
+    # its loops, the start fails on its ended session: either way it stops leading
+    wait_until(lambda: "no longer leading" in group.log(frozen), timeout=10,
                what="the resumed leader to step down")
     time.sleep(1.5)
     assert group.leader() == other
     assert (group.reaped(frozen), group.reaped(other)) == (0, 1)
-    assert "no longer leading" in group.log(frozen)
     assert executions_of(db, task) == ["lost"] and task_state(db, task).losses == 1
     record_property(SUMMARY_PROPERTY, f"frozen leader taken over {took:.2f} s after SIGSTOP "
                                       f"(lease {LEASE:g} s)")
