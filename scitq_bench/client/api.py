@@ -129,7 +129,11 @@ class Client(BenchClientMixin, RecruitClientMixin):
                     method, url, json=json, params=clean, data=data, stream=stream,
                     timeout=(min(read_timeout, MAX_CONNECT_TIMEOUT), read_timeout),
                 )
-            except requests.ConnectionError as exc:  # connect timeouts included
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # connect timeouts included, and an answer cut short (the server died
+                # while sending it): the call may have taken effect, as when the
+                # connection broke after the request was sent; protocol calls are
+                # idempotent or reconciled by the next heartbeat
                 cause = _cause(exc)
                 left = budget - (time.monotonic() - started)
                 if left <= 0:
@@ -144,6 +148,9 @@ class Client(BenchClientMixin, RecruitClientMixin):
                 raise ServerUnreachable(
                     f"{self.server} did not answer {method} {path} within {read_timeout:g} s"
                 ) from None
+            except requests.RequestException as exc:  # nothing of requests leaks out
+                raise ServerUnreachable(
+                    f"{method} {path} to {self.server} failed: {_cause(exc)}") from None
             wait = _retry_after(response)
             if wait is None or time.monotonic() - started + wait > budget:
                 break

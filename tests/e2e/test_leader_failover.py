@@ -83,6 +83,13 @@ class Schedulers:
                 holder = session.scalar(select(Leader.holder))
         return int(holder.rsplit(":", 1)[1]) if holder else None
 
+    def start_pair(self) -> tuple[str, str]:
+        """Start "a" and "b"; (the one that leads, the other)."""
+        self.start("a")
+        self.start("b")
+        first = wait_until(self.leader, timeout=30, what="a leader")
+        return first, "b" if first == "a" else "a"
+
     def leader(self, among: list[str] | None = None) -> str | None:
         """The name of the running process that leads now."""
         pid = self.holder_pid()
@@ -136,10 +143,7 @@ def executions_of(db: Database, task: int) -> list[str]:
 def test_one_of_two_reaps_and_the_other_takes_over_a_killed_leader(
         schedulers: Schedulers, record_property: Any) -> None:
     group, db = schedulers, schedulers.db
-    group.start("a")
-    group.start("b")
-    first = wait_until(group.leader, timeout=30, what="a leader")
-    other = "b" if first == "a" else "a"
+    first, other = group.start_pair()
     wait_until(lambda: "leading: running the background loops" in group.log(first),
                timeout=10, what="the leader to say it leads")
     wait_until(lambda: "stands by" in group.log(other), timeout=10,
@@ -176,10 +180,7 @@ def test_one_of_two_reaps_and_the_other_takes_over_a_killed_leader(
 def test_a_frozen_leader_is_taken_over_and_steps_down_when_it_resumes(
         schedulers: Schedulers, database_url: str, record_property: Any) -> None:
     group, db = schedulers, schedulers.db
-    group.start("a")
-    group.start("b")
-    frozen = wait_until(group.leader, timeout=30, what="a leader")
-    other = "b" if frozen == "a" else "a"
+    frozen, other = group.start_pair()
     group.signal(frozen, signal.SIGSTOP)
     stopped = time.monotonic()
     wait_until(lambda: group.leader([other]), timeout=LEASE + 6, what="the takeover")
@@ -261,10 +262,7 @@ def watch(db: Database, seconds: float, most: list[int]) -> None:
 def test_two_recruiting_processes_hire_once_and_again_once_after_a_kill(
         recruiting: Schedulers, record_property: Any) -> None:
     group, db = recruiting, recruiting.db
-    group.start("a")
-    group.start("b")
-    first = wait_until(group.leader, timeout=30, what="a leader")
-    other = "b" if first == "a" else "a"
+    first, other = group.start_pair()
     wait_until(lambda: job_counts(db).get(("deploy", "running")) == 3, timeout=20,
                what="three deploys running")
     most = [0]
