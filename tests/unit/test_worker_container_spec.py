@@ -4,6 +4,8 @@ image references; the image-use record behind the cache policy."""
 from __future__ import annotations
 
 import os
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -121,7 +123,10 @@ def test_split_reference(reference, expected):
 def test_image_use_survives_restarts(tmp_path, monkeypatch):
     record = ImageUse(tmp_path / "state" / "images.json")
     clock = iter([100.0, 200.0])
-    monkeypatch.setattr("scitq_bench.client.worker.engine.time.time", lambda: next(clock))
+    # the engine module's own clock, not time.time for every thread of this process
+    # (another test's thread logging would take the values)
+    monkeypatch.setattr("scitq_bench.client.worker.engine.time", types.SimpleNamespace(
+        time=lambda: next(clock), monotonic=time.monotonic, sleep=time.sleep))
     record.touch("a")
     record.touch("b")
     again = ImageUse(tmp_path / "state" / "images.json")
