@@ -140,11 +140,10 @@ def _supervise(settings: ServerSettings, host: str, port: int, processes: int,
         "scitq_bench.server.serving", "--host", host, "--port", str(port),
         "--processes", str(processes), "--max-long-polls", str(max_long_polls),
         "--data-dir", str(settings.data_dir),
-        *(["--public-url", settings.public_url] if settings.public_url else []),
         *(["--access-log", access_log] if access_log else []))
     loops = python_module("scitq_bench.cli.main", "server", "scheduler",
                           "--data-dir", str(settings.data_dir))
-    if settings.public_url:  # the background process recruits for this URL
+    if settings.public_url:  # both children read it: workers are told it, recruits use it
         os.environ.setdefault("SCITQ_BENCH_PUBLIC_URL", settings.public_url)
     return supervise(api, loops if background else None)
 

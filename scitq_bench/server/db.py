@@ -236,8 +236,10 @@ def _sqlite_engine(url: str, begin: str, busy_timeout: float,
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         if wait_left is not None:
-            wait_ms = int(wait_left() * 1000)
-            if connection.info.get("busy_timeout_ms") != wait_ms:  # a statement per change only
+            # whole tenths of a second: a writer that got its turn at once keeps the
+            # value of the last one, and the PRAGMA is a statement per change only
+            wait_ms = round(wait_left() * 10) * 100
+            if connection.info.get("busy_timeout_ms") != wait_ms:
                 # a PRAGMA takes no bound parameter; the value is an int we computed
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
                 connection.info["busy_timeout_ms"] = wait_ms

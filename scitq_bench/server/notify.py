@@ -25,7 +25,6 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -65,11 +64,10 @@ def work_keys(batch_ids: Iterable[int | None]) -> tuple[str, ...]:
 class _Key:
     """One key's version and the condition its waiters sleep on."""
 
-    __slots__ = ("version", "waiters", "condition")
+    __slots__ = ("version", "condition")
 
     def __init__(self, lock: threading.Lock) -> None:
         self.version = 0
-        self.waiters = 0
         self.condition = threading.Condition(lock)
 
 
@@ -81,7 +79,9 @@ class Notifier:
         self.poll_interval = poll_interval
         self.max_waiters = max_waiters
         self._lock = threading.Lock()
-        self._keys: dict[str, _Key] = {}
+        # keys by namespace ("work", "worker", "jobs"): a wildcard names a namespace,
+        # and waking every claim must not walk every worker's key
+        self._spaces: dict[str, dict[str, _Key]] = {}
         self._waiting = 0
 
     @property
@@ -92,9 +92,10 @@ class Notifier:
     def _key(self, key: str) -> _Key:
         """The key's record, made on first use and kept (one per batch and per worker):
         a wildcard must reach a key whose version a waiter has read."""
-        found = self._keys.get(key)
+        space = self._spaces.setdefault(key.partition(":")[0], {})
+        found = space.get(key)
         if found is None:
-            found = self._keys[key] = _Key(self._lock)
+            found = space[key] = _Key(self._lock)
         return found
 
     def version(self, key: str) -> int:
@@ -109,30 +110,31 @@ class Notifier:
     def wake(self, *keys: str) -> None:
         """Wake this process's waiters of ``keys`` (``EVERYTHING``: all of them)."""
         with self._lock:
-            for key in self._expand(keys):
-                found = self._key(key)
+            woken: dict[str, _Key] = {}
+            for key in keys:
+                woken.update(self._matching(key))
+            for found in woken.values():
                 found.version += 1
-                if found.waiters:
-                    found.condition.notify_all()
+                found.condition.notify_all()
 
-    def _expand(self, keys: Iterable[str]) -> set[str]:
-        """Keys with wildcards (``work:*``, ``*``) replaced by the keys they match."""
-        expanded: set[str] = set()
-        for key in keys:
-            if key.endswith("*"):
-                prefix = key[:-1]
-                expanded.update(k for k in self._keys if k.startswith(prefix))
-            else:
-                expanded.add(key)
-        return expanded
+    def _matching(self, key: str) -> dict[str, _Key]:
+        """The records ``key`` names: ``*`` every one, ``space:*`` a namespace's."""
+        if key == EVERYTHING:
+            return {k: v for space in self._spaces.values() for k, v in space.items()}
+        if key.endswith(":*"):
+            return self._spaces.get(key[:-2], {})
+        return {key: self._key(key)}
 
     def wait(self, key: str, seen: int, timeout: float) -> bool:
         """Sleep until ``key`` moves past ``seen`` or the poll interval/timeout passes.
         True if notified; ``Busy`` when this process already holds ``max_waiters``."""
         deadline = time.monotonic() + min(timeout, self.poll_interval)
-        with self._lock, self._counted():
+        with self._lock:
+            if self._waiting >= self.max_waiters:
+                raise Busy(f"this server process already holds {self.max_waiters} waiting "
+                           "long polls; try again shortly", retry_after=2.0)
             found = self._key(key)
-            found.waiters += 1
+            self._waiting += 1
             try:
                 while found.version == seen:
                     remaining = deadline - time.monotonic()
@@ -141,19 +143,7 @@ class Notifier:
                     found.condition.wait(remaining)
                 return True
             finally:
-                found.waiters -= 1
-
-    @contextmanager
-    def _counted(self) -> Iterator[None]:
-        """Count a waiter, refusing one past ``max_waiters`` (the lock is held)."""
-        if self._waiting >= self.max_waiters:
-            raise Busy(f"this server process already holds {self.max_waiters} waiting "
-                       "long polls; try again shortly", retry_after=2.0)
-        self._waiting += 1
-        try:
-            yield
-        finally:
-            self._waiting -= 1
+                self._waiting -= 1
 
     def start(self) -> None:
         """Begin receiving other processes' wake-ups (nothing to do in-process)."""

@@ -146,13 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, required=True)
     parser.add_argument("--max-long-polls", type=int, required=True)
     parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--public-url")
     parser.add_argument("--access-log")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = ServerSettings.from_env(args.data_dir)
-    if settings.public_url is None and args.public_url:
-        settings = dataclasses.replace(settings, public_url=args.public_url)
     serve(settings, ServeOptions(host=args.host, port=args.port, processes=args.processes,
                                  max_long_polls=args.max_long_polls,
                                  access_log=args.access_log))

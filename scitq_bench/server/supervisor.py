@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -38,7 +37,6 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen | None = None
-    restarts: int = 0
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
@@ -68,8 +66,6 @@ class Supervisor:
                     pid, status = os.wait()
                 except ChildProcessError:
                     break
-                except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-                    continue
                 self._ended(pid, os.waitstatus_to_exitcode(status))
             return self.exit_code
         finally:
@@ -100,7 +96,6 @@ class Supervisor:
         log.error("the %s process ended (exit status %d); starting it again in %.0f s",
                   child.name, code, RESTART_PAUSE)
         time.sleep(RESTART_PAUSE)
-        child.restarts += 1
         if not self.stopping:
             self._start(child)
 
@@ -148,11 +143,8 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def supervise(api_argv: list[str], background_argv: list[str] | None,
-              on_start: Callable[[], None] | None = None) -> int:
-    supervisor = Supervisor(api=Child("API", api_argv),
-                            background=Child("background", background_argv)
-                            if background_argv else None)
-    if on_start is not None:
-        on_start()
-    return supervisor.run()
+def supervise(api_argv: list[str], background_argv: list[str] | None) -> int:
+    """Run the API processes and, with ``background_argv``, the background process;
+    the API processes' exit status."""
+    background = Child("background", background_argv) if background_argv else None
+    return Supervisor(api=Child("API", api_argv), background=background).run()
