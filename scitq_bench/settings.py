@@ -78,8 +78,8 @@ class ServerSettings:
     run_recruiter: bool = True
     # ``submission_archive:`` in settings.yaml: what a submission zip may unpack to
     submission_limits: ArchiveLimits = SUBMISSION_LIMITS
-    # ``log_dir`` / ``store_dir`` as set (``from_env`` always sets them); None: under
-    # data_dir. Read them through the properties.
+    # ``log_dir`` / ``store_dir`` as set; None: under data_dir. Read them through the
+    # properties.
     log_root: Path | None = None
     store_root: Path | None = None
 
@@ -100,41 +100,33 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: Any) -> ServerSettings:
-        """Environment first, then ``<data_dir>/settings.yaml``, then defaults."""
+        """Environment first (``SCITQ_BENCH_<NAME>``), then ``<data_dir>/settings.yaml``
+        (``name``), then defaults."""
         root = Path(data_dir) if data_dir else default_data_dir()
         file_values = _read_settings_file(root / "settings.yaml")
-        url = (
-            os.environ.get("SCITQ_BENCH_DATABASE_URL")
-            or file_values.get("database_url")
-            or f"sqlite:///{root / 'scitq_bench.db'}"
-        )
-        lease = os.environ.get("SCITQ_BENCH_LEASE_SECONDS") or file_values.get("lease_seconds", 30)
-        reaper = (os.environ.get("SCITQ_BENCH_REAPER_INTERVAL")
-                  or file_values.get("reaper_interval", 1))
-        busy = (os.environ.get("SCITQ_BENCH_DATABASE_BUSY_TIMEOUT")
-                or file_values.get("database_busy_timeout", 10))
-        pool = (os.environ.get("SCITQ_BENCH_DATABASE_POOL_SIZE")
-                or file_values.get("database_pool_size", 20))
+
+        def setting(name: str, default: Any = None) -> Any:
+            return os.environ.get(f"SCITQ_BENCH_{name.upper()}") or file_values.get(name, default)
+
         recruitment = file_values.get("recruitment") or {}
         if not isinstance(recruitment, dict):
             raise InvalidInput(f"{root / 'settings.yaml'}: recruitment must be a mapping")
         values: dict[str, Any] = {
             "data_dir": root,
-            "database_url": url,
-            "lease_seconds": _positive_float("lease_seconds", lease),
-            "reaper_interval": _positive_float("reaper_interval", reaper),
-            "database_busy_timeout": _positive_float("database_busy_timeout", busy),
-            "database_pool_size": _positive_int("database_pool_size", pool),
-            "direct_database_url": (os.environ.get("SCITQ_BENCH_DIRECT_DATABASE_URL")
-                                    or file_values.get("direct_database_url")),
-            "public_url": os.environ.get("SCITQ_BENCH_PUBLIC_URL") or file_values.get("public_url"),
+            "database_url": setting("database_url") or f"sqlite:///{root / 'scitq_bench.db'}",
+            "lease_seconds": _positive_float("lease_seconds", setting("lease_seconds", 30)),
+            "reaper_interval": _positive_float("reaper_interval", setting("reaper_interval", 1)),
+            "database_busy_timeout": _positive_float("database_busy_timeout",
+                                                     setting("database_busy_timeout", 10)),
+            "database_pool_size": _positive_int("database_pool_size",
+                                                setting("database_pool_size", 20)),
+            "direct_database_url": setting("direct_database_url"),
+            "public_url": setting("public_url"),
             "recruitment": recruitment,
             "submission_limits": _archive_limits(
                 "submission_archive", file_values.get("submission_archive"), SUBMISSION_LIMITS),
-            "log_root": _directory("log_dir", os.environ.get("SCITQ_BENCH_LOG_DIR")
-                                   or file_values.get("log_dir")) or root / "logs",
-            "store_root": _directory("store_dir", os.environ.get("SCITQ_BENCH_STORE_DIR")
-                                     or file_values.get("store_dir")) or root / "store",
+            "log_root": _directory("log_dir", setting("log_dir")),
+            "store_root": _directory("store_dir", setting("store_dir")),
         }
         values.update(overrides)
         return cls(**values)

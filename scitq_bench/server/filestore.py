@@ -1,15 +1,15 @@
 """The server's own file store behind ``server://`` URIs, in one local directory, so
 the embedded setup needs no cloud storage: the local ``FileStorage``.
 
-Writes land in a temporary file next to their target, renamed into place: a reader, in
-this process or another, never sees half a file, and of two writers of one path the
-last rename wins whole. An open file keeps the bytes it had when opened. Several hosts
-may share the directory (one file system mounted at the same path on each).
+Writes land in a hidden temporary file in the store's root, renamed into place (one
+file system: the rename is atomic): a reader, in this process or another, never sees
+half a file, and of two writers of one path the last rename wins whole. An open file
+keeps the bytes it had when opened. Several hosts may share the directory (one file
+system mounted at the same path on each).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tempfile
@@ -23,7 +23,6 @@ from scitq_bench.server.storage import FileStorage, StoredEntry, StoredFile
 CHUNK = 1 << 16
 NAME_MAX, PATH_MAX = 255, 1024  # what file systems take (a name), and a sane bound
 TEMPORARY = ".upload-"  # temporary files' prefix: never listed
-FOLDER_TRIES = 5  # times a write makes its folder again when a failed writer removed it
 
 
 class LocalFileStore(FileStorage):
@@ -48,10 +47,12 @@ class LocalFileStore(FileStorage):
 
     def write(self, relative: str, body: BinaryIO,
               check: Callable[[Path], None] | None = None) -> int:
-        """As ``FileStorage.write``; a refused write leaves not even the folder it
-        made."""
+        """As ``FileStorage.write``. The target's folder is made only once the upload
+        passed ``check``: a refused write leaves no folder, and no writer ever removes
+        one that another is writing into."""
         path = self._resolve(relative)
-        made, fd, temporary = _temporary_beside(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=TEMPORARY)
         size = 0
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -60,12 +61,10 @@ class LocalFileStore(FileStorage):
                     size += len(chunk)
             if check is not None:
                 check(Path(temporary))
+            path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
-            if made:
-                with contextlib.suppress(OSError):  # another writer may use it by now
-                    path.parent.rmdir()
             raise
         return size
 
@@ -106,20 +105,3 @@ class LocalFileStore(FileStorage):
                 entries.append({"path": str(path.relative_to(self.root)), "size": info.st_size})
         return entries
 
-
-def _temporary_beside(path: Path) -> tuple[bool, int, str]:
-    """Whether this write made ``path``'s folder, and a temporary file in it (a rename
-    within one folder is atomic). A writer that failed removes the folder it made: when
-    that happens between our mkdir and our temporary file, make the folder again."""
-    tries = 0
-    while True:
-        made = not path.parent.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY)
-        except FileNotFoundError:
-            tries += 1
-            if tries == FOLDER_TRIES:
-                raise
-            continue
-        return made, fd, temporary
