@@ -177,11 +177,11 @@ class PostgresLeaderLock:
         record = pg_insert(Leader).values(name=self.name, holder=self.holder,
                                           backend_pid=func.pg_backend_pid(),
                                           elected_at=now, beat_at=now)
-        connection.execute(record.on_conflict_do_update(
+        self._backend = connection.scalar(record.on_conflict_do_update(
             index_elements=[Leader.name],
             set_={"holder": record.excluded.holder, "backend_pid": record.excluded.backend_pid,
-                  "elected_at": record.excluded.elected_at, "beat_at": record.excluded.beat_at}))
-        self._backend = connection.scalar(select(func.pg_backend_pid()))
+                  "elected_at": record.excluded.elected_at, "beat_at": record.excluded.beat_at})
+            .returning(Leader.backend_pid))
         return True
 
     def verify(self) -> bool:
@@ -312,19 +312,23 @@ def build_lock(database_url: str, data_dir: Path, stale_after: float,
 class Leadership:
     """Campaigns for the lock, holds it with a beat every ``interval`` seconds, and
     steps down the moment a check fails. Loops call ``verify()`` before each pass;
-    ``ended`` is set when a term ends."""
+    ``ended`` is set while no term runs (from the moment one ends)."""
 
     def __init__(self, lock: LeaderLock, *, interval: float = 1.0,
                  on_change: Callable[[bool], None] | None = None) -> None:
         self.lock, self.interval, self.on_change = lock, interval, on_change
         self.ended = threading.Event()
+        self.ended.set()  # no term yet
         self._mutex = threading.Lock()  # one user of the lock's connection at a time
-        self._leading = False
         self._confirmed = (0.0, 0.0)  # monotonic and wall time of the last good check
 
     @property
     def holder(self) -> str:
         return self.lock.holder
+
+    @property
+    def _leading(self) -> bool:
+        return not self.ended.is_set()
 
     def is_leader(self) -> bool:
         """Leading, as confirmed within the last few beats on both clocks: a process
@@ -365,7 +369,6 @@ class Leadership:
         return False
 
     def _elected(self) -> None:
-        self._leading = True
         self._confirmed = (time.monotonic(), time.time())
         self.ended.clear()
         log.info("leadership: %s leads the background loops", self.holder)
@@ -403,28 +406,26 @@ class Leadership:
         with self._mutex:
             if not self._leading:
                 return False
+            why = failure
             try:
-                held = probe()
-                why = failure
+                if probe():
+                    self._confirmed = (time.monotonic(), time.time())
+                    return True
             except Exception as exc:  # noqa: BLE001 - a dead connection: the lock is gone
-                held, why = False, f"{failure}: {_first_line(exc)}"
-            if held:
-                self._confirmed = (time.monotonic(), time.time())
-                return True
+                why = f"{failure}: {_first_line(exc)}"
             self._step_down(why)
             return False
 
     def hold(self, stop: threading.Event) -> None:
         """Beat every ``interval`` until leadership is lost or ``stop`` is set."""
-        while self._leading and not stop.is_set():
+        while not stop.is_set():
             if self.ended.wait(self.interval) or stop.is_set():
                 return
             self.beat()
 
     def _step_down(self, why: str | None) -> None:
-        self._leading = False
-        self.lock.release()
         self.ended.set()
+        self.lock.release()
         if why is not None:
             log.warning("leadership: %s stepped down: %s", self.holder, why)
         else:

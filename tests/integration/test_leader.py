@@ -413,7 +413,7 @@ def test_recovery_runs_interrupted_destroys_again_and_spares_the_leaders_own_job
         session.get(Job, again).attempts = 1
         session.get(Job, spent).attempts = 3
     runner = RecordingRunner()
-    Engine(db, runner, RecruitSettings()).recover(keep=lambda: {mine})  # type: ignore[arg-type]
+    Engine(db, runner, RecruitSettings()).recover_strays(lambda: {mine})  # type: ignore[arg-type]
     assert job_of(db, again).status == "pending" and "it runs again" in job_of(db, again).log
     assert job_of(db, spent).status == "failed"
     assert job_of(db, mine).status == "running"

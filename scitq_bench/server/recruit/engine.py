@@ -44,13 +44,13 @@ from scitq_bench.server.notify import JOBS, Notifier
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.costs import batch_cost
 from scitq_bench.server.recruit.jobs import (
-    CANCELLED,
     DEPLOY,
     DESTROY,
     PENDING,
     RUNNING,
     JobRunner,
     append_log,
+    holding_cancelled,
 )
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Job, Recruiter
 from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
@@ -350,11 +350,6 @@ def _give_back_idle(session: Session, settings: RecruitSettings, now: datetime,
         result.notes.append(f"giving back idle worker {worker.name}")
 
 
-def _last_job(session: Session, worker_id: int) -> int | None:
-    """The newest job about a worker (an older one says nothing of its machine now)."""
-    return session.scalar(select(func.max(Job.id)).where(Job.worker_id == worker_id))
-
-
 def destroy(session: Session, worker: Worker, why: str) -> Job:
     """Stop giving the worker work, and queue the job that gives its machine back."""
     if worker.status == WorkerStatus.RUNNING.value:
@@ -415,34 +410,38 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def recover(self, keep: Callable[[], Collection[int]] | None = None) -> None:
+    def recover(self) -> None:
         """At start or takeover: jobs an earlier process left running were cut short:
         fail them, and give back what their deploys created; run an interrupted destroy
         again. A job cancelled while it ran whose machine was not given back yet (the
-        server stopped in between) gets a destroy job too. With ``keep`` (the leader's
-        later passes), only the running jobs it does not name are taken for
-        interrupted: it is read once they are locked, so a job that starts meanwhile
-        is never taken for one."""
+        server stopped in between) gets a destroy job too. Pending jobs start."""
         with self.db.write() as session:
-            running = list(session.scalars(self.db.lock_for_update(
-                select(Job).where(Job.status == RUNNING))))
-            mine = set(keep()) if keep is not None else set()
-            for job in running:
-                if job.id not in mine:
-                    _interrupted(session, job)
-            if keep is None:
-                kept = session.execute(select(Job, Worker)
-                                       .join(Worker, Worker.id == Job.worker_id)
-                                       .where(Job.status == CANCELLED,
-                                              Worker.released_at.is_(None)))
-                for job, worker in kept.all():
-                    if job.id == _last_job(session, worker.id):
-                        destroy(session, worker, f"job {job.id} was cancelled before its "
-                                                 "machine was given back")
-            pending = [] if keep is not None else list(session.scalars(
-                select(Job.id).where(Job.status == PENDING)))
-        for job_id in pending:  # later passes pick pending jobs up on their own
+            self._interrupt(session, lambda: ())  # none is this process's yet
+            held = session.execute(holding_cancelled(Job, Worker)).all()
+            for job, worker in held:
+                destroy(session, worker, f"job {job.id} was cancelled before its machine "
+                                         "was given back")
+            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))
+        for job_id in pending:
             self.runner.submit(job_id)
+
+    def recover_strays(self, keep: Callable[[], Collection[int]]) -> None:
+        """A leader's later passes: running jobs ``keep`` does not name were left by
+        another process (a leader that resumed from a freeze, for a moment): they were
+        interrupted. Pending jobs are the pick-up's."""
+        with self.db.write() as session:
+            self._interrupt(session, keep)
+
+    def _interrupt(self, session: Session, keep: Callable[[], Collection[int]]) -> None:
+        """Take the running jobs ``keep`` does not name for interrupted. ``keep`` is
+        read once they are locked, so a job that starts meanwhile is never taken for
+        one."""
+        running = list(session.scalars(self.db.lock_for_update(
+            select(Job).where(Job.status == RUNNING))))
+        mine = set(keep())
+        for job in running:
+            if job.id not in mine:
+                _interrupted(session, job)
 
     def run_once(self) -> Plan:
         with self.db.write() as session:
@@ -522,7 +521,7 @@ class Engine:
         self._maybe_refresh_catalogs()
         self._last_reconcile = _run_if_due(self.reconcile, self._last_reconcile,
                                            self.reconcile_interval, "reconciling instances")
-        self.recover(keep)
+        self.recover_strays(keep)
         self.run_once()
 
     def stop(self, abandon: bool = False) -> None:

@@ -33,7 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from scitq_bench.exceptions import ScitqBenchError
@@ -234,22 +234,23 @@ class JobRunner:
             control.event.set()
         self.shutdown()
 
-    def pick_up(self) -> list[int]:
+    def pick_up(self) -> None:
         """The leader's pass over jobs other processes queued or cancelled: start every
         pending job not running here, stop at once running ones cancelled elsewhere, and
-        give back the machines of destroys cancelled before they started. Returns the
-        jobs started."""
+        give back the machines of destroys cancelled before they started."""
         if self._abandoned:
-            return []
+            return
+        mine = self.running()
         with self.db.read() as session:
             pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)
                                            .order_by(Job.id)))
             cancelled = set(session.scalars(select(Job.id).where(Job.status == CANCELLED,
-                                                                 Job.id.in_(self.running()))))
-            undone = list(session.scalars(_cancelled_destroys()))
-        started = [job_id for job_id in pending if job_id not in self.running()]
-        for job_id in started:
-            self.submit(job_id)
+                                                                 Job.id.in_(mine))))
+            undone = list(session.scalars(holding_cancelled(Job.id)
+                                          .where(Job.kind == DESTROY)))
+        for job_id in pending:
+            if job_id not in mine:
+                self.submit(job_id)
         with self._lock:
             stopping = [self._controls[j] for j in cancelled if j in self._controls]
             give_back = [] if self._abandoned else [
@@ -259,7 +260,6 @@ class JobRunner:
             control.event.set()
         for job_id in give_back:
             self._spawn(self._give_back_cancelled, job_id)
-        return started
 
     def _still_leading(self) -> bool:
         return not self._abandoned and (self.leading is None or self.leading())
@@ -276,7 +276,7 @@ class JobRunner:
                 return
             kind, arguments, worker_id = job
             control = JobControl(job_id, self.settings.deploy_timeout, self._cancelled_by,
-                                 None if self.leading is None else self._still_leading)
+                                 self._still_leading)
             with self._lock:
                 self._controls[job_id] = control
             if kind == DEPLOY:
@@ -527,13 +527,14 @@ class JobRunner:
         self.note(job_id, "machine given back", 100)
 
 
-def _cancelled_destroys() -> Any:
-    """Destroys cancelled before they ran whose machine is still held: the worker's
-    latest job (a later one says more about its machine), the worker not released."""
+def holding_cancelled(*columns: Any) -> Select[Any]:
+    """``columns`` of the cancelled jobs whose machine is still held: the newest job
+    about its worker (a later one says more about the machine), the worker not
+    released."""
     later = aliased(Job)
     newest = select(func.max(later.id)).where(later.worker_id == Job.worker_id)
-    return (select(Job.id).join(Worker, Worker.id == Job.worker_id)
-            .where(Job.kind == DESTROY, Job.status == CANCELLED, Worker.released_at.is_(None),
+    return (select(*columns).select_from(Job).join(Worker, Worker.id == Job.worker_id)
+            .where(Job.status == CANCELLED, Worker.released_at.is_(None),
                    Job.id == newest.scalar_subquery()))
 
 
