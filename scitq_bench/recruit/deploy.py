@@ -249,6 +249,12 @@ class _Brake:
         self.cancel = cancel
         self.why: str | None = None  # ansible-runner's status: "canceled" or "timeout"
 
+    def ran_out(self, status: str) -> str:
+        """``status``, or "timeout" for a run that failed within the second its waits
+        were cut by (``timing_vars`` gives them whole seconds): it ran out of time."""
+        near = self.deadline is not None and self.deadline - time.monotonic() < 1.0
+        return "timeout" if status == "failed" and near else status
+
     def __call__(self) -> bool:
         if self.why is None:
             if self.cancel is not None and self.cancel():
@@ -432,8 +438,8 @@ def run_playbook(
     finally:
         extravars_file.unlink(missing_ok=True)
         _close_ssh_masters(control_dir)
-    result = PlaybookResult(status=brake.why or str(runner.status or status.get("status")
-                                                    or "unknown"),
+    result = PlaybookResult(status=brake.why or brake.ran_out(str(
+                                runner.status or status.get("status") or "unknown")),
                             rc=int(runner.rc if runner.rc is not None else -1),
                             log=redact(text), failed_task=progress.failed_task)
     if result.ok:

@@ -50,3 +50,15 @@ def test_a_control_stops_at_once_on_a_cancel_and_says_who() -> None:
     with pytest.raises(JobStopped, match="cancelled by alice in step 'wait for the instance"):
         control.wait(30)
     assert time.monotonic() - started < 1
+
+
+def test_a_playbook_failing_in_the_second_its_waits_were_cut_by_ran_out_of_time() -> None:
+    """``timing_vars`` gives the playbook's waits whole seconds, so a wait can run out
+    up to a second before the run's deadline: such a failure is the deadline's."""
+    from scitq_bench.recruit.deploy import _Brake
+
+    near, far = _Brake("marker", 0.5, None), _Brake("marker", 30, None)
+    assert near.ran_out("failed") == "timeout"
+    assert near.ran_out("successful") == "successful"
+    assert far.ran_out("failed") == "failed"
+    assert _Brake("marker", None, None).ran_out("failed") == "failed"
