@@ -178,7 +178,7 @@ def scheduler(data_dir: Path | None) -> None:
     try:
         with database_errors():
             upgrade(settings.database_url)
-        recruits = " and recruitment" if settings.public_url else ""
+        recruits = " and recruitment" if settings.public_url and settings.run_recruiter else ""
         note(f"scitq-bench scheduler {me}: reaping leases of {settings.lease_seconds:g}s "
              f"every {settings.reaper_interval:g}s{recruits} while leading; campaigning")
         with database_errors():
