@@ -112,10 +112,4 @@ def principals_for_hashes(session: Session, hashes: Iterable[str]) -> dict[str, 
 
 def principal_for_hash(session: Session, token_hash: str) -> Principal | None:
     """Who holds the token with this hash; None once it is revoked (or never was)."""
-    row = session.execute(
-        select(ApiToken.role, ApiToken.worker_id, ApiToken.account_id)
-        .where(ApiToken.token_hash == token_hash)
-    ).first()
-    if row is None:
-        return None
-    return Principal(role=row.role, worker_id=row.worker_id, account_id=row.account_id)
+    return principals_for_hashes(session, [token_hash]).get(token_hash)

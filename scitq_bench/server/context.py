@@ -51,24 +51,21 @@ class ServerContext:
         if cached and cached.until > now:
             return cached.principal
         token_hash = auth.bearer_hash(header)
-        due = self._due(now + TOKEN_CACHE_SECONDS / 2)
+        checked = {**self._due(now + TOKEN_CACHE_SECONDS / 2), header or "": token_hash}
         with self.db.read() as session:
-            found = auth.principals_for_hashes(session, {token_hash, *due.values()})
+            found = auth.principals_for_hashes(session, checked.values())
         until = now + TOKEN_CACHE_SECONDS
         with self._tokens_lock:
-            for key, hashed in due.items():
-                if hashed in found:
-                    self._tokens[key] = _Cached(until, hashed, found[hashed])
-                else:  # revoked meanwhile
-                    self._tokens.pop(key, None)
-            principal = found.get(token_hash)
-            if principal is None:
-                self._tokens.pop(header or "", None)
-                raise Unauthorized("invalid token")
             if len(self._tokens) >= MAX_CACHED_TOKENS:
                 self._tokens.clear()
-            self._tokens[header or ""] = _Cached(until, token_hash, principal)
-        return principal
+            for key, hashed in checked.items():
+                if hashed in found:
+                    self._tokens[key] = _Cached(until, hashed, found[hashed])
+                else:  # revoked meanwhile, or never issued
+                    self._tokens.pop(key, None)
+        if token_hash not in found:
+            raise Unauthorized("invalid token")
+        return found[token_hash]
 
     def _due(self, before: float) -> dict[str, str]:
         """Cached tokens to check again by ``before`` (key: their header), a batch."""

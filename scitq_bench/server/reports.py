@@ -23,7 +23,7 @@ from scitq_bench.exceptions import Forbidden
 from scitq_bench.server import scheduling, transitions
 from scitq_bench.server import tasks as task_domain
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Execution, Requirement, Task, Worker, utcnow
+from scitq_bench.server.models import Execution, Requirement, Task, utcnow
 from scitq_bench.server.schemas import ExecutionEvent
 from scitq_bench.states import LIVE_EXECUTION_VALUES, LIVE_TASK_VALUES
 from scitq_bench.states import ExecutionStatus as E
@@ -56,9 +56,7 @@ def report(db: Database, worker_id: int, events: list[ExecutionEvent],
 
 _execution, _task = Execution.__table__, Task.__table__
 # The reporting worker, read once (materialized: not once per execution row)
-_WORKER = (select(*scheduling.WORKER_STATE_COLUMNS)
-           .where(Worker.__table__.c.id == bindparam("w_id"))
-           .cte("reporter").prefix_with("MATERIALIZED"))
+_WORKER = scheduling.WORKER_STATE.cte("reporter").prefix_with("MATERIALIZED")
 # Everything a report needs, in one statement: the reporting worker, the executions
 # reported (locked) and what their tasks need to follow them (not locked: the tasks'
 # moves are guarded by status).
@@ -69,7 +67,7 @@ _REPORTED = (
            _task.c.retries_allowed,
            exists().where(Requirement.__table__.c.prerequisite_id == _task.c.id)
            .label("has_dependents"),
-           *(_WORKER.c[column.name] for column in scheduling.WORKER_STATE_COLUMNS))
+           *_WORKER.c)
     .select_from(_execution.join(_task, _task.c.id == _execution.c.task_id)
                  .join(_WORKER, true()))
     .where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))

@@ -111,24 +111,31 @@ class WorkerState:
 
 _WORKER_FIELDS = ("id", "status", "concurrency", "prefetch", "batch_id", "cpus", "mem_gb",
                   "containers", "gpus", "last_contact_at")
-# labelled ``state_*``: other statements read the worker alongside their own rows
-WORKER_STATE_COLUMNS = (
+# The worker ``w_id``, its columns labelled ``state_*``: other statements (reports) read
+# it alongside their own rows
+WORKER_STATE = select(
     *(_worker.c[name].label(f"state_{name}") for name in _WORKER_FIELDS),
     select(func.count()).where(_execution.c.worker_id == _worker.c.id, _live_execution)
     .scalar_subquery().label("state_held"),
-)
-_WORKER_STATE = select(*WORKER_STATE_COLUMNS).where(_worker.c.id == bindparam("w_id"))
+).where(_worker.c.id == bindparam("w_id"))
 
 
 def worker_state_of(row: Any) -> WorkerState:
-    """The worker's state from a row holding ``WORKER_STATE_COLUMNS``."""
+    """The worker's state from a row holding the columns of ``WORKER_STATE``."""
     values = row._mapping
     return WorkerState(**{name: values[f"state_{name}"] for name in (*_WORKER_FIELDS, "held")})
 
 
 def worker_state(connection: Connection, worker_id: int) -> WorkerState | None:
-    row = connection.execute(_WORKER_STATE, {"w_id": worker_id}).first()
+    row = connection.execute(WORKER_STATE, {"w_id": worker_id}).first()
     return worker_state_of(row) if row is not None else None
+
+
+def contact_due(last: datetime | None, now: datetime, lease_seconds: float | None) -> bool:
+    """Whether a worker's last contact is to be written again (``lease_seconds`` None:
+    always)."""
+    return (lease_seconds is None or last is None
+            or now - last >= contact_slack(lease_seconds))
 
 
 _TOUCH = (update(_worker).where(_worker.c.id == bindparam("w_id"))
@@ -140,8 +147,7 @@ def touch(connection: Connection, state: WorkerState, now: datetime,
           lease_seconds: float | None) -> bool:
     """Write the worker's last contact unless it was written less than the slack ago
     (``lease_seconds`` None: always). True when written."""
-    last = state.last_contact_at
-    if lease_seconds is not None and last is not None and now - last < contact_slack(lease_seconds):
+    if not contact_due(state.last_contact_at, now, lease_seconds):
         return False
     connection.execute(_TOUCH, {"w_id": state.id, "w_now": now})
     state.last_contact_at = now
@@ -173,7 +179,7 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
     picked = _pick(db, connection, state, room, now)
     if not picked:
         return []
-    snapshots = [task_snapshot(row, network) for row, network in picked]
+    snapshots = [task_snapshot(row, row.batch_network) for row in picked]
     rows = [
         {
             "task_id": row.id,
@@ -185,7 +191,7 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
             "output_files": [],
             "snapshot": snapshot,
         }
-        for (row, _network), snapshot in zip(picked, snapshots, strict=True)
+        for row, snapshot in zip(picked, snapshots, strict=True)
     ]
     if len(rows) == 1:  # the usual refill: one INSERT ... RETURNING on either database
         ids = [connection.execute(_INSERT_EXECUTION, rows[0]).scalar_one()]
@@ -218,9 +224,9 @@ _CLAIMED_COLUMNS = (
 
 
 def _pick(db: Database, connection: Connection, worker: WorkerState, room: int,
-          now: datetime) -> list[tuple[Any, bool]]:
+          now: datetime) -> list[Any]:
     """Assign up to ``room`` claimable tasks, batch by batch in priority order, and
-    return them with their batch's network flag. The first statement claims from the
+    return them (``_CLAIMED_COLUMNS``). The first statement claims from the
     first batch with work (found within it); only when that leaves room are the other
     batches listed, each claimed from in turn. Within a batch the claim index yields
     tasks already ordered, so each statement stops at its limit."""
@@ -228,12 +234,12 @@ def _pick(db: Database, connection: Connection, worker: WorkerState, room: int,
              (worker.gpus or 0) > 0)
     bound = worker.batch_id is not None
     params = {"c_cpus": worker.cpus, "c_mem": worker.mem_gb, "c_gpus": worker.gpus,
-              "c_now": now, "w_batch": worker.batch_id}
+              "t_now": now, "t_reason": None, "w_batch": worker.batch_id}
     picked = _claimed(connection, _claim_statement(db, *shape, first=True, bound=bound),
                       {**params, "c_room": room})
     if len(picked) >= room or bound:  # a worker of one batch has no other to try
         return picked
-    tried = {row.batch_id for row, _network in picked}
+    tried = {row.batch_id for row in picked}
     statement = _claim_statement(db, *shape, first=False, bound=False)
     for batch_id in connection.execute(_BATCHES_WITH_WORK).scalars().all():
         if batch_id in tried:
@@ -245,12 +251,10 @@ def _pick(db: Database, connection: Connection, worker: WorkerState, room: int,
     return picked
 
 
-def _claimed(connection: Connection, statement: Any,
-             params: dict[str, Any]) -> list[tuple[Any, bool]]:
-    rows = connection.execute(statement, params).all()
+def _claimed(connection: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
     # RETURNING keeps no order: claim order is priority first, then oldest
-    rows.sort(key=lambda row: (-row.priority, row.id))
-    return [(row, bool(row.batch_network)) for row in rows]
+    return sorted(connection.execute(statement, params).all(),
+                  key=lambda row: (-row.priority, row.id))
 
 
 @lru_cache(maxsize=64)
@@ -371,7 +375,7 @@ def heartbeat(session: Session, worker_id: int, beat: Heartbeat, lease_seconds: 
     # with the leases (a busy worker's heartbeats renew some every time), or when none
     # came yet (the first heartbeat after registering)
     if (leases_due or status != state.status or not state.stats
-            or state.last_contact_at is None or now - state.last_contact_at >= slack):
+            or contact_due(state.last_contact_at, now, lease_seconds)):
         connection.execute(_TOUCH_WITH_STATS,
                            {"w_id": worker_id, "w_now": now, "w_stats": beat.stats})
     signals = pending_signals(session, worker_id) if state.signalled else []

@@ -112,14 +112,12 @@ def move_tasks(
     ids = list(task_ids)
     if not ids:
         return 0
-    allowed = set(task_sources(target))
-    if only_from is not None:
-        allowed &= {s.value for s in only_from}
+    allowed = _task_sources_among(target, only_from)
     params = {"t_ids": ids, "t_reason": reason, "t_now": utcnow()}
     if values:  # counters moving with the status: a statement of its own
-        stmt = _task_move(target, tuple(sorted(allowed))).values(**values)
+        stmt = _task_move(target, allowed).values(**values)
     else:  # the usual moves: built once, bound per call
-        stmt = _cached_task_move(target, tuple(sorted(allowed)))
+        stmt = _cached_task_move(target, allowed)
     session.flush()  # what the session holds goes first, as its autoflush would
     moved = session.connection().execute(stmt, params).rowcount
     if moved and target in FINAL_TASK_STATUSES:
@@ -128,11 +126,22 @@ def move_tasks(
     return moved
 
 
-def _task_move(target: T, allowed: tuple[str, ...]) -> Update:
+def _task_sources_among(target: T, only_from: Iterable[T] | None) -> tuple[str, ...]:
+    """The statuses a move to ``target`` may start from, of ``only_from`` (None: all)."""
+    allowed = set(task_sources(target))
+    if only_from is not None:
+        allowed &= {s.value for s in only_from}
+    return tuple(sorted(allowed))
+
+
+def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
+    """The guarded move of the tasks ``ids`` (default: the list bound as ``t_ids``);
+    bound per call: ``t_reason``, ``t_now``."""
     task = Task.__table__
+    ids = bindparam("t_ids", expanding=True) if ids is None else ids
     return (
         update(task)
-        .where(task.c.id.in_(bindparam("t_ids", expanding=True)), status_in(task.c.status, allowed))
+        .where(task.c.id.in_(ids), status_in(task.c.status, allowed))
         .values(status=target.value, status_reason=bindparam("t_reason"),
                 modified_at=bindparam("t_now"))
     )
@@ -144,15 +153,9 @@ _cached_task_move = cache(_task_move)
 def assign_tasks_statement(candidates: Select[Any], returning: Sequence[Any]) -> Update:
     """The claim's move, in one statement: the pending tasks ``candidates`` selects
     (their ids; it may lock and limit) become assigned, returning ``returning`` of
-    each. Bound per call: ``c_now``, and what ``candidates`` binds."""
-    task = Task.__table__
-    allowed = [s for s in task_sources(T.ASSIGNED) if s == T.PENDING.value]
-    return (
-        update(task)
-        .where(task.c.id.in_(candidates), status_in(task.c.status, allowed))
-        .values(status=T.ASSIGNED.value, status_reason=None, modified_at=bindparam("c_now"))
-        .returning(*returning)
-    )
+    each. Bound per call: ``t_reason``, ``t_now``, and what ``candidates`` binds."""
+    allowed = _task_sources_among(T.ASSIGNED, [T.PENDING])
+    return _task_move(T.ASSIGNED, allowed, candidates).returning(*returning)
 
 
 def move_task(

@@ -155,7 +155,7 @@ def _scoring_spec(benchmark: Benchmark, phase: Phase, task: BenchTask, submissio
 
 
 # Built once: every task that ends asks it, and most tasks belong to no run.
-_RUNS_OF_TASKS = select(Run.id).where(
+_RUNS_OF_TASKS = select(Run).where(
     Run.status == RUNNING,
     or_(Run.scoring_task_id.in_(bindparam("tasks", expanding=True)),
         Run.prediction_task_id.in_(bindparam("tasks", expanding=True))))
@@ -164,10 +164,9 @@ _RUNS_OF_TASKS = select(Run.id).where(
 @transitions.on_final
 def refresh_runs(session: Session, task_ids: list[int]) -> None:
     """Runs whose prediction or scoring task is among ``task_ids`` catch up with them."""
-    run_ids = session.execute(_RUNS_OF_TASKS, {"tasks": task_ids}).scalars().all()
-    if not run_ids:
+    runs = list(session.scalars(_RUNS_OF_TASKS, {"tasks": task_ids}))
+    if not runs:
         return
-    runs = list(session.scalars(select(Run).where(Run.id.in_(run_ids))))
     statuses = dict(session.execute(select(Task.id, Task.status).where(Task.id.in_(
         [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]))).all())
     attempts = set()
