@@ -151,11 +151,14 @@ class Database:
         """Insert ``rows`` (same keys each) and return their ids in order.
 
         PostgreSQL: SQLAlchemy's batched INSERT ... RETURNING keeps the order. SQLite:
-        that path runs one statement per row, so we use a plain executemany instead;
+        that path runs one statement per row, so several rows take a plain executemany;
         write transactions hold the database lock (BEGIN IMMEDIATE), so the new rowids
         are consecutive and end at ``last_insert_rowid()``."""
         if not rows:
             return []
+        if len(rows) == 1:  # the usual case (a claim's refill): one statement anywhere
+            table = model.__table__
+            return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
         if not self.is_sqlite:
             return list(session.scalars(
                 insert(model).returning(model.id, sort_by_parameter_order=True), rows

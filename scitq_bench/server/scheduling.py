@@ -27,7 +27,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    insert,
     or_,
     select,
     update,
@@ -193,10 +192,7 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
         }
         for row, snapshot in zip(picked, snapshots, strict=True)
     ]
-    if len(rows) == 1:  # the usual refill: one INSERT ... RETURNING on either database
-        ids = [connection.execute(_INSERT_EXECUTION, rows[0]).scalar_one()]
-    else:
-        ids = db.insert_returning_ids(session, Execution, rows)
+    ids = db.insert_returning_ids(session, Execution, rows)
     state.held += len(ids)
     touch(connection, state, now, lease_seconds)
     return [
@@ -204,8 +200,6 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
         for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
     ]
 
-
-_INSERT_EXECUTION = insert(_execution).returning(_execution.c.id)
 
 _BATCHES_WITH_WORK = (
     select(_batch.c.id)
