@@ -6,7 +6,7 @@ Environment variables (stable, users rely on them):
 ``SCITQ_BENCH_PUBLIC_URL``, ``SCITQ_BENCH_DATABASE_BUSY_TIMEOUT``,
 ``SCITQ_BENCH_DATABASE_POOL_SIZE``, ``SCITQ_BENCH_DIRECT_DATABASE_URL``,
 ``SCITQ_BENCH_REAPER_INTERVAL``,
-``SCITQ_BENCH_RETRY_SECONDS``,
+``SCITQ_BENCH_RETRY_SECONDS``, ``SCITQ_BENCH_LOG_FORMAT`` (``text`` or ``json``),
 ``SCITQ_BENCH_STORE_DIR`` (where the ``server://`` files live; default
 ``<data_dir>/store``), ``SCITQ_BENCH_LOG_DIR`` (where execution logs live; default
 ``<data_dir>/logs``): absolute paths (``~`` allowed), a relative one is refused, so
@@ -27,6 +27,7 @@ from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.exceptions import InvalidInput
 
 DEFAULT_PORT = 5000
+LOG_FORMATS = ("text", "json")  # the server's own logs: lines of text, or JSON lines
 # What a participant's submission zip may unpack to: as much as a bundle (2 GiB), four
 # times the default upload limit (500 MB), which the worker unpacks in seconds; 10,000
 # entries; no entry over 1 MiB compressed more than 200:1 (text compresses 3 to 10
@@ -82,6 +83,8 @@ class ServerSettings:
     # properties.
     log_root: Path | None = None
     store_root: Path | None = None
+    # how the server's processes write their own logs: "text" lines or "json" lines
+    log_format: str = "text"
 
     @property
     def log_dir(self) -> Path:
@@ -127,6 +130,7 @@ class ServerSettings:
                 "submission_archive", file_values.get("submission_archive"), SUBMISSION_LIMITS),
             "log_root": _directory("log_dir", setting("log_dir")),
             "store_root": _directory("store_dir", setting("store_dir")),
+            "log_format": _choice("log_format", setting("log_format", "text"), LOG_FORMATS),
         }
         values.update(overrides)
         return cls(**values)
@@ -140,6 +144,12 @@ def _positive_float(name: str, value: Any) -> float:
     if number <= 0:
         raise InvalidInput(f"setting {name} must be positive, got {value!r}")
     return number
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidInput(f"setting {name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def _directory(name: str, value: Any) -> Path | None:

@@ -120,12 +120,13 @@ class ApiClient:
         self.flask = flask_client
         self.token = token
 
-    def call(self, method: str, path: str, token: str | None = "default", **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, token: str | None = "default",
+             prefix: str = "/api/v1", **kwargs: Any) -> Any:
         use = self.token if token == "default" else token
         headers = kwargs.pop("headers", {})
         if use:
             headers["Authorization"] = f"Bearer {use}"
-        return self.flask.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
+        return self.flask.open(f"{prefix}{path}", method=method, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.call("GET", path, **kwargs)

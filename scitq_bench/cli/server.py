@@ -7,7 +7,6 @@ Flask or SQLAlchemy.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -23,8 +22,6 @@ from scitq_bench.server.serving import local_url
 from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config
 
 DEFAULT_MAX_LONG_POLLS = 10_000
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -96,11 +93,12 @@ def run(host: str, port: int, data_dir: Path | None, processes: int | None,
     under a leader elected across every replica on the database. Any number of
     replicas on other hosts may serve the same PostgreSQL database behind a load
     balancer; SQLite serves from one process on one host."""
+    from scitq_bench.server.logformat import configure as configure_logging
     from scitq_bench.server.migrate import upgrade
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     url = local_url(host, port)
     settings = ServerSettings.from_env(data_dir, run_reaper=not no_reaper)
+    configure_logging(settings.log_format)
     if settings.public_url is None:  # recruited local workers reach it there
         settings = dataclasses.replace(settings, public_url=url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -160,10 +158,11 @@ def scheduler(data_dir: Path | None) -> None:
 
     from scitq_bench.server.background import run_background
     from scitq_bench.server.leader import process_name
+    from scitq_bench.server.logformat import configure as configure_logging
     from scitq_bench.server.migrate import upgrade
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = ServerSettings.from_env(data_dir)
+    configure_logging(settings.log_format)
     stop = threading.Event()
     me = process_name()
 
@@ -188,9 +187,10 @@ def scheduler(data_dir: Path | None) -> None:
             signal.signal(signum, handler)
 
 
-@server.command("token", short_help="Mint an admin or enrollment token.")
-@click.option("--role", type=click.Choice(["admin", "enroll"]), required=True,
-              help="admin: everything; enroll: may only register workers.")
+@server.command("token", short_help="Mint an admin, enrollment or metrics token.")
+@click.option("--role", type=click.Choice(["admin", "enroll", "metrics"]), required=True,
+              help="admin: everything; enroll: may only register workers; metrics: may "
+                   "only read /metrics (give it to Prometheus).")
 @click.option("--name", help="A label to recognise the token by.")
 @data_dir_option
 def token(role: str, name: str | None, data_dir: Path | None) -> None:

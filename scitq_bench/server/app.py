@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
-from scitq_bench.server import bounds, gui
+from scitq_bench.server import bounds, gui, metrics, request_ids
 from scitq_bench.server.api import (
     batches,
     bench,
@@ -14,6 +12,7 @@ from scitq_bench.server.api import (
     files,
     flavors,
     meta,
+    probes,
     recruit,
     tasks,
     workers,
@@ -22,6 +21,7 @@ from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
 from scitq_bench.server.db import Database
+from scitq_bench.server.logformat import configure as configure_logging
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.reaper import Reaper
@@ -61,7 +61,10 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.register_blueprint(probes.bp)  # at the root, where probes and Prometheus look
     register_error_handlers(app)
+    request_ids.install(app)
+    metrics.install(app)
     gui.register(app, settings)
     if settings.run_reaper if start_reaper is None else start_reaper:
         reaper = Reaper(db, settings.lease_seconds, settings.reaper_interval, context.notifier)
@@ -104,5 +107,6 @@ def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flas
 
 def create_app_from_env() -> Flask:
     """Entry point for WSGI servers (gunicorn): settings from the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(ServerSettings.from_env())
+    settings = ServerSettings.from_env()
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -1,6 +1,7 @@
 """API tokens: random, shown once, stored as SHA-256 (they carry enough entropy that a
 slow hash adds nothing). Roles: admin (everything), enroll (may only register
-workers), worker (only its own worker record and executions); and for benchmarks,
+workers), worker (only its own worker record and executions), metrics (only the
+Prometheus exposition); and for benchmarks,
 participant (submit, see its own submissions) and organizer (also import benchmarks
 and manage the ones it owns). Benchmark roles never reach the queue's own API."""
 
@@ -18,6 +19,7 @@ from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server.models import ApiToken
 
 ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
+METRICS = "metrics"  # reads /metrics and nothing else: what a Prometheus server holds
 PARTICIPANT, ORGANIZER = "participant", "organizer"
 BENCH_ROLES = (ADMIN, ORGANIZER, PARTICIPANT)
 

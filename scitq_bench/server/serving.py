@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(L)s'  # no query string: it may carry ids
 # requests a process serves at once beyond its long polls: the admins' and the
 # workers' short calls always find room
 SHORT_CALL_ROOM = 1000
@@ -39,6 +36,7 @@ class ServeOptions:
     processes: int
     max_long_polls: int  # per process; one more is answered 503 with Retry-After
     access_log: str | None = None
+    log_format: str = "text"  # or "json": gunicorn's logs as the server's (logformat)
 
 
 def local_url(host: str, port: int) -> str:
@@ -56,6 +54,9 @@ def bind_address(host: str, port: int) -> str:
 
 def gunicorn_options(options: ServeOptions, when_ready: Callable[[Any], None]) -> dict[str, Any]:
     """gunicorn's settings for the API processes."""
+    from scitq_bench.server.gunicorn_logging import ACCESS_TEXT_FORMAT, JsonGunicornLogger
+    from scitq_bench.server.logformat import JSON
+
     settings: dict[str, Any] = {
         "bind": [bind_address(options.host, options.port)],
         "workers": options.processes,
@@ -71,21 +72,51 @@ def gunicorn_options(options: ServeOptions, when_ready: Callable[[Any], None]) -
         "loglevel": "info",
         "proc_name": "scitq-bench-server",
         "when_ready": when_ready,
-        "post_worker_init": _cooperative_database_io,
+        "on_starting": on_starting,
+        "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
         # gunicorn >= 25.1 opens a control socket at one fixed path per user: two servers
         # on a machine would clash, and nothing here uses it
         "control_socket_disable": True,
     }
     if options.access_log:
-        settings.update(accesslog=options.access_log, access_log_format=ACCESS_LOG_FORMAT)
+        settings.update(accesslog=options.access_log, access_log_format=ACCESS_TEXT_FORMAT)
+    if options.log_format == JSON:
+        settings["logger_class"] = JsonGunicornLogger
     return settings
 
 
-def _cooperative_database_io(_worker: Any) -> None:
+# gunicorn's server hooks, here and in templates/gunicorn.conf.py alike
+
+
+def on_starting(_arbiter: Any) -> None:
+    """In gunicorn's master, before any API process: the folder where the processes'
+    metrics meet, emptied of a previous run's."""
+    from scitq_bench.server.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir()
+
+
+def post_worker_init(_worker: Any) -> None:
     """psycopg2 blocks in C; its wait callback hands the wait to gevent's hub."""
     import psycopg2.extensions
 
     psycopg2.extensions.set_wait_callback(gevent_wait_callback)
+
+
+def child_exit(_arbiter: Any, worker: Any) -> None:
+    """An API process ended: its live gauges (long polls waiting) no longer count."""
+    from scitq_bench.server.metrics import process_ended
+
+    process_ended(worker.pid)
+
+
+def on_exit(_arbiter: Any) -> None:
+    """gunicorn stops: remove the metrics folder if ``on_starting`` made it."""
+    from scitq_bench.server.metrics import remove_multiprocess_dir
+
+    remove_multiprocess_dir()
 
 
 def gevent_wait_callback(connection: Any, timeout: float | None = None) -> None:
@@ -138,6 +169,7 @@ def serve(settings: Any, options: ServeOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from scitq_bench.server.logformat import configure as configure_logging
     from scitq_bench.settings import ServerSettings
 
     parser = argparse.ArgumentParser(prog="python -m scitq_bench.server.serving")
@@ -148,11 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--access-log")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = ServerSettings.from_env(args.data_dir)
+    configure_logging(settings.log_format)
     serve(settings, ServeOptions(host=args.host, port=args.port, processes=args.processes,
                                  max_long_polls=args.max_long_polls,
-                                 access_log=args.access_log))
+                                 access_log=args.access_log, log_format=settings.log_format))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ NONE, WORKER_OWNED, SUBMISSION, MANAGED = "none", "worker", "submission", "manag
 SUBMIT = "submit"  # participants submit to any phase they see, organizers to their own
 
 # roles: (which token, whose records the path names)
-ROLES = ("none", "enroll", "worker_other", "participant_other", "organizer_other",
+ROLES = ("none", "enroll", "metrics", "worker_other", "participant_other", "organizer_other",
          "participant_own", "organizer_own", "worker_own", "admin")  # refusals first
 
 OWNERSHIP: dict[str, str] = {
@@ -58,6 +58,8 @@ OWNERSHIP: dict[str, str] = {
     "PUT /files/{path}": WORKER_OWNED,
     # meta
     "GET /health": NONE, "GET /openapi.json": NONE, "GET /package": NONE,
+    # probes and metrics, at the root
+    "GET /healthz": NONE, "GET /readyz": NONE, "GET /metrics": NONE,
     # recruitment (admin only)
     "GET /flavors": NONE, "POST /flavors/update": NONE, "GET /quotas": NONE,
     "PUT /quotas/{provider}/{region}": NONE, "POST /recruiters": NONE,
@@ -104,6 +106,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("public", NONE): {role: ALLOW for role in ROLES},
     ("admin", NONE): _outcomes({"admin"}),
     ("enroll", NONE): _outcomes({"admin", "enroll"}),
+    ("metrics", NONE): _outcomes({"admin", "metrics"}),
     ("worker", WORKER_OWNED): _outcomes({"admin", "worker_own"}),
     ("bench", NONE): _outcomes({"admin", "participant_own", "participant_other",
                                 "organizer_own", "organizer_other"}),
@@ -175,13 +178,14 @@ def _url(key: str, side: Side) -> str:
 class Tokens:
     enroll: str
     admin: str
+    metrics: str
 
 
 def _token_and_side(role: str, world: World, tokens: Tokens) -> tuple[str | None, Side]:
     kind, _, whose = role.partition("_")
     side = world.other if whose == "other" else world.mine
     token = {
-        "none": None, "enroll": tokens.enroll, "admin": tokens.admin,
+        "none": None, "enroll": tokens.enroll, "admin": tokens.admin, "metrics": tokens.metrics,
         "worker": world.mine.worker_token, "participant": world.mine.participant_token,
         "organizer": world.mine.organizer_token,
     }[kind]
@@ -197,7 +201,13 @@ def _call(api: Any, key: str, operation: dict[str, Any], token: str | None,
         kwargs["json"] = BODIES.get(key, {})
     elif content:
         kwargs["data"] = b""
-    return api.call(method, _url(key, side), token=token, **kwargs)
+    url = _url(key, side)
+    if url.startswith(ROOT_PATHS):  # served at the root, not under /api/v1
+        return api.call(method, url, token=token, prefix="", **kwargs)
+    return api.call(method, url, token=token, **kwargs)
+
+
+ROOT_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def _agrees(expected: Any, status: int) -> bool:
@@ -243,7 +253,8 @@ def test_the_tables_cover_every_operation(api) -> None:
 
 
 def test_every_operation_for_every_role(api, settings, tmp_path) -> None:
-    tokens = Tokens(enroll=create_token(settings, "enroll"), admin=api.token)
+    tokens = Tokens(enroll=create_token(settings, "enroll"), admin=api.token,
+                    metrics=create_token(settings, "metrics"))
     world = build_world(api, tmp_path)
     wrong: list[str] = []
     for key, operation in _operations(api):

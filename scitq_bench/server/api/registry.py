@@ -22,6 +22,7 @@ from scitq_bench.server.schemas import parse_body
 API_PREFIX = "/api/v1"
 PUBLIC, WORKER, ADMIN, ENROLL = "public", "worker", "admin", "enroll"
 BENCH, ORGANIZE = "bench", "organize"  # benchmark API: accounts' roles (and admin)
+METRICS = "metrics"  # the Prometheus exposition: admin or a metrics token
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,17 @@ def endpoint(
     query: tuple[QueryParam, ...] = (),
     raw_body: bool = False,
     documented_body: type[BaseModel] | None = None,
+    prefix: str = API_PREFIX,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` as a view. ``access``: public, worker (admin or worker token),
     admin, enroll (admin or enrollment token: registering a worker, nothing else), bench
-    (admin, organizer or participant), organize (admin or organizer). Benchmark
+    (admin, organizer or participant), organize (admin or organizer), metrics (admin or
+    a metrics token, which reaches nothing else). Benchmark
     ownership is checked by the views. Worker ownership is checked by the view itself
     with ``g.principal.require_worker(id)``, and store paths by ``server.file_access``.
-    ``documented_body`` documents a body that the view parses itself."""
+    ``documented_body`` documents a body that the view parses itself. ``prefix``: where
+    the view's blueprint is mounted (the probes and metrics sit at the root, where
+    load balancers and Prometheus look for them)."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         def view(**kwargs: Any) -> Any:
@@ -85,7 +90,7 @@ def endpoint(
         blueprint.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
         OPERATIONS.append(
             Operation(
-                path=_openapi_path(API_PREFIX + rule),
+                path=_openapi_path(prefix + rule),
                 method=method.lower(),
                 summary=summary,
                 access=access,
@@ -112,6 +117,8 @@ def _authorize(principal: auth.Principal, access: str) -> None:
         raise Forbidden(f"a {principal.role} token does not reach the benchmark API")
     elif access == ORGANIZE and not principal.is_organizer:
         raise Forbidden("this needs an organizer or admin token")
+    elif access == METRICS and principal.role not in (auth.ADMIN, auth.METRICS):
+        raise Forbidden("the metrics need an admin or metrics token")
 
 
 # A JSON body is read whole: under 64 MiB holds tens of thousands of tasks in one call, and

@@ -21,6 +21,7 @@ from scitq_bench.server.api.registry import (
     list_arg,
 )
 from scitq_bench.server.context import server_context
+from scitq_bench.server.metrics import long_poll_waiting
 from scitq_bench.server.notify import WORK, claim_key, worker_key
 from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport, WorkerUpdate
 from scitq_bench.server.serialize import signal_dict, worker_dict
@@ -90,7 +91,9 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     if answer["signals"] or answer["drop"]:
         return answer
     while (remaining := deadline - time.monotonic()) > 0:
-        if ctx.notifier.wait(key, seen, remaining):
+        with long_poll_waiting():
+            changed = ctx.notifier.wait(key, seen, remaining)
+        if changed:
             # something changed for this worker: answer now with what is new
             return _beat(worker_id, Heartbeat(stats=body.stats, executions=body.executions))
     return answer
@@ -130,7 +133,8 @@ def claim(worker_id: int) -> Any:
         remaining = deadline - time.monotonic()
         if claimed or remaining <= 0 or key is None:
             return {"executions": claimed}
-        ctx.notifier.wait(key, seen, remaining)
+        with long_poll_waiting():
+            ctx.notifier.wait(key, seen, remaining)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/report", "POST", access=WORKER, body=WorkerReport,

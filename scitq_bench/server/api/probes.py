@@ -1,0 +1,81 @@
+"""What load balancers, orchestrators and Prometheus ask a server process, at the root
+where they look for it: ``/healthz`` (the process answers), ``/readyz`` (it can serve:
+its database answers, at the schema this code expects) and ``/metrics``.
+
+The probes need no token, so they say nothing a stranger could use: no version, no
+database name, no error text. Why a process is not ready goes to its log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from flask import Blueprint, Response
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from scitq_bench.exceptions import Busy
+from scitq_bench.server import metrics
+from scitq_bench.server.api.registry import METRICS, PUBLIC, endpoint
+from scitq_bench.server.context import server_context
+
+bp = Blueprint("probes", __name__)
+log = logging.getLogger(__name__)
+
+READY_RETRY_SECONDS = 5
+
+
+@endpoint(bp, "/healthz", "GET", access=PUBLIC, prefix="",
+          summary="Liveness: this process answers (nothing else is checked)")
+def healthz() -> Any:
+    return {"status": "ok"}
+
+
+@endpoint(bp, "/readyz", "GET", access=PUBLIC, prefix="",
+          summary="Readiness: the database answers and its schema is the one this server "
+                  "expects; 503 otherwise")
+def readyz() -> Any:
+    problem = readiness_problem()
+    if problem is None:
+        return {"status": "ready"}
+    log.warning("not ready: %s", problem)
+    answer: Response = Response('{"status": "not ready"}\n', status=503,
+                                mimetype="application/json")
+    answer.headers["Retry-After"] = str(READY_RETRY_SECONDS)
+    return answer
+
+
+def readiness_problem() -> str | None:
+    """Why this process cannot serve now, or None."""
+    try:
+        with server_context().db.read() as session:
+            found = session.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            revisions = set(found)
+    except (SQLAlchemyError, Busy) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"database unreachable: {reason[0] if reason else type(exc).__name__}"
+    expected = head_revisions()
+    if revisions != expected:
+        return (f"database schema at {', '.join(sorted(revisions)) or 'nothing'}, this "
+                f"server expects {', '.join(sorted(expected))} (run the migrations: "
+                "restart the server at its new version)")
+    return None
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The migration heads this code knows (read once: they ship with the code)."""
+    from alembic.script import ScriptDirectory
+
+    from scitq_bench.server.migrate import alembic_config
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+@endpoint(bp, "/metrics", "GET", access=METRICS, prefix="",
+          summary="Prometheus metrics: the queue's state and this host's API processes")
+def prometheus_metrics() -> Any:
+    body, content_type = metrics.exposition(server_context().db)
+    return Response(body, content_type=content_type)
