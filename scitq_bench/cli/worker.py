@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from scitq_bench.cli.common import cli_state, json_option, long_option, pass_client, status_option
+from scitq_bench.cli.config import worker_config
 from scitq_bench.cli.output import (
     Column,
     format_value,
@@ -70,6 +71,9 @@ def worker_selector(function: Any) -> Any:
 @click.group()
 def worker() -> None:
     """Workers: run one here, or list, change and delete them."""
+
+
+worker.add_command(worker_config)
 
 
 @worker.command("run", short_help="Run a worker on this machine.")

@@ -40,6 +40,7 @@ import psutil
 import yaml
 
 from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.shared_files import shared_dir
 
 log = logging.getLogger("scitq_bench.recruit.deploy")
 
@@ -52,9 +53,7 @@ def _ansible_dir() -> Path:
     explicit = os.environ.get("SCITQ_BENCH_ANSIBLE_DIR")
     if explicit:
         return Path(explicit)
-    beside = Path(__file__).resolve().parents[2] / "ansible"
-    installed = Path(sys.prefix) / "share" / "scitq_bench" / "ansible"
-    return beside if beside.is_dir() or not installed.is_dir() else installed
+    return shared_dir("ansible")
 
 
 ANSIBLE_DIR = _ansible_dir()

@@ -26,6 +26,8 @@ from typing import Any
 # requests a process serves at once beyond its long polls: the admins' and the
 # workers' short calls always find room
 SHORT_CALL_ROOM = 1000
+# waiting long polls one process holds by default (`server run --max-long-polls`)
+DEFAULT_MAX_LONG_POLLS = 10_000
 KEEPALIVE_SECONDS = 75
 
 
@@ -37,6 +39,7 @@ class ServeOptions:
     max_long_polls: int  # per process; one more is answered 503 with Retry-After
     access_log: str | None = None
     log_format: str = "text"  # or "json": gunicorn's logs as the server's (logformat)
+    config_file: Path | None = None  # gunicorn settings over these (gunicorn_config)
 
 
 def local_url(host: str, port: int) -> str:
@@ -165,7 +168,12 @@ def serve(settings: Any, options: ServeOptions) -> None:
 
         return create_serving_app(settings, max_long_polls=options.max_long_polls)
 
-    EmbeddedGunicorn(factory, gunicorn_options(options, when_ready)).run()
+    values = gunicorn_options(options, when_ready)
+    if options.config_file is not None:
+        from scitq_bench.server.gunicorn_config import apply
+
+        values = apply(values, options.config_file)
+    EmbeddedGunicorn(factory, values).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,12 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-long-polls", type=int, required=True)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--access-log")
+    parser.add_argument("--gunicorn-config", type=Path)
     args = parser.parse_args(argv)
     settings = ServerSettings.from_env(args.data_dir)
     configure_logging(settings.log_format)
     serve(settings, ServeOptions(host=args.host, port=args.port, processes=args.processes,
                                  max_long_polls=args.max_long_polls,
-                                 access_log=args.access_log, log_format=settings.log_format))
+                                 access_log=args.access_log, log_format=settings.log_format,
+                                 config_file=args.gunicorn_config))
 
 
 if __name__ == "__main__":
