@@ -16,12 +16,11 @@ from types import FrameType
 
 import click
 
+from scitq_bench.cli.config import server_config
 from scitq_bench.cli.output import note
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.server.serving import local_url
+from scitq_bench.server.serving import DEFAULT_MAX_LONG_POLLS, local_url
 from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config
-
-DEFAULT_MAX_LONG_POLLS = 10_000
 
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -44,6 +43,9 @@ def database_errors(hint: str = "") -> Iterator[None]:
 @click.group(short_help="Initialise, run and administer the server.")
 def server() -> None:
     """The server: initialise it, run it, run its lease reaper, mint tokens."""
+
+
+server.add_command(server_config)
 
 
 @server.command("init", short_help="Create the schema and the first admin token.")
@@ -86,8 +88,12 @@ def init(data_dir: Path | None, url: str, new_token: bool) -> None:
 @click.option("--access-log", type=click.Path(dir_okay=False, allow_dash=True),
               help="Log every request (method, path, status, seconds) to this file, "
                    "or '-' for standard output. Off by default: it costs a write per call.")
+@click.option("--gunicorn-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="A gunicorn configuration file (`server config gunicorn` writes one) "
+                   "whose settings replace the defaults, but for bind and workers.")
 def run(host: str, port: int, data_dir: Path | None, processes: int | None,
-        max_long_polls: int, debug: bool, no_reaper: bool, access_log: str | None) -> None:
+        max_long_polls: int, debug: bool, no_reaper: bool, access_log: str | None,
+        gunicorn_config: Path | None) -> None:
     """Serve the API from gevent processes (a waiting long poll holds no thread) and
     run the background loops (lease reaper, recruitment) in a process of their own,
     under a leader elected across every replica on the database. Any number of
@@ -113,8 +119,12 @@ def run(host: str, port: int, data_dir: Path | None, processes: int | None,
         app.run(host=host, port=port, debug=True, threaded=True, use_reloader=False)
         return
     processes = _process_count(settings, processes)
+    if gunicorn_config is not None:  # its mistakes in one line here, not in a child
+        from scitq_bench.server.gunicorn_config import read
+
+        read(gunicorn_config)
     raise SystemExit(_supervise(settings, host, port, processes, max_long_polls,
-                                access_log, background=not no_reaper))
+                                access_log, gunicorn_config, background=not no_reaper))
 
 
 def _process_count(settings: ServerSettings, asked: int | None) -> int:
@@ -131,14 +141,16 @@ def _process_count(settings: ServerSettings, asked: int | None) -> int:
 
 
 def _supervise(settings: ServerSettings, host: str, port: int, processes: int,
-               max_long_polls: int, access_log: str | None, *, background: bool) -> int:
+               max_long_polls: int, access_log: str | None, gunicorn_config: Path | None,
+               *, background: bool) -> int:
     from scitq_bench.server.supervisor import python_module, supervise
 
     api = python_module(
         "scitq_bench.server.serving", "--host", host, "--port", str(port),
         "--processes", str(processes), "--max-long-polls", str(max_long_polls),
         "--data-dir", str(settings.data_dir),
-        *(["--access-log", access_log] if access_log else []))
+        *(["--access-log", access_log] if access_log else []),
+        *(["--gunicorn-config", str(gunicorn_config.absolute())] if gunicorn_config else []))
     loops = python_module("scitq_bench.cli.main", "server", "scheduler",
                           "--data-dir", str(settings.data_dir))
     if settings.public_url:  # both children read it: workers are told it, recruits use it
@@ -200,3 +212,8 @@ def token(role: str, name: str | None, data_dir: Path | None) -> None:
     with database_errors(" (is the server initialised? see `scitq-bench server init`)"):
         minted = create_token(ServerSettings.from_env(data_dir), role, name=name)
     click.echo(minted)
+
+
+# ``server backup`` and ``server restore`` add themselves to the group (they use the
+# options above): imported last, so either module may be imported first
+import scitq_bench.cli.server_backup  # noqa: E402, F401
