@@ -73,17 +73,26 @@ def _drop_postgres_database(handle: Any) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+@contextmanager
+def fresh_database(backend: str, folder: Path, request: pytest.FixtureRequest,
+                   name: str = "test.db") -> Iterator[str]:
+    """The URL of a fresh, empty database on ``backend``: a SQLite file ``name`` in
+    ``folder``, or a PostgreSQL database dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / name}"
         return
     url, handle = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
     try:
         yield url
     finally:
         _drop_postgres_database(handle)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    with fresh_database(request.param, tmp_path, request) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scitq_bench.client import Client
-from tests.conftest import _drop_postgres_database, _fresh_postgres_database
+from tests.conftest import fresh_database
 from tests.support.bundles import make_bundle, make_submission
 from tests.support.stack import CLI, Stack, wait_until
 
@@ -25,14 +25,9 @@ DONE, RUNNING = 6, 2  # tasks that finish before the backup, tasks still running
 @pytest.fixture
 def fresh_url(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A second, empty database of the same dialect: where the backup is restored."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'restored.db'}"
-        return
-    url, handle = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    with fresh_database(backend, tmp_path, request, "restored.db") as url:
         yield url
-    finally:
-        _drop_postgres_database(handle)
 
 
 def cli(stack: Stack, *args: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,6 @@ from tests.support.stack import Stack, wait_until
 pytestmark = pytest.mark.e2e
 
 LONG_POLLS = 24
-
-
-@pytest.fixture
-def pg_stack(tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    url, handle = _fresh_postgres_database(postgres_url)
-    stack = Stack(root=tmp_path / "stack", database_url=url)
-    stack.init()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-            print("---- server.log ----\n" + stack.tail("server.log"))
-        _drop_postgres_database(handle)
 
 
 def scrape(stack: Stack, token: str) -> dict[str, dict[tuple, float]]:

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +25,7 @@ import psutil
 import pytest
 
 from scitq_bench.client import Client
-from tests.conftest import SUMMARY_PROPERTY, _drop_postgres_database, _fresh_postgres_database
+from tests.conftest import SUMMARY_PROPERTY
 from tests.e2e.test_faults import counts, executions_by_task, succeeded
 from tests.support.balancer import Balancer
 from tests.support.stack import Stack, wait_until
@@ -40,24 +39,6 @@ TRIALS = 5
 def report(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
     """Print a scenario's figures in the run's summary (tests/conftest.py shows them)."""
     return lambda text: record_property(SUMMARY_PROPERTY, text)
-
-
-@pytest.fixture
-def pg_stack(tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """A stack on a fresh PostgreSQL database, no server started yet: scale-out needs
-    PostgreSQL (SQLite serves from one process)."""
-    url, handle = _fresh_postgres_database(postgres_url)
-    stack = Stack(root=tmp_path / "stack", database_url=url, access_log=True)
-    stack.init()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-            for log in ["server.log", *(r.log for r in stack.replicas),
-                        *(f"worker-{name}.log" for name in stack.workers)]:
-                print(f"---- {log} ----\n" + stack.tail(log))
-        _drop_postgres_database(handle)
 
 
 # -- 1. wake-ups across processes and replicas -------------------------------------------
