@@ -33,11 +33,12 @@ def database_errors(hint: str = "") -> Iterator[None]:
     """Database failures (unreachable PostgreSQL, unwritable SQLite file) as one line."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from scitq_bench.server.db import error_reason
+
     try:
         yield
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ScitqBenchError(f"database error: {reason}{hint}") from None
+        raise ScitqBenchError(f"database error: {error_reason(exc)}{hint}") from None
 
 
 @click.group(short_help="Initialise, run and administer the server.")

@@ -21,7 +21,6 @@ from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
 from scitq_bench.server.db import Database
-from scitq_bench.server.logformat import configure as configure_logging
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.reaper import Reaper
@@ -104,9 +103,3 @@ def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flas
     return create_app(settings, start_reaper=False, start_recruiter=False, notifier=notifier,
                       dispatch_jobs=True)
 
-
-def create_app_from_env() -> Flask:
-    """Entry point for WSGI servers (gunicorn): settings from the environment."""
-    settings = ServerSettings.from_env()
-    configure_logging(settings.log_format)
-    return create_app(settings)

@@ -173,6 +173,13 @@ class Database:
             self.reader.dispose()
 
 
+def error_reason(exc: BaseException) -> str:
+    """One line saying why a database call failed: the driver's own words when there
+    are any (SQLAlchemy wraps them in its statement and a link), else the error's kind."""
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
 def busy_error(exc: BaseException, waited: float | None = None) -> Busy | None:
     """``Busy`` if ``exc`` means "the database cannot serve this now, try again"
     (SQLite locked, PostgreSQL serialization failure, deadlock, too many connections,
@@ -187,7 +194,7 @@ def busy_error(exc: BaseException, waited: float | None = None) -> Busy | None:
     state = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
     text_ = str(original).lower()
     if state in POSTGRES_BUSY_STATES or "too many clients" in text_:
-        return _busy(waited, str(original).strip().splitlines()[0])
+        return _busy(waited, error_reason(exc))
     if isinstance(exc, sa_exc.OperationalError) and any(t in text_ for t in SQLITE_BUSY_TEXTS):
         return _busy(waited, str(original))
     return None

@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
+from scitq_bench.server.db import error_reason
 from scitq_bench.server.models import Base
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,7 @@ class Leadership:
             try:
                 won = self.lock.try_acquire() or self._take_over()
             except Exception as exc:  # noqa: BLE001 - the database is away: try again later
-                log.warning("leadership: could not campaign: %s", _first_line(exc))
+                log.warning("leadership: could not campaign: %s", error_reason(exc))
                 self.lock.release()
                 return False
             if won:
@@ -412,7 +413,7 @@ class Leadership:
                     self._confirmed = (time.monotonic(), time.time())
                     return True
             except Exception as exc:  # noqa: BLE001 - a dead connection: the lock is gone
-                why = f"{failure}: {_first_line(exc)}"
+                why = f"{failure}: {error_reason(exc)}"
             self._step_down(why)
             return False
 
@@ -444,8 +445,3 @@ class Leadership:
     def close(self) -> None:
         self.release()
         self.lock.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -43,14 +43,10 @@ def _utc(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def formatter(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == JSON else logging.Formatter(TEXT_FORMAT)
-
-
 def configure(log_format: str = TEXT, level: int = logging.INFO) -> None:
     """This process logs to standard error in ``log_format``, request ids included."""
     handler = logging.StreamHandler()
-    handler.setFormatter(formatter(log_format))
+    handler.setFormatter(JsonFormatter() if log_format == JSON else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -8,18 +8,18 @@ database name, no error text. Why a process is not ready goes to its log.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 from flask import Blueprint, Response
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from scitq_bench.exceptions import Busy
 from scitq_bench.server import metrics
 from scitq_bench.server.api.registry import METRICS, PUBLIC, endpoint
 from scitq_bench.server.context import server_context
+from scitq_bench.server.db import error_reason
+from scitq_bench.server.migrate import current_revisions, head_revisions
 
 bp = Blueprint("probes", __name__)
 log = logging.getLogger(__name__)
@@ -51,27 +51,15 @@ def readiness_problem() -> str | None:
     """Why this process cannot serve now, or None."""
     try:
         with server_context().db.read() as session:
-            found = session.execute(text("SELECT version_num FROM alembic_version")).scalars()
-            revisions = set(found)
+            revisions = current_revisions(session.connection())
     except (SQLAlchemyError, Busy) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return f"database unreachable: {reason[0] if reason else type(exc).__name__}"
+        return f"database unreachable: {error_reason(exc)}"
     expected = head_revisions()
     if revisions != expected:
         return (f"database schema at {', '.join(sorted(revisions)) or 'nothing'}, this "
                 f"server expects {', '.join(sorted(expected))} (run the migrations: "
                 "restart the server at its new version)")
     return None
-
-
-@functools.cache
-def head_revisions() -> frozenset[str]:
-    """The migration heads this code knows (read once: they ship with the code)."""
-    from alembic.script import ScriptDirectory
-
-    from scitq_bench.server.migrate import alembic_config
-
-    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
 @endpoint(bp, "/metrics", "GET", access=METRICS, prefix="",
