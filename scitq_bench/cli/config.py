@@ -26,20 +26,18 @@ from scitq_bench.cli.output import note
 from scitq_bench.deployment import output
 from scitq_bench.deployment.render import KINDS, render
 from scitq_bench.deployment.values import (
-    DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_USER,
     DEFAULT_WORKER_USER,
     Values,
     private_paths,
     strip_password,
 )
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.serving import DEFAULT_MAX_LONG_POLLS
-from scitq_bench.settings import DEFAULT_PORT, load_client_settings
+from scitq_bench.settings import load_client_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SERVER_ENV_FILE = "/etc/scitq-bench/scitq-bench.env"
+# the options' defaults are Values' own, shown in --help: written once, in Values
+DEFAULTS = Values()
 WORKER_ENV_FILE = "/etc/scitq-bench/worker.env"
 
 
@@ -73,27 +71,27 @@ def unit_options(user: str) -> Callable[[F], F]:
 
 
 server_dir_options = _options(
-    click.option("--data-dir", default="/var/lib/scitq-bench", show_default=True,
+    click.option("--data-dir", default=DEFAULTS.data_dir, show_default=True,
                  help="The server's data (settings.yaml, the SQLite database if any)."),
     click.option("--log-dir", help="Execution logs [default: <data dir>/logs]."),
     click.option("--store-dir", help="Files of server:// URIs [default: <data dir>/store]."),
 )
 listen_options = _options(
-    click.option("--host", default="127.0.0.1", show_default=True,
+    click.option("--host", default=DEFAULTS.host, show_default=True,
                  help="Address the API listens on (behind nginx: 127.0.0.1, or this "
                       "host's private address for a remote nginx)."),
-    click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT,
+    click.option("--port", type=click.IntRange(1, 65535), default=DEFAULTS.port,
                  show_default=True),
     click.option("--processes", type=click.IntRange(min=1),
                  help="API processes [default: one per CPU; on SQLite one, which "
                       "`server run` picks itself when the unit names none]."),
     click.option("--max-long-polls", type=click.IntRange(min=1),
-                 default=DEFAULT_MAX_LONG_POLLS, show_default=True,
+                 default=DEFAULTS.max_long_polls, show_default=True,
                  help="Waiting long polls per process (a worker holds two)."),
 )
 upstream_option = click.option(
     "--upstream", "upstreams", multiple=True, metavar="HOST:PORT",
-    help=f"An API server (repeat for each replica) [default: 127.0.0.1:{DEFAULT_PORT}].")
+    help=f"An API server (repeat for each replica) [default: {DEFAULTS.upstreams[0]}].")
 
 
 @click.group("config", short_help="Write the server's deployment files.")
@@ -109,8 +107,8 @@ def server_config() -> None:
               default="server", show_default=True,
               help="server: the API (`server run --no-reaper`); scheduler: the "
                    "background loops (`server scheduler`); target: both as one.")
-@unit_options(DEFAULT_USER)
-@click.option("--env-file", default=SERVER_ENV_FILE, show_default=True,
+@unit_options(DEFAULTS.user)
+@click.option("--env-file", default=DEFAULTS.env_file, show_default=True,
               help="The settings file the units read (`server config env` writes it).")
 @server_dir_options
 @listen_options
@@ -142,13 +140,14 @@ def gunicorn(output: Path | None, force: bool, **options: Any) -> None:
 @click.option("--certificate", help="TLS certificate chain [default: Let's Encrypt's "
               "for the public host].")
 @click.option("--certificate-key", help="Its private key [default: Let's Encrypt's].")
-@click.option("--max-body-size", default=DEFAULT_MAX_BODY_SIZE, show_default=True,
+@click.option("--max-body-size", default=DEFAULTS.max_body_size, show_default=True,
               help="Largest upload (benchmark bundles reach 4 GiB).")
 @click.option("--metrics-allow", multiple=True, metavar="ADDRESS[/BITS]",
               help="Who may read /metrics through nginx, besides its token (repeat) "
-                   "[default: 127.0.0.1 and ::1].")
-@click.option("--nginx-log-dir", default="/var/log/nginx", show_default=True)
-@click.option("--http-port", type=click.IntRange(1, 65535), default=80, show_default=True,
+                   f"[default: {' and '.join(DEFAULTS.metrics_allow)}].")
+@click.option("--nginx-log-dir", default=DEFAULTS.nginx_log_dir, show_default=True)
+@click.option("--http-port", type=click.IntRange(1, 65535), default=DEFAULTS.http_port,
+              show_default=True,
               help="Where plain HTTP is answered with a redirect to the public URL.")
 @output_options
 def nginx(output: Path | None, force: bool, **options: Any) -> None:
@@ -159,9 +158,7 @@ def nginx(output: Path | None, force: bool, **options: Any) -> None:
 
 
 @server_config.command("env", short_help="The settings file (environment).")
-@click.option("--data-dir", default="/var/lib/scitq-bench", show_default=True)
-@click.option("--log-dir", help="Execution logs [default: <data dir>/logs].")
-@click.option("--store-dir", help="Files of server:// URIs [default: <data dir>/store].")
+@server_dir_options
 @click.option("--database-url", help="postgresql+psycopg2://USER@HOST/NAME (a password "
               "in it is left out: it goes in PGPASSWORD) [default: SQLite in the data dir].")
 @click.option("--public-url", help="The URL workers reach the server at.")
@@ -175,10 +172,10 @@ def env(output: Path | None, force: bool, **options: Any) -> None:
 
 @server_config.command("prometheus", short_help="A Prometheus scrape configuration.")
 @upstream_option
-@click.option("--metrics-token-file", default="/etc/prometheus/scitq-bench.token",
+@click.option("--metrics-token-file", default=DEFAULTS.metrics_token_file,
               show_default=True, help="Where Prometheus reads the metrics token "
               "(`server token --role metrics`).")
-@click.option("--scrape-interval", default="30s", show_default=True)
+@click.option("--scrape-interval", default=DEFAULTS.scrape_interval, show_default=True)
 @output_options
 def prometheus(output: Path | None, force: bool, **options: Any) -> None:
     """Prometheus scraping /metrics of every API server directly (one target each)."""
@@ -190,7 +187,7 @@ def prometheus(output: Path | None, force: bool, **options: Any) -> None:
 def grafana(output: Path | None, force: bool) -> None:
     """A dashboard over the server's metrics; import it into Grafana and pick the
     Prometheus data source."""
-    _emit("grafana", Values(), output, force)
+    _emit("grafana", DEFAULTS, output, force)
 
 
 @click.group("config", short_help="Write a worker's deployment files.")
@@ -205,12 +202,14 @@ def worker_config() -> None:
 @click.option("--env-file", default=WORKER_ENV_FILE, show_default=True,
               help="The worker's settings file, with its token (`worker config env`).")
 @click.option("--name", "worker_name", help="Worker name [default: the host's name].")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True)
-@click.option("--work-dir", default="/var/lib/scitq-bench-worker", show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=DEFAULTS.concurrency,
+              show_default=True)
+@click.option("--work-dir", default=DEFAULTS.work_dir, show_default=True,
               help="Where tasks run.")
 @click.option("--engine-group", help="The group of the container engine's socket "
               "(docker); none: no container tasks unless the user may reach it.")
-@click.option("--stop-timeout", type=click.IntRange(min=1), default=30, show_default=True,
+@click.option("--stop-timeout", type=click.IntRange(min=1), default=DEFAULTS.stop_timeout,
+              show_default=True,
               help="Seconds a stopping worker gets before what is left is killed.")
 @output_options
 def worker_systemd(url: str | None, output: Path | None, force: bool,
@@ -235,11 +234,9 @@ def worker_env(url: str | None, output: Path | None, force: bool) -> None:
 
 
 def _values(options: dict[str, Any], *, executable: bool = False) -> Values:
-    """The checked values: options not given keep Values' defaults."""
+    """The checked values: options not given keep Values' defaults (click gives a
+    repeated option as a tuple, as Values keeps it)."""
     given = {key: value for key, value in options.items() if value not in (None, ())}
-    for key in ("upstreams", "metrics_allow"):
-        if key in given:
-            given[key] = tuple(given[key])
     if "user" in given and "group" not in given:
         given["group"] = given["user"]
     if "database_url" in given:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import scitq_bench
 from scitq_bench.deployment.values import Values
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError
-from scitq_bench.server.serving import SHORT_CALL_ROOM
+from scitq_bench.server.serving import SHORT_CALL_ROOM, bind_address
 from scitq_bench.shared_files import shared_dir
 
 if TYPE_CHECKING:
@@ -82,8 +82,7 @@ def context(values: Values) -> dict[str, Any]:
     return {
         **dataclasses.asdict(values),
         "version": scitq_bench.__version__,
-        "bind": f"[{values.host}]:{values.port}" if ":" in values.host else
-                f"{values.host}:{values.port}",
+        "bind": bind_address(values.host, values.port),
         "server_name": host,
         "https_port": values.public_port,
         "certificate": values.certificate or f"{letsencrypt}/fullchain.pem",

@@ -43,13 +43,13 @@ def read(path: Path) -> dict[str, Any]:
     checker = Config()
     found: dict[str, Any] = {}
     for name, value in vars(module).items():
-        if name not in checker.settings:
+        if name not in checker.settings:  # its imports, its helpers: not settings
             continue
         try:
-            checker.set(name.lower(), value)
+            checker.set(name, value)
         except Exception as exc:  # gunicorn's validators raise TypeError, ValueError...
             raise InvalidInput(f"gunicorn config {path}: {name}: {exc}") from None
-        found[name.lower()] = value
+        found[name] = value
     return found
 
 

@@ -53,6 +53,13 @@ def run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, **kwargs)
 
 
+def environment_without_ours() -> dict[str, str]:
+    """This environment less its SCITQ_BENCH_* variables: a program under test reads
+    only the settings the test gives it."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith("SCITQ_BENCH_")}
+
+
 # -- systemd -------------------------------------------------------------------------------
 
 
@@ -148,9 +155,7 @@ def test_gunicorn_config_passes_check_config(tmp_path: Path) -> None:
     assert gunicorn.is_file()  # a dependency of the package: always there
     config = tmp_path / "gunicorn.conf.py"
     config.write_text(render("gunicorn", Values(port=free_port(), processes=2)))
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("SCITQ_BENCH_")}
-    env["SCITQ_BENCH_DATA_DIR"] = str(tmp_path / "data")
+    env = {**environment_without_ours(), "SCITQ_BENCH_DATA_DIR": str(tmp_path / "data")}
     app = "scitq_bench.server.wsgi:application"
     # --check-config loads the app too: the wsgi module builds it from the environment
     checked = run(str(gunicorn), "--check-config", "-c", str(config), app, env=env,
@@ -208,12 +213,10 @@ def test_server_run_applies_a_gunicorn_config_file(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "gunicorn.conf.py"
     config.write_text(f'keepalive = 1\nbind = ["127.0.0.1:{free_port()}"]\nworkers = 3\n')
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("SCITQ_BENCH_")}
     process = subprocess.Popen(
         [str(SCITQ_BENCH), "server", "run", "--port", str(port), "--data-dir",
          str(tmp_path / "data"), "--no-reaper", "--gunicorn-config", str(config)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env=environment_without_ours(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -247,10 +250,8 @@ def test_server_run_applies_a_gunicorn_config_file(tmp_path: Path) -> None:
 def test_server_run_refuses_a_bad_gunicorn_config_at_once(tmp_path: Path) -> None:
     config = tmp_path / "gunicorn.conf.py"
     config.write_text('timeout = "soon"\n')
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("SCITQ_BENCH_")}
     refused = run(str(SCITQ_BENCH), "server", "run", "--port", str(free_port()),
                   "--data-dir", str(tmp_path / "data"), "--gunicorn-config", str(config),
-                  env=env)
+                  env=environment_without_ours())
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert f"gunicorn config {config}: timeout:" in refused.stderr
