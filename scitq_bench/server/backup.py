@@ -45,6 +45,7 @@ import stat
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,9 +152,10 @@ def _write(raw: IO[bytes], settings: ServerSettings, copy: dbcopy.DatabaseCopy,
                 raise ScitqBenchError(f"the database dump {dump.path} vanished")
             dump.path.unlink()
             tallies = {
-                "logs": _add_tree(tar, settings.log_dir, "logs"),
-                "store": _add_tree(tar, settings.store_dir, "store"),
-                "data": _add_data(tar, settings.data_dir),
+                "logs": _add_files(tar, _tree(settings.log_dir, "logs")),
+                "store": _add_files(tar, _tree(settings.store_dir, "store")),
+                "data": _add_files(tar, ((settings.data_dir / name, f"data/{name}")
+                                         for name in DATA_FILES)),
             }
             _add_json(tar, CONTENTS, {section: {"files": t.files, "bytes": t.bytes}
                                       for section, t in tallies.items()})
@@ -198,26 +200,23 @@ def _add_file(tar: tarfile.TarFile, path: Path, name: str) -> int | None:
         return info.st_size
 
 
-def _add_tree(tar: tarfile.TarFile, root: Path, section: str) -> Tally:
-    """Every regular file under ``root``, in a stable order; folders and files deleted
-    while it walks are skipped (``os.walk`` ignores what it cannot list)."""
+def _add_files(tar: tarfile.TarFile, files: Iterable[tuple[Path, str]]) -> Tally:
+    """Each (path, member name) that is still a regular file when opened."""
     tally = Tally()
+    for path, name in files:
+        size = _add_file(tar, path, name)
+        if size is not None:
+            tally = tally.plus(size)
+    return tally
+
+
+def _tree(root: Path, section: str) -> Iterator[tuple[Path, str]]:
+    """Every file under ``root`` with its member name, in a stable order; folders
+    deleted while it walks are skipped (``os.walk`` ignores what it cannot list)."""
     for directory, folders, names in os.walk(root):
         folders.sort()
         for name in sorted(names):
             if name.startswith(TEMPORARY):  # an upload being written: not a file yet
                 continue
             path = Path(directory) / name
-            size = _add_file(tar, path, f"{section}/{path.relative_to(root).as_posix()}")
-            if size is not None:
-                tally = tally.plus(size)
-    return tally
-
-
-def _add_data(tar: tarfile.TarFile, data_dir: Path) -> Tally:
-    tally = Tally()
-    for name in DATA_FILES:
-        size = _add_file(tar, data_dir / name, f"data/{name}")
-        if size is not None:
-            tally = tally.plus(size)
-    return tally
+            yield path, f"{section}/{path.relative_to(root).as_posix()}"

@@ -20,14 +20,14 @@ import shutil
 import sqlite3
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from contextlib import closing
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, create_engine, func, inspect, select, table
+from sqlalchemy import Connection, Engine, MetaData, create_engine, func, inspect, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -48,23 +48,38 @@ class Dump:
     details: dict[str, str] = field(default_factory=dict)
 
 
+@contextmanager
+def _engine(url: str) -> Iterator[Engine]:
+    """An engine for one command's few statements: no pool, nothing left open after."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
 def snapshot_facts(connection: Connection) -> tuple[str | None, dict[str, int]]:
     """The Alembic revision and each table's row count, as ``connection`` sees them."""
-    revision = MigrationContext.configure(connection).get_current_revision()
     names = sorted(inspect(connection).get_table_names())
     counts = {name: connection.execute(select(func.count()).select_from(table(name)))
               .scalar_one() for name in names}
-    return revision, counts
+    return _revision(connection), counts
 
 
 def describe(url: str) -> tuple[str | None, dict[str, int]]:
     """``snapshot_facts`` of the database at ``url``."""
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return snapshot_facts(connection)
-    finally:
-        engine.dispose()
+    with _engine(url) as engine, engine.connect() as connection:
+        return snapshot_facts(connection)
+
+
+def revision(url: str) -> str | None:
+    """The Alembic revision of the database at ``url``, without counting its rows."""
+    with _engine(url) as engine, engine.connect() as connection:
+        return _revision(connection)
 
 
 def _revision_or_refuse(revision: str | None, where: str) -> str:
@@ -178,36 +193,29 @@ class PostgresCopy(DatabaseCopy):
 
     def dump(self, work_dir: Path) -> Dump:
         copy = work_dir / self.member
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.connect().execution_options(isolation_level="REPEATABLE READ") \
-                    as connection, connection.begin():
-                snapshot = connection.execute(select(func.pg_export_snapshot())).scalar_one()
-                revision, tables = snapshot_facts(connection)
-                server = _server_version(connection)
-                program = pgtools.find_program("pg_dump", server, "the PostgreSQL server")
-                target = pgtools.libpq_target(self.url)
-                # the snapshot lives as long as this transaction: pg_dump runs inside it
-                pgtools.run_program(program, [
-                    "--format=custom", f"--file={copy}", f"--snapshot={snapshot}",
-                    f"--dbname={target.conninfo}"], target, "pg_dump")
-        finally:
-            engine.dispose()
-        return Dump(copy, _revision_or_refuse(revision, self.label), tables,
-                    {"pg_dump": program.version, "server": server})
+        with _engine(self.url) as engine, \
+                engine.connect().execution_options(isolation_level="REPEATABLE READ") \
+                as connection, connection.begin():
+            snapshot = connection.execute(select(func.pg_export_snapshot())).scalar_one()
+            found, tables = snapshot_facts(connection)
+            revision = _revision_or_refuse(found, self.label)  # refused before pg_dump runs
+            server = _server_version(connection)
+            program = pgtools.find_program("pg_dump", server, "the PostgreSQL server")
+            target = pgtools.libpq_target(self.url)
+            # the snapshot lives as long as this transaction: pg_dump runs inside it
+            pgtools.run_program(program, [
+                "--format=custom", f"--file={copy}", f"--snapshot={snapshot}",
+                f"--dbname={target.conninfo}"], target, "pg_dump")
+        return Dump(copy, revision, tables, {"pg_dump": program.version, "server": server})
 
     def in_the_way(self) -> str | None:
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.connect() as connection:
-                inspector = inspect(connection)
-                default = inspector.default_schema_name
-                found = [name if schema == default else f"{schema}.{name}"
-                         for schema in inspector.get_schema_names()
-                         if schema != "information_schema"
-                         for name in inspector.get_table_names(schema)]
-        finally:
-            engine.dispose()
+        with _engine(self.url) as engine, engine.connect() as connection:
+            inspector = inspect(connection)
+            default = inspector.default_schema_name
+            found = [name if schema == default else f"{schema}.{name}"
+                     for schema in inspector.get_schema_names()
+                     if schema != "information_schema"
+                     for name in inspector.get_table_names(schema)]
         if not found:
             return None
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""
@@ -234,14 +242,10 @@ class PostgresCopy(DatabaseCopy):
         """Drop the tables the restore made (the database held none before)."""
         if not self.loaded:
             return
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.begin() as connection:
-                tables = MetaData()
-                tables.reflect(connection)
-                tables.drop_all(connection)
-        finally:
-            engine.dispose()
+        with _engine(self.url) as engine, engine.begin() as connection:
+            tables = MetaData()
+            tables.reflect(connection)
+            tables.drop_all(connection)
         self.loaded = False
 
 

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic.script import ScriptDirectory
-
 import scitq_bench
 from scitq_bench.exceptions import Conflict, InvalidInput, ScitqBenchError
 from scitq_bench.server import dbcopy
@@ -45,7 +43,8 @@ from scitq_bench.server.backup import (
     Summary,
     Tally,
 )
-from scitq_bench.server.migrate import alembic_config, upgrade
+from scitq_bench.server.db import error_reason
+from scitq_bench.server.migrate import is_known_revision, upgrade
 from scitq_bench.server.restore_files import Staging, member_target, unsafe
 from scitq_bench.settings import ServerSettings
 
@@ -72,7 +71,7 @@ def restore_backup(settings: ServerSettings, archive: Path) -> tuple[Summary, li
             _check_rows(url, recorded["database"]["tables"])
             step = "migrating the database"
             upgrade(url)
-            revision, _rows = dbcopy.describe(url)
+            revision = dbcopy.revision(url)
             step = "putting the restored files in place"
             notes = staging.commit()
             copy.commit()
@@ -80,7 +79,7 @@ def restore_backup(settings: ServerSettings, archive: Path) -> tuple[Summary, li
             problem = _discard(staging, copy)
             if not isinstance(exc, Exception):
                 raise
-            raise ScitqBenchError(f"restore failed {step}: {_reason(exc)}; "
+            raise ScitqBenchError(f"restore failed {step}: {error_reason(exc)}; "
                                   f"{problem or 'what it had written is removed'}") from exc
     old = recorded["database"]["revision"]
     shown = revision if revision == old else f"{revision} (migrated from {old})"
@@ -167,8 +166,7 @@ def _check_fits(archive: Path, manifest: dict[str, Any], copy: dbcopy.DatabaseCo
             f"{archive} holds a {DIALECTS[database['dialect']]} database and the target "
             f"database is {DIALECTS[copy.dialect]} ({copy.label}): a backup restores into "
             "the same kind of database (see SCITQ_BENCH_DATABASE_URL)")
-    script = ScriptDirectory.from_config(alembic_config(copy.url))
-    if database["revision"] not in {s.revision for s in script.walk_revisions()}:
+    if not is_known_revision(database["revision"]):
         raise InvalidInput(
             f"{archive} was written at schema revision {database['revision']} (by scitq-bench "
             f"{manifest.get('scitq_bench_version', '?')}), which scitq-bench "
@@ -271,13 +269,5 @@ def _discard(staging: Staging, copy: dbcopy.DatabaseCopy) -> str | None:
         try:
             undo()
         except Exception as exc:
-            problems.append(_reason(exc))
+            problems.append(error_reason(exc))
     return f"cleaning up failed too: {'; '.join(problems)}" if problems else None
-
-
-def _reason(exc: BaseException) -> str:
-    """One line: the database driver's own words when it is a database error."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-

@@ -15,7 +15,6 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import yaml
 
@@ -52,11 +51,11 @@ def member_target(member: tarfile.TarInfo) -> tuple[str, PurePosixPath]:
     if kind:
         raise unsafe(name, f"is {kind}")
     path = PurePosixPath(name)
-    if name.startswith("/") or path.is_absolute():
-        raise unsafe(name, "has an absolute path")
-    if ".." in path.parts:
-        raise unsafe(name, "goes outside its directory ('..')")
     parts = path.parts
+    if path.is_absolute():
+        raise unsafe(name, "has an absolute path")
+    if ".." in parts:
+        raise unsafe(name, "goes outside its directory ('..')")
     if member.isreg() and parts in ((MANIFEST,), (CONTENTS,)):
         return "", path
     if not parts or parts[0] not in (DATABASE, *SECTIONS):
@@ -208,16 +207,13 @@ def settings_elsewhere(text: str, settings: ServerSettings) -> list[str]:
         return ["configuration (it is not valid YAML)"]
     if not isinstance(values, dict):
         return ["configuration (it is not a mapping)"]
-    used: dict[str, Any] = {"database_url": settings.database_url,
-                            "direct_database_url": settings.direct_database_url,
-                            "log_dir": settings.log_dir, "store_dir": settings.store_dir}
     differ = []
     for key in PLACES:
         value = values.get(key)
         if not value:
             continue
         named = Path(str(value)).expanduser() if key.endswith("_dir") else str(value)
-        if named != used[key]:
+        if named != getattr(settings, key):
             differ.append(key)
     return differ
 

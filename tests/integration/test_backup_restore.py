@@ -6,10 +6,12 @@ target still holds no table)."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import stat
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from scitq_bench.server.logstore import LocalLogStore
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
-from tests.conftest import _drop_postgres_database, _fresh_postgres_database
+from tests.conftest import fresh_database
 
 HEAD = "0008"
 ENVIRONMENT = ("SCITQ_BENCH_DATABASE_URL", "SCITQ_BENCH_DIRECT_DATABASE_URL",
@@ -40,18 +42,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """``make(dialect)``: a fresh, empty database of that dialect, dropped at the end."""
-    handles: list[Any] = []
-
-    def make(dialect: str) -> str:
-        if dialect == "sqlite":
-            return f"sqlite:///{tmp_path / f'target-{len(handles)}' / 'scitq_bench.db'}"
-        url, handle = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
-        handles.append(handle)
-        return url
-
-    yield make
-    for handle in handles:
-        _drop_postgres_database(handle)
+    count = itertools.count()
+    with ExitStack() as made:
+        yield lambda dialect: made.enter_context(fresh_database(
+            dialect, tmp_path / f"target-{next(count)}", request, "scitq_bench.db"))
 
 
 def dialect_of(url: str) -> str:
