@@ -8,7 +8,6 @@ one themselves. PostgreSQL refuses to run as root, so as root it runs as the
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -19,14 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scitq_bench.server.pgtools import candidates
+
 
 def find_binary(name: str) -> str:
-    found = shutil.which(name)
+    """``name`` on PATH, else the newest packaged version's (as the server finds pg_dump)."""
+    found = candidates(name)
     if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    if candidates:
-        return candidates[0]
+        return found[0]
     raise RuntimeError(f"PostgreSQL binary {name!r} not found; install the postgresql package")
 
 
