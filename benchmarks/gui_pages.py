@@ -22,9 +22,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scitq_bench.server.app import create_app  # noqa: E402
+from scitq_bench.server.queue.tasks import create_tasks  # noqa: E402
 from scitq_bench.server.schemas import TaskCreate  # noqa: E402
 from scitq_bench.server.setup import init_server  # noqa: E402
-from scitq_bench.server.tasks import create_tasks  # noqa: E402
 from scitq_bench.settings import ServerSettings  # noqa: E402
 
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')

@@ -52,7 +52,7 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 import scitq_bench  # noqa: E402
 from scitq_bench.server.app import create_app  # noqa: E402
-from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow  # noqa: E402
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow  # noqa: E402
 from scitq_bench.server.setup import init_server  # noqa: E402
 from scitq_bench.settings import ServerSettings  # noqa: E402
 

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from scitq_bench.recruit.protofilter import Offer  # noqa: E402
-from scitq_bench.server import reports, scheduling  # noqa: E402
+from scitq_bench.recruiters.protofilter import Offer  # noqa: E402
 from scitq_bench.server.db import Database  # noqa: E402
 from scitq_bench.server.migrate import upgrade  # noqa: E402
-from scitq_bench.server.models import Batch, Execution, Task, Worker  # noqa: E402
+from scitq_bench.server.queue import reports, scheduling  # noqa: E402
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker  # noqa: E402
 from scitq_bench.server.recruit import catalog  # noqa: E402
 from scitq_bench.server.recruit.engine import RecruitSettings, plan  # noqa: E402
 from scitq_bench.server.recruit.models import Job, Recruiter  # noqa: E402
@@ -266,7 +266,7 @@ def _work(db: Database, machine: Machine, now: datetime, durations: dict[int, in
 
 
 def _evict(db: Database, machine: Machine, now: datetime) -> None:
-    from scitq_bench.server import workers
+    from scitq_bench.server.queue import workers
 
     with db.write() as session:
         workers.evict(session, machine.worker_id, "simulated spot interruption")

@@ -7,7 +7,8 @@ sizes differ; two entries with the same path, or a file where a folder is needed
 than ``ArchiveLimits.max_files`` entries, more than ``max_bytes`` bytes uncompressed in
 all, or more than ``max_file_bytes`` for one file, as the headers declare them; and,
 where ``max_ratio`` is set, an entry of more than ``RATIO_FREE_BYTES`` that claims to
-be compressed more than ``max_ratio`` times.
+be compressed more than ``max_ratio`` times. A folder copied with ``copy_tree`` is held
+to the same: no symbolic link or special file anywhere in it, and the same limits.
 
 Headers can lie, so the limits are enforced again on the bytes actually decompressed:
 a member is counted as it comes and refused the moment it passes the size its header
@@ -25,9 +26,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from scitq_bench.exceptions import InvalidInput
+
+if TYPE_CHECKING:  # a gzip file, a zip member or a plain file: anything read or written
+    from _typeshed import SupportsRead, SupportsWrite
 
 CHUNK = 1 << 20
 RATIO_FREE_BYTES = 1 << 20  # smaller entries may compress as well as they like
@@ -94,8 +98,8 @@ class ArchiveBudget:
         raise ArchiveError(f"{label}: too big (more than {self.limits.max_bytes} bytes "
                            f"uncompressed)")
 
-    def copy(self, label: str, name: str, source: IO[bytes], out: IO[bytes] | None,
-             declared: int | None = None) -> int:
+    def copy(self, label: str, name: str, source: SupportsRead[bytes],
+             out: SupportsWrite[bytes] | None, declared: int | None = None) -> int:
         """Copy ``source`` to ``out`` (or only count it), refusing past the limits or past
         the ``declared`` size (one byte more is enough to know); the bytes are added to
         the budget and returned."""
@@ -290,6 +294,58 @@ def extract_zip(source: Path, dest: Path, budget: ArchiveBudget, label: str | No
         budget.files += len(dirs)
 
 
+def copy_tree(source: Path, dest: Path, budget: ArchiveBudget,
+              error: type[InvalidInput] = ArchiveError) -> None:
+    """Copy the folder ``source`` to ``dest`` (made here), as ``extract_zip`` unpacks a
+    zip: nothing is written before every file and folder is checked, and a symbolic link
+    or special file anywhere in it is refused. A file keeps its execute bit.
+
+    A refused entry raises ``error`` (a folder bundle raises ``BundleError``); the limits
+    raise ``ArchiveError``, as for a zip."""
+    label = source.name
+    files: list[tuple[Path, tuple[str, ...], int]] = []
+    dirs: list[tuple[str, ...]] = []
+    total = 0
+
+    def unreadable(exc: OSError) -> None:
+        raise error(f"{label}: cannot read {exc.filename!r} ({exc.strerror})")
+
+    for current, dirnames, filenames in os.walk(source, onerror=unreadable, followlinks=False):
+        base = Path(current)
+        for name in sorted(dirnames) + sorted(filenames):
+            path = base / name
+            rel = path.relative_to(source)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                raise error(f"{label}: {rel.as_posix()!r} is a symbolic link")
+            if stat.S_ISDIR(info.st_mode):
+                dirs.append(rel.parts)
+            elif stat.S_ISREG(info.st_mode):
+                if info.st_size > budget.limits.max_file_bytes:
+                    raise error(
+                        f"{label}: {rel.as_posix()!r} is too big ({info.st_size} bytes; "
+                        f"at most {budget.limits.max_file_bytes} allowed)")
+                total += info.st_size
+                files.append((path, rel.parts, info.st_mode))
+            else:
+                raise error(f"{label}: {rel.as_posix()!r} is not a plain file or folder")
+    budget.check_declared(label, len(files) + len(dirs), total)
+    dest.mkdir()
+    for parts in dirs:
+        dest.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+    for path, parts, mode in files:
+        name = "/".join(parts)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as src, open(dest.joinpath(*parts), "xb") as out:
+                budget.copy(label, name, src, out)
+            os.chmod(dest.joinpath(*parts), 0o755 if mode & 0o111 else 0o644)
+        except OSError as exc:
+            raise error(f"{label}: cannot copy {name!r} ({exc})") from None
+        budget.files += 1
+    budget.files += len(dirs)
+
+
 __all__ = [
     "CHUNK",
     "DRIVE",
@@ -300,6 +356,7 @@ __all__ = [
     "Member",
     "check_layout",
     "check_zip",
+    "copy_tree",
     "copy_zip_member",
     "entry_parts",
     "extract_zip",

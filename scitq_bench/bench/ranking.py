@@ -427,11 +427,14 @@ def export_csv(board: Board, rows: Sequence[Row], include_hidden: bool,
     cells = [(position, c.key, f"{_Z}.{c.precision}f")
              for position, _ in enumerate(tasks) for c in columns]
     keys = [c.key for c in columns]
+    pick: Callable[[Mapping[str, float]], tuple[float, ...]]
     if len(keys) > 1:
         pick = itemgetter(*keys)  # a task's values as a tuple, in one call
     else:
-        def pick(group: Mapping[str, float], key: str = keys[0] if keys else "") -> tuple:
+        def pick_one(group: Mapping[str, float],
+                     key: str = keys[0] if keys else "") -> tuple[float, ...]:
             return (group[key],) if keys else ()
+        pick = pick_one
     scores_format = ",".join(["{:" + spec + "}" for _, _, spec in cells]).format
     names = owner_names or {}
     owner_fields: dict[str | None, str] = {}
@@ -457,7 +460,7 @@ def export_csv(board: Board, rows: Sequence[Row], include_hidden: bool,
                          else _fixed(value, spec) for position, key, spec in cells])
 
     first_task = tasks[0]
-    lines = []
+    lines: list[str] = []
     append = lines.append
     for row in rows:
         entry = row.entry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -13,6 +13,8 @@ from scitq_bench.client import Client
 from scitq_bench.settings import load_client_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # A server that is down or busy is tried again for this long unless --retry-seconds,
 # SCITQ_BENCH_RETRY_SECONDS or the config file say otherwise: long enough to ride over
@@ -50,14 +52,14 @@ def cli_state() -> CliState:
     return ctx.ensure_object(CliState)
 
 
-def pass_client(function: F) -> F:
+def pass_client(function: Callable[Concatenate[Client, P], R]) -> Callable[P, R]:
     """Give the command the API client as its first argument."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         return function(cli_state().client(), *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class GpuCount(click.ParamType):

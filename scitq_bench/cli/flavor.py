@@ -151,6 +151,3 @@ def set_quota(client: Client, provider: str, region: str, max_cpus: Any, max_ins
         success(f"quota of {provider} in {region}: cpus {_used(result['cpus_used'], result['max_cpus'])}"
                 f", instances {_used(result['instances_used'], result['max_instances'])}"
                 f"{', preferred' if result['preferred'] else ''}")
-
-
-COMMANDS = (flavor, quota)

@@ -10,16 +10,21 @@ import click
 import requests
 
 from scitq_bench import __version__
+from scitq_bench.cli.account import account
 from scitq_bench.cli.batch import batch
-from scitq_bench.cli.bench import COMMANDS as BENCH_COMMANDS
+from scitq_bench.cli.bench import bench
 from scitq_bench.cli.common import CliState
 from scitq_bench.cli.execution import execution
-from scitq_bench.cli.flavor import COMMANDS as FLAVOR_COMMANDS
+from scitq_bench.cli.flavor import flavor, quota
+from scitq_bench.cli.job import job
 from scitq_bench.cli.launch import launch
-from scitq_bench.cli.recruit import COMMANDS as RECRUIT_COMMANDS
-from scitq_bench.cli.recruit import WORKER_COMMANDS
+from scitq_bench.cli.leaderboard import leaderboard
+from scitq_bench.cli.phase import phase
+from scitq_bench.cli.provider import cost, provider
+from scitq_bench.cli.recruiter import recruiter
 from scitq_bench.cli.repeated import refuse_repeated_options
 from scitq_bench.cli.server import server
+from scitq_bench.cli.submission import submission
 from scitq_bench.cli.task import task
 from scitq_bench.cli.up import up
 from scitq_bench.cli.worker import worker
@@ -69,12 +74,14 @@ def cli(ctx: click.Context, server: str | None, token: str | None, timeout: floa
                        retry_seconds=retry_seconds)
 
 
-for command in (server, worker, task, batch, execution, launch, up, *BENCH_COMMANDS):
+# Every top-level command, by theme (``--help`` lists them sorted by name).
+COMMANDS = (
+    server, up, worker, task, batch, execution, launch,  # running work
+    flavor, quota, recruiter, job, provider, cost,  # recruiting machines
+    account, bench, phase, submission, leaderboard,  # benchmarks
+)
+for command in COMMANDS:
     cli.add_command(command)
-for command in (*FLAVOR_COMMANDS, *RECRUIT_COMMANDS):
-    cli.add_command(command)
-for command in WORKER_COMMANDS:
-    worker.add_command(command)
 
 
 def main() -> None:

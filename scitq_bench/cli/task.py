@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -31,7 +31,7 @@ from scitq_bench.cli.output import (
 from scitq_bench.cli.resolve import parse_ids, statuses
 from scitq_bench.client import Client
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.states import FINAL_TASK_VALUES, Signal, TaskStatus
+from scitq_bench.states import FINAL_TASK_VALUES, RequestedTaskStatus, Signal, TaskStatus
 
 TASK_COLUMNS = [
     Column("id", "id", justify="right"),
@@ -205,7 +205,7 @@ def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:
               help="Seconds allowed to fetch inputs.")
 @click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds allowed to run.")
-@click.option("-S", "--status", type=click.Choice(["paused", "pending"]),
+@click.option("-S", "--status", type=click.Choice(get_args(RequestedTaskStatus)),
               help="Hold a queued task back (paused) or queue it again (pending).")
 @json_option
 @pass_client

@@ -24,6 +24,7 @@ from scitq_bench.cli.server import data_dir_option, database_errors, local_url
 from scitq_bench.client import Client
 from scitq_bench.exceptions import Conflict, ScitqBenchError
 from scitq_bench.settings import DEFAULT_PORT, ServerSettings, write_client_config, write_private
+from scitq_bench.states import JobStatus
 
 HEALTH_TIMEOUT = 60.0  # seconds for the server to migrate and answer
 STOP_GRACE = {"server": 15.0}  # seconds before SIGKILL
@@ -187,9 +188,9 @@ def _hire_local_worker(client: Client, supervisor: Supervisor, name: str,
     while not supervisor.stop_requested.is_set():
         supervisor.raise_if_dead()
         found = client.job_get(job["id"])
-        if found["status"] == "succeeded":
+        if found["status"] == JobStatus.SUCCEEDED.value:
             return int(found["worker_id"])
-        if found["status"] == "failed" or time.monotonic() > deadline:
+        if found["status"] == JobStatus.FAILED.value or time.monotonic() > deadline:
             raise ScitqBenchError(f"the local worker could not be deployed: "
                                   f"{found.get('error') or 'timeout'}\n{found.get('log', '')}")
         supervisor.stop_requested.wait(0.3)
@@ -207,7 +208,8 @@ def _give_back(client: Client | None, worker_id: int) -> None:
         return
     deadline = time.monotonic() + UNDEPLOY_TIMEOUT
     while time.monotonic() < deadline:
-        if client.job_get(job["id"])["status"] in ("succeeded", "failed"):
+        if client.job_get(job["id"])["status"] in (JobStatus.SUCCEEDED.value,
+                                                   JobStatus.FAILED.value):
             return
         time.sleep(0.3)
     click.echo("the worker was not given back in time", err=True)

@@ -1,4 +1,5 @@
-"""``worker run|list|update|delete``."""
+"""``worker run|list|update|delete|deploy|undeploy``: run a worker here; list, change
+and delete workers; hire machines from a provider for them now, and give them back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -16,6 +17,7 @@ from scitq_bench.cli.config import worker_config
 from scitq_bench.cli.output import (
     Column,
     format_value,
+    print_json,
     print_list,
     show_or_say,
     success,
@@ -25,6 +27,7 @@ from scitq_bench.cli.resolve import resolve_worker, statuses
 from scitq_bench.client import Client
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError, Unauthorized
 from scitq_bench.settings import default_data_dir
+from scitq_bench.states import RequestedWorkerStatus
 
 
 def _running(worker: dict[str, Any]) -> int:
@@ -205,7 +208,7 @@ def list_workers(client: Client, name: str | None, status: str | None, long: boo
 @click.option("-c", "--concurrency", type=click.IntRange(0, 1024), help="Tasks at the same time.")
 @click.option("-p", "--prefetch", type=click.IntRange(0, 10_000), help="Tasks fetched ahead.")
 @click.option("-b", "--batch", help="Only run this batch's tasks ('' for any batch).")
-@click.option("-S", "--status", type=click.Choice(["running", "paused"]),
+@click.option("-S", "--status", type=click.Choice(get_args(RequestedWorkerStatus)),
               help="Pause the worker (it takes no new task) or let it run again.")
 @json_option
 @pass_client
@@ -232,3 +235,43 @@ def delete_worker(client: Client, worker_id: int | None, name: str | None, force
     target = resolve_worker(client, worker_id, name)
     client.worker_delete(target["id"], force=force)
     success(f"worker {target['name']} (id {target['id']}) deleted")
+
+
+@worker.command("deploy")
+@click.option("-f", "--flavor", required=True,
+              help="A flavor name, or auto:<protofilters> (quote it).")
+@click.option("-P", "--provider", default="auto", show_default=True)
+@click.option("-r", "--region", default="auto", show_default=True)
+@click.option("-b", "--batch", help="The batch the workers serve [default: any, recycled].")
+@click.option("-n", "--number", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 1024))
+@click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True)
+@json_option
+@pass_client
+def deploy(client: Client, flavor: str, provider: str, region: str, batch: str | None,
+           number: int, concurrency: int | None, prefetch: int, as_json: bool) -> None:
+    """Hire NUMBER machines now: the cheapest offers that fit, deployed by jobs (follow
+    them with `job list`)."""
+    jobs = client.worker_deploy(flavor, provider=provider, region=region, batch=batch,
+                                number=number, concurrency=concurrency, prefetch=prefetch)
+    if as_json:
+        print_json(jobs)
+        return
+    for job in jobs:
+        args = job["arguments"]
+        success(f"job {job['id']}: deploying {args['name']} ({args['flavor']} in "
+                f"{args['provider']}/{args['region']})")
+
+
+@worker.command("undeploy")
+@click.argument("worker_id", type=int)
+@pass_client
+def undeploy(client: Client, worker_id: int) -> None:
+    """Give a recruited worker's machine back (while it is being deployed: cancel that
+    deploy, which gives it back)."""
+    job = client.worker_undeploy(worker_id)
+    if job["kind"] == "deploy":
+        success(f"job {job['id']}: deploy of worker {worker_id} cancelled; its machine is "
+                "given back")
+    else:
+        success(f"job {job['id']}: giving worker {worker_id}'s machine back")

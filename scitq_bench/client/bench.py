@@ -17,25 +17,15 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    import requests
-
-# Submission statuses after which nothing changes any more (until a re-run).
-FINAL_SUBMISSION_STATUSES = frozenset({"finished", "failed", "cancelled"})
+from scitq_bench.client.transport import Transport
+from scitq_bench.states import FINAL_SUBMISSION_VALUES
 
 
-class BenchClientMixin:
+class BenchClientMixin(Transport):
     """Benchmark methods for ``Client`` (which provides ``request`` and ``_json``)."""
-
-    if TYPE_CHECKING:
-        timeout: float
-
-        def request(self, method: str, path: str, **kwargs: Any) -> requests.Response: ...
-
-        def _json(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
     # -- accounts (admin) ------------------------------------------------------------
 
@@ -213,7 +203,7 @@ class BenchClientMixin:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             states = [self.submission_get(i) for i in wanted]
-            running = [s["id"] for s in states if s["status"] not in FINAL_SUBMISSION_STATUSES]
+            running = [s["id"] for s in states if s["status"] not in FINAL_SUBMISSION_VALUES]
             if not running:
                 return states
             if deadline is not None and time.monotonic() >= deadline:

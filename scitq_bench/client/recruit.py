@@ -3,18 +3,13 @@ and costs (``/api/v1`` routes of ``server/api/recruit.py``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from scitq_bench.client.transport import Transport
 
 
-class RecruitClientMixin:
+class RecruitClientMixin(Transport):
     """Recruitment methods for ``Client`` (which provides ``_json`` and ``request``)."""
-
-    if TYPE_CHECKING:
-        import requests
-
-        def request(self, method: str, path: str, **kwargs: Any) -> requests.Response: ...
-
-        def _json(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
     def recruiter_create(self, batch: str, flavor: str, **fields: Any) -> dict[str, Any]:
         """fields: rank, provider, region, concurrency, prefetch, tasks_per_worker,

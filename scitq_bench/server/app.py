@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from scitq_bench.server import bounds, gui, metrics, request_ids
+from scitq_bench.server import bounds, gui, metrics, request_ids, wiring
 from scitq_bench.server.api import (
     batches,
     bench,
@@ -43,6 +43,7 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     latest revision first."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
+    wiring.connect()
     app = Flask(__name__)
     bounds.register(app)  # before any route: the routes use its ``id`` converter
     app.config["MAX_CONTENT_LENGTH"] = None

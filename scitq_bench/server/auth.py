@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
-from scitq_bench.server.models import ApiToken
+from scitq_bench.server.queue.models import ApiToken
 
 ADMIN, ENROLL, WORKER = "admin", "enroll", "worker"
 METRICS = "metrics"  # reads /metrics and nothing else: what a Prometheus server holds

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scitq_bench.server import wiring
 from scitq_bench.server.db import Database
 from scitq_bench.server.leader import Leadership, build_lock, named_url, process_name
 from scitq_bench.server.notify import Notifier, build_notifier
@@ -120,6 +121,7 @@ def run_background(settings: ServerSettings, stop: threading.Event, *,
     and notifier, a campaign for the lead, and the loops while it leads.
     ``on_change(leading)`` hears of each election and step-down. The schema must be
     migrated already."""
+    wiring.connect()
     holder = process_name()
     db = Database(named_url(settings.database_url, holder),
                   busy_timeout=settings.database_busy_timeout,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, create_engine, event, insert, text
 from sqlalchemy import exc as sa_exc
@@ -30,6 +30,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from scitq_bench.exceptions import Busy, InvalidInput
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+# a select of any columns, returned as it came (locking changes no column)
+SelectT = TypeVar("SelectT", bound="Select[Unpack[tuple[Any, ...]]]")
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a request may wait for the database
 DEFAULT_POOL_SIZE = 20  # PostgreSQL connections per process
@@ -129,7 +135,7 @@ class Database:
             return self.busy_timeout
         return max(0.0, deadline - time.monotonic())
 
-    def lock_rows(self, statement: Select[Any], *of: Any) -> Select[Any]:
+    def lock_rows(self, statement: SelectT, *of: Any) -> SelectT:
         """Make a claim query skip rows other transactions hold (PostgreSQL only).
 
         On SQLite the ``BEGIN IMMEDIATE`` write lock already serialises claimers.
@@ -138,7 +144,7 @@ class Database:
             return statement
         return statement.with_for_update(skip_locked=True, of=of or None)
 
-    def lock_for_update(self, statement: Select[Any], *of: Any) -> Select[Any]:
+    def lock_for_update(self, statement: SelectT, *of: Any) -> SelectT:
         """Lock the selected rows until commit (PostgreSQL); SQLite's write lock
         already excludes other writers."""
         if self.is_sqlite:

@@ -56,8 +56,9 @@ def send_stored(stored: StoredFile, *, name: str | None = None,
         attachment(name) if name is not None
         else disposition(PurePosixPath(stored.path).name, "inline"))
     try:
-        return response.make_conditional(request.environ, accept_ranges=True,
-                                         complete_length=stored.size)
+        response.make_conditional(request.environ, accept_ranges=True,
+                                  complete_length=stored.size)  # changes it in place
     except RequestedRangeNotSatisfiable:
         stored.close()
         raise
+    return response

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden, InvalidInput
 from scitq_bench.server.auth import ADMIN, WORKER, Principal
-from scitq_bench.server.models import Execution, Task
+from scitq_bench.server.queue.models import Execution, Task
 from scitq_bench.states import FINAL_TASK_VALUES, LIVE_EXECUTION_VALUES
 from scitq_bench.uris import parse_uri
 

@@ -15,7 +15,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from scitq_bench.exceptions import InvalidInput, NotFound
 from scitq_bench.server.storage import FileStorage, StoredEntry, StoredFile
@@ -45,7 +45,7 @@ class LocalFileStore(FileStorage):
             raise InvalidInput(f"invalid store path {relative!r}")
         return path
 
-    def write(self, relative: str, body: BinaryIO,
+    def write(self, relative: str, body: IO[bytes],
               check: Callable[[Path], None] | None = None) -> int:
         """As ``FileStorage.write``. The target's folder is made only once the upload
         passed ``check``: a refused write leaves no folder, and no writer ever removes

@@ -14,7 +14,7 @@ from scitq_bench.server.request_ids import HEADER, NONE
 ACCESS_TEXT_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(L)s %({x-request-id}o)s'
 
 
-class JsonGunicornLogger(glogging.Logger):  # type: ignore[misc]
+class JsonGunicornLogger(glogging.Logger):
     """gunicorn's logger, writing its error log and its access log as JSON lines."""
 
     def setup(self, cfg: Any) -> None:

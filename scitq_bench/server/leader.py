@@ -50,7 +50,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
 from scitq_bench.server.db import error_reason
-from scitq_bench.server.models import Base
+from scitq_bench.server.queue.models import Base
 
 log = logging.getLogger(__name__)
 

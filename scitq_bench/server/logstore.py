@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from scitq_bench.exceptions import Conflict, InvalidInput
 from scitq_bench.server.storage import STREAMS, LogStorage
@@ -42,7 +42,7 @@ class LocalLogStore(LogStorage):
         except FileNotFoundError:
             return 0
 
-    def append(self, execution_id: int, stream: str, offset: int, body: BinaryIO) -> int:
+    def append(self, execution_id: int, stream: str, offset: int, body: IO[bytes]) -> int:
         path = self._path(execution_id, stream)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as handle:

@@ -39,7 +39,7 @@ from sqlalchemy import and_, case, func, select
 
 from scitq_bench import __version__
 from scitq_bench.server.bench.models import Run, Submission
-from scitq_bench.server.models import Batch, Execution, Task, Worker
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.states import FINAL_EXECUTION_VALUES
 

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scitq_bench.server import scheduling
-from scitq_bench.server.bench import runs as _bench_runs  # noqa: F401 - runs follow tasks
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import utcnow
 from scitq_bench.server.notify import WORK, Notifier
+from scitq_bench.server.queue import scheduling
+from scitq_bench.server.queue.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,13 @@ from scitq_bench.container_options import (
     validate_image,
 )
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.bounds import ID_MAX, INT_MAX, INT_MIN
-from scitq_bench.states import ExecutionStatus, Signal, TaskStatus, WorkerStatus
+from scitq_bench.server.limits import ID_MAX, INT_MAX, INT_MIN
+from scitq_bench.states import (
+    ReportedExecutionStatus,
+    RequestedTaskStatus,
+    RequestedWorkerStatus,
+    Signal,
+)
 from scitq_bench.uris import parse_uri
 
 SCORE_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
@@ -222,7 +227,7 @@ class TaskUpdate(Strict):
     download_timeout: float | None = Field(default=None, gt=0)
     run_timeout: float | None = Field(default=None, gt=0)
     priority: DbInt | None = None
-    status: Literal["paused", "pending"] | None = Field(
+    status: RequestedTaskStatus | None = Field(
         default=None, description="pause a queued task, or put a paused one back in the queue"
     )
 
@@ -305,7 +310,7 @@ class WorkerUpdate(Strict):
     concurrency: int | None = Field(default=None, ge=0, le=1024)
     prefetch: int | None = Field(default=None, ge=0, le=10_000)
     batch: str | None = Field(default=None, max_length=200)
-    status: Literal["running", "paused"] | None = None
+    status: RequestedWorkerStatus | None = None
 
 
 class Heartbeat(Strict):
@@ -316,9 +321,7 @@ class Heartbeat(Strict):
 
 class ExecutionEvent(Strict):
     execution_id: DbId
-    status: Literal[
-        "accepted", "running", "succeeded", "failed", "refused", "timeout", "cancelled"
-    ]
+    status: ReportedExecutionStatus
     return_code: DbInt | None = None
     error: str | None = Field(default=None, max_length=10_000)
     reason: str | None = Field(
@@ -368,9 +371,3 @@ def changed_fields(changes: BaseModel, table: Any) -> dict[str, Any]:
             raise InvalidInput(f"{key}: may not be null", field=key)
     return fields
 
-
-STATUS_VALUES = {
-    "task": [s.value for s in TaskStatus],
-    "execution": [s.value for s in ExecutionStatus],
-    "worker": [s.value for s in WorkerStatus],
-}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from scitq_bench.server.models import Batch, Execution, Signal, Worker
+from scitq_bench.server.queue.models import Batch, Execution, Signal, Worker
 from scitq_bench.server.schemas import gpu_label
 
 

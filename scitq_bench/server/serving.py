@@ -143,7 +143,7 @@ def serve(settings: Any, options: ServeOptions) -> None:
     """Run gunicorn in the foreground until it is told to stop."""
     from gunicorn.app.base import BaseApplication
 
-    class EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
+    class EmbeddedGunicorn(BaseApplication):
         """gunicorn configured from our options, not from its command line."""
 
         def __init__(self, factory: Callable[[], Any], values: dict[str, Any]) -> None:

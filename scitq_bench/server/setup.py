@@ -8,7 +8,7 @@ from scitq_bench.exceptions import Conflict
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.migrate import upgrade
-from scitq_bench.server.models import ApiToken
+from scitq_bench.server.queue.models import ApiToken
 from scitq_bench.settings import ServerSettings
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, TypedDict
+from typing import IO, TYPE_CHECKING, BinaryIO, TypedDict
 
 if TYPE_CHECKING:
     from scitq_bench.settings import ServerSettings
@@ -68,7 +68,7 @@ class LogStorage(ABC):
         """Bytes in the log so far; 0 for a log never written."""
 
     @abstractmethod
-    def append(self, execution_id: int, stream: str, offset: int, body: BinaryIO) -> int:
+    def append(self, execution_id: int, stream: str, offset: int, body: IO[bytes]) -> int:
         """Write ``body`` at ``offset``, read in chunks; returns the new size."""
 
     @abstractmethod
@@ -90,7 +90,7 @@ class FileStorage(ABC):
     name over 255 bytes or a path over 1,024 characters is refused (``InvalidInput``)."""
 
     @abstractmethod
-    def write(self, path: str, body: BinaryIO,
+    def write(self, path: str, body: IO[bytes],
               check: Callable[[Path], None] | None = None) -> int:
         """Store ``body`` (read in chunks) at ``path``; returns its size. ``check`` is
         given a local, temporary copy of the whole upload before it takes its place: if

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.test_worker_agent import running_worker
-from tests.integration.test_worker_containers import engine_for
 from tests.support.bundles import SCORING_COMMAND, make_bundle, make_submission
+from tests.support.containers import engine_for
 from tests.support.engine import TEST_IMAGE
+from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.e2e
 

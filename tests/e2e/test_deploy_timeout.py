@@ -18,15 +18,16 @@ from typing import Any
 import psutil
 import pytest
 
-from scitq_bench.recruit.providers.base import Provider, build_provider
+from scitq_bench.recruiters.providers.base import Provider, build_provider
 from scitq_bench.server.db import Database
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.jobs import ENDED, JobRunner, JobSettings
+from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import EXTENSION, build
-from tests.e2e.test_recruitment_ssh import hire_on_ssh
-from tests.integration.test_cli_commands import as_json, fails, ok
-from tests.integration.test_job_cancel import job_of, worker_of
+from scitq_bench.states import FINAL_JOB_VALUES as ENDED
+from tests.support.ansible import hire_on_ssh
+from tests.support.cli import as_json, fails, ok
+from tests.support.recruitment import job_of, worker_of
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -196,4 +197,3 @@ def test_a_running_deploy_is_cancelled_from_the_cli(run: Any, recruiting: Any) -
     fails(run("job", "cancel", job["id"]), "only a pending or running job is cancelled")
     fails(run("worker", "undeploy", job["worker_id"]), "given back already")
     ok(run("job", "delete", job["id"]))
-

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import SUMMARY_PROPERTY
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, counts, executions_by_task, succeeded, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,22 +27,6 @@ SERVER_GROWTH_MIB = 150
 def report(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
     """Print a scenario's counts in the run's summary (tests/conftest.py shows them)."""
     return lambda text: record_property(SUMMARY_PROPERTY, text)
-
-
-def counts(stack: Stack, batch: str) -> dict[str, int]:
-    found = stack.client().batch_list(name=batch)
-    return found[0]["counts"] if found else {}
-
-
-def succeeded(stack: Stack, batch: str) -> int:
-    return counts(stack, batch).get("succeeded", 0)
-
-
-def executions_by_task(stack: Stack, batch: str) -> dict[int, list[dict]]:
-    by_task: dict[int, list[dict]] = {}
-    for execution in stack.client().execution_list(batch=batch):
-        by_task.setdefault(execution["task_id"], []).append(execution)
-    return by_task
 
 
 def test_server_killed_twice_mid_batch_loses_and_repeats_nothing(stack: Stack, report: Callable[[str], None]) -> None:

@@ -22,17 +22,17 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from scitq_bench.server import scheduling
 from scitq_bench.server.db import Database
 from scitq_bench.server.leader import FileLeaderLock, Leader
-from scitq_bench.server.models import Execution, Task, Worker
+from scitq_bench.server.queue import scheduling
+from scitq_bench.server.queue.models import Execution, Task, Worker
+from scitq_bench.server.queue.tasks import get_or_create_batch
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.setup import init_server
-from scitq_bench.server.tasks import get_or_create_batch
 from scitq_bench.settings import ServerSettings
 from tests.conftest import SUMMARY_PROPERTY
-from tests.integration.test_scheduling import make_tasks, make_worker, task_state
+from tests.support.scheduling import make_tasks, make_worker, task_state
 from tests.support.stack import CLI, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,6 @@ running."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker
+from scitq_bench.server.queue.models import Worker
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import build
@@ -98,8 +97,23 @@ def test_queue_to_workers_to_nothing_left(live_server, recruitment) -> None:
     assert all(j[2] == 100 for j in jobs)
     local = runtime.runner.providers("local")
     assert local.list_owned() == []
-    time.sleep(1.0)  # another pass: nothing is hired again with no work left
+    # more passes: nothing is hired again with no work left
+    passes = counted_passes(runtime.engine)
+    wait_until(lambda: len(passes) >= 2, timeout=30, what="two more recruitment passes")
     assert len(_hired(db)) == 2
+
+
+def counted_passes(engine: Any) -> list[Any]:
+    """The plans of the recruitment passes ``engine`` runs from now on."""
+    plans: list[Any] = []
+    run_once = engine.run_once
+
+    def counted() -> Any:
+        plans.append(run_once())
+        return plans[-1]
+
+    engine.run_once = counted
+    return plans
 
 
 def _hired(db: Database) -> list[dict[str, Any]]:
@@ -109,7 +123,7 @@ def _hired(db: Database) -> list[dict[str, Any]]:
 
 
 def test_orphan_instances_are_found_and_deleted(live_server, recruitment) -> None:
-    from scitq_bench.recruit.providers.base import InstanceSpec
+    from scitq_bench.recruiters.providers.base import InstanceSpec
 
     runtime, _ = recruitment
     local = runtime.runner.providers("local")

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from scitq_bench.recruit.providers.base import Provider, build_provider
+from scitq_bench.recruiters.providers.base import build_provider
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker
-from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, destroy, hire
+from scitq_bench.server.queue.models import Worker
+from scitq_bench.server.recruit.engine import destroy
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.setup import create_token
-from tests.e2e.test_ansible_deploy import (  # noqa: F401 - fixtures
+from tests.support.ansible import (  # noqa: F401 - fixtures
     TARGET_VARS,
     Packages,
     ReachableServer,
-    _processes_naming,
+    hire_on_ssh,
     packages,
+    processes_naming,
     server,
     target,
 )
@@ -40,17 +40,6 @@ def _finished(db: Database, job_id: int) -> Job:
             return job if job.status in ("succeeded", "failed") else None
 
     return wait_until(ended, timeout=300, interval=0.5, what=f"job {job_id}")
-
-
-def hire_on_ssh(db: Database, ssh: Provider, concurrency: int = 1) -> tuple[int, int]:
-    """A deploy job for a machine of the ``ssh`` provider: (its id, its worker's id)."""
-    with db.write() as session:
-        catalog.upsert_offers(session, "ssh", ssh.offers())
-        job = hire(session, RecruitSettings(), batch=None, flavor="auto:cpu>=2",
-                   provider="ssh", region="auto", concurrency=concurrency, prefetch=0)
-        assert not isinstance(job, Refusal), job
-        assert job.worker_id is not None
-        return job.id, job.worker_id
 
 
 def test_recruited_over_ssh_deployed_by_ansible_and_given_back(
@@ -90,7 +79,7 @@ def test_recruited_over_ssh_deployed_by_ansible_and_given_back(
         runner.submit(gone_id)
         gone = _finished(db, gone_id)
         assert gone.status == "succeeded", gone.log
-        assert _processes_naming(name) == []
+        assert processes_naming(name) == []
         assert not (home / "worker.env").exists()
         assert ssh.list_owned() == []  # the host is free again
     finally:

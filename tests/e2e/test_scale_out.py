@@ -26,9 +26,8 @@ import pytest
 
 from scitq_bench.client import Client
 from tests.conftest import SUMMARY_PROPERTY
-from tests.e2e.test_faults import counts, executions_by_task, succeeded
 from tests.support.balancer import Balancer
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, counts, executions_by_task, succeeded, wait_until
 
 pytestmark = pytest.mark.e2e
 

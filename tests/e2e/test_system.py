@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -21,6 +20,17 @@ def batch_counts(stack: Stack, name: str) -> dict[str, int]:
 
 def all_succeeded(stack: Stack, name: str, total: int) -> bool:
     return batch_counts(stack, name).get("succeeded") == total
+
+
+def ended_locally(stack: Stack, worker: str) -> int:
+    """Tasks whose stdout, in the worker's execution folders, says they ended."""
+    ended = 0
+    for log in (stack.root / f"work-{worker}" / "executions").glob("*/stdout.log"):
+        try:
+            ended += b"end " in log.read_bytes()
+        except FileNotFoundError:  # a folder recycled meanwhile
+            continue
+    return ended
 
 
 def test_thousand_tasks_across_two_workers(stack: Stack) -> None:
@@ -68,7 +78,9 @@ def test_tasks_survive_the_network_going_away(stack: Stack) -> None:
     wait_until(lambda: batch_counts(stack, "net").get("running") == 2, timeout=30,
                what="tasks running")
     stack.kill_server()
-    time.sleep(5)  # tasks finish while the server is gone
+    # tasks finish while the server is gone: their ends are in the worker's own logs
+    wait_until(lambda: ended_locally(stack, "patient") == 2, timeout=30,
+               what="both tasks ended while the server is gone")
     stack.start_server()
     final = stack.client().join(tasks, timeout=60)
     assert [t["status"] for t in final] == ["succeeded", "succeeded"]

@@ -3,8 +3,8 @@ status follows), and a batch's page with its chart of tasks ended per minute."""
 
 from __future__ import annotations
 
-from tests.gui.conftest import screenshot, sign_in
-from tests.integration.test_worker_agent import finish, running_worker
+from tests.support.gui import screenshot, sign_in
+from tests.support.workers import finish, running_worker
 
 
 def status_is(page, batch: str, status: str) -> None:

@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from scitq_bench.server.models import Execution
+from scitq_bench.server.queue.models import Execution
 from tests import conftest as shared
-from tests.gui.conftest import GuiClient
-from tests.gui.test_batches_pages import batch_of, create, register
+from tests.support.gui import GuiClient, batch_of, create, register
 
 database_url = shared.database_url  # both backends, not the GUI tests' SQLite only
 

@@ -4,23 +4,7 @@ batch's settings and recruiters (valid, invalid next to the field, CSRF, roles).
 from __future__ import annotations
 
 from scitq_bench.server import auth
-from tests.gui.conftest import GuiClient
-from tests.gui.test_sessions import account_token
-
-
-def create(api, batch: str = "b1", **fields) -> dict:
-    answer = api.post("/tasks", json={"command": "true", "batch": batch, **fields})
-    assert answer.status_code == 201, answer.json
-    return answer.json["tasks"][0]
-
-
-def batch_of(api, name: str) -> dict:
-    return api.get(f"/batches?name={name}").json["batches"][0]
-
-
-def register(api, name: str = "w1", concurrency: int = 2) -> tuple[int, str]:
-    answer = api.post("/workers", json={"name": name, "concurrency": concurrency})
-    return answer.json["worker"]["id"], answer.json["token"]
+from tests.support.gui import GuiClient, account_token, batch_of, create, register
 
 
 def test_list_shows_counts_cost_budget_and_live_fragment(admin_gui: GuiClient, api):

@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from scitq_bench.server.bench.models import Benchmark, Run, Submission
-from scitq_bench.server.models import Execution
-from tests.gui.conftest import GuiClient
-from tests.gui.test_sessions import account_token
-from tests.integration.test_api_bench import FakeWorker
+from scitq_bench.server.queue.models import Execution
+from tests.support.api import FakeWorker
 from tests.support.archives import zip_of, zip_with_symlink
 from tests.support.bundles import make_bundle, make_submission
+from tests.support.gui import GuiClient, account_token
 
 
 def upload(path_or_bytes: Path | bytes, name: str = "upload.zip") -> tuple[io.BytesIO, str]:

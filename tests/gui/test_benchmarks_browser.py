@@ -5,9 +5,9 @@ detailed results kept in a sandboxed frame, and markup in titles shown as text."
 
 from __future__ import annotations
 
-from tests.gui.conftest import screenshot, sign_in
-from tests.integration.test_worker_agent import running_worker
 from tests.support.bundles import SCORING_COMMAND, make_bundle, make_submission
+from tests.support.gui import screenshot, sign_in
+from tests.support.workers import running_worker
 
 EVIL = "<script>window.__xss = 1</script>"
 DETAILED = ("echo '<p id=\"d\">detailed</p><script>parent.document.title = \"owned\"</script>'"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.gui.conftest import screenshot, sign_in
+from tests.support.gui import screenshot, sign_in
 
 
 def test_sign_in_then_live_worker_list(live_server, page):

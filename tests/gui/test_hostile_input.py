@@ -7,8 +7,7 @@ from __future__ import annotations
 import io
 from urllib.parse import quote
 
-from tests.gui.conftest import GuiClient
-from tests.gui.test_batches_pages import create, register
+from tests.support.gui import GuiClient, create, register
 
 HUGE = "99999999999999999999"
 

@@ -11,11 +11,10 @@ from sqlalchemy import select
 
 from scitq_bench.server import auth
 from scitq_bench.server.app import start_recruitment
-from scitq_bench.server.models import Worker
+from scitq_bench.server.queue.models import Worker
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import EXTENSION
-from tests.gui.conftest import GuiClient
-from tests.gui.test_sessions import account_token
+from tests.support.gui import GuiClient, account_token
 
 
 def text(response: Any) -> str:

@@ -8,15 +8,9 @@ import time
 from sqlalchemy import delete
 
 from scitq_bench.server import auth
-from scitq_bench.server.bench.accounts import create_account
 from scitq_bench.server.gui import sessions
-from scitq_bench.server.models import ApiToken
-from tests.gui.conftest import GuiClient
-
-
-def account_token(app, name: str, role: str) -> str:
-    with app.extensions["scitq_bench"].db.write() as session:
-        return create_account(session, name, role)[1]
+from scitq_bench.server.queue.models import ApiToken
+from tests.support.gui import GuiClient, account_token
 
 
 def test_pages_send_signed_out_visitors_to_sign_in_and_back(gui_client, admin_token):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from tests.gui.conftest import screenshot, sign_in
-from tests.integration.test_worker_agent import finish, running_worker
+from tests.support.gui import screenshot, sign_in
+from tests.support.workers import finish, running_worker
 
 SCRIPT = "<script>window.__xss=1</script>"
 IMAGE = '<img src=x onerror="window.__xss=1">'

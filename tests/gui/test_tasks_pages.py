@@ -11,11 +11,9 @@ from sqlalchemy import event
 
 from scitq_bench.server import auth
 from scitq_bench.server.gui.tails import whole_characters
+from scitq_bench.server.queue.tasks import create_tasks
 from scitq_bench.server.schemas import TaskCreate
-from scitq_bench.server.tasks import create_tasks
-from tests.gui.conftest import GuiClient
-from tests.gui.test_batches_pages import create, register
-from tests.gui.test_sessions import account_token
+from tests.support.gui import GuiClient, account_token, create, register
 
 ROW = re.compile(r'<tr data-task="(\d+)">')
 

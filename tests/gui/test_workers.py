@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from scitq_bench.server import auth
-from scitq_bench.server.models import Execution, Task, Worker, utcnow
 from scitq_bench.server.notify import WORK, worker_key
+from scitq_bench.server.queue.models import Execution, Task, Worker, utcnow
 from scitq_bench.server.serialize import epoch
-from tests.gui.conftest import GuiClient
-from tests.gui.test_sessions import account_token
-from tests.integration.test_api import create, register
+from tests.support.api import create, register
+from tests.support.gui import GuiClient, account_token
 
 
 def db_of(app: Any) -> Any:

@@ -17,7 +17,7 @@ from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.runtime import EXTENSION
 from scitq_bench.settings import ServerSettings
 from tests.conftest import LiveServer, serving
-from tests.gui.conftest import screenshot, sign_in
+from tests.support.gui import screenshot, sign_in
 from tests.support.postgres import free_port
 
 UP_TIMEOUT = 45_000  # ms: a worker process starts and registers

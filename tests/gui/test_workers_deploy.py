@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from scitq_bench.recruit.protofilter import Offer
+from scitq_bench.recruiters.protofilter import Offer
 from scitq_bench.server import auth
 from scitq_bench.server.app import start_recruitment
-from scitq_bench.server.models import Worker
+from scitq_bench.server.queue.models import Worker
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.recruit.runtime import EXTENSION, NOT_RUNNING
-from tests.gui.conftest import GuiClient
-from tests.gui.test_sessions import account_token
-from tests.integration.test_api import register
+from tests.support.api import register
+from tests.support.gui import GuiClient, account_token
 
 OFFERS = [
     Offer(provider="fake", region="r1", flavor="small", cpu=2, ram_gb=4, cost=0.10),

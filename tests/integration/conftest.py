@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.server.api import logs
+from scitq_bench.server import web
 from scitq_bench.server.app import create_app
 from scitq_bench.server.recruit.runtime import EXTENSION as RECRUITMENT
 from scitq_bench.server.setup import init_server
@@ -21,7 +21,7 @@ def fuzzed_app(tmp_path: Any, database_url: str,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
     """(app, admin token) on a fresh database: no reaper, no recruitment (nothing a
     sweep sends can start a worker, a machine or Ansible), long polls cut short."""
-    monkeypatch.setattr(logs, "MAX_WAIT", WAIT)
+    monkeypatch.setattr(web, "MAX_WAIT", WAIT)
     server_settings = ServerSettings(data_dir=tmp_path / "data", database_url=database_url,
                                      run_reaper=False, claim_max_wait=WAIT)
     token = init_server(server_settings)

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def register(api: Any, name: str = "w1", **fields: Any) -> tuple[int, str]:
-    answer = api.post("/workers", json={"name": name, "concurrency": 2, **fields})
-    assert answer.status_code == 201, answer.json
-    return answer.json["worker"]["id"], answer.json["token"]
-
-
-def create(api: Any, **fields: Any) -> dict[str, Any]:
-    answer = api.post("/tasks", json={"command": "true", **fields})
-    assert answer.status_code == 201, answer.json
-    return answer.json["tasks"][0]
-
+from tests.support.api import create, register
+from tests.support.waiting import wait_until
 
 # -- auth ----------------------------------------------------------------------------
 
@@ -133,7 +123,8 @@ def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)
+    notifier = app.extensions["scitq_bench"].notifier
+    wait_until(lambda: notifier.waiting >= 1, message="the claim waiting")  # a long poll now
     create(api)
     thread.join(10)
     assert len(result["executions"]) == 1

@@ -10,48 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_api import register
+from tests.support.api import FakeWorker, account, import_bundle, register, submit
 from tests.support.bundles import make_bundle, make_submission
-
-
-def account(api: Any, name: str, role: str = "participant") -> str:
-    answer = api.post("/accounts", json={"name": name, "role": role})
-    assert answer.status_code == 201, answer.json
-    return answer.json["token"]
-
-
-def import_bundle(api: Any, path: Path, token: str = "default", query: str = "") -> Any:
-    return api.post(f"/benchmarks{query}", data=path.read_bytes(), token=token,
-                    headers={"Content-Type": "application/zip"})
-
-
-def submit(api: Any, phase_id: int, token: str, path: Path | None = None,
-           query: str = "") -> Any:
-    data = path.read_bytes() if path is not None else b""
-    return api.post(f"/phases/{phase_id}/submissions{query}", data=data, token=token,
-                    headers={"Content-Type": "application/zip"})
-
-
-class FakeWorker:
-    """Plays a worker through the API: claims everything, reports what it is told."""
-
-    def __init__(self, api: Any) -> None:
-        self.api = api
-        self.id, self.token = register(api, "bench-worker", concurrency=50, containers=True)
-
-    def claim(self) -> list[dict[str, Any]]:
-        answer = self.api.post(f"/workers/{self.id}/claim?max=50", token=self.token)
-        assert answer.status_code == 200, answer.json
-        return answer.json["executions"]
-
-    def finish(self, execution: dict[str, Any], status: str = "succeeded",
-               **fields: Any) -> dict[str, Any]:
-        event = {"execution_id": execution["execution_id"], "status": status,
-                 "duration": 0.1, **fields}
-        answer = self.api.post(f"/workers/{self.id}/report", token=self.token,
-                               json={"events": [event]})
-        assert answer.status_code == 200 and answer.json["results"][0]["ok"], answer.json
-        return answer.json
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.conftest import SUMMARY_PROPERTY
-from tests.integration.test_api_fuzz import EXCLUDED
+from tests.support.api import EXCLUDED
 
 HUGE = 10**20  # past 64 bits
 ID_VALUES = ("99999999999999999999", str(2**64), str(2**63), "-1", "0", "1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scitq_bench.server.bounds import ID_MAX, INT_MAX
+from scitq_bench.server.limits import ID_MAX, INT_MAX
 
 HUGE = "99999999999999999999"  # past 2**64
 PAST = str(ID_MAX + 1)

@@ -16,15 +16,12 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
+from tests.support.api import EXCLUDED
+
 # examples per operation and generation mode; without a token every call stops at the
 # same 401, so a few examples show that nothing breaks before authentication
 EXAMPLES = {"admin": 20, "none": 4}
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-# GET /package builds the worker wheel with pip from the source tree: a subprocess that
-# takes a while and may reach a package index. tests/integration/test_recruitment.py
-# covers it. Everything else is fuzzed, deploys included: this app has no recruitment
-# (no public_url), so nothing can start a worker, a cloud machine or Ansible.
-EXCLUDED = {("GET", "/api/v1/package")}
 
 
 def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], examples: int,

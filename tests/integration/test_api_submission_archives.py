@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scitq_bench.settings import ServerSettings
-from tests.integration.test_api_bench import account, import_bundle, submit
+from tests.support.api import account, import_bundle, submit
 from tests.support.archives import (
     MIB,
     SMALL_LIMITS,

@@ -21,7 +21,7 @@ from scitq_bench.client import Client
 from scitq_bench.exceptions import Busy
 from scitq_bench.server.app import create_app
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Batch
+from scitq_bench.server.queue.models import Batch
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
 from tests.conftest import serving

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from click.testing import Result
 
 from scitq_bench.client import Client
 from scitq_bench.exceptions import Unauthorized
-from tests.integration.test_api_bench import FakeWorker
-from tests.integration.test_cli_commands import as_json, fails, ok
+from tests.support.api import FakeWorker
 from tests.support.bundles import make_bundle, make_submission, submission_files, write_tree
+from tests.support.cli import as_json, fails, ok
+from tests.support.waiting import wait_until
 
 Invoke = Callable[..., Result]
 
@@ -295,13 +295,9 @@ def test_submit_and_wait(run: Invoke, live_server: Any, api: Any, tmp_path: Path
     def play(status: str, **fields: Any) -> threading.Thread:
         """Finish the next execution as soon as one can be claimed."""
         def finish() -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                claimed = worker.claim()
-                if claimed:
-                    worker.finish(claimed[0], status=status, **fields)
-                    return
-                time.sleep(0.05)
+            claimed = wait_until(worker.claim, timeout=20, interval=0.05,
+                                 message="an execution to claim")
+            worker.finish(claimed[0], status=status, **fields)
         thread = threading.Thread(target=finish, daemon=True)
         thread.start()
         return thread

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from click.testing import Result
 
 from scitq_bench.cli import logs
 from scitq_bench.client import Client
 from scitq_bench.exceptions import NotFound
-
-Invoke = Callable[..., Result]
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def fails(result: Result, *fragments: str, code: int = 1) -> str:
-    """The command failed cleanly: exit code, one Error line naming ``fragments``."""
-    assert result.exit_code == code, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit), result.exc_info
-    assert "Error:" in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
-    return result.stderr
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result).stdout)
+from tests.support.cli import Invoke, as_json, fails, ok
 
 
 def running_execution(live_server: Any, name: str = "w1") -> tuple[Client, int, int, int]:
@@ -210,7 +186,7 @@ def test_task_output_execution_list_and_signal(run: Invoke, live_server: Any,
     assert "sent pause" in ok(run("task", "signal", "-i", task["id"], "pause")).stdout
 
     # follow: prints what arrives until the execution ends
-    def later() -> None:
+    def later() -> None:  # what arrives while the command follows (nothing to watch)
         time.sleep(0.5)
         worker.log_append(execution_id, "stdout", len(out), b"more\n")
         time.sleep(0.3)

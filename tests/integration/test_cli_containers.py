@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scitq_bench.client import Client
-from tests.integration.test_cli_commands import Invoke, as_json, fails, ok
+from tests.support.cli import Invoke, as_json, fails, ok
 
 
 def test_launch_container_network_and_gpu(run: Invoke, live_server: Any) -> None:

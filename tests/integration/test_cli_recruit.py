@@ -12,7 +12,7 @@ import pytest
 
 from scitq_bench.server.app import start_recruitment
 from scitq_bench.server.recruit import catalog
-from tests.integration.test_cli_commands import Invoke, as_json, fails, ok
+from tests.support.cli import Invoke, as_json, fails, ok
 from tests.support.stack import wait_until
 
 

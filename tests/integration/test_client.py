@@ -8,7 +8,7 @@ import pytest
 
 from scitq_bench.client.api import server_session
 from scitq_bench.exceptions import Conflict, NotFound
-from tests.integration.test_worker_agent import running_worker
+from tests.support.workers import running_worker
 
 
 def test_join_relaunches_failures_and_reports_final_states(live_server, tmp_path: Path) -> None:

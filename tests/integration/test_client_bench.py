@@ -22,7 +22,7 @@ from scitq_bench.exceptions import (
     NotFound,
     Unauthorized,
 )
-from tests.integration.test_api_bench import FakeWorker
+from tests.support.api import FakeWorker
 from tests.support.bundles import make_bundle, make_submission, submission_files, write_tree
 
 

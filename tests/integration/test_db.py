@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from scitq_bench.server.models import Batch, Task
+from scitq_bench.server.queue.models import Batch, Task
 
 
 def test_insert_returning_ids_maps_each_row_to_its_id(db) -> None:

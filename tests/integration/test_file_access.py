@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.server import scheduling
-from scitq_bench.server.models import utcnow
+from scitq_bench.server.queue import scheduling
+from scitq_bench.server.queue.models import utcnow
 from scitq_bench.server.setup import create_token
 from tests.support.access_world import Side, World, build_world
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.protofilter import Offer, parse
+from scitq_bench.recruiters.protofilter import Offer, parse
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker, utcnow
+from scitq_bench.server.queue.models import Worker, utcnow
 from scitq_bench.server.recruit import catalog, updaters
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric
-from tests.integration.test_cli_commands import Invoke, as_json, fails, ok
+from tests.support.cli import Invoke, as_json, fails, ok
 
 
 def offer(provider: str, region: str, flavor: str, cpu: int = 4, ram: float = 16.0,
@@ -401,7 +401,7 @@ def test_cli_quota_set_and_list(run: Invoke, live_server: Any) -> None:
 
 
 def test_spot_and_on_demand_offers_of_a_flavor_live_side_by_side(db: Database) -> None:
-    from scitq_bench.recruit.protofilter import Offer as CatalogOffer
+    from scitq_bench.recruiters.protofilter import Offer as CatalogOffer
 
     with db.write() as session:
         counts = catalog.upsert_offers(session, "aws", [

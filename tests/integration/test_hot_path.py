@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 
-from scitq_bench.server import reports, scheduling
-from scitq_bench.server import tasks as task_domain
-from scitq_bench.server.models import Batch, Execution, Worker, utcnow
+from scitq_bench.server.queue import reports, scheduling
+from scitq_bench.server.queue import tasks as task_domain
+from scitq_bench.server.queue.models import Batch, Execution, Worker, utcnow
 from scitq_bench.server.schemas import ExecutionEvent, Heartbeat
 from scitq_bench.states import Signal, WorkerStatus
-from tests.integration.test_scheduling import make_tasks, make_worker
+from tests.support.scheduling import make_tasks, make_worker
 
 LEASE = 30.0
 SLACK = scheduling.contact_slack(LEASE)

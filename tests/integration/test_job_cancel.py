@@ -6,75 +6,18 @@ seen through the database."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
 
-from scitq_bench.recruit.providers.base import Instance, InstanceSpec
 from scitq_bench.server.app import start_recruitment
-from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker
 from scitq_bench.server.recruit import service
-from scitq_bench.server.recruit.jobs import ENDED, JobRunner, JobSettings
-from scitq_bench.server.recruit.models import Job
+from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 from scitq_bench.server.recruit.runtime import EXTENSION
+from scitq_bench.states import FINAL_JOB_VALUES as ENDED
+from tests.support.recruitment import NeverUp, add_job, job_of, worker_of
 from tests.support.stack import wait_until
-
-
-class NeverUp:
-    """A provider whose instances stay pending: a deploy waits for them until stopped."""
-
-    name = "fake"
-    starts_worker = False
-
-    def __init__(self) -> None:
-        self.created: list[str] = []
-        self.deleted: list[str] = []
-        self.lock = threading.Lock()
-
-    def create(self, spec: InstanceSpec) -> Instance:
-        with self.lock:
-            self.created.append(f"i-{len(self.created) + 1}")
-            return Instance("fake", self.created[-1], spec.name, spec.region, "pending")
-
-    def state(self, instance_id: str, region: str) -> Instance:
-        return Instance("fake", instance_id, "x", region, "pending")
-
-    def delete(self, instance_id: str, region: str) -> None:
-        with self.lock:
-            self.deleted.append(instance_id)
-
-
-def add_job(db: Database, kind: str, *, instance_id: str | None = None,
-            status: str = "pending") -> tuple[int, int]:
-    """A recruited worker and one job about it: (job id, worker id)."""
-    with db.write() as session:
-        worker = Worker(name=f"hired-{kind}-{time.monotonic_ns()}", status="offline",
-                        provider="fake", region="r1", flavor="small", instance_id=instance_id)
-        session.add(worker)
-        session.flush()
-        job = Job(kind=kind, worker_id=worker.id, status=status, arguments={
-            "name": worker.name, "provider": "fake", "region": "r1", "flavor": "small",
-            "instance_id": instance_id})
-        session.add(job)
-        session.flush()
-        return job.id, worker.id
-
-
-def job_of(db: Database, job_id: int) -> Job:
-    with db.read() as session:
-        job = session.get(Job, job_id)
-        session.expunge(job)
-        return job
-
-
-def worker_of(db: Database, worker_id: int) -> Worker:
-    with db.read() as session:
-        worker = session.get(Worker, worker_id)
-        session.expunge(worker)
-        return worker
 
 
 @pytest.fixture

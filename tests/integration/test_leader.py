@@ -28,8 +28,8 @@ from scitq_bench.server.leader import (
     named_url,
 )
 from scitq_bench.server.migrate import upgrade
-from scitq_bench.server.models import Worker
 from scitq_bench.server.notify import build_notifier
+from scitq_bench.server.queue.models import Worker
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit import engine as engine_module
@@ -44,8 +44,17 @@ from tests.conftest import (
     _drop_postgres_database,
     _fresh_postgres_database,
 )
-from tests.integration.test_job_cancel import NeverUp, add_job, job_of, worker_of
-from tests.integration.test_recruitment import OFFERS, RecordingRunner, hired, setup
+from tests.support.leadership import attempts
+from tests.support.recruitment import (
+    OFFERS,
+    NeverUp,
+    RecordingRunner,
+    add_job,
+    hired,
+    job_of,
+    setup,
+    worker_of,
+)
 from tests.support.stack import wait_until
 
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -114,8 +123,9 @@ def test_a_follower_leads_within_a_second_or_two_of_the_leaders_session_ending(
         pg_database: str, how: str, record_property: Any) -> None:
     leader, follower = pg_leadership(pg_database, "host:1"), pg_leadership(pg_database, "host:2")
     assert leader.try_lead()
+    tries = attempts(follower)
     thread, stop = campaigning(follower)
-    time.sleep(0.6)
+    wait_until(lambda: len(tries) >= 2, what="the follower tried twice", timeout=10)
     assert not follower.is_leader()
     ended = time.monotonic()
     if how == "terminated":
@@ -139,7 +149,7 @@ def test_a_beating_leader_keeps_the_lead(pg_database: str) -> None:
     holding = threading.Thread(target=leader.hold, args=(holding_stop,), daemon=True)
     holding.start()
     thread, stop = campaigning(follower)
-    time.sleep(STALE * 2.5)
+    time.sleep(STALE * 2.5)  # long past the staleness a missed beat would show
     assert leader.is_leader() and leader.verify() and not follower.is_leader()
     stop.set()
     holding_stop.set()
@@ -399,7 +409,6 @@ def test_jobs_of_a_leader_that_lost_its_lead_are_recovered_by_the_next(
             assert session.get(Worker, job.worker_id).released_at is not None
     finally:
         leader.close()
-
 
 
 def test_recovery_runs_interrupted_destroys_again_and_spares_the_leaders_own_jobs(

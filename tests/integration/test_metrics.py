@@ -17,12 +17,11 @@ from sqlalchemy import text, update
 from scitq_bench.server.db import Database
 from scitq_bench.server.logformat import JsonFormatter
 from scitq_bench.server.metrics import METRIC_NAMES
-from scitq_bench.server.models import Worker
+from scitq_bench.server.queue.models import Worker
 from scitq_bench.server.recruit.models import Job
 from scitq_bench.server.request_ids import RequestIdFilter
 from scitq_bench.server.setup import create_token
-from tests.integration.test_api import register
-from tests.integration.test_api_bench import FakeWorker, account, import_bundle, submit
+from tests.support.api import FakeWorker, account, import_bundle, register, submit
 from tests.support.bundles import make_bundle, make_submission
 
 

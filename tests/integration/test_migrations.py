@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from scitq_bench.server.migrate import upgrade
-from scitq_bench.server.models import Base
+from scitq_bench.server.tables import metadata
 
 
 def test_migrations_match_models(database_url: str) -> None:
@@ -17,7 +17,7 @@ def test_migrations_match_models(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
 

@@ -23,6 +23,7 @@ from scitq_bench.server.notify import (
     worker_key,
 )
 from tests.conftest import _drop_postgres_database, _fresh_postgres_database
+from tests.support.waiting import wait_until
 
 
 def waiting(notifier: Notifier, key: str, timeout: float = 5.0) -> tuple[threading.Thread, dict]:
@@ -40,10 +41,8 @@ def waiting(notifier: Notifier, key: str, timeout: float = 5.0) -> tuple[threadi
 
 
 def wait_for_waiters(notifier: Notifier, count: int) -> None:
-    deadline = time.monotonic() + 5
-    while notifier.waiting < count:
-        assert time.monotonic() < deadline, f"{notifier.waiting} waiters, expected {count}"
-        time.sleep(0.01)
+    wait_until(lambda: notifier.waiting >= count, timeout=5, interval=0.01,
+               message=f"{count} waiters")
 
 
 def test_a_wake_up_reaches_only_its_key() -> None:

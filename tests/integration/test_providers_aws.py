@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from botocore.parsers import create_parser
 from moto import mock_aws
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers import (
+from scitq_bench.recruiters.providers import (
     OWNER_TAG,
     CapacityError,
     CredentialsError,
@@ -22,10 +21,9 @@ from scitq_bench.recruit.providers import (
     ProviderError,
     build_provider,
 )
-from scitq_bench.recruit.providers.aws import AwsProvider
+from scitq_bench.recruiters.providers.aws import AwsProvider
+from tests.support.aws import REGIONS, SECRET, aws_config
 
-SECRET = "wJalrXUtnFEMI-this-is-the-secret-key"
-REGIONS = ["us-east-1", "eu-west-1"]
 SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkFz8dj1+6Um8w2w1q8YxQmXgq2P8lMZk8y0iV1+abc "
            "test@example")
 
@@ -34,15 +32,6 @@ SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkFz8dj1+6Um8w2w1q8YxQmXgq2P8lM
 def ec2() -> Iterator[None]:
     with mock_aws():
         yield
-
-
-def _config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    images = {"us-east-1": "ami-0a1b2c3d4e5f60001", "*": "ami-0a1b2c3d4e5f60002"}
-    table = tmp_path / "prices.json"
-    table.write_text(json.dumps({"us-east-1": {"g4dn.xlarge": 0.526}, "*": {"t3.micro": 0.0104}}))
-    return {"regions": REGIONS, "aws_access_key_id": "AKIAEXAMPLEKEY",
-            "aws_secret_access_key": SECRET, "image_id": images, "price_table": str(table),
-            "flavors": ["g4dn.*", "c5d.metal", "t3.micro"], **extra}
 
 
 def refuse(client: Any, operation: str, code: str, status: int = 400) -> None:
@@ -66,7 +55,7 @@ def refuse(client: Any, operation: str, code: str, status: int = 400) -> None:
 
 
 def test_create_state_list_delete(ec2: None, tmp_path: Path) -> None:
-    provider = build_provider("aws", _config(tmp_path, security_group_ids=[]), "server-a")
+    provider = build_provider("aws", aws_config(tmp_path, security_group_ids=[]), "server-a")
     assert SECRET not in repr(provider)
     spot = provider.create(InstanceSpec(name="w-spot", flavor="t3.micro", region="eu-west-1",
                                         spot=True, ssh_public_key=SSH_KEY,
@@ -100,7 +89,7 @@ def test_create_state_list_delete(ec2: None, tmp_path: Path) -> None:
     assert state.flavor == "g4dn.xlarge" and state.address
     owned = {i.instance_id for i in provider.list_owned()}
     assert owned == {spot.instance_id, plain.instance_id, again.instance_id}
-    other = build_provider("aws", _config(tmp_path), "server-b")
+    other = build_provider("aws", aws_config(tmp_path), "server-b")
     assert [i.instance_id for i in other.list_owned()] == [
         foreign["Instances"][0]["InstanceId"]]
 
@@ -115,7 +104,7 @@ def test_create_state_list_delete(ec2: None, tmp_path: Path) -> None:
 
 
 def test_offers_with_gpus_metal_nvme_and_prices(ec2: None, tmp_path: Path) -> None:
-    provider = build_provider("aws", _config(tmp_path), "me")
+    provider = build_provider("aws", aws_config(tmp_path), "me")
     offers = provider.offers()
     by_key = {(o.region, o.flavor, o.spot): o for o in offers}
     gpu = by_key[("us-east-1", "g4dn.xlarge", False)]
@@ -137,7 +126,7 @@ def test_offers_with_gpus_metal_nvme_and_prices(ec2: None, tmp_path: Path) -> No
 @pytest.mark.parametrize("code", ["InsufficientInstanceCapacity", "InstanceLimitExceeded",
                                   "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded"])
 def test_capacity_errors(ec2: None, tmp_path: Path, code: str) -> None:
-    provider = build_provider("aws", _config(tmp_path), "me")
+    provider = build_provider("aws", aws_config(tmp_path), "me")
     assert isinstance(provider, AwsProvider)
     refuse(provider.client("us-east-1"), "RunInstances", code)
     with pytest.raises(CapacityError) as info:
@@ -149,7 +138,7 @@ def test_capacity_errors(ec2: None, tmp_path: Path, code: str) -> None:
 
 
 def test_other_errors(ec2: None, tmp_path: Path) -> None:
-    provider = build_provider("aws", _config(tmp_path), "me")
+    provider = build_provider("aws", aws_config(tmp_path), "me")
     refuse(provider.client("us-east-1"), "DescribeAvailabilityZones", "AuthFailure", 401)
     with pytest.raises(CredentialsError) as info:
         provider.check()
@@ -199,7 +188,7 @@ def test_on_demand_prices_from_the_price_list_api(ec2: None, tmp_path: Path) -> 
                            product("eu-west-1", "t3.micro", "0.0114000000"),
                            product("us-east-1", "c5d.metal", "4.6080000000")])
     try:
-        config = _config(tmp_path, pricing_endpoint_url=pricing.url)
+        config = aws_config(tmp_path, pricing_endpoint_url=pricing.url)
         del config["price_table"]
         offers = build_provider("aws", config, "server-a").offers()
     finally:
@@ -218,7 +207,7 @@ def test_on_demand_prices_from_the_price_list_api(ec2: None, tmp_path: Path) -> 
 
 
 def test_price_list_failure_keeps_the_offers(ec2: None, tmp_path: Path) -> None:
-    config = _config(tmp_path, pricing_endpoint_url="http://127.0.0.1:9")
+    config = aws_config(tmp_path, pricing_endpoint_url="http://127.0.0.1:9")
     del config["price_table"]
     offers = build_provider("aws", config, "server-a").offers()
     assert offers and all(o.cost is None for o in offers if not o.spot)

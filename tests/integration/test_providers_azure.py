@@ -12,7 +12,7 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers import (
+from scitq_bench.recruiters.providers import (
     OWNER_TAG,
     CapacityError,
     CredentialsError,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers import (
+from scitq_bench.recruiters.providers import (
     OWNER_TAG,
     CapacityError,
     CredentialsError,

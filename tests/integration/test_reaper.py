@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from scitq_bench.server.models import Execution, Worker, utcnow
+from scitq_bench.server.queue.models import Execution, Worker, utcnow
 from scitq_bench.server.reaper import Instant, Reaper
-from tests.integration.test_scheduling import claim, make_tasks, make_worker, send, task_state
+from tests.support.scheduling import claim, make_tasks, make_worker, send, task_state
 
 LEASE = 30.0
 INTERVAL = 2.0

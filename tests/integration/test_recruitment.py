@@ -9,41 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from scitq_bench.recruit.protofilter import Offer
-from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow
+from scitq_bench.server.queue.tasks import get_or_create_batch
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.engine import RecruitSettings, plan
-from scitq_bench.server.recruit.models import Job, Recruiter
-from scitq_bench.server.tasks import get_or_create_batch
-
-OFFERS = [
-    Offer(provider="fake", region="r1", flavor="small", cpu=2, ram_gb=4, cost=0.10),
-    Offer(provider="fake", region="r2", flavor="small", cpu=2, ram_gb=4, cost=0.12),
-    Offer(provider="fake", region="r1", flavor="big", cpu=16, ram_gb=64, cost=0.80),
-    Offer(provider="fake", region="r1", flavor="gpu", cpu=8, ram_gb=32, gpu_count=2,
-          gpu_mem_gb=48, tags="G", cost=2.0),
-    Offer(provider="fake", region="r1", flavor="cheap-spot", cpu=16, ram_gb=64, cost=0.05,
-          eviction=20.0),
-]
-
-
-def setup(session: Any, pending: int = 10, **recruiter: Any) -> tuple[Batch, Recruiter]:
-    catalog.upsert_offers(session, "fake", OFFERS)
-    batch = get_or_create_batch(session, "b")
-    session.flush()
-    fields = {"flavor": "auto:cpu>=2", "provider": "fake", "region": "auto",
-              "maximum_workers": 3, **recruiter}
-    rec = Recruiter(batch_id=batch.id, rank=1, **fields)
-    session.add(rec)
-    for _ in range(pending):
-        session.add(Task(batch_id=batch.id, command="true", status="pending"))
-    session.flush()
-    return batch, rec
-
-
-def hired(session: Any) -> list[Worker]:
-    return list(session.scalars(select(Worker).where(Worker.permanent.is_(False))
-                                .order_by(Worker.id)))
+from scitq_bench.server.recruit.models import Job
+from tests.support.recruitment import RecordingRunner, hired, setup
+from tests.support.stack import wait_until
 
 
 def test_hires_the_cheapest_fitting_offer_up_to_the_maximum(db) -> None:
@@ -178,7 +150,7 @@ def test_the_server_serves_its_own_worker_package(api, settings) -> None:
 
 
 def register_worker(api) -> tuple[int, str]:
-    from tests.integration.test_api import register
+    from tests.support.api import register
 
     return register(api, "w-package")
 
@@ -215,7 +187,7 @@ def test_unknown_provider_region_or_flavor_is_named(db) -> None:
 
 
 def test_evicted_worker_is_replaced_and_given_back(db) -> None:
-    from scitq_bench.server import workers
+    from scitq_bench.server.queue import workers
 
     with db.write() as session:
         setup(session, pending=4, maximum_workers=1)
@@ -254,7 +226,7 @@ class RefusingProvider:
         self.deleted: list[str] = []
 
     def create(self, spec: Any) -> Any:
-        from scitq_bench.recruit.providers.base import CapacityError, Instance
+        from scitq_bench.recruiters.providers.base import CapacityError, Instance
 
         if (spec.flavor, spec.region) == ("small", "r1"):
             raise CapacityError("InsufficientInstanceCapacity: no small left in r1")
@@ -263,7 +235,7 @@ class RefusingProvider:
                         region=spec.region, status="pending")
 
     def state(self, instance_id: str, region: str) -> Any:
-        from scitq_bench.recruit.providers.base import Instance
+        from scitq_bench.recruiters.providers.base import Instance
 
         return Instance(provider="fake", instance_id=instance_id, name="x", region=region,
                         status="running", address=None)
@@ -273,7 +245,6 @@ class RefusingProvider:
 
 
 def test_capacity_failure_moves_to_the_next_offer(db) -> None:
-    import time
 
     from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
 
@@ -285,13 +256,11 @@ def test_capacity_failure_moves_to_the_next_offer(db) -> None:
         setup(session, pending=2, maximum_workers=1, flavor="small")
         first = plan(session, RecruitSettings()).deploy_jobs
     runner.submit(first[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def failed() -> bool:
         with db.read() as session:
-            job = session.get(Job, first[0])
-            if job.status == "failed":
-                break
-        time.sleep(0.05)
+            return session.get(Job, first[0]).status == "failed"
+    wait_until(failed, timeout=10, interval=0.05, what="the first job failed")
     with db.read() as session:
         job = session.get(Job, first[0])
         assert job.status == "failed" and "refused for capacity" in job.log
@@ -303,22 +272,11 @@ def test_capacity_failure_moves_to_the_next_offer(db) -> None:
         worker = session.get(Worker, session.get(Job, second[0]).worker_id)
         assert (worker.flavor, worker.region) == ("small", "r2")  # the next cheapest
     runner.submit(second[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not provider.deleted:
-        time.sleep(0.05)
+    wait_until(lambda: provider.deleted, timeout=10, interval=0.05,
+               what="the instance given back")
     # it never registered: the watchdog gave the instance back and failed the job
     assert provider.deleted == ["i-1"]
     runner.shutdown()
-
-
-class RecordingRunner:
-    """Stands for the job runner: records what would run."""
-
-    def __init__(self) -> None:
-        self.submitted: list[int] = []
-
-    def submit(self, job_id: int) -> None:
-        self.submitted.append(job_id)
 
 
 def test_jobs_cut_short_by_a_restart_are_failed_and_their_machines_given_back(db) -> None:

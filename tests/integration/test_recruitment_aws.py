@@ -15,7 +15,7 @@ from sqlalchemy import select
 from scitq_bench.server.app import start_recruitment
 from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, hire
 from scitq_bench.server.recruit.models import FlavorMetric
-from tests.integration.test_providers_aws import _config
+from tests.support.aws import aws_config
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def ec2() -> Iterator[None]:
 def aws_app(app: Any, tmp_path: Any, ec2: None) -> Any:
     context = app.extensions["scitq_bench"]
     context.settings = dataclasses.replace(context.settings, recruitment={
-        "providers": {"aws": _config(tmp_path)}})
+        "providers": {"aws": aws_config(tmp_path)}})
     start_recruitment(app, "http://127.0.0.1:1", start=False)
     return app
 

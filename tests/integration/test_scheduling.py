@@ -5,52 +5,15 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any
 
 from sqlalchemy import select
 
-from scitq_bench.server import batches, reports, scheduling, workers
-from scitq_bench.server import tasks as task_domain
-from scitq_bench.server.models import Execution, Task, utcnow
-from scitq_bench.server.schemas import (
-    BatchStop,
-    ExecutionEvent,
-    Heartbeat,
-    TaskCreate,
-    WorkerRegister,
-)
+from scitq_bench.server.queue import batches, scheduling
+from scitq_bench.server.queue import tasks as task_domain
+from scitq_bench.server.queue.models import Execution, Task, utcnow
+from scitq_bench.server.schemas import BatchStop, Heartbeat
 from scitq_bench.states import Signal
-
-LEASE = 30.0
-
-
-def make_tasks(db: Any, *specs: dict[str, Any]) -> list[int]:
-    with db.write() as session:
-        created = task_domain.create_tasks(db, session, [TaskCreate(**s) for s in specs])
-        return [t.id for t in created]
-
-
-def make_worker(db: Any, name: str = "w1", **fields: Any) -> int:
-    fields.setdefault("concurrency", 4)
-    with db.write() as session:
-        worker, _token, _ = workers.register(session, WorkerRegister(name=name, **fields))
-        return worker.id
-
-
-def task_state(db: Any, task_id: int) -> SimpleNamespace:
-    with db.read() as session:
-        task = session.get(Task, task_id)
-        return SimpleNamespace(status=task.status, status_reason=task.status_reason,
-                               retries_used=task.retries_used, losses=task.losses)
-
-
-def send(db: Any, worker_id: int, *events: dict[str, Any]) -> list[dict[str, Any]]:
-    return reports.report(db, worker_id, [ExecutionEvent(**e) for e in events]).results
-
-
-def claim(db: Any, worker_id: int, count: int = 10) -> list[dict[str, Any]]:
-    return scheduling.claim(db, worker_id, count, LEASE)
+from tests.support.scheduling import LEASE, claim, make_tasks, make_worker, send, task_state
 
 
 def test_claim_assigns_and_respects_room(db) -> None:
@@ -316,7 +279,7 @@ def test_report_order_across_executions_is_kept(db) -> None:
 
 
 def test_claim_prefers_higher_priority_batches(db) -> None:
-    from scitq_bench.server.models import Batch
+    from scitq_bench.server.queue.models import Batch
 
     low = make_tasks(db, {"command": "a", "batch": "low"})[0]
     urgent = make_tasks(db, {"command": "b", "batch": "urgent"})[0]
@@ -328,7 +291,7 @@ def test_claim_prefers_higher_priority_batches(db) -> None:
 
 
 def test_batch_stop_and_go_pause_and_resume_its_workers(db) -> None:
-    from scitq_bench.server.models import Worker
+    from scitq_bench.server.queue.models import Worker
 
     make_tasks(db, {"command": "x", "batch": "wb"})
     attached = make_worker(db, name="attached", batch="wb")

@@ -11,7 +11,7 @@ from sqlalchemy import delete, event
 
 from scitq_bench.exceptions import Unauthorized
 from scitq_bench.server import auth, context
-from scitq_bench.server.models import ApiToken
+from scitq_bench.server.queue.models import ApiToken
 
 
 class Clock:

@@ -6,73 +6,23 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from scitq_bench.client import Client
 from scitq_bench.client.worker.agent import WorkerAgent
 from tests.support.postgres import free_port
-
-FAST = {"kill_grace": 1.0, "claim_wait": 1.0, "stop_timeout": 10.0, "claim_stop_wait": 1.5}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{message} not reached within {timeout} s")
-
-
-def run_worker_in_thread(live_server: Any, work_dir: Path, name: str = "w1",
-                         client: Client | None = None,
-                         **options: Any) -> tuple[WorkerAgent, threading.Thread]:
-    """Start an agent in a thread and wait until it is registered."""
-    settings = {"concurrency": 2, **FAST, **options}
-    agent = WorkerAgent(client or live_server.client(), name=name, work_dir=work_dir,
-                        **settings)
-    thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
-    thread.start()
-    wait_until(lambda: agent.worker_id is not None, message="registration")
-    return agent, thread
-
-
-def stop_worker(agent: WorkerAgent, thread: threading.Thread, timeout: float = 15.0) -> float:
-    began = time.monotonic()
-    agent.stop()
-    thread.join(timeout)
-    assert not thread.is_alive(), "run() did not return after stop()"
-    return time.monotonic() - began
-
-
-@contextmanager
-def running_worker(live_server: Any, tmp_path: Path, name: str = "w1",
-                   **options: Any) -> Iterator[WorkerAgent]:
-    agent, thread = run_worker_in_thread(live_server, tmp_path / f"work-{name}", name, **options)
-    try:
-        yield agent
-    finally:
-        stop_worker(agent, thread)
-
-
-def finish(client: Client, tasks: list[dict[str, Any]], timeout: float = 15.0) -> list[dict]:
-    return client.join(tasks, interval=0.05, timeout=timeout)
-
-
-def executions(client: Client, task_id: int) -> list[dict[str, Any]]:
-    return client.task_executions(task_id)
-
-
-def stdout_of(client: Client, task: dict[str, Any]) -> bytes:
-    execution = executions(client, task["id"])[-1]
-    return client.execution_log(execution["id"], "stdout")[0]
+from tests.support.processes import group_stopped
+from tests.support.waiting import wait_until
+from tests.support.workers import (
+    FAST,
+    executions,
+    finish,
+    run_worker_in_thread,
+    running_worker,
+    stdout_of,
+    stop_worker,
+)
 
 
 def test_tasks_run_and_succeed(live_server, tmp_path):
@@ -91,8 +41,10 @@ def test_tasks_run_and_succeed(live_server, tmp_path):
 def test_idle_worker_starts_new_task_quickly(live_server, tmp_path):
     client = live_server.client()
     # a long poll of 5 s: only a claim woken by the new task can beat the bound below
+    notifier = live_server.app.extensions["scitq_bench"].notifier
     with running_worker(live_server, tmp_path, concurrency=1, claim_wait=5.0):
-        time.sleep(0.3)  # the claim is now a long poll
+        # the claim is now a long poll (the heartbeat is the other one waiting)
+        wait_until(lambda: notifier.waiting >= 2, message="the claim waiting")
         began = time.monotonic()
         task = client.task_create("true")
         finish(client, [task])
@@ -166,18 +118,18 @@ def test_run_timeout(live_server, tmp_path):
     assert execution["duration"] < 5
 
 
-def settled_log(client: Client, execution_id: int, quiet: float = 0.5) -> bytes:
-    """The execution's stdout once it has stopped changing for ``quiet`` seconds (longer
-    than the worker's log-shipping tick)."""
-    last = client.execution_log(execution_id)[0]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        time.sleep(quiet)
-        now = client.execution_log(execution_id)[0]
-        if now == last:
-            return now
-        last = now
-    raise AssertionError("the log never settled")
+def settled_log(agent: WorkerAgent, client: Client, execution_id: int) -> bytes:
+    """The execution's stdout once its command is stopped (paused) and the worker has
+    shipped all it wrote: nothing more can come."""
+    process = agent._held[execution_id].process
+    assert process is not None
+    wait_until(lambda: group_stopped(process.pid), message="the command stopped")
+    local = agent.executions_dir / str(execution_id) / "stdout.log"
+
+    def shipped() -> bytes | None:
+        data = client.execution_log(execution_id)[0]
+        return data if data == local.read_bytes() else None
+    return wait_until(shipped, message="the whole log shipped")
 
 
 def test_log_readable_while_running(live_server, tmp_path):
@@ -215,7 +167,7 @@ def test_log_cap_truncates(live_server, tmp_path):
 
 def test_pause_resume_and_kill(live_server, tmp_path):
     client = live_server.client()
-    with running_worker(live_server, tmp_path):
+    with running_worker(live_server, tmp_path) as agent:
         task = client.task_create("i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
                                   shell=True)
         wait_until(lambda: client.task_get(task["id"])["status"] == "running")
@@ -223,8 +175,8 @@ def test_pause_resume_and_kill(live_server, tmp_path):
         wait_until(lambda: client.execution_log(execution["id"])[0])
         client.task_signal(task["id"], "pause")
         wait_until(lambda: client.task_get(task["id"])["status"] == "paused")
-        frozen = settled_log(client, execution["id"])
-        time.sleep(0.8)
+        frozen = settled_log(agent, client, execution["id"])
+        time.sleep(0.8)  # paused: nothing more for this long
         assert client.execution_log(execution["id"])[0] == frozen
         assert client.task_get(task["id"])["status"] == "paused"
         client.task_signal(task["id"], "resume")
@@ -242,11 +194,12 @@ def test_deleted_task_is_dropped_and_killed(live_server, tmp_path):
         task = client.task_create(f"while true; do echo x >> {marker}; sleep 0.05; done",
                                   shell=True)
         wait_until(lambda: marker.exists())
+        process = wait_until(lambda: next(iter(agent._held.values())).process)
         client.task_delete(task["id"])
         wait_until(lambda: not agent._held, message="drop")
-        time.sleep(0.3)
+        wait_until(lambda: process.exited, message="the command killed")
         size = marker.stat().st_size
-        time.sleep(0.3)
+        time.sleep(0.3)  # nothing of the group is left to write
         assert marker.stat().st_size == size  # the process group is gone
 
 
@@ -335,7 +288,7 @@ def test_paused_worker_claims_nothing(live_server, tmp_path, kind):
         client.worker_update(agent.worker_id, status=kind)
         wait_until(lambda: agent.status == kind)
         task = client.task_create("true")
-        time.sleep(0.5)
+        time.sleep(0.5)  # time to claim it, if the worker wrongly did
         assert client.task_get(task["id"])["status"] == "pending"
         client.worker_update(agent.worker_id, status="running", concurrency=3)
         assert finish(client, [task])[0]["status"] == "succeeded"
@@ -423,7 +376,7 @@ def test_server_outage_loses_nothing(live_server, tmp_path):
         outage.cut()
         gate.touch()
         opened = time.monotonic() - began
-        time.sleep(2)
+        time.sleep(2)  # the outage: the task ends while the server is out of reach
         assert admin.task_get(task["id"])["status"] == "running"
         outage.restore()
         done = finish(admin, [task])[0]

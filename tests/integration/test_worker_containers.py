@@ -13,16 +13,10 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.client.worker.container import LABEL_WORKER
-from scitq_bench.client.worker.engine import Engine
-from tests.integration.test_worker_agent import (
-    executions,
-    finish,
-    running_worker,
-    stdout_of,
-    wait_until,
-)
+from tests.support.containers import containers_of, engine_for
 from tests.support.engine import TEST_IMAGE
+from tests.support.waiting import wait_until
+from tests.support.workers import executions, finish, running_worker, stdout_of
 
 pytestmark = pytest.mark.engine
 
@@ -37,15 +31,6 @@ def name() -> str:
     """A worker name of its own: tests run in parallel on one engine, and a worker
     removes every container labelled with its name when it starts."""
     return f"w-{uuid.uuid4().hex[:10]}"
-
-
-def engine_for(docker_client: Any, tmp_path: Path, name: str, **options: Any) -> Engine:
-    settings = {"pull_attempts": 2, "pull_backoff": 0.1, **options}
-    return Engine(docker_client, name, tmp_path / f"state-{name}", **settings)
-
-
-def containers_of(docker_client: Any, worker: str) -> list[Any]:
-    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={worker}"})
 
 
 def last_execution(client: Any, task: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +230,7 @@ def test_worker_without_engine_does_not_take_container_tasks(live_server, tmp_pa
         boxed = client.task_create("true", container=TEST_IMAGE)
         plain = client.task_create("true")
         assert finish(client, [plain])[0]["status"] == "succeeded"
-        time.sleep(1.0)
+        time.sleep(1.0)  # time to claim it, if the worker wrongly did
         assert client.task_get(boxed["id"])["status"] == "pending"
         assert client.worker_get(agent.worker_id)["containers"] is False
 

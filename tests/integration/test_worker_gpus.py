@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_worker_agent import finish, running_worker, stdout_of
 from tests.support.fake_nvidia_smi import install_fake_nvidia_smi
+from tests.support.workers import finish, running_worker, stdout_of
 
 STAMP = 'echo "$CUDA_VISIBLE_DEVICES"; date +%s.%N; sleep {sleep}; date +%s.%N'
 

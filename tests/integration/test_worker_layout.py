@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from scitq_bench.client.worker import sandbox
-from tests.integration.test_worker_agent import (
+from tests.support.containers import containers_of, engine_for
+from tests.support.engine import TEST_IMAGE
+from tests.support.workers import (
     executions,
     finish,
     running_worker,
     stdout_of,
 )
-from tests.integration.test_worker_containers import containers_of, engine_for
-from tests.support.engine import TEST_IMAGE
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed")
 

@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from scitq_bench.client.worker.interruption import reader
-from tests.integration.test_worker_agent import (
-    executions,
-    run_worker_in_thread,
-    wait_until,
-)
 from tests.support.fake_metadata import TOKEN, FakeMetadata
+from tests.support.waiting import wait_until
+from tests.support.workers import executions, run_worker_in_thread
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_worker_agent import executions, finish, running_worker, stdout_of
 from tests.support.archives import lie_about_size, tar_of, zip_of
+from tests.support.workers import executions, finish, running_worker, stdout_of
 
 
 class _Handler(SimpleHTTPRequestHandler):

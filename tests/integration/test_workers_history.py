@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from scitq_bench.server import workers as domain
-from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
-from scitq_bench.server.recruit.costs import spend_over_time
+from scitq_bench.server.queue import workers as domain
+from scitq_bench.server.queue.costs import spend_over_time
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow
 
 
 def test_workers_are_counted_and_paged_by_the_database(db) -> None:

@@ -195,3 +195,22 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def counts(stack: Stack, batch: str) -> dict[str, int]:
+    """The batch's tasks by status (empty while it does not exist)."""
+    found = stack.client().batch_list(name=batch)
+    return found[0]["counts"] if found else {}
+
+
+def succeeded(stack: Stack, batch: str) -> int:
+    """The batch's succeeded tasks."""
+    return counts(stack, batch).get("succeeded", 0)
+
+
+def executions_by_task(stack: Stack, batch: str) -> dict[int, list[dict]]:
+    """The batch's executions, by task."""
+    by_task: dict[int, list[dict]] = {}
+    for execution in stack.client().execution_list(batch=batch):
+        by_task.setdefault(execution["task_id"], []).append(execution)
+    return by_task

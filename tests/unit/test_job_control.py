@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scitq_bench.recruit.deploy import DeployError, timing_vars
+from scitq_bench.recruiters.deploy import DeployError, timing_vars
 from scitq_bench.server.recruit.jobs import JobControl, JobStopped
 
 
@@ -55,7 +55,7 @@ def test_a_control_stops_at_once_on_a_cancel_and_says_who() -> None:
 def test_a_playbook_failing_in_the_second_its_waits_were_cut_by_ran_out_of_time() -> None:
     """``timing_vars`` gives the playbook's waits whole seconds, so a wait can run out
     up to a second before the run's deadline: such a failure is the deadline's."""
-    from scitq_bench.recruit.deploy import _Brake
+    from scitq_bench.recruiters.deploy import _Brake
 
     near, far = _Brake("marker", 0.5, None), _Brake("marker", 30, None)
     assert near.ran_out("failed") == "timeout"

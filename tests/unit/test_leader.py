@@ -12,6 +12,8 @@ import pytest
 
 from scitq_bench.server.leader import FileLeaderLock, Leadership
 from scitq_bench.server.recruit.jobs import ABANDONED, JobControl, JobStopped
+from tests.support.leadership import attempts
+from tests.support.waiting import wait_until
 
 
 class FakeLock:
@@ -23,6 +25,7 @@ class FakeLock:
         self.held = False
         self.healthy = True
         self.released = 0
+        self.beats = 0
 
     def try_acquire(self) -> bool:
         if not self.free:
@@ -36,6 +39,7 @@ class FakeLock:
         return self.held
 
     def beat(self) -> bool:
+        self.beats += 1
         return self.verify()
 
     def take_over(self) -> str | None:
@@ -71,9 +75,10 @@ def test_a_follower_takes_the_file_lock_within_a_second_of_its_release(tmp_path:
     follower = Leadership(FileLeaderLock(path, "host:2"), interval=0.2)
     stop = threading.Event()
     assert leader.try_lead()
+    tries = attempts(follower)
     campaign = threading.Thread(target=follower.campaign, args=(stop,))
     campaign.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(tries) >= 2, message="the follower tried twice")
     assert leader.is_leader() and not follower.is_leader()
     released = time.monotonic()
     leader.release()
@@ -103,7 +108,7 @@ def test_is_leader_needs_a_recent_check() -> None:
     checked again."""
     leadership = Leadership(FakeLock(), interval=0.1)
     assert leadership.try_lead() and leadership.is_leader()
-    time.sleep(0.4)
+    time.sleep(0.4)  # frozen past a few beats
     assert not leadership.is_leader()
     assert leadership.verify() and leadership.is_leader()
 
@@ -115,7 +120,7 @@ def test_hold_returns_when_the_beat_fails() -> None:
     stop = threading.Event()
     holding = threading.Thread(target=leadership.hold, args=(stop,))
     holding.start()
-    time.sleep(0.2)
+    wait_until(lambda: lock.beats >= 3, message="three beats")
     assert holding.is_alive()
     lock.held = False  # the session went, and its lock with it
     holding.join(timeout=2)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.protofilter import (
+from scitq_bench.recruiters.protofilter import (
     DEFAULT_MAX_EVICTION,
     ITEMS,
     Condition,

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers import (
+from scitq_bench.recruiters.providers import (
     OWNER_TAG,
     CredentialsError,
     InstanceSpec,
     build_provider,
     known_providers,
 )
-from scitq_bench.recruit.providers.local import REGISTRY, LocalProvider, start_time
+from scitq_bench.recruiters.providers.local import REGISTRY, LocalProvider, start_time
 from scitq_bench.server.setup import create_token
 from tests.support.stack import wait_until
 

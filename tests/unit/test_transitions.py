@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from scitq_bench.exceptions import IllegalTransition
-from scitq_bench.server.transitions import (
+from scitq_bench.server.queue.transitions import (
     EXECUTION_TRANSITIONS,
     TASK_TRANSITIONS,
     WORKER_TRANSITIONS,

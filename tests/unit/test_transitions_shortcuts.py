@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scitq_bench.server.transitions import TASK_TRANSITIONS
+from scitq_bench.server.queue.transitions import TASK_TRANSITIONS
 from scitq_bench.states import TaskStatus as T
 
 

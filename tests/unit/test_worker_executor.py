@@ -19,6 +19,8 @@ from scitq_bench.client.worker.executor import (
     exit_code,
     task_environment,
 )
+from tests.support.processes import group_stopped
+from tests.support.waiting import wait_until
 
 
 def _start(tmp_path: Path, argv: list[str]) -> tuple[Process, Path]:
@@ -91,13 +93,14 @@ def test_run_timeout_terminates_group(tmp_path):
     assert timed_out and code == 128 + signal.SIGTERM
     assert time.monotonic() - began < 2
     child = int(out.read_text().split()[0])
-    time.sleep(0.1)
-    assert not _alive(child) or _zombie(child)
+    assert wait_until(lambda: not _alive(child) or _zombie(child), timeout=5,
+                      message="the child killed")
 
 
 def test_stubborn_process_is_killed_after_grace(tmp_path):
-    process, _ = _start(tmp_path, ["sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"])
-    time.sleep(0.1)
+    process, out = _start(tmp_path, ["sh", "-c",
+                                     "trap '' TERM; echo ready; while true; do sleep 0.05; done"])
+    wait_until(lambda: out.read_text() == "ready\n", message="the trap set")
     began = time.monotonic()
     process.terminate(grace=0.3)
     code, _ = process.wait_until_done(None, 0.3)
@@ -109,7 +112,7 @@ def test_stubborn_process_is_killed_after_grace(tmp_path):
 def test_paused_time_does_not_count_against_timeout(tmp_path):
     process, _ = _start(tmp_path, ["sleep", "0.6"])
     process.pause()
-    time.sleep(0.5)
+    time.sleep(0.5)  # paused time, which must not count
     assert process.active_seconds() < 0.2
     process.resume()
     code, timed_out = process.wait_until_done(0.9, grace=1)
@@ -119,17 +122,15 @@ def test_paused_time_does_not_count_against_timeout(tmp_path):
 
 def test_pause_stops_output(tmp_path):
     process, out = _start(tmp_path, ["sh", "-c", "while true; do echo x; sleep 0.02; done"])
-    time.sleep(0.2)
+    wait_until(lambda: out.stat().st_size, message="some output")
     process.pause()
-    time.sleep(0.1)
+    wait_until(lambda: group_stopped(process.pid), message="the command stopped")
     frozen = out.stat().st_size
-    time.sleep(0.3)
+    time.sleep(0.3)  # paused: nothing more for this long
     assert out.stat().st_size == frozen
     process.resume()
-    deadline = time.monotonic() + 5
-    while out.stat().st_size == frozen and time.monotonic() < deadline:
-        time.sleep(0.02)  # a loaded machine may take a while to schedule it again
-    assert out.stat().st_size > frozen
+    # a loaded machine may take a while to schedule it again
+    assert wait_until(lambda: out.stat().st_size > frozen, timeout=5, message="more output")
     process.kill()
     assert process.wait_until_done(None, 1)[0] == 128 + signal.SIGKILL
     process.cleanup()
@@ -141,8 +142,8 @@ def test_cleanup_kills_stragglers(tmp_path):
     child = int(out.read_text().split()[0])
     assert _alive(child)
     process.cleanup()
-    time.sleep(0.1)
-    assert not _alive(child) or _zombie(child)
+    assert wait_until(lambda: not _alive(child) or _zombie(child), timeout=5,
+                      message="the straggler killed")
 
 
 def _zombie(pid: int) -> bool:

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from scitq_bench.client.worker import gpus as gpus_module
-from scitq_bench.client.worker.gpus import (
-    DETECTION_ENV,
-    Gpu,
-    GpuPool,
-    cuda_visible_devices,
-    detect_gpus,
-    device_request_ids,
-    summarize,
-)
+from scitq_bench import hostprobe as gpus_module
+from scitq_bench.client.worker.gpus import GpuPool, cuda_visible_devices, device_request_ids
+from scitq_bench.hostprobe import DETECTION_ENV, Gpu, detect_gpus, summarize
 from tests.support.fake_nvidia_smi import install_fake_nvidia_smi
 
 TWO_GPUS = [("NVIDIA Fake A100-SXM4-40GB", 40960), ("NVIDIA Fake A100-SXM4-40GB", 40960)]

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.client.worker.gpus import Gpu, GpuPool
+from scitq_bench.client.worker.gpus import GpuPool
 from scitq_bench.client.worker.held import RunGate
 from scitq_bench.client.worker.logship import MARKER, ExecutionLogs, LogFile
 from scitq_bench.client.worker.reporter import Event, Reporter
 from scitq_bench.exceptions import Conflict, Forbidden, NotFound, ServerUnreachable
+from scitq_bench.hostprobe import Gpu
+from tests.support.waiting import wait_until
 
 
 class FakeLogServer:
@@ -155,10 +157,7 @@ def _reporter(fake: FakeReports, results: list[tuple[int, str, bool]],
 
 
 def _wait(predicate: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    wait_until(predicate, timeout=timeout, interval=0.01)
 
 
 def _sent(fake: FakeReports) -> list[tuple[int, str]]:
@@ -204,10 +203,10 @@ def test_reporter_lingers_while_claimed_executions_are_open():
     reporter.expect([1, 2])
     reporter.put(Event(1, "running"))
     reporter.put(Event(2, "running"))
-    time.sleep(0.15)
+    time.sleep(0.15)  # lingering: nothing goes meanwhile
     assert fake.batches == []  # both still open: wait for company
     reporter.put(Event(1, "succeeded"))
-    time.sleep(0.1)
+    time.sleep(0.1)  # still lingering
     assert fake.batches == []
     assert reporter.finals_pending() == 1
     reporter.put(Event(2, "succeeded"))  # none open any more: go now, not after lingering
@@ -304,7 +303,7 @@ def test_gate_waiter_gives_up_when_abandoned():
     outcome: list[object] = []
     thread = threading.Thread(target=lambda: outcome.append(gate.acquire(abandoned.is_set)))
     thread.start()
-    time.sleep(0.05)
+    _wait(lambda: gate.waiting == 1)  # in line
     abandoned.set()
     gate.wake()
     thread.join(2)
@@ -320,19 +319,29 @@ def test_gate_grants_in_claim_order_not_arrival_order():
     assert first is not None and [gpu.index for gpu in first.gpus] == [0]
     granted: dict[str, object] = {}
 
+    looks = [0]  # how often the big one looked at its turn
+
+    def big_abandoned() -> bool:
+        looks[0] += 1
+        return False
+
     def wait_turn(name: str, gpus: int, place: int) -> None:
-        granted[name] = gate.acquire(lambda: False, gpus=gpus, place=place)
+        abandoned = big_abandoned if name == "big" else lambda: False
+        granted[name] = gate.acquire(abandoned, gpus=gpus, place=place)
 
     big = threading.Thread(target=wait_turn, args=("big", 2, 2))
     big.start()
-    time.sleep(0.05)  # the big one is waiting at the head of the line
+    _wait(lambda: gate.waiting == 1)  # the big one is waiting at the head of the line
     small = threading.Thread(target=wait_turn, args=("small", 1, 1))
     small.start()
     small.join(2)
     assert [gpu.index for gpu in granted["small"].gpus] == [1]  # type: ignore[attr-defined]
     assert "big" not in granted
+    before = looks[0]
     gate.release(first)
-    time.sleep(0.05)
+    _wait(lambda: looks[0] > before)  # woken, it looked again
+    # the gate's lock is held from that look until it waits again or is granted
+    assert gate.running == 1 and gate.waiting == 1
     assert "big" not in granted  # still one GPU short
     gate.release(granted["small"])  # type: ignore[arg-type]
     big.join(2)
@@ -358,12 +367,13 @@ def test_gate_wakes_only_the_head_of_the_line():
     for thread in threads:
         thread.start()
     _wait(lambda: all(checks))
-    time.sleep(0.05)
+    # each looked with the gate's lock held and lets it go only to sleep in line
+    assert gate.waiting == 3
     before = list(checks)
     gate.release(held)
     _wait(lambda: granted == [0])
     _wait(lambda: checks[1] == before[1] + 1)  # the new head looked
-    time.sleep(0.05)
+    time.sleep(0.05)  # time for a wrongly woken waiter to look too
     assert checks[1] == before[1] + 1  # once
     assert checks[2] == before[2]  # the one behind it slept through
     gate.release()
@@ -378,8 +388,8 @@ def _second_in_line(gate: RunGate, granted: list[int]) -> threading.Thread:
     second = threading.Thread(target=lambda: granted.append(
         1 if gate.acquire(lambda: False, place=1) else -1), daemon=True)
     second.start()
-    _wait(lambda: gate.waiting == 1 or granted)  # in line, or (wrongly) through
-    time.sleep(0.05)
+    # in line (asleep: it lets the gate's lock go only to wait), or (wrongly) through
+    _wait(lambda: gate.waiting == 1 or granted)
     return second
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from scitq_bench.client.worker.sandbox import (
     system_entries,
 )
 from scitq_bench.container_options import ContainerOptions
+from tests.support.waiting import wait_until
 
 SYSTEM = [("/usr", None), ("/bin", "usr/bin"), ("/etc", None)]
 MOUNTS = [("/w/1/input", "/app", False), ("/w/1/output", "/app/output", False),
@@ -194,16 +194,6 @@ def state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
 def sleeper() -> str:
     """A sleep duration unique to this test, to find its processes from the host."""
     return f"{100000 + uuid.uuid4().int % 100000}.{os.getpid()}"
@@ -248,11 +238,11 @@ def test_sigkill_of_the_group_ends_everything(tmp_path):
     duration = sleeper()
     process, _ = start(tmp_path, ["sh", "-c", f"sleep {duration} & setsid sleep {duration} &"
                                   f" sleep {duration}"])
-    wait_for(lambda: len(sleeping(duration)) == 3)
+    wait_until(lambda: len(sleeping(duration)) == 3)
     os.killpg(process.pid, signal.SIGKILL)  # bwrap's group alone, as a plain Process would
     assert process.wait(10) == 137
     process.cleanup()
-    wait_for(lambda: not sleeping(duration))
+    wait_until(lambda: not sleeping(duration))
 
 
 @needs_bwrap
@@ -260,12 +250,12 @@ def test_kill_pause_resume_and_terminate(tmp_path):
     duration = sleeper()
     process, log = start(tmp_path, ["sh", "-c", "trap 'echo terminated; exit 3' TERM;"
                                     f" sleep {duration} & wait"])
-    pid = wait_for(lambda: sleeping(duration))[0]  # the trap is set by now
+    pid = wait_until(lambda: sleeping(duration))[0]  # the trap is set by now
     shell = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     process.pause()
-    wait_for(lambda: state(pid) == "T" and state(shell) == "T")
+    wait_until(lambda: state(pid) == "T" and state(shell) == "T")
     process.resume()
-    wait_for(lambda: state(pid) in "SR" and state(shell) in "SR")
+    wait_until(lambda: state(pid) in "SR" and state(shell) in "SR")
     process.terminate(grace=10)  # the command's own SIGTERM handler runs
     assert process.wait(10) == 3
     process.cleanup()
@@ -273,8 +263,8 @@ def test_kill_pause_resume_and_terminate(tmp_path):
 
     duration = sleeper()
     process, _ = start(tmp_path / "k", ["sh", "-c", f"trap '' TERM; sleep {duration}"])
-    wait_for(lambda: sleeping(duration))
+    wait_until(lambda: sleeping(duration))
     process.kill()
     assert process.wait(10) == 137
     process.cleanup()
-    wait_for(lambda: not sleeping(duration))
+    wait_until(lambda: not sleeping(duration))

@@ -29,6 +29,7 @@ from scitq_bench.client.worker.transfer import (
     upload,
 )
 from tests.support.archives import lie_about_size, tar_of, zip_bomb, zip_of, zip_with_symlink
+from tests.support.waiting import wait_until
 
 
 def _tree(root: Path) -> list[str]:
@@ -175,7 +176,7 @@ def test_deadline_and_abort():
     Deadline(None).check()
     with pytest.raises(DownloadTimedOut, match="download timed out after 0.01 s"):
         deadline = Deadline(0.01)
-        time.sleep(0.02)
+        time.sleep(0.02)  # past the deadline
         deadline.check()
     with pytest.raises(Aborted):
         Deadline(10, lambda: True).check()
@@ -250,6 +251,16 @@ def test_a_stalled_body_at_the_deadline_is_a_timeout_not_a_crash(tmp_path, http_
     assert not (tmp_path / "d").exists() or _tree(tmp_path / "d") == []
 
 
+class _Watched(Deadline):
+    """A deadline that says whether it was checked (by a download waiting on it)."""
+
+    checked = False
+
+    def check(self) -> None:
+        self.checked = True
+        super().check()
+
+
 def test_resource_cache_fetches_once(tmp_path, monkeypatch):
     calls: list[str] = []
     release = threading.Event()
@@ -262,11 +273,14 @@ def test_resource_cache_fetches_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(transfer, "fetch", slow_fetch)
     cache = ResourceCache(None, tmp_path)  # type: ignore[arg-type]
-    threads = [threading.Thread(target=cache.ensure, args=("file:///r", Deadline(5)))
-               for _ in range(3)]
+    deadlines = [_Watched(5) for _ in range(3)]
+    threads = [threading.Thread(target=cache.ensure, args=("file:///r", deadline))
+               for deadline in deadlines]
     for thread in threads:
         thread.start()
-    time.sleep(0.2)
+    # one fetches, the two others wait for it (checking their deadline meanwhile)
+    wait_until(lambda: len(calls) == 1 and sum(d.checked for d in deadlines) == 2,
+               message="one fetching, two waiting")
     release.set()
     for thread in threads:
         thread.join(5)

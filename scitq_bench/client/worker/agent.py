@@ -3,9 +3,9 @@
 Threads, each with one job and its own HTTP session:
 - claim: long-polls the server for work whenever the worker holds less than
   concurrency + prefetch executions; an idle worker starts new work at once.
-- one per held execution (reused from a pool): download, wait for a run slot, run,
-  flush logs, upload, queue the final event. Nothing on this path sleeps; it waits on
-  conditions.
+- one per held execution (reused from a pool): the execution's pipeline (``runner``:
+  download, wait for a run slot, run, flush logs, upload), then its final event queued.
+  Nothing on this path sleeps; it waits on conditions.
 - reporter: sends execution events in batches (``reporter``).
 - heartbeat: renews leases, applies signals and setting changes; the server answers
   early when a signal arrives.
@@ -19,80 +19,53 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import scitq_bench
+from scitq_bench import hostprobe
 from scitq_bench.client.api import Client
-from scitq_bench.client.worker import sandbox, stats
-from scitq_bench.client.worker.container import (
-    CODABENCH,
-    LAYOUTS,
-    ContainerDefaults,
-    ContainerRun,
-    SlotDirs,
-    build_spec,
-    prepare_slots,
-)
-from scitq_bench.client.worker.engine import Engine, ImagePullFailed
-from scitq_bench.client.worker.executor import (
-    CommandError,
-    Process,
-    Supervised,
-    base_environment,
-    build_argv,
-    cpu_share,
-    task_environment,
-)
-from scitq_bench.client.worker.gpus import (
-    Gpu,
-    GpuPool,
-    cuda_visible_devices,
-    detect_gpus,
-    device_request_ids,
-    summarize,
-)
+from scitq_bench.client.worker import stats
+from scitq_bench.client.worker.container import ContainerDefaults
+from scitq_bench.client.worker.engine import Engine
+from scitq_bench.client.worker.executor import base_environment
+from scitq_bench.client.worker.gpus import GpuPool
 from scitq_bench.client.worker.held import (
     CANCELLED,
     DROP,
     STOPPING,
     Held,
     RunGate,
-    Slot,
     ThreadPool,
 )
 from scitq_bench.client.worker.keeper import Keeper, reap
-from scitq_bench.client.worker.logship import DEFAULT_CAP, ExecutionLogs
-from scitq_bench.client.worker.reporter import ACCEPTED, NOT_FINAL, RUNNING, Event, Reporter
-from scitq_bench.client.worker.scores import ScoresRefused, read_scores
-from scitq_bench.client.worker.transfer import (
-    Aborted,
-    Deadline,
-    DownloadTimedOut,
-    ResourceCache,
-    TransferError,
-    fetch,
-    upload,
+from scitq_bench.client.worker.logship import DEFAULT_CAP
+from scitq_bench.client.worker.reporter import NOT_FINAL, Event, Reporter
+from scitq_bench.client.worker.runner import (
+    FAILED,
+    REFUSED,
+    ExecutionRunner,
+    RunnerSettings,
+    fetches,
+    final_event,
 )
 from scitq_bench.client.worker.workdir import ExecutionDirs
-from scitq_bench.container_options import parse_container_options
 from scitq_bench.exceptions import (
     Forbidden,
     ScitqBenchError,
     ServerUnreachable,
     Unauthorized,
 )
+from scitq_bench.hostprobe import Gpu, detect_gpus, summarize
+from scitq_bench.states import WorkerStatus
 
 log = logging.getLogger("scitq_bench.worker")
 
-SUCCEEDED, FAILED, TIMEOUT, REFUSED = "succeeded", "failed", "timeout", "refused"
 CLAIM_RETRY_FOR = 5.0  # the client's own retries; our loops retry forever on top
 REPORT_RETRY_FOR = 5.0
 CLAIM_GATHER = 0.2  # how long a claim may wait for slots being freed by a report
@@ -149,7 +122,7 @@ class WorkerAgent:
         self.claim_stop_wait = claim_stop_wait
         self.worker_id: int | None = None
         self.lease_seconds = 30.0
-        self.status = "running"
+        self.status: str = WorkerStatus.RUNNING.value
         self._wake: queue.SimpleQueue[str] = queue.SimpleQueue()  # stop()/fatal -> run()
         self._stop_requested = False
         self._stopping = threading.Event()  # run() began shutting down
@@ -193,10 +166,10 @@ class WorkerAgent:
         if not self._register():
             return
         self._io = self.client.with_own_pool(min(64, self.concurrency + self.prefetch + 4))
-        self._resources = ResourceCache(self._io, self.resource_dir)
         self._reporter_client = self.client.with_own_pool()
         self._reporter = Reporter(self._send_report, self._on_results, self._fail)
         self._reporter.enough_finals = self._round()
+        self._runner = self._new_runner()
         self._service_threads = {
             "reporter": self._start(self._reporter.run, "reporter"),
             "heartbeat": self._start(self._heartbeat_loop, "heartbeat"),
@@ -211,6 +184,20 @@ class WorkerAgent:
         self._shutdown()
         if self._fatal is not None:
             raise self._fatal
+
+    def _new_runner(self) -> ExecutionRunner:
+        """The execution pipeline, once registered (its transfers use the worker's
+        token) and with the keeper started."""
+        settings = RunnerSettings(
+            name=self.name, resource_dir=self.resource_dir, log_cap=self.log_cap,
+            kill_grace=self.kill_grace, container_defaults=self.container_defaults,
+            has_gpus=bool(self.gpus), environment=self._env,
+        )
+        return ExecutionRunner(
+            settings, io=self._io, reporter=self._reporter, gate=self._gate, dirs=self._dirs,
+            engine=self.engine, keeper=self._keeper, concurrency=lambda: self.concurrency,
+            out_of_time=self._out_of_time, finished=self._finished,
+        )
 
     def stop(self) -> None:
         """Ask ``run()`` to stop gracefully. Safe from a signal handler: SimpleQueue.put
@@ -251,7 +238,7 @@ class WorkerAgent:
                 answer = self.client.worker_register(
                     name=self.name, hostname=socket.gethostname(),
                     concurrency=self.concurrency, prefetch=self.prefetch, batch=self.batch,
-                    cpus=os.cpu_count(), mem_gb=stats.total_memory_gb(), gpus=gpu_count,
+                    cpus=hostprobe.cpu_count(), mem_gb=hostprobe.memory_gb(), gpus=gpu_count,
                     gpu_model=gpu_model, gpu_mem_gb=gpu_mem_gb,
                     containers=self.engine is not None,
                     version=scitq_bench.__version__,
@@ -349,7 +336,7 @@ class WorkerAgent:
             self._refuse(payloads, client)
             return
         self._reporter.expect([held.id for held in started])
-        self._gate.expect([held.place for held in started if not _fetches(held.payload)])
+        self._gate.expect([held.place for held in started if not fetches(held.payload)])
         with self._state:
             self._serving += len(started)
         for held in started:
@@ -368,12 +355,14 @@ class WorkerAgent:
     # -- one execution -------------------------------------------------------------------
 
     def _serve(self, held: Held) -> None:
+        """The thread of one held execution: its pipeline, then its final event queued
+        and its folder, run-gate turn and count given back, whatever happened."""
         final: Event | None = None
         try:
-            final = self._execute(held)
+            final = self._runner.execute(held)
         except Exception as exc:  # a bug or an OS failure must still end the execution
             log.exception("execution %s: unexpected worker error", held.id)
-            final = _final(held, FAILED, error=f"worker error: {exc}")
+            final = final_event(held, FAILED, error=f"worker error: {exc}")
         finally:
             if held.logs is not None:
                 held.logs.close()
@@ -386,259 +375,8 @@ class WorkerAgent:
                 if self._stopping.is_set():  # only ``stop`` waits for this count
                     self._state.notify_all()
 
-    def _execute(self, held: Held) -> Event | None:
-        payload = held.payload
-        self._dirs.create(held.id)
-        image = payload.get("container")
-        if image and self.engine is None:
-            return _final(held, FAILED, error="this worker has no container engine",
-                          reason="no_container_engine")
-        layout = payload.get("layout")
-        if layout not in LAYOUTS:
-            return _final(held, FAILED, error=f"this worker does not know the layout {layout!r}",
-                          reason="unknown_layout")
-        if layout == CODABENCH and not image:
-            try:  # before downloading: a worker without the sandbox cannot run it
-                sandbox.check(self._sandbox_user())
-            except sandbox.SandboxUnavailable as exc:
-                return _final(held, FAILED, error=f"sandbox_unavailable: {exc}",
-                              reason="sandbox_unavailable")
-        if _fetches(payload):
-            self._reporter.put(Event(held.id, ACCEPTED))
-            deadline = Deadline(payload.get("download_timeout"), lambda: held.abandoned)
-            try:
-                self._download(held, deadline)
-                if image and self.engine is not None:  # before the run timer starts
-                    self.engine.ensure_image(image, lambda: held.abandoned)
-            except Aborted:
-                return self._abandoned(held)
-            except DownloadTimedOut as exc:
-                return _final(held, TIMEOUT, error=str(exc))
-            except TransferError as exc:
-                return _final(held, FAILED, error=f"download failed: {exc}")
-            except ImagePullFailed as exc:
-                return _final(held, FAILED, error=f"image_pull_failed: {exc}",
-                              reason="image_pull_failed")
-            if held.abandoned:
-                return self._abandoned(held)
-        try:
-            slot = self._gate.acquire(lambda: held.abandoned, _gpu_count(payload),
-                                      place=held.place)
-        except ValueError as exc:
-            return _final(held, FAILED, error=str(exc), reason="not_enough_gpus")
-        if slot is None:
-            return self._abandoned(held)
-        try:
-            ran = self._run(held, slot)
-        finally:
-            self._gate.release(slot)  # the slot and its GPUs are free once it ended
-        return self._finish(held, ran) if isinstance(ran, _Exit) else ran
-
-    def _download(self, held: Held, deadline: Deadline) -> None:
-        for uri in held.payload.get("resources") or []:
-            self._resources.ensure(uri, deadline)
-        for uri in held.payload.get("inputs") or []:
-            fetch(self._io, uri, held.directory / "input", deadline)
-
-    def _abandoned(self, held: Held) -> Event | None:
-        """The final event of an execution given up before its command started."""
-        if held.reason == DROP:
-            return None
-        if held.reason == CANCELLED:
-            return _final(held, CANCELLED, error="cancelled before it started")
-        return _final(held, REFUSED, error="the worker stopped before running it")
-
-    def _run(self, held: Held, slot: Slot) -> Event | _Exit | None:
-        """Start the command and wait for its end, in a run slot. An Event when it
-        could not start, None when dropped."""
-        payload = held.payload
-        try:
-            argv = build_argv(payload["command"], bool(payload.get("shell")))
-        except CommandError as exc:
-            return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
-        logs = ExecutionLogs(held.directory, self.log_cap)
-        with held.lock:
-            if held.abandoned:
-                logs.close()
-                return self._abandoned(held)
-            try:
-                process = self._launch(held, argv, slot, logs)
-            except CommandError as exc:
-                logs.close()
-                return _final(held, FAILED, return_code=exc.return_code, error=str(exc))
-            except sandbox.SandboxUnavailable as exc:
-                logs.close()
-                return _final(held, FAILED, error=f"sandbox_unavailable: {exc}",
-                              reason="sandbox_unavailable")
-            held.process, held.logs = process, logs
-        self._reporter.put(Event(held.id, RUNNING, at=process.started))
-        code, timed_out = process.wait_until_done(payload.get("run_timeout"), self.kill_grace)
-        ended = time.monotonic()
-        out_of_memory = isinstance(process, ContainerRun) and process.out_of_memory
-        process.cleanup()
-        self._unwatch(process)
-        if held.reason == DROP:
-            return None
-        return _Exit(code, timed_out, process.started, ended, logs, out_of_memory)
-
-    def _launch(self, held: Held, argv: list[str], slot: Slot,
-                logs: ExecutionLogs) -> Supervised:
-        """Start the task as a process, or in a container when it names an image.
-        Raises CommandError when it cannot start."""
-        payload = held.payload
-        cpu = int(payload.get("cpu") or cpu_share(self.concurrency))
-        env = task_environment({} if payload.get("container") else self._env, held.directory,
-                               self.resource_dir, cpu, held.id, int(payload["task_id"]))
-        if not payload.get("container"):
-            if self.gpus:  # a task sees exactly its own GPUs, none if it asked none
-                env.update(CUDA_VISIBLE_DEVICES=cuda_visible_devices(list(slot.gpus)),
-                           CUDA_DEVICE_ORDER="PCI_BUS_ID")
-            if payload.get("layout") == CODABENCH:
-                return self._watched(self._start_sandboxed(held, argv, slot, logs, env))
-            return self._watched(Process.start(argv, held.directory, env, logs.stdout_fd,
-                                               logs.stderr_fd))
-        return self._start_container(held, argv, slot, logs, env, cpu)
-
-    def _watched(self, process: Process) -> Process:
-        """The keeper ends the process's session if this worker dies before it does."""
-        if self._keeper is not None:
-            self._keeper.watch_process(process.pid)
-        return process
-
-    def _unwatch(self, process: Supervised) -> None:
-        """After ``cleanup``: nothing of the run is left for the keeper to end."""
-        if self._keeper is None:
-            return
-        if isinstance(process, Process):
-            self._keeper.forget_process(process.pid)
-        elif isinstance(process, ContainerRun):
-            self._keeper.forget_container(process.container.name)
-
-    def _sandbox_user(self) -> tuple[int, int] | None:
-        """Who a sandboxed command runs as: a root worker drops to the containers' user
-        (nobody unless set); any other worker runs it as itself (None)."""
-        if os.geteuid() != 0:
-            return None
-        _, uid, gid = self.container_defaults.resolved_user()
-        if uid is None:  # only numeric users are accepted; be safe anyway
-            return (65534, 65534)
-        return (uid, gid if gid is not None else uid)
-
-    def _start_sandboxed(self, held: Held, argv: list[str], slot: Slot, logs: ExecutionLogs,
-                         env: dict[str, str]) -> sandbox.SandboxedProcess:
-        """The codabench layout on the host: the command in a bwrap sandbox that sees
-        the same /app, /tmp and /resource as a container would, and only the task's
-        variables."""
-        user = self._sandbox_user()
-        tools = sandbox.check(user)  # checked before the download; remembered since
-        slots = SlotDirs.for_execution(held.directory, self.resource_dir, CODABENCH)
-        prepare_slots(slots, *(user or (os.getuid(), os.getgid())))
-        inside = {key: value for key, value in env.items()
-                  if key in ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID",
-                             "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
-        inside.update(slots.environment(), PATH=sandbox.SANDBOX_PATH, HOME="/tmp")
-        devices = sandbox.gpu_devices() if slot.gpus else []
-        workdir = slots.workdir()
-        assert workdir is not None
-        command = sandbox.build_argv(tools, argv, mounts=slots.mounts(), env=inside,
-                                     workdir=workdir, user=user, devices=devices)
-        return sandbox.SandboxedProcess.start(command, Path("/"), {"PATH": sandbox.SANDBOX_PATH},
-                                              logs.stdout_fd, logs.stderr_fd)
-
-    def _start_container(self, held: Held, argv: list[str], slot: Slot, logs: ExecutionLogs,
-                         env: dict[str, str], cpu: int) -> ContainerRun:
-        payload = held.payload
-        assert self.engine is not None
-        network = bool(payload.get("network"))
-        try:
-            options = parse_container_options(payload.get("container_options"),
-                                              network_allowed=network)
-        except ScitqBenchError as exc:
-            raise CommandError(f"container options refused: {exc}", 125) from None
-        defaults = self.container_defaults
-        user, uid, gid = defaults.resolved_user()
-        slots = SlotDirs.for_execution(held.directory, self.resource_dir, payload.get("layout"))
-        prepare_slots(slots, uid, gid)
-        task_env = {key: value for key, value in env.items()
-                    if key in ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID")}
-        spec = build_spec(
-            image=payload["container"], argv=argv, options=options, slots=slots,
-            task_env=task_env, worker=self.name, execution_id=held.id,
-            task_id=int(payload["task_id"]), network_allowed=network, user=user,
-            mem_gb=payload.get("mem") or defaults.mem_gb or self._default_mem_gb(),
-            cpus=float(cpu), pids_limit=defaults.pids_limit,
-            gpu_ids=device_request_ids(list(slot.gpus)),
-        )
-        if self._keeper is not None:  # before it exists: a death while creating it counts
-            self._keeper.watch_container(spec.name)
-        try:
-            return ContainerRun.start(self.engine.client, spec, logs.stdout_fd, logs.stderr_fd)
-        except Exception as exc:  # noqa: BLE001 - the engine's words go to the user
-            if self._keeper is not None:
-                self._keeper.forget_container(spec.name)
-            message = str(getattr(exc, "explanation", None) or exc)
-            code = 127 if "not found" in message and "executable" in message else 125
-            raise CommandError(f"container did not start: {message}", code) from None
-
-    def _default_mem_gb(self) -> float | None:
-        total = stats.total_memory_gb()
-        return round(total / max(1, self.concurrency), 3) if total else None
-
-    def _finish(self, held: Held, ran: _Exit) -> Event:
-        """After the command: every log byte out, then the outputs, then the event."""
-        payload = held.payload
-        self._flush_logs(held, ran.logs)
-        code = ran.code
-        reason = None
-        if ran.timed_out:
-            status, error = TIMEOUT, f"run timed out after {payload.get('run_timeout'):g} s"
-        elif ran.out_of_memory:
-            status, reason = FAILED, "out_of_memory"
-            error = "out of memory: killed at its memory limit"
-        elif held.abandoned:
-            status = CANCELLED
-            error = "cancelled on request" if held.reason == CANCELLED else "the worker stopped"
-        else:
-            status, error = (SUCCEEDED, None) if code == 0 else (FAILED, None)
-        scores = None
-        if status == SUCCEEDED and payload.get("score_keys") is not None:
-            try:  # before the upload; the output goes up whatever the scores say
-                scores = read_scores(held.directory / "output", payload["score_keys"])
-            except ScoresRefused as exc:
-                status, reason, error = FAILED, exc.reason, f"{exc.reason}: {exc}"
-        output_files: list[str] = []
-        if payload.get("output") and status != CANCELLED:
-            try:
-                output_files = upload(self._io, held.directory / "output", payload["output"])
-            except TransferError as exc:
-                status = FAILED if status == SUCCEEDED else status
-                error = "; ".join(filter(None, [error, f"output upload failed: {exc}"]))
-        if payload.get("container") and self.engine is not None:
-            self.engine.images.touch(payload["container"])
-        fields = {"return_code": code, "error": error, "output_files": output_files,
-                  "duration": round(ran.ended - ran.started, 3)}
-        if reason:
-            fields["reason"] = reason
-        if scores is not None and status == SUCCEEDED:
-            fields["scores"] = scores
-        return Event(held.id, status, at=ran.ended, fields=fields)
-
-    def _flush_logs(self, held: Held, logs: ExecutionLogs) -> None:
-        """Every byte goes out before the final event; while the server is away, keep
-        trying (unless the worker is stopping and out of time)."""
-        delay = 0.2
-        while True:
-            try:
-                logs.ship(self._io, held.id, retry_for=2.0)
-                return
-            except ServerUnreachable as exc:
-                log.warning("execution %s: cannot ship logs yet: %s", held.id, exc)
-            if self._out_of_time() or held.reason == DROP:
-                return
-            self._finished.wait(delay)
-            delay = min(delay * 2, 10.0)
-
     def _out_of_time(self) -> bool:
+        """Stopping, and past ``stop_timeout``: what is left is given up."""
         return self._give_up_at is not None and time.monotonic() > self._give_up_at
 
     # -- reports -------------------------------------------------------------------------
@@ -657,7 +395,7 @@ class WorkerAgent:
 
     def _room_allowed(self) -> bool:
         """Call with ``_state`` held: whether this worker may take new work at all."""
-        return self.status == "running" and not self._stopping.is_set()
+        return self.status == WorkerStatus.RUNNING and not self._stopping.is_set()
 
     def _on_results(self, results: list[tuple[Event, dict[str, Any]]]) -> None:
         """Free the slots of every final event the server took, all at once, and fill
@@ -885,35 +623,3 @@ class WorkerAgent:
     def _remaining(self) -> float:
         assert self._give_up_at is not None
         return max(0.0, self._give_up_at - time.monotonic())
-
-
-@dataclass
-class _Exit:
-    """How a command ended, for the work done after its run slot is released."""
-
-    code: int
-    timed_out: bool
-    started: float
-    ended: float
-    logs: ExecutionLogs
-    out_of_memory: bool = False
-
-
-def _final(held: Held, status: str, *, return_code: int | None = None,
-           error: str | None = None, reason: str | None = None) -> Event:
-    fields: dict[str, Any] = {"return_code": return_code, "error": error}
-    if reason:
-        fields["reason"] = reason
-    return Event(held.id, status, fields=fields)
-
-
-def _fetches(payload: dict[str, Any]) -> bool:
-    """Whether the execution downloads something (inputs, resources, an image) before
-    it can run; those that do not go straight to the run gate."""
-    return bool(payload.get("inputs") or payload.get("resources") or payload.get("container"))
-
-
-def _gpu_count(payload: dict[str, Any]) -> int:
-    """GPUs asked for: a count, or -1 for all of the worker's."""
-    gpu = payload.get("gpu") or 0
-    return -1 if gpu == "all" else int(gpu)

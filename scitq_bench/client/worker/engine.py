@@ -105,7 +105,7 @@ class Engine:
                 self.images.touch(reference)
                 self._seen[reference] = time.monotonic()
                 return
-            error = "no pull attempted"
+            error: str | None = "no pull attempted"
             for attempt in range(1, self.pull_attempts + 1):
                 if cancelled():
                     return

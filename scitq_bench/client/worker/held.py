@@ -16,11 +16,12 @@ from typing import Any
 from scitq_bench.client.worker.executor import Supervised
 from scitq_bench.client.worker.gpus import Gpu, GpuPool
 from scitq_bench.client.worker.logship import ExecutionLogs
+from scitq_bench.states import ExecutionStatus
 
 log = logging.getLogger("scitq_bench.worker")
 
 # why an execution is abandoned; the first reason sticks, except that a drop wins
-CANCELLED = "cancelled"  # a stop or kill signal from a user
+CANCELLED = ExecutionStatus.CANCELLED.value  # a stop or kill signal (reported as such)
 STOPPING = "stopping"  # the worker itself is stopping
 DROP = "drop"  # the server no longer knows it: discard silently
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scitq_bench.exceptions import Forbidden, InvalidInput, ScitqBenchError, Unauthorized
+from scitq_bench.states import ExecutionStatus
 
 log = logging.getLogger("scitq_bench.worker")
 
-ACCEPTED = "accepted"
-RUNNING = "running"
+ACCEPTED = ExecutionStatus.ACCEPTED.value
+RUNNING = ExecutionStatus.RUNNING.value
 NOT_FINAL = (ACCEPTED, RUNNING)
 MAX_BATCH = 1000
 MAX_ERROR = 9000  # the server takes 10,000 characters

@@ -116,7 +116,7 @@ def _parse_json(text: str, name: str) -> list[tuple[str, Any, str]]:
     return [(key, value, name) for key, value in document]
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list[tuple[str, Any]]):
     """A JSON object as its list of pairs (keeps duplicates, tells objects from arrays)."""
 
 

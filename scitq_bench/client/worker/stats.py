@@ -8,11 +8,7 @@ from typing import Any
 
 import psutil
 
-GB = 1024**3
-
-
-def total_memory_gb() -> float:
-    return round(psutil.virtual_memory().total / GB, 2)
+from scitq_bench.hostprobe import GB
 
 
 def collect(work_dir: Path) -> dict[str, Any]:

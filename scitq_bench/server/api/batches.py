@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import select
 
-from scitq_bench.exceptions import Conflict
-from scitq_bench.server import batches as domain
 from scitq_bench.server.api.registry import QueryParam, endpoint
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Batch
+from scitq_bench.server.queue import batches as domain
+from scitq_bench.server.queue.models import Batch
 from scitq_bench.server.schemas import BatchCreate, BatchStop, BatchUpdate
 from scitq_bench.server.serialize import batch_dict
-from scitq_bench.server.tasks import get_or_create_batch
 
 bp = Blueprint("batches", __name__)
 
@@ -26,23 +23,15 @@ def _describe(session: Any, batches: list[Batch]) -> list[dict[str, Any]]:
 @endpoint(bp, "/batches", "GET", summary="List batches with counts by status and durations",
           query=(QueryParam("name", "batch name"),))
 def list_batches() -> Any:
-    stmt = select(Batch).order_by(Batch.id)
-    if request.args.get("name"):
-        stmt = stmt.where(Batch.name == request.args["name"])
     with server_context().db.read() as session:
-        return {"batches": _describe(session, list(session.scalars(stmt).all()))}
+        found = domain.list_batches(session, request.args.get("name") or None)
+        return {"batches": _describe(session, found)}
 
 
 @endpoint(bp, "/batches", "POST", body=BatchCreate, summary="Create a batch")
 def create_batch(body: BatchCreate) -> Any:
     with server_context().db.write() as session:
-        if session.scalar(select(Batch.id).where(Batch.name == body.name)) is not None:
-            raise Conflict(f"batch {body.name!r} already exists")
-        batch = get_or_create_batch(session, body.name)
-        batch.priority = body.priority
-        batch.network = body.network
-        session.flush()
-        return _describe(session, [batch])[0], 201
+        return _describe(session, [domain.create_batch(session, body)])[0], 201
 
 
 @endpoint(bp, "/batches/<id:batch_id>", "GET", summary="Get a batch")

@@ -9,14 +9,9 @@ from werkzeug.exceptions import HTTPException
 
 from scitq_bench.exceptions import Busy, ScitqBenchError
 from scitq_bench.server.db import busy_error
+from scitq_bench.server.web import http_error_answer
 
 log = logging.getLogger(__name__)
-
-
-def http_error_answer(exc: HTTPException) -> tuple[Response, int]:
-    """An HTTP error (404, 405, 413...) in the API's JSON shape."""
-    code = (exc.name or "error").lower().replace(" ", "_")
-    return jsonify(error=code, message=exc.description, details=None), exc.code or 500
 
 
 def domain_error_answer(exc: ScitqBenchError) -> tuple[Response, int]:
@@ -32,7 +27,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_answer)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
         busy = busy_error(exc)  # a busy database reached outside Database.write/read
         if busy is not None:
             log.warning("database busy: %s", exc)

@@ -5,23 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import select
 
 from scitq_bench.exceptions import Conflict
-from scitq_bench.server.api.logs import log_response
-from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint, int_arg, list_arg
+from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint
 from scitq_bench.server.context import server_context
-from scitq_bench.server.lookup import get_or_404
-from scitq_bench.server.models import Batch, Execution, Task
+from scitq_bench.server.queue import executions as domain
 from scitq_bench.server.serialize import execution_dict
 from scitq_bench.server.storage import STREAMS
+from scitq_bench.server.web import execution_log, int_arg, list_arg
 from scitq_bench.states import ExecutionStatus
 
 bp = Blueprint("executions", __name__)
-
-
-def _get(session: Any, execution_id: int) -> Execution:
-    return get_or_404(session, Execution, execution_id)
 
 
 def _log_sizes(execution_id: int) -> dict[str, int]:
@@ -35,31 +29,21 @@ def _log_sizes(execution_id: int) -> dict[str, int]:
     QueryParam("limit", "page size", "integer"), QueryParam("offset", "rows to skip", "integer"),
 ))
 def list_executions() -> Any:
-    stmt = select(Execution).order_by(Execution.id)
     task_id, worker_id = int_arg("task"), int_arg("worker")
-    if task_id is not None:
-        stmt = stmt.where(Execution.task_id == task_id)
-    if worker_id is not None:
-        stmt = stmt.where(Execution.worker_id == worker_id)
     statuses = list_arg("status", [s.value for s in ExecutionStatus])
-    if statuses:
-        stmt = stmt.where(Execution.status.in_(statuses))
-    if request.args.get("batch"):
-        stmt = (stmt.join(Task, Task.id == Execution.task_id).join(Batch)
-                .where(Batch.name == request.args["batch"]))
     limit, offset = int_arg("limit"), int_arg("offset")
-    if limit:
-        stmt = stmt.limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
     with server_context().db.read() as session:
-        return {"executions": [execution_dict(e) for e in session.scalars(stmt).all()]}
+        found = domain.list_executions(
+            session, task_id=task_id, worker_id=worker_id, statuses=statuses,
+            batch=request.args.get("batch") or None, limit=limit, offset=offset)
+        return {"executions": [execution_dict(e) for e in found]}
 
 
 @endpoint(bp, "/executions/<id:execution_id>", "GET", summary="Get an execution")
 def get_execution(execution_id: int) -> Any:
     with server_context().db.read() as session:
-        return execution_dict(_get(session, execution_id), _log_sizes(execution_id))
+        return execution_dict(domain.get_execution(session, execution_id),
+                              _log_sizes(execution_id))
 
 
 @endpoint(bp, "/executions/<id:execution_id>/logs/<stream>", "GET",
@@ -68,12 +52,7 @@ def get_execution(execution_id: int) -> Any:
                  QueryParam("limit", "bytes at most", "integer"),
                  QueryParam("wait", "seconds to wait for new bytes (live tail)", "number")))
 def read_log(execution_id: int, stream: str) -> Response:
-    return log_response(execution_id, lambda: execution_status(execution_id), stream)
-
-
-def execution_status(execution_id: int) -> str:
-    with server_context().db.read() as session:
-        return _get(session, execution_id).status
+    return execution_log(execution_id, stream)
 
 
 @endpoint(bp, "/executions/<id:execution_id>/logs/<stream>", "PUT", access=WORKER,
@@ -83,7 +62,7 @@ def execution_status(execution_id: int) -> str:
 def append_log(execution_id: int, stream: str) -> Any:
     ctx = server_context()
     with ctx.db.read() as session:
-        execution = _get(session, execution_id)
+        execution = domain.get_execution(session, execution_id)
         if execution.worker_id is None:
             g.principal.require_admin()  # a worker is refused before it learns more
             raise Conflict(f"execution {execution_id} has no worker")

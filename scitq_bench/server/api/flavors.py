@@ -8,17 +8,12 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import Field
 
-from scitq_bench.recruit.protofilter import parse
-from scitq_bench.server.api.registry import QueryParam, endpoint, float_arg, int_arg
+from scitq_bench.recruiters.protofilter import parse
+from scitq_bench.server.api.registry import QueryParam, endpoint
 from scitq_bench.server.context import server_context
-from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.updaters import (
-    configured_updaters,
-    get_updater,
-    refresh,
-    refresh_all,
-)
+from scitq_bench.server.recruit import catalog, updaters
 from scitq_bench.server.schemas import DbInt, Strict
+from scitq_bench.server.web import current_recruitment, float_arg, int_arg
 
 bp = Blueprint("flavors", __name__)
 
@@ -64,12 +59,10 @@ def list_flavors() -> Any:
           "updater) from its updater",
           query=(QueryParam("provider", "the provider to update (default: all)"),))
 def update_flavors() -> Any:
-    db = server_context().db
-    provider = request.args.get("provider") or None
-    if provider is not None:
-        return {"updated": {provider: refresh(db, get_updater(provider))}, "errors": {}}
-    updated, errors = refresh_all(db, configured_updaters())
-    return {"updated": updated, "errors": errors}
+    ctx = server_context()
+    return updaters.update_catalog(ctx.db, request.args.get("provider") or None,
+                                   data_dir=ctx.settings.data_dir,
+                                   recruitment=current_recruitment())
 
 
 @endpoint(bp, "/quotas", "GET",

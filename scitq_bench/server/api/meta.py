@@ -9,9 +9,9 @@ from flask import Blueprint
 
 from scitq_bench import __version__
 from scitq_bench.server.api.registry import ENROLL, OPERATIONS, PUBLIC, Operation, endpoint
-from scitq_bench.server.bounds import ID_MAX
 from scitq_bench.server.context import server_context
 from scitq_bench.server.downloads import send_attachment
+from scitq_bench.server.limits import ID_MAX
 from scitq_bench.server.package import package_file
 
 bp = Blueprint("meta", __name__)

@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from scitq_bench.exceptions import NotFound
-from scitq_bench.server.api.registry import ADMIN, QueryParam, endpoint, int_arg
+from scitq_bench.server.api.registry import ADMIN, QueryParam, endpoint
 from scitq_bench.server.bench.accounts import display_name
 from scitq_bench.server.context import server_context
 from scitq_bench.server.recruit import service
-from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.web import current_recruitment, int_arg, require_recruitment
 
 bp = Blueprint("recruit", __name__)
 
@@ -116,28 +115,19 @@ def delete_job(job_id: int) -> Any:
 @endpoint(bp, "/providers", "GET", access=ADMIN,
           summary="Configured providers (their settings' names, never their secrets)")
 def list_providers() -> Any:
-    runtime = require_recruitment()
-    return [{"name": name, "settings": sorted(runtime.providers_config.get(name) or {})}
-            for name in runtime.configured_providers()]
+    return service.providers(require_recruitment())
 
 
 @endpoint(bp, "/providers/<name>/check", "POST", access=ADMIN,
           summary="Check a provider's credentials with a cheap authenticated call")
 def check_provider(name: str) -> Any:
-    runtime = require_recruitment()
-    if name not in runtime.configured_providers():
-        raise NotFound(f"provider {name!r} is not configured (configured: "
-                       f"{', '.join(runtime.configured_providers())})")
-    return {"name": name, "check": runtime.runner.providers(name).check()}
+    return service.check_provider(require_recruitment(), name)
 
 
 @endpoint(bp, "/providers/reconcile", "POST", access=ADMIN,
           summary="Delete instances tagged as ours that no live worker knows; list them")
 def reconcile_providers() -> Any:
-    runtime = require_recruitment()
-    if runtime.engine.reconcile is None:
-        return {"orphans": []}
-    return {"orphans": runtime.engine.reconcile()}
+    return {"orphans": service.reconcile(require_recruitment())}
 
 
 @endpoint(bp, "/costs", "GET", access=ADMIN, summary="What each recruited worker cost so far")

@@ -3,7 +3,6 @@ and the OpenAPI description, so the documentation cannot drift from the code."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +14,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from scitq_bench.exceptions import Forbidden, InvalidInput, TooLarge
 from scitq_bench.server import auth
-from scitq_bench.server.bounds import ID_MAX, payload_problem
 from scitq_bench.server.context import server_context
+from scitq_bench.server.limits import payload_problem
 from scitq_bench.server.schemas import parse_body
 
 API_PREFIX = "/api/v1"
@@ -155,63 +154,3 @@ def json_body() -> Any:
 
 def _openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
-
-
-def int_arg(name: str, default: int | None = None, minimum: int | None = 0,
-            maximum: int = ID_MAX) -> int | None:
-    """An integer from the query, ``minimum`` to ``maximum`` (at most a 64-bit key),
-    or ``default`` when absent."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    return _bounded_int(name, raw, -ID_MAX - 1 if minimum is None else minimum, maximum)
-
-
-def _bounded_int(name: str, raw: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name} must be an integer, got {raw[:40]!r}",
-                           field=name) from None
-    if not minimum <= value <= maximum:
-        raise InvalidInput(f"query parameter {name} must be between {minimum} and {maximum}, "
-                           f"got {raw[:40]}", field=name)
-    return value
-
-
-def float_arg(name: str, default: float | None) -> float | None:
-    """A number >= 0 from the query, or ``default`` when absent."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name} must be a number, got {raw[:40]!r}",
-                           field=name) from None
-    if not math.isfinite(value) or value < 0:
-        raise InvalidInput(f"query parameter {name} must be a finite number >= 0, "
-                           f"got {raw[:40]!r}", field=name)
-    return value
-
-
-def list_arg(name: str, allowed: list[str] | None = None) -> list[str]:
-    """A list given as repeated parameters and/or comma-separated values."""
-    values = [v for raw in request.args.getlist(name) for v in raw.split(",") if v]
-    if allowed is not None:
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            raise InvalidInput(
-                f"query parameter {name}: unknown value(s) {', '.join(unknown)}; "
-                f"expected one of {', '.join(allowed)}"
-            )
-    return values
-
-
-def int_list_arg(name: str) -> list[int]:
-    """Ids given as repeated parameters and/or comma-separated, each a 64-bit key."""
-    return [_bounded_int(name, v, 0, ID_MAX) for v in list_arg(name)]
-
-
-def bool_arg(name: str) -> bool:
-    return request.args.get(name, "").lower() in ("1", "true", "yes", "on")

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
 
-from scitq_bench.server import tasks as domain
-from scitq_bench.server.api.executions import execution_status
-from scitq_bench.server.api.logs import log_response
-from scitq_bench.server.api.registry import (
-    QueryParam,
-    endpoint,
-    int_arg,
-    int_list_arg,
-    json_body,
-    list_arg,
-)
+from scitq_bench.server.api.registry import QueryParam, endpoint, json_body
 from scitq_bench.server.context import server_context
-from scitq_bench.server.models import Batch, Execution
+from scitq_bench.server.queue import executions
+from scitq_bench.server.queue import tasks as domain
 from scitq_bench.server.schemas import (
     SignalRequest,
     TaskBulkCreate,
@@ -28,7 +17,8 @@ from scitq_bench.server.schemas import (
     TaskUpdate,
     parse_body,
 )
-from scitq_bench.server.serialize import execution_dict, signal_dict, task_dict
+from scitq_bench.server.serialize import execution_dict, signal_dict
+from scitq_bench.server.web import execution_log, int_arg, int_list_arg, list_arg
 from scitq_bench.states import TaskStatus
 
 bp = Blueprint("tasks", __name__)
@@ -44,21 +34,6 @@ LIST_QUERY = (
 )
 
 
-def serialize_tasks(session: Any, tasks: Sequence[Any]) -> list[dict[str, Any]]:
-    """Serialize tasks (models or rows as created) with two queries, whatever their number."""
-    requires = domain.prerequisites_of(session, [t.id for t in tasks])
-    batch_names = dict(
-        session.execute(
-            select(Batch.id, Batch.name).where(Batch.id.in_({t.batch_id for t in tasks}))
-        ).all()
-    )
-    return [task_dict(t, requires[t.id], batch_names[t.batch_id]) for t in tasks]
-
-
-def serialize_task(session: Any, task: Any) -> dict[str, Any]:
-    return serialize_tasks(session, [task])[0]
-
-
 @endpoint(bp, "/tasks", "POST", summary="Create one task, or many with {'tasks': [...]} "
           "(all or none)", documented_body=TaskBulkCreate)
 def create_tasks() -> Any:
@@ -68,7 +43,8 @@ def create_tasks() -> Any:
         specs = parse_body(TaskBulkCreate, data).tasks
     else:
         specs = [parse_body(TaskCreate, data)]
-    result = domain.commit_create(server_context(), specs, bulk=bulk, describe=serialize_tasks)
+    result = domain.commit_create(server_context(), specs, bulk=bulk,
+                                  describe=domain.describe_tasks)
     return {"tasks": result}, 201
 
 
@@ -86,19 +62,20 @@ def list_tasks() -> Any:
             limit=int_arg("limit"),
             offset=int_arg("offset", 0) or 0,
         )
-        return {"tasks": serialize_tasks(session, tasks)}
+        return {"tasks": domain.describe_tasks(session, tasks)}
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "GET", summary="Get a task")
 def get_task(task_id: int) -> Any:
     with server_context().db.read() as session:
-        return serialize_tasks(session, [domain.get_task(session, task_id)])[0]
+        return domain.describe_task(session, domain.get_task(session, task_id))
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "PATCH", summary="Update a task (fields, or status "
           "paused/pending)", body=TaskUpdate)
 def update_task(task_id: int, body: TaskUpdate) -> Any:
-    return domain.commit_update(server_context(), task_id, body, describe=serialize_task)
+    return domain.commit_update(server_context(), task_id, body,
+                                describe=domain.describe_task)
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "DELETE", summary="Delete a task")
@@ -110,7 +87,7 @@ def delete_task(task_id: int) -> Any:
 @endpoint(bp, "/tasks/<id:task_id>/relaunch", "POST",
           summary="Run a failed, succeeded or cancelled task again")
 def relaunch_task(task_id: int) -> Any:
-    return domain.commit_relaunch(server_context(), task_id, describe=serialize_task)
+    return domain.commit_relaunch(server_context(), task_id, describe=domain.describe_task)
 
 
 @endpoint(bp, "/tasks/<id:task_id>/signal", "POST",
@@ -123,11 +100,8 @@ def signal_task(task_id: int, body: SignalRequest) -> Any:
 @endpoint(bp, "/tasks/<id:task_id>/executions", "GET", summary="A task's executions")
 def task_executions(task_id: int) -> Any:
     with server_context().db.read() as session:
-        domain.get_task(session, task_id)
-        rows = session.scalars(
-            select(Execution).where(Execution.task_id == task_id).order_by(Execution.id)
-        ).all()
-        return {"executions": [execution_dict(e) for e in rows]}
+        return {"executions": [execution_dict(e)
+                               for e in executions.of_task(session, task_id)]}
 
 
 @endpoint(bp, "/tasks/<id:task_id>/output", "GET",
@@ -144,4 +118,4 @@ def task_output(task_id: int) -> Response:
     if latest_id is None:
         return Response(b"", mimetype="application/octet-stream",
                         headers={"X-Next-Offset": "0", "X-Execution-Id": ""})
-    return log_response(latest_id, lambda: execution_status(latest_id))
+    return execution_log(latest_id)

@@ -8,23 +8,15 @@ from typing import Any
 
 from flask import Blueprint, g, request
 
-from scitq_bench.server import reports, scheduling
-from scitq_bench.server import workers as domain
-from scitq_bench.server.api.registry import (
-    ENROLL,
-    WORKER,
-    QueryParam,
-    bool_arg,
-    endpoint,
-    float_arg,
-    int_arg,
-    list_arg,
-)
+from scitq_bench.server.api.registry import ENROLL, WORKER, QueryParam, endpoint
 from scitq_bench.server.context import server_context
 from scitq_bench.server.metrics import long_poll_waiting
-from scitq_bench.server.notify import WORK, claim_key, worker_key
+from scitq_bench.server.notify import claim_key, worker_key
+from scitq_bench.server.queue import scheduling
+from scitq_bench.server.queue import workers as domain
 from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport, WorkerUpdate
-from scitq_bench.server.serialize import signal_dict, worker_dict
+from scitq_bench.server.serialize import worker_dict
+from scitq_bench.server.web import bool_arg, float_arg, int_arg, list_arg
 from scitq_bench.states import WorkerStatus
 
 bp = Blueprint("workers", __name__)
@@ -33,15 +25,7 @@ bp = Blueprint("workers", __name__)
 @endpoint(bp, "/workers", "POST", access=ENROLL, body=WorkerRegister,
           summary="Register a worker (same name: take over its record); returns its token")
 def register_worker(body: WorkerRegister) -> Any:
-    ctx = server_context()
-    with ctx.db.write() as session:
-        worker, token, requeued = domain.register(session, body)
-        answer = {"worker": worker_dict(worker), "token": token,
-                  "lease_seconds": ctx.settings.lease_seconds}
-    ctx.forget_tokens()
-    if requeued:
-        ctx.notifier.notify(WORK)
-    return answer, 201
+    return domain.commit_register(server_context(), body), 201
 
 
 @endpoint(bp, "/workers", "GET", summary="List workers", query=(
@@ -87,7 +71,7 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     key = worker_key(worker_id)
     deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
     seen = ctx.notifier.version(key)
-    answer = _beat(worker_id, body)
+    answer = domain.beat(ctx, worker_id, body)
     if answer["signals"] or answer["drop"]:
         return answer
     while (remaining := deadline - time.monotonic()) > 0:
@@ -95,24 +79,9 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
             changed = ctx.notifier.wait(key, seen, remaining)
         if changed:
             # something changed for this worker: answer now with what is new
-            return _beat(worker_id, Heartbeat(stats=body.stats, executions=body.executions))
+            return domain.beat(ctx, worker_id,
+                               Heartbeat(stats=body.stats, executions=body.executions))
     return answer
-
-
-def _beat(worker_id: int, body: Heartbeat) -> dict[str, Any]:
-    ctx = server_context()
-    lease_seconds = ctx.settings.lease_seconds
-    with ctx.db.write() as session:
-        answer = scheduling.heartbeat(session, worker_id, body, lease_seconds)
-    return {
-        "status": answer.status,
-        "concurrency": answer.concurrency,
-        "prefetch": answer.prefetch,
-        "batch": answer.batch,
-        "signals": [signal_dict(s) for s in answer.signals],
-        "drop": answer.drop,
-        "lease_seconds": lease_seconds,
-    }
 
 
 @endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,
@@ -143,20 +112,8 @@ def claim(worker_id: int) -> Any:
           query=(QueryParam("claim", "executions to claim after the report", "integer"),))
 def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
-    ctx = server_context()
-    wanted = int_arg("claim", 0) or 0
-    answer: dict[str, Any] = {}
-    lease_seconds = ctx.settings.lease_seconds
-    with ctx.db.write() as session:  # one transaction for the report and its claim
-        outcome = reports.report_in(ctx.db, session, worker_id, body.events, lease_seconds)
-        answer["results"] = outcome.results
-        if wanted:
-            answer["executions"] = scheduling.claim_in(
-                ctx.db, session, worker_id, wanted, lease_seconds, worker=outcome.worker
-            )
-    if outcome.work_released:
-        ctx.notifier.notify(WORK)
-    return answer
+    return domain.report_and_claim(server_context(), worker_id, body.events,
+                                   int_arg("claim", 0) or 0)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/evicted", "POST", access=WORKER,
@@ -165,8 +122,6 @@ def report(worker_id: int, body: WorkerReport) -> Any:
           query=(QueryParam("notice", "what the provider said"),))
 def evicted(worker_id: int) -> Any:
     g.principal.require_worker(worker_id)
-    ctx = server_context()
-    with ctx.db.write() as session:
-        requeued = domain.evict(session, worker_id, request.args.get("notice") or "")
-    ctx.notifier.notify(WORK)
+    requeued = domain.commit_evict(server_context(), worker_id,
+                                   request.args.get("notice") or "")
     return {"requeued": requeued}

@@ -1,6 +1,10 @@
-"""Accounts of participants and organizers, and their tokens (shown once)."""
+"""Accounts of participants and organizers, and their tokens (shown once), as the API
+and the GUI handle them. A change that revokes tokens opens its own transaction: the
+token cache is dropped once it committed, so the revoked tokens stop at once."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -9,8 +13,11 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
 from scitq_bench.server.auth import ORGANIZER, PARTICIPANT, Principal, issue_token
 from scitq_bench.server.bench.models import Account
-from scitq_bench.server.models import ApiToken
+from scitq_bench.server.queue.models import ApiToken
 from scitq_bench.server.serialize import iso
+
+if TYPE_CHECKING:
+    from scitq_bench.server.context import ServerContext
 
 ROLES = (PARTICIPANT, ORGANIZER)
 
@@ -50,6 +57,33 @@ def new_token(session: Session, account: Account, revoke_others: bool = False) -
     if revoke_others:
         session.execute(delete(ApiToken).where(ApiToken.account_id == account.id))
     return issue_token(session, account.role, account_id=account.id, name=account.name)
+
+
+def list_accounts(session: Session) -> list[dict[str, Any]]:
+    return [account_dict(a) for a in session.scalars(select(Account).order_by(Account.id))]
+
+
+def who_is(session: Session, principal: Principal) -> dict[str, Any]:
+    """The token's role and account (None for a token of no account: admin, worker)."""
+    account = session.get(Account, principal.account_id) if principal.account_id else None
+    return {"role": principal.role, "account": account_dict(account) if account else None}
+
+
+def commit_new_token(ctx: ServerContext, account_id: int,
+                     revoke_others: bool = False) -> dict[str, Any]:
+    """A new token for the account (shown once), optionally revoking its others."""
+    with ctx.db.write() as session:
+        account = find_account(session, str(account_id))
+        token = new_token(session, account, revoke_others)
+    ctx.forget_tokens()
+    return {"account": account_dict(account), "token": token}
+
+
+def commit_delete(ctx: ServerContext, account_id: int) -> None:
+    """Delete an account and its tokens; its submissions stay, ownerless."""
+    with ctx.db.write() as session:
+        session.delete(find_account(session, str(account_id)))
+    ctx.forget_tokens()
 
 
 def account_dict(account: Account) -> dict[str, object]:

@@ -105,7 +105,7 @@ def distribution(session: Session, principal: Principal, benchmark: Benchmark, p
     if task not in keys:
         raise NotFound(f"leaderboard {key!r} has no task {task!r} in this phase")
     at = keys.index(task)
-    values = [v[at] for _, v in rows if v[at] is not None]
+    values = [value for _, v in rows if (value := v[at]) is not None]
     answer["x_label"] = column.title
     answer["title"] = f"{column.title} distribution"
     if not values:

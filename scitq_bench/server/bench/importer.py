@@ -12,8 +12,9 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -83,7 +84,7 @@ def import_bundle(
 
 
 def import_upload(
-    db: Database, files: FileStorage, work_dir: Path, principal: Principal, body: BinaryIO, *,
+    db: Database, files: FileStorage, work_dir: Path, principal: Principal, body: IO[bytes], *,
     declared_size: int | None = None, key: str | None = None, visibility: str = "public",
     run_on_host: bool = False,
 ) -> int:
@@ -128,7 +129,8 @@ def _free_key(db: Database, key: str, *, explicit: bool) -> str:
     return f"{key}-{number}"
 
 
-def _write(session: Session, spec: BundleSpec, key: str, keep, *, owner_id: int | None,  # type: ignore[no-untyped-def]
+def _write(session: Session, spec: BundleSpec, key: str,
+           keep: Callable[[Path | None, str], str | None], *, owner_id: int | None,
            run_on_host: bool, visibility: str) -> Benchmark:
     benchmark = Benchmark(
         key=key, title=spec.title, description=spec.description, owner_id=owner_id,
@@ -144,7 +146,7 @@ def _write(session: Session, spec: BundleSpec, key: str, keep, *, owner_id: int 
     tasks: dict[int, BenchTask] = {}
     for task in spec.tasks:
         where = f"tasks/{task.index}"
-        row = BenchTask(
+        task_row = BenchTask(
             benchmark_id=benchmark.id, index=task.index, name=task.name,
             description=task.description,
             scoring_program=keep(task.scoring_program.archive, f"{where}/scoring_program.zip"),
@@ -156,11 +158,11 @@ def _write(session: Session, spec: BundleSpec, key: str, keep, *, owner_id: int 
             reference_data=keep(task.reference_data, f"{where}/reference_data.zip"),
             ingestion_only_during_scoring=task.ingestion_only_during_scoring,
         )
-        session.add(row)
-        tasks[task.index] = row
+        session.add(task_row)
+        tasks[task.index] = task_row
     session.flush()
     for phase in spec.phases:
-        row = Phase(
+        phase_row = Phase(
             benchmark_id=benchmark.id, index=phase.index, name=phase.name,
             description=phase.description, start=phase.start, end=phase.end,
             max_submissions=phase.max_submissions,
@@ -173,23 +175,23 @@ def _write(session: Session, spec: BundleSpec, key: str, keep, *, owner_id: int 
             public_data=keep(phase.public_data, f"phases/{phase.index}/public_data.zip"),
             batch="",
         )
-        row.batch = phase_batch(benchmark, row)
-        session.add(row)
+        phase_row.batch = phase_batch(benchmark, phase_row)
+        session.add(phase_row)
         session.flush()
         for position, index in enumerate(phase.tasks):
-            session.add(PhaseTask(phase_id=row.id, bench_task_id=tasks[index].id,
+            session.add(PhaseTask(phase_id=phase_row.id, bench_task_id=tasks[index].id,
                                   position=position))
     for board in spec.leaderboards:
-        row = Leaderboard(
+        board_row = Leaderboard(
             benchmark_id=benchmark.id, key=board.key, title=board.title, index=board.index,
             hidden=board.hidden, submission_rule=board.submission_rule,
             primary_index=board.primary_index,
         )
-        session.add(row)
+        session.add(board_row)
         session.flush()
         for column in board.columns:
             session.add(LeaderboardColumn(
-                leaderboard_id=row.id, key=column.key, title=column.title, index=column.index,
+                leaderboard_id=board_row.id, key=column.key, title=column.title, index=column.index,
                 sorting=column.sorting, computation=column.computation,
                 computation_indexes=list(column.computation_indexes),
                 precision=column.precision, hidden=column.hidden,

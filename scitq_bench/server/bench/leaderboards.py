@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
@@ -28,7 +27,6 @@ from scitq_bench.server.bench.models import (
     LeaderboardEntry,
     Phase,
 )
-from scitq_bench.server.downloads import attachment
 
 
 def board_of(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
@@ -100,14 +98,31 @@ def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Ph
     }
 
 
-def csv_download(session: Session, principal: Principal, phase_id: int,
-                 key: str) -> Response:
-    """``csv_export`` as the attachment the API and the GUI both serve."""
+def phase_page(session: Session, principal: Principal, phase_id: int, key: str,
+               offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    """``page`` of a phase ``principal`` may see."""
+    phase, benchmark = visible_phase(session, principal, phase_id)
+    return page(session, principal, benchmark, phase, key, offset, limit)
+
+
+def board_view(session: Session, principal: Principal, phase_id: int, key: str,
+               offset: int, limit: int) -> dict[str, Any]:
+    """What a leaderboard's page shows: the ranked ``page`` (as ``board``), and its
+    phase and benchmark as plain values."""
+    phase, benchmark = visible_phase(session, principal, phase_id)
+    return {"board": page(session, principal, benchmark, phase, key, offset, limit),
+            "phase": {"id": phase.id, "name": phase.name},
+            "bench": {"id": benchmark.id, "title": benchmark.title,
+                      "manage": manages(principal, benchmark)}}
+
+
+def csv_file(session: Session, principal: Principal, phase_id: int,
+             key: str) -> tuple[str, str]:
+    """(file name, text) of ``csv_export``: the download the API and the GUI both
+    serve."""
     phase, benchmark = visible_phase(session, principal, phase_id)
     text = csv_export(session, principal, benchmark, phase, key)
-    filename = f"{benchmark.key}-{phase.index}-{key}.csv"
-    return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": attachment(filename)})
+    return f"{benchmark.key}-{phase.index}-{key}.csv", text
 
 
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,

@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from scitq_bench.server.models import Base, utcnow
+from scitq_bench.server.queue.models import Base, utcnow
+from scitq_bench.states import AttemptStatus, RunStatus, SubmissionStatus
 
 
 class Account(Base):
@@ -171,7 +172,8 @@ class Submission(Base):
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     image: Mapped[str | None] = mapped_column(String(500))
     command: Mapped[str | None] = mapped_column(Text)  # an image submission's own command
-    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=SubmissionStatus.SUBMITTED.value,
+                                        index=True)
     on_leaderboard: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -187,7 +189,7 @@ class Attempt(Base):
     submission_id: Mapped[int] = mapped_column(
         ForeignKey("submission.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.RUNNING.value)
     error: Mapped[str | None] = mapped_column(Text)
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -208,7 +210,7 @@ class Run(Base):
         ForeignKey("task.id", ondelete="SET NULL"), index=True)
     scoring_task_id: Mapped[int | None] = mapped_column(
         ForeignKey("task.id", ondelete="SET NULL"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
     error: Mapped[str | None] = mapped_column(Text)
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {board: {column: value}}
     detailed_results: Mapped[str | None] = mapped_column(String(500))

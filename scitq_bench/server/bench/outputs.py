@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from flask import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,13 +16,12 @@ from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_submission
 from scitq_bench.server.bench.models import Attempt, Phase
 from scitq_bench.server.bench.runs import runs_of
-from scitq_bench.server.downloads import send_stored
-from scitq_bench.server.storage import FileStorage
-from scitq_bench.server.tasks import latest_execution
+from scitq_bench.server.queue.models import Task
+from scitq_bench.server.queue.tasks import latest_execution
+from scitq_bench.server.storage import FileStorage, StoredFile
+from scitq_bench.states import FINAL_EXECUTION_VALUES, FINAL_TASK_VALUES
 
 STEPS = ("prediction", "scoring")
-DETAILED_RESULTS_POLICY = ("sandbox; default-src 'none'; img-src data:; "
-                           "style-src 'unsafe-inline'")
 
 
 @dataclass(frozen=True)
@@ -95,18 +94,33 @@ def log_execution(session: Session, step: Step) -> tuple[int, str] | None:
 
 def detailed_results_path(step: Step) -> str:
     """The file store path of the run's detailed results page (participants' HTML, to
-    serve only through ``detailed_results_response``)."""
+    serve only through ``web.detailed_results_response``)."""
     step.check_output_visible("scoring")
     if not step.detailed_results:
         raise NotFound("this run has no detailed results")
     return step.detailed_results
 
 
-def detailed_results_response(files: FileStorage, step: Step) -> Response:
-    """The page as the API and the GUI serve it: participants' HTML, so sandboxed by its
-    own header (no scripts, no same-origin access) whatever it contains and however it
-    is opened."""
-    response = send_stored(files.open(detailed_results_path(step)), mimetype="text/html")
-    response.headers["Content-Security-Policy"] = DETAILED_RESULTS_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+def log_tail(session: Session, step: Step) -> tuple[tuple[int, bool] | None, bool]:
+    """What a live tail of the step's log reads: (id, ended) of its latest execution
+    (None while it has not started), and whether more may come (its task is not over,
+    a retry may follow)."""
+    execution = log_execution(session, step)
+    task_status = session.scalar(select(Task.status).where(Task.id == step.task_id))
+    reading = (execution[0], execution[1] in FINAL_EXECUTION_VALUES) if execution else None
+    return reading, task_status not in FINAL_TASK_VALUES
+
+
+def output_files(files: FileStorage, step: Step) -> list[dict[str, Any]]:
+    """The files the step wrote to /app/output, named as ``open_output`` takes them;
+    refused when the phase hides them from this reader."""
+    step.check_output_visible()
+    prefix = step.output_prefix
+    return [{"path": f["path"].removeprefix(prefix + "/"), "size": f["size"]}
+            for f in files.list(prefix)]
+
+
+def open_output(files: FileStorage, step: Step, path: str) -> StoredFile:
+    """One output file of the step (the caller closes it, or a response does)."""
+    step.check_output_visible()
+    return files.open(f"{step.output_prefix}/{path}")

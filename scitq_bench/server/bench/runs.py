@@ -7,9 +7,10 @@ batch, so retries, leases, live logs, signals and recruiters all apply. Both tas
 the Codabench layout (``/app/program``, ``/app/input/ref``, ...), built from inputs
 placed with ``|mv:``; reference data only ever reaches the scoring task.
 
-Runs follow their tasks through ``transitions.on_final``: when a scoring task
-succeeds, the scores its execution reported are completed with the computed columns of
-every leaderboard and land on the run, then on the attempt and the submission.
+Runs follow their tasks through ``refresh_runs``, which ``server/wiring.py`` registers
+with ``transitions.on_final``: when a scoring task succeeds, the scores its execution
+reported are completed with the computed columns of every leaderboard and land on the
+run, then on the attempt and the submission.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench import placeholders, ranking
-from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server import tasks as queue
-from scitq_bench.server import transitions
+from scitq_bench.exceptions import Conflict, InvalidInput
+from scitq_bench.server.bench import transitions as bench_transitions
 from scitq_bench.server.bench.boards import board_columns, phase_tasks, sync_entries
 from scitq_bench.server.bench.models import (
     Attempt,
@@ -36,12 +36,23 @@ from scitq_bench.server.bench.models import (
     Submission,
 )
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Execution, Task, utcnow
+from scitq_bench.server.queue import tasks as queue
+from scitq_bench.server.queue import transitions
+from scitq_bench.server.queue.models import Execution, Task, utcnow
 from scitq_bench.server.schemas import TaskCreate
+from scitq_bench.states import (
+    FINAL_TASK_VALUES,
+    LIVE_TASK_STATUSES,
+    AttemptStatus,
+    ExecutionStatus,
+    RunStatus,
+    SubmissionStatus,
+    TaskStatus,
+)
 from scitq_bench.states import Signal as SignalKind
-from scitq_bench.states import TaskStatus
 
-RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+# tasks of a cancelled attempt that a stop signal ends, when they have a live execution
+SIGNALLED_TASK_STATUSES = LIVE_TASK_STATUSES | {TaskStatus.PAUSED}
 DETAILED_RESULTS = "detailed_results.html"
 
 
@@ -50,19 +61,24 @@ def phase_batch(benchmark: Benchmark, phase: Phase) -> str:
 
 
 def start_attempt(db: Database, session: Session, submission: Submission) -> Attempt:
-    """A new attempt of ``submission`` with its runs and their queue tasks."""
+    """A new attempt of ``submission`` with its runs and their queue tasks: the
+    submission runs (guarded: of two re-runs at once, one starts, the other is
+    refused)."""
     phase = session.get(Phase, submission.phase_id)
     benchmark = session.get(Benchmark, submission.benchmark_id)
     assert phase is not None and benchmark is not None
+    if not bench_transitions.move_submission(session, submission.id, SubmissionStatus.RUNNING):
+        raise Conflict(f"submission {submission.id} is {submission.status}; cancel it "
+                       "before it runs again")
     submission.attempts += 1
-    submission.status = RUNNING
-    attempt = Attempt(submission_id=submission.id, number=submission.attempts, status=RUNNING)
+    attempt = Attempt(submission_id=submission.id, number=submission.attempts,
+                      status=AttemptStatus.RUNNING.value)
     session.add(attempt)
     session.flush()
     keys = score_keys(session, benchmark.id)
     for position, task in enumerate(phase_tasks(session, phase.id)):
         run = Run(attempt_id=attempt.id, bench_task_id=task.id, position=position,
-                  status=RUNNING)
+                  status=RunStatus.RUNNING.value)
         session.add(run)
         session.flush()
         prediction = _prediction_spec(benchmark, phase, task, submission, run)
@@ -156,12 +172,11 @@ def _scoring_spec(benchmark: Benchmark, phase: Phase, task: BenchTask, submissio
 
 # Built once: every task that ends asks it, and most tasks belong to no run.
 _RUNS_OF_TASKS = select(Run).where(
-    Run.status == RUNNING,
+    Run.status == RunStatus.RUNNING.value,
     or_(Run.scoring_task_id.in_(bindparam("tasks", expanding=True)),
         Run.prediction_task_id.in_(bindparam("tasks", expanding=True))))
 
 
-@transitions.on_final
 def refresh_runs(session: Session, task_ids: list[int]) -> None:
     """Runs whose prediction or scoring task is among ``task_ids`` catch up with them."""
     runs = list(session.scalars(_RUNS_OF_TASKS, {"tasks": task_ids}))
@@ -178,20 +193,22 @@ def refresh_runs(session: Session, task_ids: list[int]) -> None:
 
 
 def _refresh_run(session: Session, run: Run, statuses: dict[int, str]) -> bool:
-    """Move ``run`` to a final status if its tasks say so; True when it moved."""
+    """Move ``run`` to a final status if its tasks say so; True when it moved (False
+    too when another transaction ended it first)."""
     prediction = statuses.get(run.prediction_task_id or -1)
     scoring = statuses.get(run.scoring_task_id or -1)
-    if "cancelled" in (prediction, scoring):
-        run.status, run.error = CANCELLED, "cancelled"
-    elif prediction == "failed":
-        run.status, run.error = FAILED, f"the prediction step (task {run.prediction_task_id}) failed"
-    elif scoring == "failed":
-        run.status, run.error = FAILED, _failure(session, run.scoring_task_id)
-    elif scoring == "succeeded":
-        _take_scores(session, run)
+    if TaskStatus.CANCELLED in (prediction, scoring):
+        target, values = RunStatus.CANCELLED, {"error": "cancelled"}
+    elif prediction == TaskStatus.FAILED:
+        target, values = RunStatus.FAILED, {
+            "error": f"the prediction step (task {run.prediction_task_id}) failed"}
+    elif scoring == TaskStatus.FAILED:
+        target, values = RunStatus.FAILED, {"error": _failure(session, run.scoring_task_id)}
+    elif scoring == TaskStatus.SUCCEEDED:
+        target, values = RunStatus.FINISHED, _scores(session, run)
     else:
         return False
-    return True
+    return bench_transitions.move_run(session, run.id, target, values)
 
 
 def _failure(session: Session, task_id: int | None) -> str:
@@ -200,41 +217,52 @@ def _failure(session: Session, task_id: int | None) -> str:
     return f"the scoring step (task {task_id}) failed" + (f": {reason}" if reason else "")
 
 
-def _take_scores(session: Session, run: Run) -> None:
+def _scores(session: Session, run: Run) -> dict[str, Any]:
+    """What a run finishes with: the scores its scoring execution reported, completed
+    with the computed columns of every leaderboard, and its detailed results page."""
     execution = session.scalars(
         select(Execution).where(Execution.task_id == run.scoring_task_id,
-                                Execution.status == "succeeded")
+                                Execution.status == ExecutionStatus.SUCCEEDED.value)
         .order_by(Execution.id.desc()).limit(1)).first()
     raw = (execution.scores if execution is not None else None) or {}
     task = session.get(BenchTask, run.bench_task_id)
     assert task is not None
-    run.scores = {board: ranking.compute_columns(columns, raw)
-                  for board, columns in board_columns(session, task.benchmark_id).items()}
+    values: dict[str, Any] = {"error": None, "scores": {
+        board: ranking.compute_columns(columns, raw)
+        for board, columns in board_columns(session, task.benchmark_id).items()}}
     files = (execution.output_files if execution is not None else None) or []
     html = [f for f in files if f == DETAILED_RESULTS] or [f for f in files if f.endswith(".html")]
     if html:
-        run.detailed_results = f"runs/{run.id}/scoring/{html[0]}"
-    run.status, run.error = FINISHED, None
+        values["detailed_results"] = f"runs/{run.id}/scoring/{html[0]}"
+    return values
 
 
 def refresh_attempt(session: Session, attempt_id: int) -> None:
     """An attempt ends with its last run: finished when every run has scores, failed
-    (or cancelled) otherwise. The submission then shows its newest finished attempt."""
-    attempt = session.get(Attempt, attempt_id)
+    (or cancelled) otherwise. The submission then shows its newest finished attempt.
+    An attempt that another transaction ended first is left as it ended.
+
+    The attempt's row is locked first (PostgreSQL): of two transactions ending its last
+    two runs at once, the second waits, then reads the first one's run as ended, where
+    each would otherwise see the other's run still running and leave the attempt so."""
+    attempt = session.get(Attempt, attempt_id, with_for_update=True)
     assert attempt is not None
     runs = list(session.scalars(select(Run).where(Run.attempt_id == attempt_id)
-                                .order_by(Run.position)))
-    if any(r.status == RUNNING for r in runs):
+                                .order_by(Run.position)
+                                .execution_options(populate_existing=True)))
+    if any(r.status == RunStatus.RUNNING for r in runs):
         return
-    if all(r.status == FINISHED for r in runs):
-        attempt.status, attempt.error = FINISHED, None
-        attempt.scores = _attempt_scores(runs)
+    values: dict[str, Any] = {"finished_at": utcnow()}
+    if all(r.status == RunStatus.FINISHED for r in runs):
+        target = AttemptStatus.FINISHED
+        values.update(error=None, scores=_attempt_scores(runs))
     else:
-        worst = next(r for r in runs if r.status != FINISHED)
-        attempt.status = CANCELLED if worst.status == CANCELLED else FAILED
-        attempt.error = worst.error
-    attempt.finished_at = utcnow()
-    session.flush()
+        worst = next(r for r in runs if r.status != RunStatus.FINISHED)
+        target = AttemptStatus.CANCELLED if worst.status == RunStatus.CANCELLED \
+            else AttemptStatus.FAILED
+        values.update(error=worst.error)
+    if not bench_transitions.move_attempt(session, attempt_id, target, values):
+        return
     refresh_submission(session, attempt.submission_id)
 
 
@@ -255,8 +283,9 @@ def refresh_submission(session: Session, submission_id: int) -> None:
         return
     attempts = list(session.scalars(select(Attempt).where(
         Attempt.submission_id == submission_id).order_by(Attempt.number.desc())))
-    submission.status = attempts[0].status if attempts else "cancelled"
-    finished = next((a for a in attempts if a.status == FINISHED), None)
+    target = SubmissionStatus(attempts[0].status) if attempts else SubmissionStatus.CANCELLED
+    bench_transitions.move_submission(session, submission_id, target)  # none if there already
+    finished = next((a for a in attempts if a.status == AttemptStatus.FINISHED), None)
     submission.scores = finished.scores if finished is not None else None
     submission.scored_attempt = finished.number if finished is not None else None
     session.flush()
@@ -269,9 +298,9 @@ def cancel_attempt(session: Session, attempt: Attempt) -> list[int]:
     runs = list(session.scalars(select(Run).where(Run.attempt_id == attempt.id)))
     ids = [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]
     live = dict(session.execute(select(Task.id, Task.status).where(
-        Task.id.in_(ids), Task.status.notin_(["succeeded", "failed", "cancelled"]))).all())
+        Task.id.in_(ids), Task.status.notin_(sorted(FINAL_TASK_VALUES)))).all())
     for task_id, status in live.items():
-        if status in ("assigned", "accepted", "running", "paused") and \
+        if status in SIGNALLED_TASK_STATUSES and \
                 queue.live_execution(session, task_id) is not None:
             queue.signal_task(session, task_id, SignalKind.STOP)
         else:

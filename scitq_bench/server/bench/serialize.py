@@ -24,8 +24,8 @@ from scitq_bench.server.bench.models import (
     Submission,
 )
 from scitq_bench.server.bench.runs import runs_of
-from scitq_bench.server.models import Task
-from scitq_bench.server.recruit.costs import tasks_cost
+from scitq_bench.server.queue.costs import tasks_cost
+from scitq_bench.server.queue.models import Task
 from scitq_bench.server.serialize import iso
 
 

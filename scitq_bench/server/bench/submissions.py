@@ -10,7 +10,7 @@ import uuid
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import yaml
 from sqlalchemy import Select, func, select
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from scitq_bench.bench.archives import ArchiveError, ArchiveLimits, check_zip
 from scitq_bench.container_options import validate_image
 from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput, TooLarge
-from scitq_bench.server import tasks as queue
 from scitq_bench.server.auth import ADMIN, PARTICIPANT, Principal
 from scitq_bench.server.bench import runs
 from scitq_bench.server.bench.access import (
@@ -39,10 +38,12 @@ from scitq_bench.server.bench.models import (
     Submission,
 )
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import utcnow
+from scitq_bench.server.queue import tasks as queue
+from scitq_bench.server.queue.models import utcnow
 from scitq_bench.server.serialize import iso
 from scitq_bench.server.storage import FileStorage
 from scitq_bench.settings import SUBMISSION_LIMITS
+from scitq_bench.states import AttemptStatus, SubmissionStatus
 
 KINDS = ("result", "code", "image")
 DEFAULT_MAX_MB = 500.0
@@ -77,7 +78,7 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
     one per UTC day."""
     mine = select(func.count()).select_from(Submission).where(
         Submission.phase_id == phase.id, Submission.owner_id == owner_id,
-        Submission.status != "cancelled")
+        Submission.status != SubmissionStatus.CANCELLED.value)
     if phase.max_submissions is not None:
         used = session.scalar(mine) or 0
         if used >= phase.max_submissions:
@@ -95,7 +96,7 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
 
 
 def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int, *,
-           kind: str, body: BinaryIO | None = None, declared_size: int | None = None,
+           kind: str, body: IO[bytes] | None = None, declared_size: int | None = None,
            image: str | None = None, command: str | None = None,
            name: str | None = None, limits: ArchiveLimits = SUBMISSION_LIMITS) -> int:
     """Check and store the submission, check every rule, then create it with its first
@@ -116,16 +117,17 @@ def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int
             stored, size, found = _store_checked(files, body, limit, limits, kind)
             command = command or found
         with db.write() as session:
-            phase = session.get(Phase, phase_id)
-            assert phase is not None
+            current = session.get(Phase, phase_id)
+            assert current is not None
             if principal.role == PARTICIPANT:
                 now = utcnow()
-                check_phase_open(phase, now)
-                check_quota(session, phase, principal.account_id, now)
+                check_phase_open(current, now)
+                check_quota(session, current, principal.account_id, now)
             submission = Submission(
-                benchmark_id=phase.benchmark_id, phase_id=phase.id,
+                benchmark_id=current.benchmark_id, phase_id=current.id,
                 owner_id=principal.account_id, kind=kind, name=name, file=stored,
-                size_bytes=size, image=image, command=command, status=runs.RUNNING,
+                size_bytes=size, image=image, command=command,
+                status=SubmissionStatus.SUBMITTED.value,
             )
             session.add(submission)
             session.flush()
@@ -138,7 +140,7 @@ def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int
 
 
 def _phase_for_submission(session: Session, principal: Principal, phase_id: int, kind: str,
-                          image: str | None, body: BinaryIO | None) -> Phase:
+                          image: str | None, body: IO[bytes] | None) -> Phase:
     phase, benchmark = visible_phase(session, principal, phase_id)
     if principal.role not in (ADMIN, PARTICIPANT) and not manages(principal, benchmark):
         raise Forbidden("only participants, the benchmark's organizers and admins submit")
@@ -160,7 +162,7 @@ class _Capped(io.RawIOBase):
     """Reads through to ``body`` and refuses as soon as more than ``limit`` bytes came:
     a body without (or lying about) its length is cut off, not stored."""
 
-    def __init__(self, body: BinaryIO, limit: int) -> None:
+    def __init__(self, body: IO[bytes], limit: int) -> None:
         self.body, self.limit, self.seen = body, limit, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -171,7 +173,7 @@ class _Capped(io.RawIOBase):
         return data
 
 
-def _store_checked(files: FileStorage, body: BinaryIO, limit: int, limits: ArchiveLimits,
+def _store_checked(files: FileStorage, body: IO[bytes], limit: int, limits: ArchiveLimits,
                    kind: str) -> tuple[str, int, str | None]:
     """Store the upload, its zip checked as a worker would unpack it before it takes
     its place: a refused upload leaves nothing in the store. Returns the store path,
@@ -186,6 +188,7 @@ def _store_checked(files: FileStorage, body: BinaryIO, limit: int, limits: Archi
         commands.append(_metadata_command(path, kind))
 
     stored = f"submissions/{uuid.uuid4().hex}/submission.zip"
+    # typeshed's IO is nominal: a RawIOBase is no IO[bytes], though write only reads it
     size = files.write(stored, _Capped(body, limit), check=check)  # type: ignore[arg-type]
     return stored, size, commands[0]
 
@@ -245,7 +248,7 @@ def rerun(db: Database, session: Session, submission: Submission) -> Attempt:
     """A new attempt; earlier ones stay (and keep the leaderboard's scores until the
     new one finishes)."""
     latest = _latest_attempt(session, submission.id)
-    if latest is not None and latest.status == runs.RUNNING:
+    if latest is not None and latest.status == AttemptStatus.RUNNING:
         raise Conflict(f"submission {submission.id} is still running (attempt "
                        f"{latest.number}); cancel it first")
     return runs.start_attempt(db, session, submission)
@@ -253,7 +256,7 @@ def rerun(db: Database, session: Session, submission: Submission) -> Attempt:
 
 def cancel(session: Session, submission: Submission) -> Attempt:
     latest = _latest_attempt(session, submission.id)
-    if latest is None or latest.status != runs.RUNNING:
+    if latest is None or latest.status != AttemptStatus.RUNNING:
         raise Conflict(f"submission {submission.id} is not running")
     runs.cancel_attempt(session, latest)
     session.flush()
@@ -269,7 +272,7 @@ def delete_attempt(session: Session, submission: Submission, number: int) -> Non
         Attempt.submission_id == submission.id, Attempt.number == number)).first()
     if attempt is None:
         raise InvalidInput(f"submission {submission.id} has no attempt {number}")
-    if attempt.status == runs.RUNNING:
+    if attempt.status == AttemptStatus.RUNNING:
         raise Conflict(f"attempt {number} is running; cancel it first")
     for task_id in reversed(runs.detach_tasks(session, attempt.id)):
         queue.delete_task(session, task_id)

@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask, redirect, request
 from werkzeug.exceptions import HTTPException
 
-from scitq_bench.server.api.errors import http_error_answer
 from scitq_bench.server.gui import sessions
+from scitq_bench.server.web import http_error_answer
 from scitq_bench.settings import ServerSettings
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify, request, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.server import batches as domain
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import filled, validate
@@ -25,12 +23,15 @@ from scitq_bench.server.gui.web import (
     render,
     writing,
 )
-from scitq_bench.server.models import Batch, Worker
+from scitq_bench.server.queue import batches as domain
+from scitq_bench.server.queue import workers as worker_domain
+from scitq_bench.server.queue.costs import worker_cost
+from scitq_bench.server.queue.models import Batch, Worker
 from scitq_bench.server.recruit import service as recruiting
-from scitq_bench.server.recruit.costs import worker_cost
 from scitq_bench.server.recruit.models import Recruiter
 from scitq_bench.server.recruit.schemas import RecruiterCreate, RecruiterUpdate
 from scitq_bench.server.schemas import BatchStop, BatchUpdate
+from scitq_bench.states import FINAL_TASK_VALUES
 
 STOP_SIGNALS = (
     ("none", "leave running tasks"),
@@ -47,7 +48,7 @@ CLEARABLE = ("concurrency", "tasks_per_worker")
 @page("/batches")
 def batches() -> Any:
     with reading() as session:
-        rows = _described(session, list(session.scalars(select(Batch).order_by(Batch.id))))
+        rows = _described(session, domain.list_batches(session))
     return render("batches/list.html", fragment="batches/_table.html", batches=rows,
                   stop_signals=STOP_SIGNALS)
 
@@ -62,8 +63,7 @@ def _batch_page(batch_id: int, *, errors: dict[str, str] | None = None,
     with reading() as session:
         found = domain.get_batch(session, batch_id)
         row = _described(session, [found])[0]
-        workers = [_worker_row(w) for w in session.scalars(
-            select(Worker).where(Worker.batch_id == batch_id).order_by(Worker.name))]
+        workers = [_worker_row(w) for w in worker_domain.of_batch(session, batch_id)]
         # recruiters are edited on the full page only, not in the polled live region
         recruiters = [] if is_fragment() else recruiting.list_recruiters(session, found.name)
     return render("batches/detail.html", fragment="batches/_detail.html", status=status,
@@ -77,7 +77,7 @@ def _described(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
     for found, summary in zip(batches, domain.summaries(session, batches), strict=True):
         counts = summary["counts"]
         total = sum(counts.values())
-        ended = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+        ended = sum(counts[status] for status in FINAL_TASK_VALUES)
         rows.append({
             "id": found.id, "name": found.name, "status": found.status,
             "priority": found.priority, "network": found.network, "budget": found.budget,
@@ -127,8 +127,8 @@ def batch_go(batch_id: int) -> Any:
 @page("/batches/<id:batch_id>/stop", methods=("POST",))
 def batch_stop(batch_id: int) -> Any:
     try:
-        body = BatchStop(signal=request.form.get("signal") or "none",
-                         workers=request.form.get("workers") == "1")
+        body = BatchStop.model_validate({"signal": request.form.get("signal") or "none",
+                                         "workers": request.form.get("workers") == "1"})
     except ValueError:
         return failed(ScitqBenchError("choose what to do to the running tasks"),
                       url_for("gui.batches"))
@@ -197,7 +197,7 @@ def batch_recruiter_edit(batch_id: int, recruiter_id: int) -> Any:
     if request.method == "GET":
         return render("batches/recruiter_edit.html", recruiter=current, form=current, errors={})
     errors: dict[str, str] = {}
-    given = filled(request.form, RECRUITER_FIELDS[1:])
+    given: dict[str, str | None] = dict(filled(request.form, RECRUITER_FIELDS[1:]))
     for name in RECRUITER_FIELDS[1:]:
         if name not in given:
             if name in CLEARABLE:
@@ -224,8 +224,8 @@ def batch_recruiter_delete(batch_id: int, recruiter_id: int) -> Any:
 
 def _recruiter_of(session: Session, batch_id: int, recruiter_id: int) -> Recruiter:
     """The recruiter, if it is this batch's (a 404 otherwise)."""
-    found = session.get(Recruiter, recruiter_id)
-    if found is None or found.batch_id != batch_id:
+    found = recruiting.batch_recruiter(session, batch_id, recruiter_id)
+    if found is None:
         not_found(f"recruiter {recruiter_id} in batch {batch_id}")
     assert found is not None
     return found

@@ -9,33 +9,31 @@ from typing import Any
 from flask import jsonify, request
 
 from scitq_bench.server.bench import charts, leaderboards
-from scitq_bench.server.bench.access import manages, visible_phase
-from scitq_bench.server.bounds import whole_number
+from scitq_bench.server.bench.access import visible_phase
 from scitq_bench.server.gui.web import EVERYONE, Pager, bp, page, principal, reading, render
+from scitq_bench.server.limits import whole_number
+from scitq_bench.server.web import csv_attachment
 
 PAGE_ROWS = 50
 
 
 @page("/phases/<id:phase_id>/leaderboards/<key>", roles=EVERYONE)
 def bench_leaderboard(phase_id: int, key: str) -> Any:
-    who = principal()
     with reading() as session:
-        phase, benchmark = visible_phase(session, who, phase_id)
-        board = leaderboards.page(session, who, benchmark, phase, key,
-                                  _offset(), PAGE_ROWS)
-        pager = Pager(offset=board["offset"], limit=PAGE_ROWS, total=board["total"])
-        phase_info = {"id": phase.id, "name": phase.name}
-        bench = {"id": benchmark.id, "title": benchmark.title,
-                 "manage": manages(who, benchmark)}
+        view = leaderboards.board_view(session, principal(), phase_id, key, _offset(),
+                                       PAGE_ROWS)
+    board = view["board"]
+    pager = Pager(offset=board["offset"], limit=PAGE_ROWS, total=board["total"])
     return render("benchmarks/leaderboard.html", fragment="benchmarks/_board_live.html",
-                  board=board, pager=pager, phase=phase_info, bench=bench)
+                  board=board, pager=pager, phase=view["phase"], bench=view["bench"])
 
 
 @page("/phases/<id:phase_id>/leaderboards/<key>/csv", roles=EVERYONE)
 def bench_leaderboard_csv(phase_id: int, key: str) -> Any:
     """The API's CSV export, byte for byte."""
     with reading() as session:
-        return leaderboards.csv_download(session, principal(), phase_id, key)
+        name, text = leaderboards.csv_file(session, principal(), phase_id, key)
+    return csv_attachment(text, name)
 
 
 @page("/phases/<id:phase_id>/leaderboards/<key>/best.json", roles=EVERYONE)

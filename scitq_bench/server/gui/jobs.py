@@ -4,10 +4,9 @@ service the jobs API uses."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from flask import g, request, url_for
-from sqlalchemy import select
 
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.server.context import server_context
@@ -22,33 +21,41 @@ from scitq_bench.server.gui.web import (
     writing,
 )
 from scitq_bench.server.gui.workers_view import moment
-from scitq_bench.server.models import Worker
+from scitq_bench.server.queue import workers
 from scitq_bench.server.recruit import service as recruit
-from scitq_bench.server.recruit.jobs import (
-    CANCELLED,
-    DEPLOY,
-    DESTROY,
-    ENDED,
-    FAILED,
-    LIVE,
-    PENDING,
-    RUNNING,
-    SUCCEEDED,
-)
+from scitq_bench.server.recruit.jobs import DEPLOY, DESTROY
 from scitq_bench.server.recruit.models import Job
-from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
+from scitq_bench.server.web import current_recruitment, require_recruitment
+from scitq_bench.states import FINAL_JOB_VALUES, LIVE_JOB_VALUES, JobStatus
 
-STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATUSES = tuple(s.value for s in JobStatus)
 KINDS = (DEPLOY, DESTROY)
 STATUS_CHOICES = [("", "any status")] + [(s, s) for s in STATUSES]
 KIND_CHOICES = [("", "any kind")] + [(k, k) for k in KINDS]
 PAGE_SIZE = 50
 
 
-def _filters() -> dict[str, str]:
-    found = {"status": request.args.get("status", ""), "kind": request.args.get("kind", "")}
-    return {key: value for key, value in found.items()
-            if value in (STATUSES if key == "status" else KINDS)}
+class JobFilters(TypedDict, total=False):
+    """The list's filters that are set: the service's arguments and the page's links."""
+
+    status: str
+    kind: str
+
+
+class JobListArgs(JobFilters, total=False):
+    """A link to the list: its filters and where the page starts."""
+
+    offset: int
+
+
+def _filters() -> JobFilters:
+    filters: JobFilters = {}
+    status, kind = request.args.get("status", ""), request.args.get("kind", "")
+    if status in STATUSES:
+        filters["status"] = status
+    if kind in KINDS:
+        filters["kind"] = kind
+    return filters
 
 
 @page("/jobs")
@@ -57,18 +64,14 @@ def jobs() -> Any:
     with reading() as session:
         pager = Pager.from_request(recruit.count_jobs(session, **filters), limit=PAGE_SIZE)
         found = recruit.list_jobs(session, offset=pager.offset, limit=pager.limit, **filters)
-        names = _worker_names(session, {job.worker_id for job in found if job.worker_id})
+        names = workers.names_of(session, {job.worker_id for job in found if job.worker_id})
         rows = [job_row(job, names) for job in found]
-    live_args = {**filters, **({"offset": pager.offset} if pager.offset else {})}
+    live_args: JobListArgs = {**filters}
+    if pager.offset:
+        live_args["offset"] = pager.offset
     return render("jobs/list.html", fragment="jobs/_table.html", jobs=rows, pager=pager,
                   filters=filters, status_choices=STATUS_CHOICES, kind_choices=KIND_CHOICES,
                   live_url=url_for("gui.jobs", fragment=1, **live_args))
-
-
-def _worker_names(session: Any, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict(session.execute(select(Worker.id, Worker.name).where(Worker.id.in_(ids))).all())
 
 
 def job_row(job: Job, names: dict[int, str]) -> dict[str, Any]:
@@ -83,7 +86,7 @@ def job_row(job: Job, names: dict[int, str]) -> dict[str, Any]:
         "flavor": arguments.get("flavor"), "provider": arguments.get("provider"),
         "region": arguments.get("region"), "arguments": arguments,
         "created": moment(job.created_at), "modified": moment(job.modified_at),
-        "ended": job.status in ENDED, "live": job.status in LIVE,
+        "ended": job.status in FINAL_JOB_VALUES, "live": job.status in LIVE_JOB_VALUES,
         "cancelled_by": job.cancelled_by,
         "cancelled": moment(job.cancelled_at) if job.cancelled_at else None,
     }
@@ -93,7 +96,7 @@ def job_row(job: Job, names: dict[int, str]) -> dict[str, Any]:
 def job_detail(job_id: int) -> Any:
     with reading() as session:
         job = recruit.get_job(session, job_id)
-        row = job_row(job, _worker_names(session, {job.worker_id} if job.worker_id else set()))
+        row = job_row(job, workers.names_of(session, {job.worker_id} if job.worker_id else set()))
     return render("jobs/detail.html", fragment="jobs/_facts.html", job=row,
                   recruiting=current_recruitment() is not None)
 
@@ -108,7 +111,7 @@ def job_log(job_id: int) -> Any:
         offset = 0
     with reading() as session:
         job = recruit.get_job(session, job_id)
-        log, ended = job.log or "", job.status in ENDED
+        log, ended = job.log or "", job.status in FINAL_JOB_VALUES
     return {"text": log[offset:], "offset": len(log), "done": ended}
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
+from scitq_bench.server.limits import whole_number
 
 TAIL_CHUNK = 256 << 10  # bytes of log one poll sends at most
 

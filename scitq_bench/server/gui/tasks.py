@@ -9,14 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import Response, request, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError
-from scitq_bench.server import tasks as domain
-from scitq_bench.server.api.executions import execution_status
-from scitq_bench.server.api.logs import log_response
-from scitq_bench.server.bounds import whole_number
 from scitq_bench.server.context import server_context
 from scitq_bench.server.downloads import attachment, send_stored
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
@@ -33,9 +28,14 @@ from scitq_bench.server.gui.web import (
     reading,
     render,
 )
-from scitq_bench.server.models import Batch, Execution, Task, Worker
+from scitq_bench.server.limits import whole_number
+from scitq_bench.server.queue import batches, workers
+from scitq_bench.server.queue import executions as attempts
+from scitq_bench.server.queue import tasks as domain
+from scitq_bench.server.queue.models import Task
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
 from scitq_bench.server.storage import STREAMS
+from scitq_bench.server.web import execution_log
 from scitq_bench.states import (
     FINAL_EXECUTION_VALUES,
     FINAL_TASK_VALUES,
@@ -68,10 +68,7 @@ def _tasks_page(*, errors: dict[str, str] | None = None, form: Any = None,
         rows = _rows(session, found)
         # the filter choices are the full page's; the live region (polled) has no use
         choices = {} if is_fragment() else {
-            "batches": session.execute(select(Batch.id, Batch.name).order_by(Batch.name)).all(),
-            "workers": session.execute(select(Worker.id, Worker.name)
-                                       .order_by(Worker.name)).all(),
-        }
+            "batches": batches.choices(session), "workers": workers.choices(session)}
     return render("tasks/list.html", fragment="tasks/_table.html", status=status,
                   tasks=rows, pager=pager, args=args, **choices,
                   statuses=[s.value for s in TaskStatus], errors=errors or {},
@@ -104,8 +101,7 @@ def _filters() -> tuple[dict[str, Any], dict[str, str]]:
 def _rows(session: Session, found: list[Task]) -> list[dict[str, Any]]:
     """Rows of one page: three queries whatever the page's size."""
     runs = domain.latest_runs(session, [t.id for t in found])
-    names = dict(session.execute(
-        select(Batch.id, Batch.name).where(Batch.id.in_({t.batch_id for t in found}))).all())
+    names = domain.batch_names(session, (t.batch_id for t in found))
     rows = []
     for task in found:
         run = runs.get(task.id)
@@ -138,6 +134,7 @@ def task_create() -> Any:
     try:
         ids = domain.commit_create(server_context(), [spec],
                                    describe=lambda _session, rows: [row.id for row in rows])
+        assert ids is not None  # given ``describe``, its answer comes back
     except InvalidInput as exc:
         errors["command"] = str(exc)
         return _tasks_page(errors=errors, form=request.form, status=400)
@@ -165,9 +162,7 @@ def _facts(session: Session, task_id: int) -> dict[str, Any]:
          "finished_at": e.finished_at, "duration": e.duration,
          "output_files": e.output_files or [],
          "output_base": _server_store_base((e.snapshot or {}).get("output"))}
-        for e, name in session.execute(
-            select(Execution, Worker.name).outerjoin(Worker, Worker.id == Execution.worker_id)
-            .where(Execution.task_id == task_id).order_by(Execution.id))
+        for e, name in attempts.of_task_with_workers(session, task_id)
     ]
     live = next((e for e in executions if e["status"] in LIVE_EXECUTION_VALUES), None)
     columns = {column.key: getattr(found, column.key) for column in Task.__table__.columns}
@@ -247,8 +242,7 @@ def task_output(task_id: int, stream: str) -> Any:
         if execution is None:
             not_found(f"attempt of task {task_id}")
         execution_id = execution.id
-    response: Response = log_response(execution_id, lambda: execution_status(execution_id),
-                                      stream)
+    response: Response = execution_log(execution_id, stream)
     response.headers["Content-Disposition"] = attachment(
         f"task-{task_id}-{execution_id}-{stream}.log")
     return response
@@ -290,7 +284,8 @@ def task_queue(task_id: int) -> Any:
     if wanted not in (TaskStatus.PAUSED.value, TaskStatus.PENDING.value):
         return failed(InvalidInput("status must be paused or pending"), _back(task_id))
     try:
-        domain.commit_update(server_context(), task_id, TaskUpdate(status=wanted))
+        domain.commit_update(server_context(), task_id,
+                             TaskUpdate.model_validate({"status": wanted}))
     except ScitqBenchError as exc:
         return failed(exc, _back(task_id))
     words = "held back" if wanted == TaskStatus.PAUSED.value else "back in the queue"

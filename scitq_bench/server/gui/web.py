@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from flask import (
@@ -26,6 +26,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() answers
 
 from scitq_bench.exceptions import Busy, ScitqBenchError
 from scitq_bench.server import auth
@@ -75,7 +76,7 @@ def page(rule: str, *, methods: tuple[str, ...] = ("GET",),
     return decorator
 
 
-def _to_sign_in(reason: str | None) -> Response:
+def _to_sign_in(reason: str | None) -> BaseResponse:
     """A live region's poll gets 401 (its script sends the page to sign-in); a page
     goes to sign-in with ``next`` so the user lands back where they were."""
     if is_fragment():
@@ -125,14 +126,14 @@ def principal() -> auth.Principal:
     return g.user.principal
 
 
-def done(message: str, to: str) -> Response:
+def done(message: str, to: str) -> BaseResponse:
     """After a change: say what happened and go where the form asked (a path on this
     site only), else ``to``."""
     flash(message, "ok")
     return redirect(sessions.safe_next(request.form.get("next"), to))
 
 
-def failed(exc: ScitqBenchError, to: str) -> Response:
+def failed(exc: ScitqBenchError, to: str) -> BaseResponse:
     """A refused change: the service's own words, shown on the page it came from."""
     flash(str(exc), "error")
     return redirect(sessions.safe_next(request.form.get("next"), to))
@@ -159,7 +160,7 @@ def form_int(name: str, errors: dict[str, str], *, minimum: int | None = 0,
     return value
 
 
-def not_found(what: str) -> None:
+def not_found(what: str) -> NoReturn:
     abort(404, description=f"no {what}")
 
 

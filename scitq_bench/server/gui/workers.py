@@ -3,13 +3,11 @@ pause and resume, delete, undeploy), through the same services as the worker API
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from flask import g, request, url_for
-from sqlalchemy import select
 
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.server import workers as domain
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import model_forms, workers_deploy
 from scitq_bench.server.gui.web import (
@@ -26,20 +24,40 @@ from scitq_bench.server.gui.web import (
 )
 from scitq_bench.server.gui.workers_charts import window_hours
 from scitq_bench.server.gui.workers_view import moment, worker_row
-from scitq_bench.server.models import Execution
+from scitq_bench.server.queue import executions as attempts
+from scitq_bench.server.queue import workers as domain
 from scitq_bench.server.recruit import service as recruit
-from scitq_bench.server.recruit.runtime import current_recruitment, require_recruitment
 from scitq_bench.server.schemas import WorkerUpdate
-from scitq_bench.states import LIVE_EXECUTION_VALUES, WorkerStatus
+from scitq_bench.server.web import current_recruitment, require_recruitment
+from scitq_bench.states import WorkerStatus
 
 STATUS_CHOICES = [("", "any status")] + [(s.value, s.value) for s in WorkerStatus]
 PAGE_SIZE = 50
 
 
-def _filters() -> dict[str, str]:
+class WorkerFilters(TypedDict, total=False):
+    """The list's filters that are set."""
+
+    status: str
+    name: str
+
+
+class WorkerListArgs(WorkerFilters, total=False):
+    """A link to the list: its filters and where the page starts."""
+
+    offset: int
+
+
+def _filters() -> WorkerFilters:
     """The list's filters as the query string gave them (kept by links and polls)."""
-    found = {key: (request.args.get(key) or "").strip() for key in ("status", "name")}
-    return {key: value for key, value in found.items() if value}
+    filters: WorkerFilters = {}
+    status = (request.args.get("status") or "").strip()
+    name = (request.args.get("name") or "").strip()
+    if status:
+        filters["status"] = status
+    if name:
+        filters["name"] = name
+    return filters
 
 
 @page("/workers")
@@ -59,7 +77,9 @@ def workers() -> Any:
             return render("workers/list.html", fragment="workers/_table.html", workers=rows,
                           pager=pager, filters=filters)
         deploy = workers_deploy.deploy_choices(session)
-    live_args = {**filters, **({"offset": pager.offset} if pager.offset else {})}
+    live_args: WorkerListArgs = {**filters}
+    if pager.offset:
+        live_args["offset"] = pager.offset
     return render("workers/list.html", workers=rows, pager=pager, filters=filters,
                   status_choices=STATUS_CHOICES,
                   live_url=url_for("gui.workers", fragment=1, **live_args),
@@ -79,11 +99,7 @@ def _detail(worker_id: int, errors: dict[str, str], form: dict[str, Any],
         row = worker_row(worker, domain.execution_counts(session, [worker_id])[worker_id])
         jobs = [_job_line(job) for job in recruit.list_jobs(session, worker_id=worker_id,
                                                               limit=10)]
-        held = session.execute(
-            select(Execution.id, Execution.task_id, Execution.status, Execution.started_at)
-            .where(Execution.worker_id == worker_id,
-                   Execution.status.in_(LIVE_EXECUTION_VALUES))
-            .order_by(Execution.id).limit(100)).all()
+        held = attempts.live_of_worker(session, worker_id, limit=100)
     executions = [{"id": e.id, "task_id": e.task_id, "status": e.status,
                    "started": moment(e.started_at)} for e in held]
     values = {"concurrency": row["concurrency"], "prefetch": row["prefetch"],
@@ -136,7 +152,7 @@ def worker_status(worker_id: int) -> Any:
         updated = domain.change_worker(server_context(), worker_id, changes)
     except ScitqBenchError as exc:
         return failed(exc, back)
-    said = "paused: it takes no new task" if updated["status"] == "paused" else "resumed"
+    said = "paused: it takes no new task" if updated["status"] == WorkerStatus.PAUSED else "resumed"
     return done(f"Worker {updated['name']} {said}.", back)
 
 

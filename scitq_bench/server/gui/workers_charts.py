@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import request
 
-from scitq_bench.server import workers as domain
 from scitq_bench.server.gui.web import page, reading
-from scitq_bench.server.models import utcnow
-from scitq_bench.server.recruit.costs import spend_over_time
+from scitq_bench.server.queue import workers as domain
+from scitq_bench.server.queue.costs import spend_over_time
+from scitq_bench.server.queue.models import utcnow
 from scitq_bench.server.serialize import epoch
 
 WINDOWS = (6, 24, 168, 720)  # hours a chart may look back

@@ -7,19 +7,19 @@ import re
 from typing import Any
 
 from flask import request, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit import protofilter
+from scitq_bench.recruiters import protofilter
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import model_forms
 from scitq_bench.server.gui.web import done, form_int, page, reading, render
-from scitq_bench.server.models import Batch
+from scitq_bench.server.queue import batches
+from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit import service as recruit
-from scitq_bench.server.recruit.models import Flavor, FlavorMetric
-from scitq_bench.server.recruit.runtime import NOT_RUNNING, current_recruitment
+from scitq_bench.server.recruit.runtime import NOT_RUNNING
 from scitq_bench.server.recruit.schemas import DeployRequest
+from scitq_bench.server.web import current_recruitment
 
 TEXT_FIELDS = ("flavor", "provider", "region", "batch", "name")
 DEFAULTS = {"flavor": "", "provider": "auto", "region": "auto", "batch": "", "number": "1",
@@ -81,13 +81,12 @@ def deploy_choices(session: Session) -> dict[str, Any]:
     whether recruitment runs here at all."""
     runtime = current_recruitment()
     providers = runtime.configured_providers() if runtime else sorted(
-        set(session.scalars(select(Flavor.provider).distinct())))
-    regions = list(session.scalars(select(FlavorMetric.region).distinct()
-                                   .order_by(FlavorMetric.region).limit(200)))
-    batches = list(session.scalars(select(Batch.name).order_by(Batch.id.desc()).limit(100)))
+        catalog.catalog_providers(session))
+    regions = catalog.catalog_regions(session, 200)
+    names = batches.recent_names(session, 100)
     return {"recruiting": runtime is not None, "not_running": NOT_RUNNING,
             "provider_choices": [("auto", "auto (cheapest)")] + [(p, p) for p in providers],
-            "regions": regions, "batches": batches,
+            "regions": regions, "batches": names,
             "flavor_suggestions": suggest_flavors(session, "")}
 
 
@@ -105,9 +104,7 @@ def suggest_flavors(session: Session, typed: str) -> list[str]:
     typed = typed.strip()
     if typed.startswith("auto"):
         return _protofilter_steps(session, typed)[:SUGGESTIONS]
-    names = list(session.scalars(
-        select(Flavor.name).distinct().where(Flavor.name.startswith(typed, autoescape=True))
-        .order_by(Flavor.name).limit(SUGGESTIONS)))
+    names = catalog.flavor_names(session, typed, SUGGESTIONS)
     starters = [s for s in STARTERS if s.startswith(typed)]
     return (starters + names)[:SUGGESTIONS]
 
@@ -133,8 +130,7 @@ def _protofilter_steps(session: Session, typed: str) -> list[str]:
 
 def _examples(session: Session) -> dict[str, list[str]]:
     """Conditions to offer, with the catalog's own providers and regions."""
-    providers = list(session.scalars(select(Flavor.provider).distinct().order_by(Flavor.provider)))
-    regions = list(session.scalars(select(FlavorMetric.region).distinct()
-                                   .order_by(FlavorMetric.region).limit(20)))
+    providers = catalog.catalog_providers(session)
+    regions = catalog.catalog_regions(session, 20)
     return {**ITEM_EXAMPLES, "provider": [f"provider=={p}" for p in providers],
             "region": [f"region=={r}" for r in regions]}

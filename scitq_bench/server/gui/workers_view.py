@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scitq_bench.server.models import Worker, utcnow
+from scitq_bench.server.queue.models import Worker, utcnow
 from scitq_bench.server.serialize import epoch
+from scitq_bench.states import ExecutionStatus as E
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,12 @@ def worker_row(worker: Worker, counts: dict[str, int], now: datetime | None = No
         "containers": bool(worker.containers),
         "version": worker.version,
         "instance_id": worker.instance_id,
-        "pending": counts.get("pending", 0),
-        "accepted": counts.get("accepted", 0),
-        "running": counts.get("running", 0),
-        "succeeded": counts.get("succeeded", 0),
-        "failed": counts.get("failed", 0) + counts.get("timeout", 0),
-        "lost": counts.get("lost", 0),
+        "pending": counts.get(E.PENDING, 0),
+        "accepted": counts.get(E.ACCEPTED, 0),
+        "running": counts.get(E.RUNNING, 0),
+        "succeeded": counts.get(E.SUCCEEDED, 0),
+        "failed": counts.get(E.FAILED, 0) + counts.get(E.TIMEOUT, 0),
+        "lost": counts.get(E.LOST, 0),
         "last_contact": moment(worker.last_contact_at, now),
         "created": moment(worker.created_at, now),
         "idle_since": moment(worker.idle_since, now),

@@ -6,10 +6,18 @@ from alembic import context
 from sqlalchemy import create_engine, func, pool, select
 
 from scitq_bench.server.leader import MIGRATION_KEY, NAMESPACE
-from scitq_bench.server.models import Base
+from scitq_bench.server.tables import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
+
+
+def database_url() -> str:
+    """The URL ``migrate.py`` put in the config (always set there)."""
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: sqlalchemy.url is not set")
+    return url
 
 
 def run_migrations_offline() -> None:
@@ -21,7 +29,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    engine = create_engine(database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=True, compare_type=True)

@@ -10,18 +10,18 @@ provider, region and flavor name.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from scitq_bench import hostprobe
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.protofilter import Condition, Offer, Protofilter
-from scitq_bench.server.models import Worker, utcnow
+from scitq_bench.recruiters.protofilter import Condition, Offer, Protofilter
+from scitq_bench.server.queue.models import Worker, utcnow
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Quota
 from scitq_bench.settings import default_data_dir
 from scitq_bench.states import WorkerStatus
@@ -152,7 +152,9 @@ def live_usage(session: Session) -> dict[tuple[str, str], tuple[int, int]]:
                Worker.released_at.is_(None), Worker.status.not_in(GONE_STATUSES))
         .group_by(Worker.provider, Worker.region)
     )
-    return {(p, r): (int(n), int(c)) for p, r, n, c in rows}
+    # the query leaves out a worker without a provider or a region
+    return {(p, r): (int(n), int(c or 0)) for p, r, n, c in rows
+            if p is not None and r is not None}
 
 
 def _within_quota(offer: Offer, quotas: dict[tuple[str, str], Quota],
@@ -264,8 +266,9 @@ def set_quota(session: Session, provider: str, region: str, max_cpus: Any = KEEP
     if not provider or not region or provider == ANY or region == ANY:
         raise InvalidInput("a quota needs a provider and a region (not auto)")
     for name, text in (("provider", provider), ("region", region)):
-        longest = Quota.__table__.c[name].type.length
-        if len(text) > longest:
+        column_type = Quota.__table__.c[name].type
+        longest = column_type.length if isinstance(column_type, String) else None
+        if longest is not None and len(text) > longest:
             raise InvalidInput(f"{name}: at most {longest} characters", field=name)
     for name, value in (("max_cpus", max_cpus), ("max_instances", max_instances)):
         if value is not KEEP and value is not None and (
@@ -307,14 +310,10 @@ def _quota_dict(quota: Quota, usage: dict[tuple[str, str], tuple[int, int]]) -> 
 def local_offer(data_dir: Path | None = None) -> Offer:
     """This machine as an offer of the ``local`` provider: its cpus, memory, the free
     space where the data directory is, its GPUs; no cost, never evicted."""
-    import psutil
-
-    from scitq_bench.client.worker.gpus import detect_gpus, summarize
-
-    count, model, per_gpu = summarize(detect_gpus())
+    count, model, per_gpu = hostprobe.summarize(hostprobe.detect_gpus())
     return Offer(
-        provider=LOCAL, region=LOCAL, flavor=LOCAL, cpu=os.cpu_count() or 1,
-        ram_gb=round(psutil.virtual_memory().total / GB, 1),
+        provider=LOCAL, region=LOCAL, flavor=LOCAL, cpu=hostprobe.cpu_count(),
+        ram_gb=hostprobe.memory_gb(digits=1),
         disk_gb=_free_gb(Path(data_dir) if data_dir else default_data_dir()),
         gpu_count=count, gpu_model=model, gpu_mem_gb=round(count * (per_gpu or 0.0), 1),
         tags="G" if count else "", cost=0.0, eviction=None,
@@ -349,3 +348,25 @@ def ensure_local_flavor(session: Session, data_dir: Path | None = None) -> bool:
         return False
     refresh_local_flavor(session, data_dir)
     return True
+
+
+# -- what forms offer -------------------------------------------------------------------
+
+
+def catalog_providers(session: Session) -> list[str]:
+    """The providers with flavors in the catalog, by name."""
+    return list(session.scalars(select(Flavor.provider).distinct().order_by(Flavor.provider)))
+
+
+def catalog_regions(session: Session, limit: int) -> list[str]:
+    """The first ``limit`` regions of the catalog, by name."""
+    return list(session.scalars(select(FlavorMetric.region).distinct()
+                                .order_by(FlavorMetric.region).limit(limit)))
+
+
+def flavor_names(session: Session, prefix: str, limit: int) -> list[str]:
+    """The first ``limit`` flavor names of the catalog that begin with ``prefix`` (taken
+    literally), by name."""
+    return list(session.scalars(
+        select(Flavor.name).distinct().where(Flavor.name.startswith(prefix, autoescape=True))
+        .order_by(Flavor.name).limit(limit)))

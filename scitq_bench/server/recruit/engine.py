@@ -35,25 +35,32 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scitq_bench.recruit import protofilter as pf
-from scitq_bench.server import transitions
+from scitq_bench.recruiters import protofilter as pf
 from scitq_bench.server.db import Database
 from scitq_bench.server.leader import exclusive_plan
-from scitq_bench.server.models import Batch, Execution, Task, Worker, utcnow
 from scitq_bench.server.notify import JOBS, Notifier
+from scitq_bench.server.queue import transitions
+from scitq_bench.server.queue.costs import batch_cost
+from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.recruit.costs import batch_cost
 from scitq_bench.server.recruit.jobs import (
     DEPLOY,
     DESTROY,
-    PENDING,
-    RUNNING,
     JobRunner,
     append_log,
     holding_cancelled,
 )
 from scitq_bench.server.recruit.models import Flavor, FlavorMetric, Job, Recruiter
-from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, WorkerStatus
+from scitq_bench.server.recruit.transitions import move_job
+from scitq_bench.states import (
+    LIVE_EXECUTION_VALUES,
+    LIVE_JOB_VALUES,
+    BatchStatus,
+    InstanceStatus,
+    TaskStatus,
+    WorkerStatus,
+)
+from scitq_bench.states import JobStatus as J
 
 log = logging.getLogger("scitq_bench.recruit")
 
@@ -114,8 +121,9 @@ def _release_evicted(session: Session, result: Plan) -> None:
 
 def _mark_idleness(session: Session, now: datetime) -> set[int]:
     """Set or clear ``idle_since``; returns the ids of workers holding executions."""
-    busy = set(session.scalars(select(Execution.worker_id).where(
-        Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.worker_id.is_not(None))))
+    busy = {worker_id for worker_id in session.scalars(select(Execution.worker_id).where(
+        Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.worker_id.is_not(None)))
+        if worker_id is not None}  # none is: the query leaves them out
     for worker in session.scalars(alive(select(Worker))):
         if worker.id in busy:
             worker.idle_since = None
@@ -126,7 +134,7 @@ def _mark_idleness(session: Session, now: datetime) -> set[int]:
 
 def _pending(session: Session, batch_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Task).where(
-        Task.batch_id == batch_id, Task.status == "pending")) or 0
+        Task.batch_id == batch_id, Task.status == TaskStatus.PENDING.value)) or 0
 
 
 def _staff(session: Session, batch: Batch, recruiters: list[Recruiter],
@@ -250,7 +258,8 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     if name is not None and session.scalar(select(Worker.id).where(Worker.name == name)):
         return Refusal(f"a worker named {name!r} exists already", "name")
     worker = Worker(
-        name=name or f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}", status="offline",
+        name=name or f"{label}-{offer.provider}-{uuid.uuid4().hex[:8]}",
+        status=WorkerStatus.OFFLINE.value,
         batch_id=batch.id if batch is not None else None,
         recruiter_id=recruiter.id if recruiter is not None else None,
         provider=offer.provider, region=offer.region, flavor=offer.flavor,
@@ -260,7 +269,7 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
     )
     session.add(worker)
     session.flush()
-    job = Job(kind=DEPLOY, worker_id=worker.id, status=PENDING, arguments={
+    job = Job(kind=DEPLOY, worker_id=worker.id, status=J.PENDING.value, arguments={
         "name": worker.name, "provider": offer.provider, "region": offer.region,
         "flavor": offer.flavor, "tags": offer.tags,
         "spot": offer.spot or offer.eviction is not None,
@@ -323,7 +332,8 @@ def _derived_concurrency(session: Session, batch: Batch | None, offer: Any) -> i
     if batch is None:
         return max(1, offer.cpu)
     need = session.execute(select(func.max(Task.cpu), func.max(Task.mem), func.max(Task.gpu))
-                           .where(Task.batch_id == batch.id, Task.status == "pending")).one()
+                           .where(Task.batch_id == batch.id,
+                                  Task.status == TaskStatus.PENDING.value)).one()
     limits = [offer.cpu // need[0] if need[0] else offer.cpu]
     if need[1]:
         limits.append(int(offer.ram_gb // need[1]))
@@ -344,7 +354,7 @@ def _give_back_idle(session: Session, settings: RecruitSettings, now: datetime,
         if worker.idle_since + timedelta(seconds=timeout) > now:
             continue
         if session.scalar(select(func.count()).select_from(Job).where(
-                Job.worker_id == worker.id, Job.status.in_([PENDING, RUNNING]))):
+                Job.worker_id == worker.id, Job.status.in_(LIVE_JOB_VALUES))):
             continue
         result.destroy_jobs.append(destroy(session, worker, "idle").id)
         result.notes.append(f"giving back idle worker {worker.name}")
@@ -356,7 +366,7 @@ def destroy(session: Session, worker: Worker, why: str) -> Job:
         transitions.move_worker(session, worker.id, WorkerStatus.PAUSED)
     deployed = session.scalar(select(Job.arguments).where(
         Job.worker_id == worker.id, Job.kind == DEPLOY).order_by(Job.id.desc()).limit(1))
-    job = Job(kind=DESTROY, worker_id=worker.id, status=PENDING, arguments={
+    job = Job(kind=DESTROY, worker_id=worker.id, status=J.PENDING.value, arguments={
         "name": worker.name, "provider": worker.provider, "region": worker.region,
         "instance_id": worker.instance_id, "address": (deployed or {}).get("address"),
     }, log=f"destroy {worker.name} ({why})\n")
@@ -378,7 +388,7 @@ def reconcile(db: Database, providers: Callable[[str], Any], names: list[str]) -
     for name in names:
         provider = providers(name)
         for instance in provider.list_owned():
-            if instance.status == "gone" or instance.name in known_names or \
+            if instance.status == InstanceStatus.GONE or instance.name in known_names or \
                     instance.instance_id in known_ids:
                 continue
             orphans.append(f"{name}/{instance.region}/{instance.instance_id} ({instance.name})")
@@ -421,7 +431,7 @@ class Engine:
             for job, worker in held:
                 destroy(session, worker, f"job {job.id} was cancelled before its machine "
                                          "was given back")
-            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)))
+            pending = list(session.scalars(select(Job.id).where(Job.status == J.PENDING.value)))
         for job_id in pending:
             self.runner.submit(job_id)
 
@@ -437,7 +447,7 @@ class Engine:
         read once they are locked, so a job that starts meanwhile is never taken for
         one."""
         running = list(session.scalars(self.db.lock_for_update(
-            select(Job).where(Job.status == RUNNING))))
+            select(Job).where(Job.status == J.RUNNING.value))))
         mine = set(keep())
         for job in running:
             if job.id not in mine:
@@ -539,11 +549,13 @@ def _interrupted(session: Session, job: Job) -> None:
     """A job whose process stopped or lost its lead while it ran: a deploy fails and its
     machine is given back; a destroy runs again (up to ``DESTROY_ATTEMPTS`` tries)."""
     if job.kind == DESTROY and job.attempts < DESTROY_ATTEMPTS:
-        job.status = PENDING
-        append_log(session, job.id, "interrupted (its server stopped or lost its lead); "
-                                    "it runs again")
+        if move_job(session, job.id, J.PENDING, only_from=[J.RUNNING]):
+            append_log(session, job.id, "interrupted (its server stopped or lost its lead); "
+                                        "it runs again")
         return
-    job.status, job.error = "failed", "interrupted by a server restart"
+    if not move_job(session, job.id, J.FAILED, only_from=[J.RUNNING],
+                    values={"error": "interrupted by a server restart"}):
+        return
     if job.kind == DEPLOY and job.worker_id is not None:
         worker = session.get(Worker, job.worker_id)
         if worker is not None and worker.released_at is None:

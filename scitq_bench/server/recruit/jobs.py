@@ -37,25 +37,25 @@ from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from scitq_bench.exceptions import ScitqBenchError
-from scitq_bench.recruit.providers.base import (
+from scitq_bench.recruiters.providers.base import (
     CapacityError,
     InstanceSpec,
     Provider,
     ProviderError,
 )
-from scitq_bench.server import auth, transitions
+from scitq_bench.server import auth
 from scitq_bench.server.db import Database
-from scitq_bench.server.models import Worker, utcnow
+from scitq_bench.server.queue import transitions
+from scitq_bench.server.queue.models import Worker, utcnow
 from scitq_bench.server.recruit import catalog
 from scitq_bench.server.recruit.models import Job
-from scitq_bench.states import WorkerStatus
+from scitq_bench.server.recruit.transitions import move_job
+from scitq_bench.states import InstanceStatus, WorkerStatus
+from scitq_bench.states import JobStatus as J
 
 log = logging.getLogger("scitq_bench.recruit")
 
 DEPLOY, DESTROY = "deploy", "destroy"
-PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-CANCELLED = "cancelled"
-LIVE, ENDED = (PENDING, RUNNING), (SUCCEEDED, FAILED, CANCELLED)
 CANCEL_CHECK = 1.0  # seconds between two looks at the database for a cancel
 ABANDONED = "this server stopped leading; the next leader recovers the job"
 
@@ -198,7 +198,7 @@ class JobRunner:
             control = self._controls.get(job_id)
         if control is not None:
             control.event.set()
-        elif was == PENDING:
+        elif was == J.PENDING:
             self._spawn(self._give_back_cancelled, job_id)
 
     def shutdown(self) -> None:
@@ -241,10 +241,10 @@ class JobRunner:
             return
         mine = self.running()
         with self.db.read() as session:
-            pending = list(session.scalars(select(Job.id).where(Job.status == PENDING)
+            pending = list(session.scalars(select(Job.id).where(Job.status == J.PENDING.value)
                                            .order_by(Job.id)))
-            cancelled = set(session.scalars(select(Job.id).where(Job.status == CANCELLED,
-                                                                 Job.id.in_(mine))))
+            cancelled = set(session.scalars(select(Job.id).where(
+                Job.status == J.CANCELLED.value, Job.id.in_(mine))))
             undone = list(session.scalars(holding_cancelled(Job.id)
                                           .where(Job.kind == DESTROY)))
         for job_id in pending:
@@ -282,13 +282,13 @@ class JobRunner:
                 self._deploy(control, worker_id, arguments)
             else:
                 self._destroy(control, worker_id, arguments)
-                self._finish(job_id, SUCCEEDED)
+                self._finish(job_id, J.SUCCEEDED)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job, said in its log
             if control is not None and control.abandoned(at_once=True):
                 self._left(job_id, control)
             else:
                 log.warning("job %s failed: %s", job_id, exc)
-                self._finish(job_id, FAILED, error=str(exc))
+                self._finish(job_id, J.FAILED, error=str(exc))
         finally:
             with self._lock:
                 self._running.discard(job_id)
@@ -307,11 +307,8 @@ class JobRunner:
         submitted twice, by a plan and a pick-up, runs once: a failed job runs again
         only once a retry made it pending)."""
         with self.db.write() as session:
-            moved = session.execute(
-                update(Job).where(Job.id == job_id, Job.status == PENDING)
-                .values(status=RUNNING, progress=0, attempts=Job.attempts + 1, error=None)
-                .execution_options(synchronize_session=False))
-            if moved.rowcount != 1:
+            if not move_job(session, job_id, J.RUNNING, only_from=[J.PENDING], values={
+                    "progress": 0, "attempts": Job.attempts + 1, "error": None}):
                 return None
             job = session.get(Job, job_id)
             assert job is not None
@@ -324,29 +321,27 @@ class JobRunner:
                 Job.id == job_id)).first()
         if row is None:  # deleted under it: nothing to carry on for
             return "a user"
-        return (row.cancelled_by or "a user") if row.status == CANCELLED else None
+        return (row.cancelled_by or "a user") if row.status == J.CANCELLED else None
 
     def note(self, job_id: int, line: str, progress: int | None = None) -> None:
         """Append to the job's log (and move its progress)."""
         with self.db.write() as session:
             append_log(session, job_id, line, progress)
 
-    def _finish(self, job_id: int, status: str, error: str | None = None) -> bool:
+    def _finish(self, job_id: int, status: J, error: str | None = None) -> bool:
         """End a running job; False when it was no longer running (cancelled: the
         cancel stands, the error says where it stopped)."""
         if error:
             self.note(job_id, error if error.startswith("cancelled") else f"failed: {error}")
-        values: dict[str, Any] = {"status": status, "error": error}
-        if status == SUCCEEDED:
+        values: dict[str, Any] = {"error": error}
+        if status == J.SUCCEEDED:
             values["progress"] = 100
         with self.db.write() as session:
-            moved = session.execute(update(Job).where(Job.id == job_id, Job.status == RUNNING)
-                                    .values(**values)
-                                    .execution_options(synchronize_session=False))
-            if moved.rowcount == 1:
+            if move_job(session, job_id, status, only_from=[J.RUNNING], values=values):
                 return True
             if error:
-                session.execute(update(Job).where(Job.id == job_id, Job.status == CANCELLED)
+                session.execute(update(Job).where(Job.id == job_id,
+                                                  Job.status == J.CANCELLED.value)
                                 .values(error=error)
                                 .execution_options(synchronize_session=False))
             return False
@@ -383,7 +378,7 @@ class JobRunner:
                 self._install(control, name, address, arguments)
             self._wait_registered(control, worker_id)
             self.note(job_id, f"worker {name} is up", 100)
-            if not self._finish(job_id, SUCCEEDED):
+            if not self._finish(job_id, J.SUCCEEDED):
                 raise control.stopped(f"cancelled by {control.cancelled() or 'a user'}")
         except BaseException:
             if not control.abandoned(at_once=True):  # else the next leader gives it back
@@ -409,17 +404,17 @@ class JobRunner:
         control.step = "wait for the instance to run"
         while True:
             state = provider.state(instance_id, region)
-            if state.status == "running":
+            if state.status == InstanceStatus.RUNNING:
                 self.note(control.job_id,
                           f"instance running at {state.address or 'this machine'}", 40)
                 return state.address
-            if state.status == "gone":
+            if state.status == InstanceStatus.GONE:
                 raise ProviderError(f"instance {instance_id} disappeared while starting")
             control.wait(self.settings.boot_poll)
 
     def _install(self, control: JobControl, name: str, address: str | None,
                  arguments: dict[str, Any]) -> None:
-        from scitq_bench.recruit.deploy import deploy_worker
+        from scitq_bench.recruiters.deploy import deploy_worker
 
         if not address:
             raise ProviderError("the instance has no address to deploy to")
@@ -461,7 +456,8 @@ class JobRunner:
         """The machine's enrollment token served its purpose: the worker has its own."""
         with self.db.write() as session:
             name = session.scalar(select(Worker.name).where(Worker.id == worker_id))
-            auth.revoke_machine_token(session, name)
+            if name is not None:  # a worker deleted meanwhile has no token left to revoke
+                auth.revoke_machine_token(session, name)
 
     def _fail_worker(self, worker_id: int) -> None:
         with self.db.write() as session:
@@ -476,7 +472,7 @@ class JobRunner:
         job_id = control.job_id
         provider = self.providers(arguments["provider"])
         if not provider.starts_worker and arguments.get("address"):
-            from scitq_bench.recruit.deploy import destroy_worker
+            from scitq_bench.recruiters.deploy import destroy_worker
 
             self.note(job_id, f"stopping the worker on {arguments['address']}", 20)
             control.step = "stop the worker with Ansible"
@@ -500,7 +496,7 @@ class JobRunner:
         """A destroy cancelled before it started: the machine goes back at once."""
         with self.db.read() as session:
             job = session.get(Job, job_id)
-            if job is None or job.kind != DESTROY or job.status != CANCELLED:
+            if job is None or job.kind != DESTROY or job.status != J.CANCELLED:
                 return
             worker_id, arguments = job.worker_id, dict(job.arguments or {})
         try:
@@ -533,7 +529,7 @@ def holding_cancelled(*columns: Any) -> Select[Any]:
     later = aliased(Job)
     newest = select(func.max(later.id)).where(later.worker_id == Job.worker_id)
     return (select(*columns).select_from(Job).join(Worker, Worker.id == Job.worker_id)
-            .where(Job.status == CANCELLED, Worker.released_at.is_(None),
+            .where(Job.status == J.CANCELLED.value, Worker.released_at.is_(None),
                    Job.id == newest.scalar_subquery()))
 
 

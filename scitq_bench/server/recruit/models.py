@@ -26,7 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from scitq_bench.server.models import Base, utcnow
+from scitq_bench.server.queue.models import Base, utcnow
+from scitq_bench.states import JobStatus
 
 
 class Flavor(Base):
@@ -109,8 +110,8 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16))  # deploy | destroy
     worker_id: Mapped[int | None] = mapped_column(
         ForeignKey("worker.id", ondelete="SET NULL"), index=True)
-    # pending, running, then succeeded, failed or cancelled
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # pending, running, then succeeded, failed or cancelled: see recruit/transitions.py
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING.value, index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

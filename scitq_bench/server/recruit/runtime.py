@@ -36,19 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
-
-from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers.base import Provider, build_provider
+from scitq_bench.recruiters.providers.base import Provider, build_provider
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.notify import JOBS, Notifier
 from scitq_bench.server.recruit.engine import Engine, RecruitSettings, reconcile
 from scitq_bench.server.recruit.jobs import JobRunner, JobSettings
+from scitq_bench.server.recruit.updaters import ProviderUpdater, refresh_all
 from scitq_bench.settings import ServerSettings
 
 log = logging.getLogger("scitq_bench.recruit")
 
+# An app's recruitment sits in its ``extensions[EXTENSION]``; views find it there
+# (``server.web.current_recruitment``) and hand it to the services that need it.
 EXTENSION = "scitq_bench_recruit"
 
 
@@ -62,21 +62,13 @@ class Recruitment:
     def configured_providers(self) -> list[str]:
         return sorted({"local", *self.providers_config})
 
+    def provider(self, name: str) -> Provider:
+        """The provider ``name`` as the jobs use it (built once)."""
+        return self.runner.providers(name)
+
 
 NOT_RUNNING = ("recruitment is not running on this server (it needs public_url, or the "
                "server started by `server run`)")
-
-
-def current_recruitment() -> Recruitment | None:
-    """This app's recruitment, or None where the server does not recruit."""
-    return current_app.extensions.get(EXTENSION)
-
-
-def require_recruitment() -> Recruitment:
-    found = current_recruitment()
-    if found is None:
-        raise InvalidInput(NOT_RUNNING)
-    return found
 
 
 def recruit_settings(config: dict[str, Any]) -> RecruitSettings:
@@ -139,8 +131,6 @@ def build(settings: ServerSettings, db: Database, server_url: str, *,
 
     def refresh_catalogs() -> None:
         """Each configured cloud provider's offers: fetched, then stored."""
-        from scitq_bench.server.recruit.updaters import ProviderUpdater, refresh_all
-
         updated, _ = refresh_all(db, {name: ProviderUpdater(name, provider(name))
                                       for name in providers_config})
         for name, counts in updated.items():

@@ -12,7 +12,7 @@ def _check_flavor(value: str) -> str:
     """A flavor name, or ``auto:`` protofilters (parsed now: a bad one is refused with
     the part that is wrong)."""
     if value.startswith("auto"):
-        from scitq_bench.recruit import protofilter
+        from scitq_bench.recruiters import protofilter
 
         try:
             protofilter.parse(value, require_auto=True)

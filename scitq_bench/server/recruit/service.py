@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Conflict, InvalidInput, NotFound
-from scitq_bench.server import transitions
 from scitq_bench.server.lookup import get_or_404
-from scitq_bench.server.models import Batch, Worker, utcnow
-from scitq_bench.server.recruit.costs import worker_cost
+from scitq_bench.server.queue import transitions
+from scitq_bench.server.queue.costs import worker_cost
+from scitq_bench.server.queue.models import Batch, Worker, utcnow
+from scitq_bench.server.queue.tasks import get_or_create_batch
 from scitq_bench.server.recruit.engine import RecruitSettings, Refusal, destroy, hire
 from scitq_bench.server.recruit.jobs import (
-    CANCELLED,
     DEPLOY,
     DESTROY,
-    FAILED,
-    LIVE,
-    PENDING,
     append_log,
     fail_worker,
 )
 from scitq_bench.server.recruit.models import Job, Recruiter
 from scitq_bench.server.recruit.schemas import DeployRequest, RecruiterCreate, RecruiterUpdate
+from scitq_bench.server.recruit.transitions import move_job
 from scitq_bench.server.schemas import changed_fields
 from scitq_bench.server.serialize import iso
-from scitq_bench.server.tasks import get_or_create_batch
-from scitq_bench.states import WorkerStatus
+from scitq_bench.states import LIVE_JOB_VALUES, JobStatus, WorkerStatus
 
 if TYPE_CHECKING:
     from scitq_bench.server.db import Database
@@ -89,7 +86,7 @@ def list_recruiters(session: Session, batch: str | None = None) -> list[dict[str
 def deploy(session: Session, settings: RecruitSettings, body: DeployRequest) -> list[Job]:
     """``number`` machines now, for a batch or for the pool (recycled later)."""
     batch = get_or_create_batch(session, body.batch) if body.batch else None
-    jobs = []
+    jobs: list[Job] = []
     for _ in range(body.number):
         outcome = hire(session, settings, batch=batch, flavor=body.flavor,
                        provider=body.provider, region=body.region,
@@ -120,7 +117,7 @@ def undeploy_now(db: Database, runtime: Recruitment, worker_id: int,
     Ansible run on a machine the first one may still be waiting for."""
     with db.read() as session:
         deploying = session.scalar(select(Job.id).where(
-            Job.worker_id == worker_id, Job.kind == DEPLOY, Job.status.in_(LIVE)))
+            Job.worker_id == worker_id, Job.kind == DEPLOY, Job.status.in_(LIVE_JOB_VALUES)))
     if deploying is not None:
         return cancel_now(db, runtime, deploying, who)
     with db.write() as session:
@@ -147,16 +144,12 @@ def cancel_job(session: Session, job_id: int, who: str) -> tuple[Job, str]:
     its worker record is closed here."""
     job = get_or_404(session, Job, job_id)
     was = job.status
-    moved = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(LIVE))
-        .values(status=CANCELLED, cancelled_at=utcnow(), cancelled_by=who,
-                error=f"cancelled by {who}")
-        .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:
+    if not move_job(session, job_id, JobStatus.CANCELLED, values={
+            "cancelled_at": utcnow(), "cancelled_by": who, "error": f"cancelled by {who}"}):
         session.refresh(job)
         raise Conflict(f"job {job_id} is {job.status}; only a pending or running job is "
                        "cancelled", details={"job_id": job_id, "status": job.status})
-    if was == PENDING and job.kind == DEPLOY and job.worker_id is not None:
+    if was == JobStatus.PENDING and job.kind == DEPLOY and job.worker_id is not None:
         fail_worker(session, job.worker_id)
     session.flush()
     append_log(session, job_id, f"cancel requested by {who} (the job was {was})")
@@ -178,7 +171,7 @@ def undeploy(session: Session, worker_id: int) -> Job:
     if worker.released_at is not None:
         raise Conflict(f"worker {worker.name} was given back already")
     destroying = session.scalar(select(Job.id).where(
-        Job.worker_id == worker_id, Job.kind == DESTROY, Job.status.in_(LIVE)))
+        Job.worker_id == worker_id, Job.kind == DESTROY, Job.status.in_(LIVE_JOB_VALUES)))
     if destroying is not None:
         raise Conflict(f"worker {worker.name} is being given back already (job {destroying})",
                        details={"job_id": destroying})
@@ -187,15 +180,15 @@ def undeploy(session: Session, worker_id: int) -> Job:
 
 def retry_job(session: Session, job_id: int) -> Job:
     job = get_or_404(session, Job, job_id)
-    if job.status != FAILED:
+    if not move_job(session, job_id, JobStatus.PENDING, only_from=[JobStatus.FAILED]):
+        session.refresh(job)
         raise Conflict(f"job {job_id} is {job.status}; only a failed job is retried")
-    if job.kind == "deploy":
+    if job.kind == DEPLOY:
         worker = session.get(Worker, job.worker_id) if job.worker_id else None
         if worker is None:
             raise Conflict(f"job {job_id}'s worker is gone; deploy anew")
         transitions.move_worker(session, worker.id, WorkerStatus.OFFLINE)
         worker.released_at, worker.instance_id = None, None
-    job.status = PENDING
     job.log = (job.log or "") + "retry requested\n"
     session.flush()
     return job
@@ -203,7 +196,7 @@ def retry_job(session: Session, job_id: int) -> Job:
 
 def delete_job(session: Session, job_id: int) -> None:
     job = get_or_404(session, Job, job_id)
-    if job.status in LIVE:
+    if job.status in LIVE_JOB_VALUES:
         raise Conflict(f"job {job_id} is {job.status}; cancel it first (job cancel {job_id}), "
                        "then delete it", details={"job_id": job_id, "status": job.status})
     session.delete(job)
@@ -249,3 +242,28 @@ def worker_costs(session: Session) -> list[dict[str, Any]]:
 def delete_recruiter(session: Session, recruiter_id: int) -> None:
     """Its workers stay until idle."""
     session.delete(get_or_404(session, Recruiter, recruiter_id))
+
+
+def batch_recruiter(session: Session, batch_id: int, recruiter_id: int) -> Recruiter | None:
+    """The recruiter, if it is this batch's (None otherwise)."""
+    found = session.get(Recruiter, recruiter_id)
+    return found if found is not None and found.batch_id == batch_id else None
+
+
+def providers(runtime: Recruitment) -> list[dict[str, Any]]:
+    """The configured providers, with their settings' names (never their secrets)."""
+    return [{"name": name, "settings": sorted(runtime.providers_config.get(name) or {})}
+            for name in runtime.configured_providers()]
+
+
+def check_provider(runtime: Recruitment, name: str) -> dict[str, Any]:
+    """A cheap authenticated call to a configured provider, checking its credentials."""
+    if name not in runtime.configured_providers():
+        raise NotFound(f"provider {name!r} is not configured (configured: "
+                       f"{', '.join(runtime.configured_providers())})")
+    return {"name": name, "check": runtime.provider(name).check()}
+
+
+def reconcile(runtime: Recruitment) -> list[str]:
+    """Delete the instances tagged as ours that no live worker knows; returns them."""
+    return runtime.engine.reconcile() if runtime.engine.reconcile is not None else []

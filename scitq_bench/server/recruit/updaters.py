@@ -6,19 +6,23 @@
 ``offers()`` (instance types, sizes, flavors, with prices) fetched first, outside any
 transaction, then stored. The recruitment loop also refreshes every configured
 provider on a schedule.
+
+The caller hands over what the catalog needs of the server: its data directory (whose
+disk is the local offer's disk) and its recruitment (the configured cloud providers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.recruit.providers.base import Provider
+from scitq_bench.recruiters.providers.base import Provider
 from scitq_bench.server.db import Database
 from scitq_bench.server.recruit.catalog import LOCAL, refresh_local_flavor, upsert_offers
 
@@ -27,21 +31,19 @@ log = logging.getLogger("scitq_bench.recruit")
 Updater = Callable[[Session], dict[str, Any]]
 
 
-def _server_data_dir() -> Path | None:
-    """The running server's data directory (its disk is the local offer's disk); None
-    outside a request, where the default data directory is used."""
-    from flask import has_app_context
+class CloudProviders(Protocol):
+    """What the catalog needs of the recruitment (``runtime.Recruitment``): the names of
+    the configured providers, and each provider."""
 
-    if not has_app_context():
-        return None
-    from scitq_bench.server.context import server_context
+    providers_config: dict[str, Any]
 
-    return server_context().settings.data_dir
+    def provider(self, name: str) -> Provider: ...
 
 
-def update_local(session: Session) -> dict[str, Any]:
-    """This machine, measured again: cpus, memory, free disk, GPUs."""
-    return refresh_local_flavor(session, _server_data_dir())
+def update_local(session: Session, data_dir: Path | None = None) -> dict[str, Any]:
+    """This machine, measured again: cpus, memory, free disk (of ``data_dir``, the
+    server's; the default data directory without it), GPUs."""
+    return refresh_local_flavor(session, data_dir)
 
 
 UPDATERS: dict[str, Updater] = {LOCAL: update_local}
@@ -89,30 +91,42 @@ def refresh_all(db: Database, updaters: dict[str, Updater]) -> tuple[dict[str, A
     return updated, errors
 
 
-def configured_updaters() -> dict[str, Updater]:
-    """The registered updaters, plus one per cloud provider the server is configured
-    for (when recruitment runs in this process)."""
-    found: dict[str, Updater] = dict(UPDATERS)
-    runtime = _recruitment()
-    if runtime is not None:
-        for name in runtime.providers_config:
+def configured_updaters(data_dir: Path | None = None,
+                        recruitment: CloudProviders | None = None) -> dict[str, Updater]:
+    """The registered updaters, plus one per cloud provider ``recruitment`` is configured
+    for (where recruitment runs in this process)."""
+    found: dict[str, Updater] = {name: _measuring(updater, data_dir)
+                                 for name, updater in UPDATERS.items()}
+    if recruitment is not None:
+        for name in recruitment.providers_config:
             if name not in found:
-                found[name] = ProviderUpdater(name, runtime.runner.providers(name))
+                found[name] = ProviderUpdater(name, recruitment.provider(name))
     return found
 
 
-def get_updater(provider: str) -> Updater:
-    known = UPDATERS if provider in UPDATERS else configured_updaters()
+def get_updater(provider: str, data_dir: Path | None = None,
+                recruitment: CloudProviders | None = None) -> Updater:
+    known = UPDATERS if provider in UPDATERS else configured_updaters(data_dir, recruitment)
     updater = known.get(provider)
     if updater is None:
         raise InvalidInput(f"no catalog updater for provider {provider!r} (known: "
                            f"{', '.join(sorted(known))})")
+    return _measuring(updater, data_dir)
+
+
+def _measuring(updater: Updater, data_dir: Path | None) -> Updater:
+    """The local updater, set to measure the disk of ``data_dir``; others as they are."""
+    if updater is update_local and data_dir is not None:
+        return partial(update_local, data_dir=data_dir)
     return updater
 
 
-def _recruitment() -> Any:
-    from flask import current_app, has_app_context
-
-    from scitq_bench.server.recruit.runtime import EXTENSION
-
-    return current_app.extensions.get(EXTENSION) if has_app_context() else None
+def update_catalog(db: Database, provider: str | None, *, data_dir: Path | None = None,
+                   recruitment: CloudProviders | None = None) -> dict[str, Any]:
+    """Refresh one provider's catalog, or every provider's (each on its own):
+    ``{"updated": {provider: counts}, "errors": {provider: message}}``."""
+    if provider is not None:
+        updater = get_updater(provider, data_dir, recruitment)
+        return {"updated": {provider: refresh(db, updater)}, "errors": {}}
+    updated, errors = refresh_all(db, configured_updaters(data_dir, recruitment))
+    return {"updated": updated, "errors": errors}

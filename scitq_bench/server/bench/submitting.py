@@ -1,0 +1,194 @@
+"""Submissions as the API and the GUI handle them, on the rules of
+``bench.submissions`` and ``bench.access``: submitting and re-running (then the
+claimers woken: new tasks wait in the queue), cancelling, deleting, choosing what a
+leaderboard shows, and what the lists and pages show. Reads take the caller's session;
+a change with something to do after its commit (claimers to wake, files to remove)
+opens its own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scitq_bench.server.auth import Principal
+from scitq_bench.server.bench import outputs, submissions
+from scitq_bench.server.bench.access import require_manager, visible_phase, visible_submission
+from scitq_bench.server.bench.boards import phase_tasks
+from scitq_bench.server.bench.models import Account, Benchmark, Phase, Submission
+from scitq_bench.server.bench.serialize import benchmark_dict, submission_dict
+from scitq_bench.server.notify import WORK
+from scitq_bench.server.storage import FileStorage
+from scitq_bench.states import SubmissionStatus
+
+if TYPE_CHECKING:
+    from scitq_bench.server.context import ServerContext
+
+R = TypeVar("R")
+Found = tuple[Submission, Benchmark, Phase]  # a submission its reader may see, and where
+
+# -- submitting and running again -------------------------------------------------------
+
+
+def submit(ctx: ServerContext, principal: Principal, phase_id: int, *, kind: str,
+           body: IO[bytes] | None = None, declared_size: int | None = None,
+           image: str | None = None, command: str | None = None,
+           name: str | None = None) -> int:
+    """``submissions.submit`` with this server's stores and limits, then the claimers
+    woken for its first attempt's tasks; returns its id."""
+    submission_id = submissions.submit(
+        ctx.db, ctx.files, principal, phase_id, kind=kind,
+        body=body,
+        declared_size=declared_size, image=image, command=command, name=name,
+        limits=ctx.settings.submission_limits)
+    ctx.notifier.notify(WORK)
+    return submission_id
+
+
+def rerun(ctx: ServerContext, principal: Principal, submission_id: int,
+          describe: Callable[[Session, Submission], R]) -> R:
+    """A new attempt (organizers only), ``describe``d before the commit, then the
+    claimers woken."""
+    with ctx.db.write() as session:
+        submission = submissions.rerun_as(ctx.db, session, principal, submission_id)
+        answer = describe(session, submission)
+    ctx.notifier.notify(WORK)
+    return answer
+
+
+def rerun_phase(ctx: ServerContext, principal: Principal, phase_id: int) -> list[int]:
+    """A new attempt of every submission of the phase not running now (organizers
+    only), then the claimers woken; returns their ids."""
+    with ctx.db.write() as session:
+        phase, benchmark = visible_phase(session, principal, phase_id)
+        require_manager(principal, benchmark)
+        started = []
+        for submission in session.scalars(select(Submission).where(
+                Submission.phase_id == phase.id,
+                Submission.status != SubmissionStatus.RUNNING.value)):
+            submissions.rerun(ctx.db, session, submission)
+            started.append(submission.id)
+    ctx.notifier.notify(WORK)
+    return started
+
+
+# -- other changes ----------------------------------------------------------------------
+
+
+def cancel(session: Session, principal: Principal, submission_id: int) -> Found:
+    """Cancel a running submission (its owner or its organizers)."""
+    found = visible_submission(session, principal, submission_id)
+    submissions.cancel(session, found[0])
+    return found
+
+
+def delete_attempt(session: Session, principal: Principal, submission_id: int,
+                   number: int) -> Found:
+    """Delete a re-run (organizers only; never the original attempt)."""
+    found = visible_submission(session, principal, submission_id)
+    require_manager(principal, found[1])
+    submissions.delete_attempt(session, found[0], number)
+    return found
+
+
+def set_on_leaderboard(session: Session, principal: Principal, submission_id: int,
+                       wanted: bool) -> Found:
+    """Put a submission on its leaderboards or take it off, where their rule lets its
+    owner choose."""
+    found = visible_submission(session, principal, submission_id)
+    submissions.set_on_leaderboard(session, principal, found[0], found[1], wanted)
+    return found
+
+
+def commit_delete(ctx: ServerContext, principal: Principal, submission_id: int) -> None:
+    """Delete a submission with all its attempts (organizers only); its file goes once
+    the rows are gone."""
+    with ctx.db.write() as session:
+        submission, benchmark, _ = visible_submission(session, principal, submission_id)
+        require_manager(principal, benchmark)
+        stored = submission.file
+        submissions.delete_submission(session, submission)
+    if stored:
+        ctx.files.discard(stored)
+
+
+# -- what the lists and pages show ------------------------------------------------------
+
+
+def describe(session: Session, principal: Principal, found: Found) -> dict[str, Any]:
+    """A submission with its attempts, runs and scores (``submission_dict``)."""
+    return submission_dict(session, principal, *found)
+
+
+def get(session: Session, principal: Principal, submission_id: int) -> dict[str, Any]:
+    return describe(session, principal, visible_submission(session, principal, submission_id))
+
+
+def list_brief(session: Session, principal: Principal, *, benchmark_id: int | None = None,
+               phase_id: int | None = None, status: str | None = None,
+               limit: int | None = None) -> list[dict[str, Any]]:
+    """The submissions ``principal`` may see, newest first, in brief."""
+    query = submissions.listing(principal, benchmark_id=benchmark_id, phase_id=phase_id,
+                                status=status).limit(limit)
+    return [submission_dict(session, principal, s, None, None, brief=True)
+            for s in session.scalars(query)]
+
+
+def count_rows(session: Session, principal: Principal, *, benchmark_id: int | None = None,
+               phase_id: int | None = None, status: str | None = None) -> int:
+    """How many ``rows`` lists with the same filters (without a page)."""
+    query = submissions.listing(principal, benchmark_id=benchmark_id, phase_id=phase_id,
+                                status=status)
+    return session.scalar(select(func.count()).select_from(
+        query.order_by(None).subquery())) or 0
+
+
+def rows(session: Session, principal: Principal, *, benchmark_id: int | None = None,
+         phase_id: int | None = None, status: str | None = None, offset: int = 0,
+         limit: int = 50) -> list[dict[str, Any]]:
+    """One page of the submissions ``principal`` may see, newest first, with their
+    benchmark, phase and owner names (three small queries for the page, not one per
+    row)."""
+    query = submissions.listing(principal, benchmark_id=benchmark_id, phase_id=phase_id,
+                                status=status)
+    found = list(session.scalars(query.offset(offset).limit(limit)))
+
+    def names(model: Any, column: Any, ids: set[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        return dict(session.execute(select(model.id, column).where(model.id.in_(ids))).all())
+
+    benches = names(Benchmark, Benchmark.title, {s.benchmark_id for s in found})
+    phases = names(Phase, Phase.name, {s.phase_id for s in found})
+    owners = names(Account, Account.name, {s.owner_id for s in found if s.owner_id})
+    return [{"id": s.id, "benchmark_id": s.benchmark_id, "benchmark": benches.get(s.benchmark_id),
+             "phase": phases.get(s.phase_id), "owner": owners.get(s.owner_id or -1),
+             "name": s.name, "kind": s.kind, "status": s.status, "attempts": s.attempts,
+             "created_at": s.created_at} for s in found]
+
+
+def page_facts(session: Session, files: FileStorage, principal: Principal,
+               submission_id: int) -> dict[str, Any]:
+    """What a submission's page shows, as plain values: the submission
+    (``submission_dict``), its benchmark (``benchmark_dict``), its phase, the phase's
+    task names, what the phase hides from this reader, the latest attempt and the
+    files each of its steps wrote, and whether this reader may choose where it shows."""
+    found, benchmark, phase = visible_submission(session, principal, submission_id)
+    info = submission_dict(session, principal, found, benchmark, phase)
+    bench = benchmark_dict(session, principal, benchmark)
+    task_names = [t.name for t in phase_tasks(session, phase.id)]
+    hides = outputs.hidden_outputs(phase, bench["manage"])
+    latest = info["attempts_detail"][-1] if info["attempts_detail"] else None
+    written = {} if latest is None else {
+        (run["position"], step): outputs.output_files(files, outputs.find_step(
+            session, principal, found.id, attempt=latest["number"], run=run["position"],
+            step=step))
+        for run in latest["runs"] for step in outputs.STEPS
+        if run[f"{step}_task"] is not None and not hides[step]}
+    may_choose = (bench["manage"] or found.owner_id == principal.account_id) and any(
+        b["submission_rule"] in submissions.ADD_RULES for b in bench["leaderboards"])
+    return {"sub": info, "bench": bench, "phase": {"id": phase.id, "name": phase.name},
+            "task_names": task_names, "hides": hides, "latest": latest, "files": written,
+            "may_choose": may_choose}

@@ -1,0 +1,472 @@
+"""Running work: claims, heartbeats and leases, worker reports, and the reaper.
+
+Rules: a task has at most one live execution; losing a worker re-queues its tasks
+without spending their retries (``Task.losses`` counts those); a task's own failures
+spend ``Task.retries_used`` until ``retries_allowed`` is reached.
+
+Claims, reports and heartbeats are the hot path (every worker, all the time): their
+statements are Core constructs built once and run on the session's connection (no ORM
+loads), and they write only what is due. A lease renewed less than ``contact_slack``
+ago is not renewed again, nor is the worker's last contact written (nor its stats,
+which heartbeats write with the leases or the contact): a worker heartbeats every third
+of a lease at most, so a lease always keeps more than half of one (what the reaper's
+stall detection counts on), and a worker's last contact is never older than a third of
+a lease plus that slack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Result,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from scitq_bench.exceptions import Forbidden
+from scitq_bench.server.db import Database
+from scitq_bench.server.queue import transitions
+from scitq_bench.server.queue.models import Batch, Execution, Signal, Task, Worker, utcnow
+from scitq_bench.server.schemas import Heartbeat
+from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, BatchStatus, WorkerStatus
+from scitq_bench.states import ExecutionStatus as E
+from scitq_bench.states import TaskStatus as T
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+# Leases renewed (and a last contact written) less than this fraction of a lease ago are
+# not written again. Workers heartbeat every third of a lease at most, so a lease keeps
+# at least 1 - 1/3 - 1/10 of itself until the next: more than the half a server stall
+# may last unseen by the reaper (reaper.py). Keep it under 1/6.
+CONTACT_SLACK = 0.1
+
+
+def _table(model: type[DeclarativeBase]) -> Table:
+    """The Table of a mapped class (``__table__`` is typed as any FROM clause, which an
+    UPDATE cannot target)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def _rowcount(result: Result[Unpack[tuple[Any, ...]]]) -> int:
+    """The rows an UPDATE matched: the session answers one with a ``CursorResult``
+    (its signature promises only a ``Result``)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"an UPDATE answered {type(result).__name__}, not a CursorResult")
+    return result.rowcount
+
+
+_batch, _execution, _signal = _table(Batch), _table(Execution), _table(Signal)
+_task, _worker = _table(Task), _table(Worker)
+_live_execution = transitions.status_in(_execution.c.status, LIVE_EXECUTION_VALUES)
+
+SNAPSHOT_COLUMNS = tuple(_task.c[name] for name in (
+    "id", "name", "command", "shell", "container", "container_options", "inputs",
+    "resources", "output", "download_timeout", "run_timeout", "cpu", "mem", "gpu",
+    "network", "layout", "score_keys",
+))
+
+
+def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
+    """What a worker needs to run a task; stored with the execution as what ran.
+    ``network`` is what the task may do (its own flag or its batch's); ``gpu`` is a
+    count, or ``GPU_ALL`` (-1) for all the worker's GPUs."""
+    return {
+        "task_id": row.id,
+        "name": row.name,
+        "command": row.command,
+        "shell": row.shell,
+        "container": row.container,
+        "container_options": row.container_options,
+        "network": bool(row.network or batch_network),
+        "inputs": list(row.inputs or []),
+        "resources": list(row.resources or []),
+        "output": row.output,
+        "download_timeout": row.download_timeout,
+        "run_timeout": row.run_timeout,
+        "cpu": row.cpu,
+        "mem": row.mem,
+        "gpu": row.gpu,
+        "layout": row.layout,
+        "score_keys": row.score_keys,
+    }
+
+
+def contact_slack(lease_seconds: float) -> timedelta:
+    """How recent a renewal (of leases, or of a worker's last contact) may be and
+    still not be written again."""
+    return timedelta(seconds=lease_seconds * CONTACT_SLACK)
+
+
+@dataclass
+class WorkerState:
+    """What reports and claims read of their worker, in one statement; ``held``
+    follows the live executions this transaction frees and claims."""
+
+    id: int
+    status: str
+    concurrency: int
+    prefetch: int
+    batch_id: int | None
+    cpus: int | None
+    mem_gb: float | None
+    containers: bool
+    gpus: int | None
+    last_contact_at: datetime | None
+    held: int
+
+
+_WORKER_FIELDS = ("id", "status", "concurrency", "prefetch", "batch_id", "cpus", "mem_gb",
+                  "containers", "gpus", "last_contact_at")
+# The worker ``w_id``, its columns labelled ``state_*``: other statements (reports) read
+# it alongside their own rows
+WORKER_STATE = select(
+    *(_worker.c[name].label(f"state_{name}") for name in _WORKER_FIELDS),
+    select(func.count()).where(_execution.c.worker_id == _worker.c.id, _live_execution)
+    .scalar_subquery().label("state_held"),
+).where(_worker.c.id == bindparam("w_id"))
+
+
+def worker_state_of(row: Any) -> WorkerState:
+    """The worker's state from a row holding the columns of ``WORKER_STATE``."""
+    values = row._mapping
+    return WorkerState(**{name: values[f"state_{name}"] for name in (*_WORKER_FIELDS, "held")})
+
+
+def worker_state(connection: Connection, worker_id: int) -> WorkerState | None:
+    row = connection.execute(WORKER_STATE, {"w_id": worker_id}).first()
+    return worker_state_of(row) if row is not None else None
+
+
+def contact_due(last: datetime | None, now: datetime, lease_seconds: float | None) -> bool:
+    """Whether a worker's last contact is to be written again (``lease_seconds`` None:
+    always)."""
+    return (lease_seconds is None or last is None
+            or now - last >= contact_slack(lease_seconds))
+
+
+_TOUCH = (update(_worker).where(_worker.c.id == bindparam("w_id"))
+          .values(last_contact_at=bindparam("w_now")))
+_TOUCH_WITH_STATS = _TOUCH.values(stats=bindparam("w_stats", type_=_worker.c.stats.type))
+
+
+def touch(connection: Connection, state: WorkerState, now: datetime,
+          lease_seconds: float | None) -> bool:
+    """Write the worker's last contact unless it was written less than the slack ago
+    (``lease_seconds`` None: always). True when written."""
+    if not contact_due(state.last_contact_at, now, lease_seconds):
+        return False
+    connection.execute(_TOUCH, {"w_id": state.id, "w_now": now})
+    state.last_contact_at = now
+    return True
+
+
+def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) -> list[dict]:
+    """Atomically hand up to ``max_count`` pending tasks to a worker (never above its
+    concurrency + prefetch), highest batch then task priority first, oldest first.
+    Three statements whatever the count, as long as the first batch with work has
+    enough (the worker, the locking move, the insert); the other batches are listed
+    and visited only for the room it leaves."""
+    with db.write() as session:
+        return claim_in(db, session, worker_id, max_count, lease_seconds)
+
+
+def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
+             lease_seconds: float, *, worker: WorkerState | None = None) -> list[dict]:
+    """``claim`` inside the caller's write transaction (a report and the claim that
+    follows it share one, and the worker the report read: ``worker``)."""
+    connection = session.connection()
+    state = worker if worker is not None else worker_state(connection, worker_id)
+    if state is None or state.status != WorkerStatus.RUNNING.value:
+        return []
+    room = min(max_count, state.concurrency + state.prefetch - state.held)
+    if room <= 0:
+        return []
+    now = utcnow()
+    picked = _pick(db, connection, state, room, now)
+    if not picked:
+        return []
+    snapshots = [task_snapshot(row, row.batch_network) for row in picked]
+    rows = [
+        {
+            "task_id": row.id,
+            "worker_id": worker_id,
+            "attempt": row.retries_used + row.losses + 1,
+            "status": E.PENDING.value,
+            "lease_deadline": now + timedelta(seconds=lease_seconds),
+            "created_at": now,
+            "output_files": [],
+            "snapshot": snapshot,
+        }
+        for row, snapshot in zip(picked, snapshots, strict=True)
+    ]
+    ids = db.insert_returning_ids(session, Execution, rows)
+    state.held += len(ids)
+    touch(connection, state, now, lease_seconds)
+    return [
+        {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}
+        for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
+    ]
+
+
+_BATCHES_WITH_WORK = (
+    select(_batch.c.id)
+    .where(_batch.c.status == BatchStatus.RUNNING.value,
+           exists().where(_task.c.batch_id == _batch.c.id,
+                          _task.c.status == T.PENDING.value))
+    .order_by(_batch.c.priority.desc(), _batch.c.id)
+)
+_WORKER_BATCH = _batch.c.id == bindparam("w_batch")
+_CLAIMED_COLUMNS = (
+    *SNAPSHOT_COLUMNS, _task.c.retries_used, _task.c.losses, _task.c.priority,
+    _task.c.batch_id,
+    select(_batch.c.network).where(_batch.c.id == _task.c.batch_id)
+    .scalar_subquery().label("batch_network"),
+)
+
+
+def _pick(db: Database, connection: Connection, worker: WorkerState, room: int,
+          now: datetime) -> list[Any]:
+    """Assign up to ``room`` claimable tasks, batch by batch in priority order, and
+    return them (``_CLAIMED_COLUMNS``). The first statement claims from the
+    first batch with work (found within it); only when that leaves room are the other
+    batches listed, each claimed from in turn. Within a batch the claim index yields
+    tasks already ordered, so each statement stops at its limit."""
+    shape = (worker.cpus is not None, worker.mem_gb is not None, bool(worker.containers),
+             (worker.gpus or 0) > 0)
+    bound = worker.batch_id is not None
+    params = {"c_cpus": worker.cpus, "c_mem": worker.mem_gb, "c_gpus": worker.gpus,
+              "t_now": now, "t_reason": None, "w_batch": worker.batch_id}
+    picked = _claimed(connection, _claim_statement(db, *shape, first=True, bound=bound),
+                      {**params, "c_room": room})
+    if len(picked) >= room or bound:  # a worker of one batch has no other to try
+        return picked
+    tried = {row.batch_id for row in picked}
+    statement = _claim_statement(db, *shape, first=False, bound=False)
+    for batch_id in connection.execute(_BATCHES_WITH_WORK).scalars().all():
+        if batch_id in tried:
+            continue
+        picked += _claimed(connection, statement,
+                           {**params, "c_batch": batch_id, "c_room": room - len(picked)})
+        if len(picked) >= room:
+            break
+    return picked
+
+
+def _claimed(connection: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
+    # RETURNING keeps no order: claim order is priority first, then oldest
+    return sorted(connection.execute(statement, params).all(),
+                  key=lambda row: (-row.priority, row.id))
+
+
+@lru_cache(maxsize=64)
+def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus: bool,
+                     *, first: bool, bound: bool) -> Any:
+    """The one statement that picks (skipping rows other claims hold) and assigns the
+    claimable tasks of a batch, for a worker of this shape; values are bound per call.
+    ``first``: the batch is the first with work (of the worker's own batch when
+    ``bound``), found by the statement itself; else it is bound as ``c_batch``."""
+    candidate = _task.alias("candidate")
+    batch: ColumnElement[int]
+    if first:
+        first_batch = _BATCHES_WITH_WORK.where(_WORKER_BATCH) if bound else _BATCHES_WITH_WORK
+        batch = first_batch.limit(1).scalar_subquery()
+    else:
+        batch = bindparam("c_batch")
+    conditions = [
+        candidate.c.status == T.PENDING.value,
+        candidate.c.batch_id == batch,
+        ~exists().where(_execution.c.task_id == candidate.c.id, _live_execution),
+    ]
+    if cpus:
+        conditions.append(or_(candidate.c.cpu.is_(None), candidate.c.cpu <= bindparam("c_cpus")))
+    if mem:
+        conditions.append(or_(candidate.c.mem.is_(None), candidate.c.mem <= bindparam("c_mem")))
+    if not containers:
+        conditions.append(or_(candidate.c.container.is_(None), candidate.c.container == ""))
+    # GPU_ALL (-1) asks for every GPU of the worker: at least one
+    conditions.append(candidate.c.gpu <= bindparam("c_gpus") if gpus else candidate.c.gpu == 0)
+    # Materialized: picked once, whatever the plan (a subquery that skips locked rows,
+    # scanned again, would pick other rows each time)
+    picked = db.lock_rows(
+        select(candidate.c.id).where(and_(*conditions))
+        .order_by(candidate.c.priority.desc(), candidate.c.id)
+        .limit(bindparam("c_room")),
+        candidate,
+    ).cte("picked").prefix_with("MATERIALIZED")
+    return transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
+
+
+@dataclass
+class HeartbeatAnswer:
+    """The worker's settings as the server has them, the signals it has to apply, and
+    the executions it holds that are no longer its own."""
+
+    status: str
+    concurrency: int
+    prefetch: int
+    batch: str | None
+    signals: list[Any] = field(default_factory=list)
+    drop: list[int] = field(default_factory=list)
+
+
+# The worker's settings, whether signals wait for it, and its live executions (one row
+# each, or one row of NULLs), in one statement: no list of ids to splice into the SQL.
+_HEARTBEAT_STATE = (
+    select(_worker.c.status, _worker.c.concurrency, _worker.c.prefetch,
+           _worker.c.last_contact_at, _worker.c.stats, _batch.c.name.label("batch"),
+           exists().where(_signal.c.worker_id == _worker.c.id,
+                          _signal.c.acknowledged_at.is_(None)).label("signalled"),
+           _execution.c.id.label("execution_id"), _execution.c.lease_deadline)
+    .select_from(
+        _worker.outerjoin(_batch, _batch.c.id == _worker.c.batch_id)
+        .outerjoin(_execution, and_(_execution.c.worker_id == _worker.c.id, _live_execution)))
+    .where(_worker.c.id == bindparam("w_id"))
+)
+# Renewing every live execution of the worker, when it holds them all (the usual
+# case), or only those it listed: one it no longer knows of must run out.
+_RENEW_ALL = (update(_execution)
+              .where(_execution.c.worker_id == bindparam("w_id"), _live_execution)
+              .values(lease_deadline=bindparam("e_deadline")))
+_RENEW = _RENEW_ALL.where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
+_ACKNOWLEDGE = update(_signal).where(
+    _signal.c.id.in_(bindparam("s_ids", expanding=True)),
+    _signal.c.worker_id == bindparam("w_id"),
+).values(acknowledged_at=bindparam("s_now"))
+_PENDING_SIGNALS = (
+    select(_signal.c.id, _signal.c.execution_id, _signal.c.signal)
+    .where(_signal.c.worker_id == bindparam("w_id"), _signal.c.acknowledged_at.is_(None))
+    .order_by(_signal.c.id)
+)
+
+
+def heartbeat(session: Session, worker_id: int, beat: Heartbeat, lease_seconds: float,
+              now: datetime | None = None) -> HeartbeatAnswer:
+    """Renew the leases of what the worker still holds, acknowledge signals, and tell it
+    which executions are no longer its own (lost or deleted) so it drops them. Leases
+    and the last contact (with the stats) are written only when due (``contact_slack``):
+    a heartbeat that follows another closely is one read. Rows are written executions
+    first, then the worker: the order reports and claims lock them in too, so none of
+    them waits for another in a cycle."""
+    connection = session.connection()
+    rows = connection.execute(_HEARTBEAT_STATE, {"w_id": worker_id}).all()
+    if not rows:
+        raise Forbidden(f"worker {worker_id} is not registered")
+    state = rows[0]
+    now = now or utcnow()
+    slack = contact_slack(lease_seconds)
+    held = sorted(set(beat.executions))
+    live = {row.execution_id: row.lease_deadline for row in rows
+            if row.execution_id is not None}
+    renewed = {i: live[i] for i in held if i in live}
+    deadline = now + timedelta(seconds=lease_seconds)
+    leases_due = any(d is None or deadline - d >= slack for d in renewed.values())
+    if leases_due:
+        params = {"w_id": worker_id, "e_deadline": deadline}
+        if len(renewed) == len(live):
+            connection.execute(_RENEW_ALL, params)
+        else:
+            connection.execute(_RENEW, {**params, "e_ids": sorted(renewed)})
+    if beat.acknowledged_signals:
+        connection.execute(_ACKNOWLEDGE, {"s_ids": sorted(set(beat.acknowledged_signals)),
+                                          "w_id": worker_id, "s_now": now})
+    status = state.status
+    if status == WorkerStatus.OFFLINE.value:
+        transitions.move_worker(session, worker_id, WorkerStatus.RUNNING)
+        status = WorkerStatus.RUNNING.value
+    # Reports and claims also write the last contact, never the stats: those are due
+    # with the leases (a busy worker's heartbeats renew some every time), or when none
+    # came yet (the first heartbeat after registering)
+    if (leases_due or status != state.status or not state.stats
+            or contact_due(state.last_contact_at, now, lease_seconds)):
+        connection.execute(_TOUCH_WITH_STATS,
+                           {"w_id": worker_id, "w_now": now, "w_stats": beat.stats})
+    signals = pending_signals(session, worker_id) if state.signalled else []
+    return HeartbeatAnswer(status=status, concurrency=state.concurrency,
+                           prefetch=state.prefetch, batch=state.batch, signals=signals,
+                           drop=[i for i in held if i not in renewed])
+
+
+def pending_signals(session: Session, worker_id: int) -> list[Any]:
+    """Signals not yet acknowledged (rows with ``id``, ``execution_id``, ``signal``)."""
+    return list(session.connection().execute(_PENDING_SIGNALS, {"w_id": worker_id}).all())
+
+
+def reap(db: Database, lease_seconds: float, now: datetime | None = None,
+         *, sweep_silent: bool = True) -> dict[str, int]:
+    """Executions whose lease expired are lost and their tasks re-queued without
+    spending retries; workers silent for a lease go offline (unless ``sweep_silent`` is
+    off: right after the server's own stall, their silence is the server's doing)."""
+    now = now or utcnow()
+    with db.write() as session:
+        expired = list(
+            session.execute(
+                db.lock_rows(
+                    select(Execution.id, Execution.task_id, Execution.worker_id).where(
+                        Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.lease_deadline < now
+                    ),
+                    Execution,
+                )
+            ).all()
+        )
+        requeued = lose_executions(session, expired, now, "lease expired: the worker stopped answering")
+        silent = (_silent_workers(session, now - timedelta(seconds=lease_seconds))
+                  if sweep_silent else 0)
+    return {"lost": len(expired), "requeued": requeued, "offline": silent}
+
+
+def lose_executions(session: Session, rows: list[Any], now: datetime, reason: str) -> int:
+    """Mark executions lost and put their live tasks back to pending (no retry spent)."""
+    if not rows:
+        return 0
+    transitions.move_executions(
+        session, [r.id for r in rows], E.LOST, {"finished_at": now, "error": reason}
+    )
+    return transitions.move_tasks(
+        session, [r.task_id for r in rows], T.PENDING,
+        only_from=[T.ASSIGNED, T.ACCEPTED, T.RUNNING],
+        reason=reason, values={"losses": Task.losses + 1},
+    )
+
+
+def _silent_workers(session: Session, silent_since: datetime) -> int:
+    rows = session.scalars(
+        select(Worker.id).where(
+            Worker.status.in_(UP_WORKER_VALUES),
+            Worker.last_contact_at < silent_since,
+        )
+    ).all()
+    for worker_id in rows:
+        transitions.move_worker(session, worker_id, WorkerStatus.OFFLINE)
+    return len(rows)
+
+
+def extend_leases(db: Database, lease_seconds: float, now: datetime | None = None) -> int:
+    """Give every live execution at least a full lease from ``now``: at server start,
+    and after the server itself stalled, so a server that could not hear its workers
+    does not blame them for the silence. Leases are only ever lengthened here."""
+    deadline = (now or utcnow()) + timedelta(seconds=lease_seconds)
+    with db.write() as session:
+        return _rowcount(session.execute(
+            update(Execution)
+            .where(Execution.status.in_(LIVE_EXECUTION_VALUES), Execution.lease_deadline < deadline)
+            .values(lease_deadline=deadline)
+            .execution_options(synchronize_session=False)
+        ))

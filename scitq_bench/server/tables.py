@@ -1,0 +1,19 @@
+"""Every table of the server's one schema, gathered in one metadata.
+
+Each domain declares its tables in its own ``models`` module on the queue's ``Base``;
+importing this module loads them all, so that migrations, ``create_all`` and foreign
+keys across domains (a token's account, a worker's recruiter) see the whole schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from scitq_bench.server import leader
+from scitq_bench.server.bench import models as bench_models
+from scitq_bench.server.queue import models as queue_models
+from scitq_bench.server.recruit import models as recruit_models
+
+DOMAIN_MODELS = (queue_models, bench_models, recruit_models, leader)
+
+metadata: MetaData = queue_models.Base.metadata
