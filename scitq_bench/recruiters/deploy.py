@@ -374,19 +374,7 @@ def run_playbook(
     work_dir.mkdir(parents=True, exist_ok=True)
     work_dir.chmod(0o700)
 
-    hostvars: dict[str, Any] = {
-        "ansible_host": host,
-        "ansible_port": int(port),
-        "ansible_user": user,
-        "ansible_python_interpreter": "auto_silent",
-        # fresh machines: see the module's docstring
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
-                                   "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-    }
-    if ssh_key is not None:
-        hostvars["ansible_ssh_private_key_file"] = str(Path(ssh_key).expanduser().resolve())
-    inventory = work_dir / "inventory" / "hosts.json"
-    _write_private(inventory, json.dumps({"all": {"hosts": {host: hostvars}}}))
+    inventory = _write_inventory(work_dir, host, user=user, port=port, ssh_key=ssh_key)
     # Written here rather than given to ansible_runner.run(extravars=...): the runner
     # writes that file only when none exists, and otherwise puts the variables on
     # ansible-playbook's command line, where every user of this machine can read them.
@@ -396,19 +384,6 @@ def run_playbook(
     # its own folder (short: socket paths are limited), so its connections are found
     control_dir = Path(tempfile.mkdtemp(prefix="sqb-ssh-"))
 
-    binaries = str(Path(sys.executable).parent)
-    envvars = {
-        "PATH": os.pathsep.join([binaries, os.environ.get("PATH", os.defpath)]),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_NOCOLOR": "True",
-        "ANSIBLE_FORCE_COLOR": "False",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        "ANSIBLE_SYSTEM_WARNINGS": "False",
-        "ANSIBLE_LOCALHOST_WARNING": "False",
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
-    }
     progress = _Progress(count_tasks(path), on_progress, redact)
     brake = _Brake(str(inventory), timeout, cancel)
     status: dict[str, str] = {}
@@ -423,7 +398,7 @@ def run_playbook(
             project_dir=str(path.parent),
             playbook=str(path),
             inventory=str(inventory),
-            envvars=envvars,
+            envvars=_ansible_environment(control_dir),
             ident=uuid.uuid4().hex,
             event_handler=progress.event,
             status_handler=on_status,
@@ -446,6 +421,44 @@ def run_playbook(
     elif result.failed_task is None and result.status == "failed":
         result.failed_task = _last_task(result.log)
     return result
+
+
+def _write_inventory(work_dir: Path, host: str, *, user: str, port: int,
+                     ssh_key: Path | None) -> Path:
+    """The one-host inventory of a run, private to its owner."""
+    hostvars: dict[str, Any] = {
+        "ansible_host": host,
+        "ansible_port": int(port),
+        "ansible_user": user,
+        "ansible_python_interpreter": "auto_silent",
+        # fresh machines: see the module's docstring
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
+                                   "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+    }
+    if ssh_key is not None:
+        hostvars["ansible_ssh_private_key_file"] = str(Path(ssh_key).expanduser().resolve())
+    inventory = work_dir / "inventory" / "hosts.json"
+    _write_private(inventory, json.dumps({"all": {"hosts": {host: hostvars}}}))
+    return inventory
+
+
+def _ansible_environment(control_dir: Path) -> dict[str, str]:
+    """Ansible's settings for an unattended run: this interpreter's tools first on the
+    PATH, no colours or retry files, pipelining, and SSH control sockets in
+    ``control_dir`` (so that the run's connections can be closed at its end)."""
+    binaries = str(Path(sys.executable).parent)
+    return {
+        "PATH": os.pathsep.join([binaries, os.environ.get("PATH", os.defpath)]),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_SYSTEM_WARNINGS": "False",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+    }
 
 
 def _last_task(text: str) -> str | None:
