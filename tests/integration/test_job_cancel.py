@@ -117,3 +117,43 @@ def test_a_cancel_from_another_process_is_seen_in_the_database(db) -> None:
                              "cancelled by bob in step 'create the instance'"), job.error
     finally:
         runner.shutdown()
+
+
+def test_a_cancel_racing_the_start_of_a_deploy_knows_it_was_running(db) -> None:
+    """A runner takes the deploy (pending → running) while a cancel is on its way: the
+    cancel reports the status it actually moved from, and so leaves the worker record
+    to the running deploy, which gives its machine back (on SQLite the write lock
+    orders the two transactions; on PostgreSQL the row lock does)."""
+    import threading
+
+    from scitq_bench.server.recruit.transitions import move_job
+    from scitq_bench.states import JobStatus
+
+    job_id, worker_id = add_job(db, "deploy")
+    taken, release = threading.Event(), threading.Event()
+
+    def runner_takes_it() -> None:
+        with db.write() as session:
+            assert move_job(session, job_id, JobStatus.RUNNING, only_from=[JobStatus.PENDING])
+            taken.set()
+            release.wait(10)
+
+    runner = threading.Thread(target=runner_takes_it)
+    runner.start()
+    assert taken.wait(10)
+    answers: list[str] = []
+
+    def cancel() -> None:
+        with db.write() as session:
+            answers.append(service.cancel_job(session, job_id, "bob")[1])
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    canceller.join(0.5)  # waits for the runner's transaction
+    release.set()
+    runner.join(10)
+    canceller.join(10)
+    assert answers == ["running"]
+    assert job_of(db, job_id).status == "cancelled"
+    worker = worker_of(db, worker_id)
+    assert worker.status != "failed" and worker.released_at is None

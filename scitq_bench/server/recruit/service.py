@@ -143,9 +143,12 @@ def cancel_job(session: Session, job_id: int, who: str) -> tuple[Job, str]:
     ended); returns it and the status it had. A pending deploy holds no machine yet:
     its worker record is closed here."""
     job = get_or_404(session, Job, job_id)
-    was = job.status
-    if not move_job(session, job_id, JobStatus.CANCELLED, values={
-            "cancelled_at": utcnow(), "cancelled_by": who, "error": f"cancelled by {who}"}):
+    values = {"cancelled_at": utcnow(), "cancelled_by": who, "error": f"cancelled by {who}"}
+    # one guarded move per source: the one that moves says what the job was, even if a
+    # runner took it meanwhile
+    was = next((source.value for source in (JobStatus.PENDING, JobStatus.RUNNING) if move_job(
+        session, job_id, JobStatus.CANCELLED, only_from=[source], values=values)), None)
+    if was is None:
         session.refresh(job)
         raise Conflict(f"job {job_id} is {job.status}; only a pending or running job is "
                        "cancelled", details={"job_id": job_id, "status": job.status})
@@ -195,7 +198,7 @@ def retry_job(session: Session, job_id: int) -> Job:
 
 
 def delete_job(session: Session, job_id: int) -> None:
-    job = get_or_404(session, Job, job_id)
+    job = get_or_404(session, Job, job_id, lock=True)  # no run may start meanwhile
     if job.status in LIVE_JOB_VALUES:
         raise Conflict(f"job {job_id} is {job.status}; cancel it first (job cancel {job_id}), "
                        "then delete it", details={"job_id": job_id, "status": job.status})
