@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from scitq_bench.server import leader
-from scitq_bench.server.bench import models as bench_models
-from scitq_bench.server.queue import models as queue_models
-from scitq_bench.server.recruit import models as recruit_models
+from scitq_bench.server import leader  # noqa: F401 - the leader's lease table
+from scitq_bench.server.bench import models as bench_models  # noqa: F401
+from scitq_bench.server.queue.models import Base
+from scitq_bench.server.recruit import models as recruit_models  # noqa: F401
 
-DOMAIN_MODELS = (queue_models, bench_models, recruit_models, leader)
-
-metadata: MetaData = queue_models.Base.metadata
+metadata: MetaData = Base.metadata

@@ -57,7 +57,6 @@ from scitq_bench.states import InstanceStatus
 REGION = "local"
 FLAVOR = "local"
 REGISTRY = "local-instances.json"
-GB = 1024**3
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
               "VIRTUAL_ENV", "PYTHONPATH", "DOCKER_HOST", "CONTAINER_HOST",
@@ -251,7 +250,7 @@ class LocalProvider(Provider):
         disk = psutil.disk_usage(str(self.work_root if self.work_root.exists() else "/"))
         return [Offer(self.name, REGION, FLAVOR, cpu=hostprobe.cpu_count(),
                       ram_gb=hostprobe.memory_gb(),
-                      disk_gb=round(disk.total / GB, 2), cost=0.0)]
+                      disk_gb=round(disk.total / hostprobe.GB, 2), cost=0.0)]
 
     def check(self) -> str:
         try:

@@ -207,7 +207,7 @@ def move_tasks(
     ids = list(task_ids)
     if not ids:
         return 0
-    allowed = _task_sources_among(target, only_from)
+    allowed = sources(TASK_TRANSITIONS, target, only_from)
     params = {"t_ids": ids, "t_reason": reason, "t_now": utcnow()}
     if values:  # counters moving with the status: a statement of its own
         stmt = _task_move(target, allowed).values(**values)
@@ -219,11 +219,6 @@ def move_tasks(
         for listener in FINAL_LISTENERS:
             listener(session, ids)
     return moved
-
-
-def _task_sources_among(target: T, only_from: Iterable[T] | None) -> tuple[str, ...]:
-    """The statuses a move to ``target`` may start from, of ``only_from`` (None: all)."""
-    return sources(TASK_TRANSITIONS, target, only_from)
 
 
 def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
@@ -245,7 +240,7 @@ def assign_tasks_statement(candidates: Select[Any], returning: Sequence[Any]) ->
     """The claim's move, in one statement: the pending tasks ``candidates`` selects
     (their ids; it may lock and limit) become assigned, returning ``returning`` of
     each. Bound per call: ``t_reason``, ``t_now``, and what ``candidates`` binds."""
-    allowed = _task_sources_among(T.ASSIGNED, [T.PENDING])
+    allowed = sources(TASK_TRANSITIONS, T.ASSIGNED, [T.PENDING])
     return _task_move(T.ASSIGNED, allowed, candidates).returning(*returning)
 
 

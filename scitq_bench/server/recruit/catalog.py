@@ -28,7 +28,6 @@ from scitq_bench.states import WorkerStatus
 
 ANY = "auto"
 LOCAL = "local"
-GB = 1024**3
 # workers in these statuses no longer hold their machine's share of a quota
 GONE_STATUSES = (WorkerStatus.FAILED.value, WorkerStatus.EVICTED.value)
 
@@ -327,7 +326,7 @@ def _free_gb(directory: Path) -> float:
     while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        return round(psutil.disk_usage(str(path)).free / GB, 1)
+        return round(psutil.disk_usage(str(path)).free / hostprobe.GB, 1)
     except OSError:
         return 0.0
 
