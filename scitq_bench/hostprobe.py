@@ -7,6 +7,7 @@ GPUs, drivers or tools is an ordinary CPU machine.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -178,8 +179,9 @@ def summarize(gpus: list[Gpu]) -> tuple[int, str | None, float | None]:
     return len(gpus), ", ".join(names), memory_gb
 
 
+@functools.cache
 def cpu_count() -> int:
-    """Logical CPUs (at least one)."""
+    """Logical CPUs (at least one); asked once: ``os.cpu_count`` reads /sys at every call."""
     return os.cpu_count() or 1
 
 

@@ -124,7 +124,7 @@ def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
     thread = threading.Thread(target=poll)
     thread.start()
     notifier = app.extensions["scitq_bench"].notifier
-    wait_until(lambda: notifier.waiting >= 1, message="the claim waiting")  # a long poll now
+    wait_until(lambda: notifier.waiting >= 1, what="the claim waiting")  # a long poll now
     create(api)
     thread.join(10)
     assert len(result["executions"]) == 1

@@ -296,7 +296,7 @@ def test_submit_and_wait(run: Invoke, live_server: Any, api: Any, tmp_path: Path
         """Finish the next execution as soon as one can be claimed."""
         def finish() -> None:
             claimed = wait_until(worker.claim, timeout=20, interval=0.05,
-                                 message="an execution to claim")
+                                 what="an execution to claim")
             worker.finish(claimed[0], status=status, **fields)
         thread = threading.Thread(target=finish, daemon=True)
         thread.start()

@@ -42,7 +42,7 @@ def waiting(notifier: Notifier, key: str, timeout: float = 5.0) -> tuple[threadi
 
 def wait_for_waiters(notifier: Notifier, count: int) -> None:
     wait_until(lambda: notifier.waiting >= count, timeout=5, interval=0.01,
-               message=f"{count} waiters")
+               what=f"{count} waiters")
 
 
 def test_a_wake_up_reaches_only_its_key() -> None:

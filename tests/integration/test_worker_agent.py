@@ -44,7 +44,7 @@ def test_idle_worker_starts_new_task_quickly(live_server, tmp_path):
     notifier = live_server.app.extensions["scitq_bench"].notifier
     with running_worker(live_server, tmp_path, concurrency=1, claim_wait=5.0):
         # the claim is now a long poll (the heartbeat is the other one waiting)
-        wait_until(lambda: notifier.waiting >= 2, message="the claim waiting")
+        wait_until(lambda: notifier.waiting >= 2, what="the claim waiting")
         began = time.monotonic()
         task = client.task_create("true")
         finish(client, [task])
@@ -123,13 +123,13 @@ def settled_log(agent: WorkerAgent, client: Client, execution_id: int) -> bytes:
     shipped all it wrote: nothing more can come."""
     process = agent._held[execution_id].process
     assert process is not None
-    wait_until(lambda: group_stopped(process.pid), message="the command stopped")
+    wait_until(lambda: group_stopped(process.pid), what="the command stopped")
     local = agent.executions_dir / str(execution_id) / "stdout.log"
 
     def shipped() -> bytes | None:
         data = client.execution_log(execution_id)[0]
         return data if data == local.read_bytes() else None
-    return wait_until(shipped, message="the whole log shipped")
+    return wait_until(shipped, what="the whole log shipped")
 
 
 def test_log_readable_while_running(live_server, tmp_path):
@@ -196,8 +196,8 @@ def test_deleted_task_is_dropped_and_killed(live_server, tmp_path):
         wait_until(lambda: marker.exists())
         process = wait_until(lambda: next(iter(agent._held.values())).process)
         client.task_delete(task["id"])
-        wait_until(lambda: not agent._held, message="drop")
-        wait_until(lambda: process.exited, message="the command killed")
+        wait_until(lambda: not agent._held, what="drop")
+        wait_until(lambda: process.exited, what="the command killed")
         size = marker.stat().st_size
         time.sleep(0.3)  # nothing of the group is left to write
         assert marker.stat().st_size == size  # the process group is gone

@@ -134,7 +134,7 @@ def test_live_logs_pause_resume_and_kill(live_server, tmp_path, docker_client, n
         wait_until(lambda: client.task_get(task["id"])["status"] == "running", timeout=30)
         client.task_signal(task["id"], "pause")
         wait_until(lambda: _state(docker_client, name) == "paused", timeout=30,
-                   message="container paused")
+                   what="container paused")
         time.sleep(3)  # paused: it cannot finish its sleep
         assert client.task_get(task["id"])["status"] == "paused"
         assert _state(docker_client, name) == "paused"
@@ -216,7 +216,7 @@ def test_idle_images_are_pruned_when_the_disk_is_full(live_server, tmp_path, doc
         task = client.task_create("true", container="localhost/scitq-bench-prune:test")
         assert finish(client, [task], timeout=30)[0]["status"] == "succeeded"
         wait_until(lambda: "localhost/scitq-bench-prune:test" not in _tags(docker_client),
-                   timeout=15, message="the idle image pruned")
+                   timeout=15, what="the idle image pruned")
     assert TEST_IMAGE in _tags(docker_client)  # only the idle image went
 
 

@@ -36,23 +36,19 @@ from scitq_bench.exceptions import (
     ServerUnreachable,
     Unauthorized,
 )
+from scitq_bench.server.queue.transitions import EXECUTION_TRANSITIONS
 from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport
-from scitq_bench.states import ExecutionStatus as E
+from scitq_bench.states import LIVE_EXECUTION_VALUES
 
 T = TypeVar("T")
 
-# The server's execution transitions (``queue.transitions.EXECUTION_TRANSITIONS``,
-# checked equal by the fake's own tests): what a report may move an execution to.
+# What a report may move an execution to, and the executions still live: the server's
+# own sets (``queue.transitions``, ``states``), as the plain strings the fake stores.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    E.PENDING.value: frozenset({"accepted", "running", "failed", "refused", "lost", "timeout",
-                                "cancelled"}),
-    E.ACCEPTED.value: frozenset({"running", "failed", "refused", "lost", "timeout",
-                                 "cancelled"}),
-    E.RUNNING.value: frozenset({"succeeded", "failed", "lost", "timeout", "cancelled"}),
-    **{final: frozenset() for final in
-       ("succeeded", "failed", "refused", "lost", "timeout", "cancelled")},
+    current.value: frozenset(target.value for target in targets)
+    for current, targets in EXECUTION_TRANSITIONS.items()
 }
-LIVE = frozenset({"pending", "accepted", "running"})
+LIVE = frozenset(LIVE_EXECUTION_VALUES)
 ADMIN_TOKEN = "admin-token"
 # the fields of a claimed execution (``scheduling.task_snapshot``), with their defaults
 SNAPSHOT: dict[str, Any] = {

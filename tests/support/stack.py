@@ -7,15 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
 from scitq_bench.client import Client
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
+from tests.support import waiting
 from tests.support.postgres import free_port
+
+T = TypeVar("T")
 
 CLI = [sys.executable, "-m", "scitq_bench.cli.main"]
 
@@ -185,16 +190,11 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2,
+               what: str = "condition") -> T:
+    """``waiting.wait_until`` paced for a real server: asked every 0.2 s by default, so
+    that the waiting test does not load what it waits for."""
+    return waiting.wait_until(predicate, timeout, interval, what)
 
 
 def counts(stack: Stack, batch: str) -> dict[str, int]:

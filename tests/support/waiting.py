@@ -11,13 +11,14 @@ T = TypeVar("T")
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> T:
-    """Poll ``condition`` until it is truthy (its value is returned); fail after
-    ``timeout`` seconds."""
+               what: str = "condition") -> T:
+    """Poll ``condition`` every ``interval`` seconds until it is truthy (its value is
+    returned); fail after ``timeout`` seconds, having asked it once more at the end."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = condition()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-    raise AssertionError(f"{message} not reached within {timeout} s")

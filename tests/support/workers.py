@@ -27,7 +27,7 @@ def run_worker_in_thread(live_server: Any, work_dir: Path, name: str = "w1",
                         **settings)
     thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
     thread.start()
-    wait_until(lambda: agent.worker_id is not None, message="registration")
+    wait_until(lambda: agent.worker_id is not None, what="registration")
     return agent, thread
 
 

@@ -78,7 +78,7 @@ def test_a_follower_takes_the_file_lock_within_a_second_of_its_release(tmp_path:
     tries = attempts(follower)
     campaign = threading.Thread(target=follower.campaign, args=(stop,))
     campaign.start()
-    wait_until(lambda: len(tries) >= 2, message="the follower tried twice")
+    wait_until(lambda: len(tries) >= 2, what="the follower tried twice")
     assert leader.is_leader() and not follower.is_leader()
     released = time.monotonic()
     leader.release()
@@ -120,7 +120,7 @@ def test_hold_returns_when_the_beat_fails() -> None:
     stop = threading.Event()
     holding = threading.Thread(target=leadership.hold, args=(stop,))
     holding.start()
-    wait_until(lambda: lock.beats >= 3, message="three beats")
+    wait_until(lambda: lock.beats >= 3, what="three beats")
     assert holding.is_alive()
     lock.held = False  # the session went, and its lock with it
     holding.join(timeout=2)

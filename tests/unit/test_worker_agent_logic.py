@@ -189,9 +189,9 @@ def test_a_refused_report_drops_the_execution(fake: FakeServer, tmp_path: Path) 
             fake.workers[execution.worker_id].status = "paused"  # type: ignore[index]
         fake.release_reports()
         fake.wait_for(lambda: fake.refusals, what="the refusal")
-        wait_until(lambda: not agent._held, interval=0.005, message="drop")
+        wait_until(lambda: not agent._held, interval=0.005, what="drop")
         # the command was killed: its run slot is free long before ``sleep 30`` ends
-        wait_until(lambda: agent._gate.running == 0, interval=0.005, message="kill")
+        wait_until(lambda: agent._gate.running == 0, interval=0.005, what="kill")
     assert execution.statuses == ["pending", "lost"]
     assert "it cannot become running" in fake.refusals[0]["error"]
     reported = [e for report in fake.reports for e in report
@@ -240,7 +240,7 @@ def test_an_outage_loses_nothing(fake: FakeServer, tmp_path: Path) -> None:
         with fake.cond:
             fake.unreachable = True
         (tmp_path / "go").touch()
-        wait_until(lambda: agent._gate.running == 0, interval=0.005, message="the end")
+        wait_until(lambda: agent._gate.running == 0, interval=0.005, what="the end")
         tries = fake.calls.get("log_append", 0)
         fake.wait_for(lambda: fake.calls.get("log_append", 0) > tries, what="a failed flush")
         assert execution.status == "running"

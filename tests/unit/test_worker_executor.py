@@ -19,7 +19,7 @@ from scitq_bench.client.worker.executor import (
     exit_code,
     task_environment,
 )
-from tests.support.processes import group_stopped
+from tests.support.processes import group_stopped, process_state
 from tests.support.waiting import wait_until
 
 
@@ -94,13 +94,13 @@ def test_run_timeout_terminates_group(tmp_path):
     assert time.monotonic() - began < 2
     child = int(out.read_text().split()[0])
     assert wait_until(lambda: not _alive(child) or _zombie(child), timeout=5,
-                      message="the child killed")
+                      what="the child killed")
 
 
 def test_stubborn_process_is_killed_after_grace(tmp_path):
     process, out = _start(tmp_path, ["sh", "-c",
                                      "trap '' TERM; echo ready; while true; do sleep 0.05; done"])
-    wait_until(lambda: out.read_text() == "ready\n", message="the trap set")
+    wait_until(lambda: out.read_text() == "ready\n", what="the trap set")
     began = time.monotonic()
     process.terminate(grace=0.3)
     code, _ = process.wait_until_done(None, 0.3)
@@ -122,15 +122,15 @@ def test_paused_time_does_not_count_against_timeout(tmp_path):
 
 def test_pause_stops_output(tmp_path):
     process, out = _start(tmp_path, ["sh", "-c", "while true; do echo x; sleep 0.02; done"])
-    wait_until(lambda: out.stat().st_size, message="some output")
+    wait_until(lambda: out.stat().st_size, what="some output")
     process.pause()
-    wait_until(lambda: group_stopped(process.pid), message="the command stopped")
+    wait_until(lambda: group_stopped(process.pid), what="the command stopped")
     frozen = out.stat().st_size
     time.sleep(0.3)  # paused: nothing more for this long
     assert out.stat().st_size == frozen
     process.resume()
     # a loaded machine may take a while to schedule it again
-    assert wait_until(lambda: out.stat().st_size > frozen, timeout=5, message="more output")
+    assert wait_until(lambda: out.stat().st_size > frozen, timeout=5, what="more output")
     process.kill()
     assert process.wait_until_done(None, 1)[0] == 128 + signal.SIGKILL
     process.cleanup()
@@ -143,11 +143,9 @@ def test_cleanup_kills_stragglers(tmp_path):
     assert _alive(child)
     process.cleanup()
     assert wait_until(lambda: not _alive(child) or _zombie(child), timeout=5,
-                      message="the straggler killed")
+                      what="the straggler killed")
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    """A zombie, or already reaped."""
+    return process_state(pid) in ("Z", "")

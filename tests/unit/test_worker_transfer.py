@@ -280,7 +280,7 @@ def test_resource_cache_fetches_once(tmp_path, monkeypatch):
         thread.start()
     # one fetches, the two others wait for it (checking their deadline meanwhile)
     wait_until(lambda: len(calls) == 1 and sum(d.checked for d in deadlines) == 2,
-               message="one fetching, two waiting")
+               what="one fetching, two waiting")
     release.set()
     for thread in threads:
         thread.join(5)

@@ -8,7 +8,6 @@ cleaned up.
 
 from __future__ import annotations
 
-import functools
 import os
 import select
 import shlex
@@ -19,6 +18,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from scitq_bench import hostprobe
 
 TOKEN_VARIABLE = "SCITQ_BENCH_TOKEN"
 
@@ -70,13 +71,7 @@ def task_environment(base: Mapping[str, str], execution_dir: Path, resource_dir:
 
 def cpu_share(concurrency: int, cpus: int | None = None) -> int:
     """CPUs each of ``concurrency`` parallel tasks may use (at least one)."""
-    return max(1, (cpus or _cpu_count()) // max(1, concurrency))
-
-
-@functools.cache
-def _cpu_count() -> int:
-    """Asked once: ``os.cpu_count`` reads a file under /sys at every call."""
-    return os.cpu_count() or 1
+    return max(1, (cpus or hostprobe.cpu_count()) // max(1, concurrency))
 
 
 def exit_code(returncode: int) -> int:

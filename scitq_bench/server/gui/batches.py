@@ -227,7 +227,6 @@ def _recruiter_of(session: Session, batch_id: int, recruiter_id: int) -> Recruit
     found = recruiting.batch_recruiter(session, batch_id, recruiter_id)
     if found is None:
         not_found(f"recruiter {recruiter_id} in batch {batch_id}")
-    assert found is not None
     return found
 
 

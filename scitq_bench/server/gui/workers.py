@@ -3,7 +3,7 @@ pause and resume, delete, undeploy), through the same services as the worker API
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from flask import g, request, url_for
 
@@ -35,29 +35,10 @@ STATUS_CHOICES = [("", "any status")] + [(s.value, s.value) for s in WorkerStatu
 PAGE_SIZE = 50
 
 
-class WorkerFilters(TypedDict, total=False):
-    """The list's filters that are set."""
-
-    status: str
-    name: str
-
-
-class WorkerListArgs(WorkerFilters, total=False):
-    """A link to the list: its filters and where the page starts."""
-
-    offset: int
-
-
-def _filters() -> WorkerFilters:
+def _filters() -> dict[str, str]:
     """The list's filters as the query string gave them (kept by links and polls)."""
-    filters: WorkerFilters = {}
-    status = (request.args.get("status") or "").strip()
-    name = (request.args.get("name") or "").strip()
-    if status:
-        filters["status"] = status
-    if name:
-        filters["name"] = name
-    return filters
+    found = {key: (request.args.get(key) or "").strip() for key in ("status", "name")}
+    return {key: value for key, value in found.items() if value}
 
 
 @page("/workers")
@@ -77,9 +58,7 @@ def workers() -> Any:
             return render("workers/list.html", fragment="workers/_table.html", workers=rows,
                           pager=pager, filters=filters)
         deploy = workers_deploy.deploy_choices(session)
-    live_args: WorkerListArgs = {**filters}
-    if pager.offset:
-        live_args["offset"] = pager.offset
+    live_args: dict[str, Any] = {**filters, **({"offset": pager.offset} if pager.offset else {})}
     return render("workers/list.html", workers=rows, pager=pager, filters=filters,
                   status_choices=STATUS_CHOICES,
                   live_url=url_for("gui.workers", fragment=1, **live_args),
