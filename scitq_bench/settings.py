@@ -11,6 +11,10 @@ Environment variables (stable, users rely on them):
 ``<data_dir>/store``), ``SCITQ_BENCH_LOG_DIR`` (where execution logs live; default
 ``<data_dir>/logs``): absolute paths (``~`` allowed), a relative one is refused, so
 that every process and replica sharing one directory names it alike.
+``SCITQ_BENCH_STORE_URL``: the object store holding both instead (``s3://bucket/prefix``,
+``azure://account/container/prefix`` or ``file:///shared/mount/prefix``), whose
+endpoints and credentials, when the SDK's own configuration does not give them, go in
+settings.yaml's ``storage:`` mapping (as in the storage settings file).
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.exceptions import InvalidInput
+from scitq_bench.storage.config import StorageConfig
+from scitq_bench.storage.locations import parse_location, redact
 
 DEFAULT_PORT = 5000
 LOG_FORMATS = ("text", "json")  # the server's own logs: lines of text, or JSON lines
+STORE_SCHEMES = ("s3", "azure", "file")  # where store_url may put the logs and files
 # What a participant's submission zip may unpack to: as much as a bundle (2 GiB), four
 # times the default upload limit (500 MB), which the worker unpacks in seconds; 10,000
 # entries; no entry over 1 MiB compressed more than 200:1 (text compresses 3 to 10
@@ -85,6 +93,12 @@ class ServerSettings:
     store_root: Path | None = None
     # how the server's processes write their own logs: "text" lines or "json" lines
     log_format: str = "text"
+    # the object store holding the logs and files instead of log_dir and store_dir, as a
+    # folder URI ("s3://bucket/prefix/"); None: the local directories
+    store_url: str | None = None
+    # ``storage:`` in settings.yaml: the object store's endpoint and credentials (kept
+    # out of repr: never in a log line)
+    storage: StorageConfig = field(default_factory=StorageConfig, repr=False)
 
     @property
     def log_dir(self) -> Path:
@@ -131,8 +145,17 @@ class ServerSettings:
             "log_root": _directory("log_dir", setting("log_dir")),
             "store_root": _directory("store_dir", setting("store_dir")),
             "log_format": _choice("log_format", setting("log_format", "text"), LOG_FORMATS),
+            "store_url": normal_store_url(setting("store_url")),
+            "storage": StorageConfig.from_mapping(file_values.get("storage") or {},
+                                                  root / "settings.yaml"),
         }
         values.update(overrides)
+        if values["store_url"] and (values["log_root"] or values["store_root"]):
+            both = "store_dir" if values["store_root"] else "log_dir"
+            raise InvalidInput(
+                f"settings store_url and {both} are both set: with store_url the logs and "
+                f"files live in {values['store_url']}; unset {both} (SCITQ_BENCH_{both.upper()} "
+                "or settings.yaml)")
         return cls(**values)
 
 
@@ -163,6 +186,34 @@ def _directory(name: str, value: Any) -> Path | None:
     if not path.is_absolute():
         raise InvalidInput(f"setting {name} must be an absolute path, got {value!r}")
     return path
+
+
+def normal_store_url(value: Any) -> str | None:
+    """The object store's URI checked, as a folder ("s3://bucket/prefix/"); None when
+    not set."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in STORE_SCHEMES:
+        raise InvalidInput(f"setting store_url must be an {', '.join(STORE_SCHEMES[:-1])} or "
+                           f"{STORE_SCHEMES[-1]} URI (s3://bucket/prefix, "
+                           f"azure://account/container/prefix, file:///absolute/path), "
+                           f"got {redact(text)!r}", field="store_url")
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(f"setting store_url {redact(text)!r} carries credentials: put them "
+                           "in settings.yaml's storage: mapping or the SDK's own configuration "
+                           "(environment, instance role), never in the URL", field="store_url")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise InvalidInput(f"setting store_url takes no query or fragment, got {redact(text)!r}"
+                           " (credentials go in settings.yaml's storage: mapping)",
+                           field="store_url")
+    location = parse_location(text, "setting store_url")
+    if location.scheme == "file" and not location.key.strip("/"):
+        raise InvalidInput(f"setting store_url {text!r} names the file system's root: name "
+                           "a folder for the logs and files", field="store_url")
+    return location.as_folder().uri()
 
 
 def _positive_int(name: str, value: Any) -> int:

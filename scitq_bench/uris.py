@@ -1,18 +1,21 @@
 """Data URIs for inputs, resources and outputs, validated when a task is created.
 
-Forms: ``file:///abs/path``, ``http(s)://host/path``, ``server://path/in/store``, each
-optionally followed by actions: ``|untar``, ``|gunzip``, ``|unzip``, ``|mv:subdir``.
+Forms: ``file:///abs/path``, ``http(s)://host/path``, ``server://path/in/store``,
+``s3://bucket/key``, ``azure://account/container/path``, ``ftp(s)://host/path`` (see
+``scitq_bench.storage.locations``), each optionally followed by actions: ``|untar``,
+``|gunzip``, ``|unzip``, ``|mv:subdir``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from scitq_bench.exceptions import InvalidInput
+from scitq_bench.storage.locations import SCHEMES, parse_location
 
-SCHEMES = ("file", "http", "https", "server")
+__all__ = ["ACTIONS", "SCHEMES", "DataURI", "parse_uri"]
+
 ACTIONS = ("untar", "gunzip", "unzip", "mv")
 _SUBDIR = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -25,11 +28,12 @@ class DataURI:
 
     @property
     def path(self) -> str:
-        """Path part: local path for file://, store path for server://."""
-        parsed = urlparse(self.location)
-        if self.scheme == "server":
-            return (parsed.netloc + parsed.path).strip("/")
-        return parsed.path
+        """Path part: local path for file://, store path for server://, the key
+        (without its leading "/") for the other schemes."""
+        place = parse_location(self.location)
+        if self.scheme == "file":
+            return "/" + place.key
+        return place.key.strip("/") if self.scheme == "server" else place.key
 
 
 def parse_uri(text: str, *, field: str = "uri", allow_actions: bool = True) -> DataURI:
@@ -37,24 +41,7 @@ def parse_uri(text: str, *, field: str = "uri", allow_actions: bool = True) -> D
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(f"{field}: empty URI")
     location, *raw_actions = text.strip().split("|")
-    parsed = urlparse(location)
-    if parsed.scheme not in SCHEMES:
-        raise InvalidInput(
-            f"{field}: unsupported URI scheme {parsed.scheme or '(none)'!r} in {text!r}; "
-            f"use one of {', '.join(s + '://' for s in SCHEMES)}"
-        )
-    if parsed.scheme in ("http", "https") and not parsed.netloc:
-        raise InvalidInput(f"{field}: URI {text!r} has no host")
-    if parsed.scheme == "file" and (
-        parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")
-    ):
-        raise InvalidInput(f"{field}: file URI {text!r} must hold an absolute path")
-    if parsed.scheme == "server":
-        store_path = (parsed.netloc + parsed.path).strip("/")
-        if not store_path and not text.endswith("/"):
-            raise InvalidInput(f"{field}: server URI {text!r} has no path")
-        if ".." in store_path.split("/"):
-            raise InvalidInput(f"{field}: server URI {text!r} may not contain '..'")
+    parsed = parse_location(location, field)
     if raw_actions and not allow_actions:
         raise InvalidInput(f"{field}: actions ('|...') are not allowed here: {text!r}")
     actions = tuple(_parse_action(a, field, text) for a in raw_actions)

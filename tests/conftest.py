@@ -6,11 +6,11 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -21,11 +21,14 @@ from scitq_bench.server.app import create_app
 from scitq_bench.server.db import Database
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
+from tests.support import objectstores
 from tests.support.engine import TEST_IMAGE, ensure_test_image, start_engine
+from tests.support.objectstores import AzureContainer, FtpSite, Missing, Processes
 from tests.support.postgres import start_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
 SUMMARY_PROPERTY = "scenario_summary"  # a test's figures, shown at the end of the run
+T = TypeVar("T")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -261,3 +264,129 @@ def run(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                              input=input)
 
     return invoke
+
+
+# -- object stores: moto's S3 server, Azurite, FTP and FTPS --------------------------------
+
+
+@contextmanager
+def _object_store(what: str, variable: str, start: Callable[[Processes], T]) -> Iterator[T]:
+    """``start`` under a directory of its own, stopped afterwards. A component this
+    machine lacks skips the tests, or fails them when the object stores are required
+    (the test command requires them: it starts them and exports ``variable``)."""
+    processes = Processes.create()
+    try:
+        try:
+            value = start(processes)
+        except Missing as exc:
+            if objectstores.required():
+                pytest.fail(f"{what} is required ({objectstores.REQUIRED}=required) but "
+                            f"cannot start: {exc}")
+            pytest.skip(f"{what} unavailable: {exc} (or set {variable})")
+        yield value
+    finally:
+        processes.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server: the one SCITQ_BENCH_TEST_S3_ENDPOINT names, else one started here."""
+    explicit = os.environ.get(objectstores.S3_ENDPOINT)
+    if explicit:
+        yield explicit
+        return
+    with _object_store("moto's S3 server", objectstores.S3_ENDPOINT,
+                       objectstores.start_moto) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """The connection string of Azurite's blob service (SCITQ_BENCH_TEST_AZURITE, else
+    one started here, installing Azurite with npm when needed)."""
+    explicit = os.environ.get(objectstores.AZURITE)
+    if explicit:
+        yield explicit
+        return
+    with _object_store("Azurite", objectstores.AZURITE,
+                       objectstores.start_azurite) as connection_string:
+        yield connection_string
+
+
+@pytest.fixture(scope="session")
+def ftp_servers() -> Iterator[tuple[FtpSite, FtpSite]]:
+    """An FTP and an FTPS server sharing one served directory (SCITQ_BENCH_TEST_FTP...,
+    else two started here)."""
+    explicit = objectstores.ftp_sites_from(os.environ)
+    if explicit:
+        yield explicit
+        return
+    with _object_store("the FTP servers", objectstores.FTP,
+                       objectstores.start_ftp_pair) as sites:
+        yield sites
+
+
+def _aws_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """boto3 reaches ``endpoint`` with moto's test keys, whatever this machine's own
+    AWS settings say."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
+                 "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket on moto's S3 server; boto3's environment points at that server."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    _aws_environment(monkeypatch, s3_endpoint)
+    client = boto3.client("s3")
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    client.create_bucket(Bucket=name)
+    yield name
+    with suppress(ClientError):  # frees moto's memory; a test may have removed it
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def azure_container(azurite: str) -> Iterator[AzureContainer]:
+    """A fresh container on Azurite (nothing global is set: stores get the connection
+    string through StorageConfig, see storage_config_for)."""
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite)
+    name = f"t{uuid.uuid4().hex[:20]}"
+    service.create_container(name)
+    yield AzureContainer(objectstores.AZURITE_ACCOUNT, name, azurite)
+    with suppress(AzureError):
+        service.delete_container(name)
+    service.close()
+
+
+def _ftp_folder(site: FtpSite) -> Iterator[FtpSite]:
+    test_site = replace(site, base=f"t-{uuid.uuid4().hex[:12]}")
+    test_site.folder.mkdir()
+    yield test_site
+    shutil.rmtree(test_site.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def ftp_site(ftp_servers: tuple[FtpSite, FtpSite]) -> Iterator[FtpSite]:
+    """The plain FTP server, with a fresh folder ``base`` under its served ``root``."""
+    yield from _ftp_folder(ftp_servers[0])
+
+
+@pytest.fixture
+def ftps_site(ftp_servers: tuple[FtpSite, FtpSite]) -> Iterator[FtpSite]:
+    """The FTPS server (explicit TLS required; ``cafile`` trusts its certificate), with a
+    fresh folder ``base`` under its served ``root``."""
+    yield from _ftp_folder(ftp_servers[1])

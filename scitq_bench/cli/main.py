@@ -15,6 +15,7 @@ from scitq_bench.cli.batch import batch
 from scitq_bench.cli.bench import bench
 from scitq_bench.cli.common import CliState
 from scitq_bench.cli.execution import execution
+from scitq_bench.cli.files import files
 from scitq_bench.cli.flavor import flavor, quota
 from scitq_bench.cli.job import job
 from scitq_bench.cli.launch import launch
@@ -76,7 +77,7 @@ def cli(ctx: click.Context, server: str | None, token: str | None, timeout: floa
 
 # Every top-level command, by theme (``--help`` lists them sorted by name).
 COMMANDS = (
-    server, up, worker, task, batch, execution, launch,  # running work
+    server, up, worker, task, batch, execution, launch, files,  # running work
     flavor, quota, recruiter, job, provider, cost,  # recruiting machines
     account, bench, phase, submission, leaderboard,  # benchmarks
 )

@@ -28,6 +28,7 @@ from scitq_bench.client import Client
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError, Unauthorized
 from scitq_bench.settings import default_data_dir
 from scitq_bench.states import RequestedWorkerStatus
+from scitq_bench.storage.config import StorageConfig
 
 
 def _running(worker: dict[str, Any]) -> int:
@@ -89,6 +90,13 @@ worker.add_command(worker_config)
 @click.option("--batch", help="Only run tasks of this batch.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where tasks run [default: <data dir>/worker-<name>].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where resources are kept between tasks and restarts [default: "
+              "<work dir>/cache]; worker processes may share one.")
+@click.option("--cache-max-gb", type=click.FloatRange(min=0), default=20.0,
+              show_default=True, metavar="GB",
+              help="Resources kept at most; those used least recently go first, never "
+              "one in use (0: kept only while tasks use them).")
 @click.option("--containers/--no-containers", default=True, show_default=True,
               help="Run container tasks, when a container engine answers.")
 @click.option("--docker-host", envvar="DOCKER_HOST",
@@ -114,13 +122,16 @@ worker.add_command(worker_config)
 @click.option("--metadata-url", default="http://169.254.169.254", show_default=True,
               help="The instance metadata service (for --spot).")
 def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | None,
-               batch: str | None, work_dir: Path | None, containers: bool,
+               batch: str | None, work_dir: Path | None, cache_dir: Path | None,
+               cache_max_gb: float, containers: bool,
                docker_host: str | None, container_user: str | None,
                container_mem: float | None, container_pids: int, image_max_idle: float,
                prune_threshold: float, spot: str | None, metadata_url: str) -> None:
     """Run a worker on this machine against the server at URL (default: --server or the
     client config). Needs an admin or enrollment token (--token, $SCITQ_BENCH_TOKEN or
-    the client config). SIGTERM or Ctrl-C stops it."""
+    the client config). SIGTERM or Ctrl-C stops it. Storage credentials come from the
+    storage settings file ($SCITQ_BENCH_STORAGE_CONFIG) and the SDKs' own
+    configuration; tasks never see them."""
     try:
         from scitq_bench.client.worker.agent import WorkerAgent
         from scitq_bench.client.worker.container import ContainerDefaults
@@ -136,6 +147,7 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
         raise Unauthorized("worker run needs an admin or enrollment token: pass --token, "
                            "set SCITQ_BENCH_TOKEN, or run `scitq-bench server init` here "
                            "(or `scitq-bench server token --role enroll` on the server)")
+    storage = StorageConfig.load()  # a bad settings file stops the worker here
     name = name or socket.gethostname()
     work_dir = work_dir or default_data_dir() / f"worker-{name}"
     defaults = ContainerDefaults(user=_container_user(container_user),
@@ -146,7 +158,8 @@ def run_worker(url: str | None, concurrency: int, prefetch: int, name: str | Non
     agent = WorkerAgent(client, name=name, concurrency=concurrency, prefetch=prefetch,
                         batch=batch, work_dir=work_dir, engine=engine,
                         container_defaults=defaults,
-                        spot_notice=reader(spot, metadata_url) if spot else None)
+                        spot_notice=reader(spot, metadata_url) if spot else None,
+                        cache_dir=cache_dir, cache_max_gb=cache_max_gb, storage=storage)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # os.write: a buffered print could re-enter a write the signal interrupted

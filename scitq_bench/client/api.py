@@ -12,12 +12,13 @@ server's message.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -33,6 +34,9 @@ from scitq_bench.exceptions import (
 )
 from scitq_bench.settings import load_client_settings
 from scitq_bench.states import FINAL_TASK_VALUES, TaskStatus
+
+if TYPE_CHECKING:
+    from scitq_bench.client.files import Files
 
 API = "/api/v1"
 DEFAULT_RETRY_SECONDS = 30.0  # rides over a server restart; overridden by the settings
@@ -437,6 +441,18 @@ class Client(BenchClientMixin, RecruitClientMixin):
 
     def file_list(self, prefix: str = "") -> list[dict[str, Any]]:
         return self._json("GET", "/files", params={"prefix": prefix or None})["files"]
+
+    @functools.cached_property
+    def files(self) -> Files:
+        """Files across every store (list, copy, sync, delete, cat); ``server://``
+        through this client."""
+        from scitq_bench.client.files import Files
+
+        return Files(self)
+
+    def file_delete(self, path: str) -> None:
+        """Remove a stored file (admins only); NotFound when there is none."""
+        self.request("DELETE", f"/files/{path.strip('/')}")
 
     def openapi(self) -> dict[str, Any]:
         return self._json("GET", "/openapi.json")

@@ -18,6 +18,11 @@ members, in this order:
     The execution logs (``log_dir``), file by file.
 ``store/...``
     The files behind ``server://`` URIs (``store_dir``), file by file.
+
+    Neither when the server keeps them in an object store (``store_url``): a backup
+    copies what is on this disk, not a bucket, so it holds the database and the data
+    directory's state only, its manifest names the ``store_url`` and its summary says
+    how to copy the store (``scitq-bench files sync``).
 ``data/...``
     The data directory's own state (``DATA_FILES``).
 ``contents.json``
@@ -96,13 +101,25 @@ class Summary:
     rows: int
     tallies: dict[str, Tally]
     seconds: float
+    notes: tuple[str, ...] = ()  # what the operator must know, each on a line of its own
 
     def line(self) -> str:
+        """The summary, then each note on its own line."""
         files = sum(t.files for t in self.tallies.values())
         size = sum(t.bytes for t in self.tallies.values())
-        return (f"{self.verb} the {self.dialect} database at revision {self.revision} "
-                f"({self.rows} rows) and {files} files ({size} bytes) {self.preposition} "
-                f"{self.archive} in {self.seconds:.1f} s")
+        summary = (f"{self.verb} the {self.dialect} database at revision {self.revision} "
+                   f"({self.rows} rows) and {files} files ({size} bytes) {self.preposition} "
+                   f"{self.archive} in {self.seconds:.1f} s")
+        return "\n".join([summary, *(f"Note: {note}" for note in self.notes)])
+
+
+def object_store_note(store_url: str, archive: Path) -> str:
+    """What a backup of a server keeping its logs and files in ``store_url`` leaves
+    out, and how to copy them."""
+    return (f"the execution logs and stored files are not in {archive}: this server keeps "
+            f"them in {store_url} (store_url), which a backup does not copy; copy them "
+            f"with `scitq-bench files sync {store_url} file:///backup/scitq-bench-store/` "
+            "(or the object store's own versioning or replication)")
 
 
 def create_backup(settings: ServerSettings, output: Path) -> Summary:
@@ -124,8 +141,9 @@ def create_backup(settings: ServerSettings, output: Path) -> Summary:
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+    notes = (object_store_note(settings.store_url, output),) if settings.store_url else ()
     return Summary("Backed up", "to", output, copy.dialect, dump.revision,
-                   sum(dump.tables.values()), tallies, time.monotonic() - started)
+                   sum(dump.tables.values()), tallies, time.monotonic() - started, notes)
 
 
 def _check_output(settings: ServerSettings, output: Path) -> None:
@@ -135,6 +153,8 @@ def _check_output(settings: ServerSettings, output: Path) -> None:
     if output.is_dir():
         raise InvalidInput(f"cannot write {output}: it is a directory")
     folder = output.parent.resolve()
+    if settings.store_url:  # the local directories are not used, nor copied
+        return
     for what, root in (("log directory", settings.log_dir), ("file store", settings.store_dir)):
         if root.resolve() in (folder, *folder.parents):
             raise InvalidInput(f"cannot write {output}: it is inside the {what} ({root}), "
@@ -145,15 +165,17 @@ def _write(raw: IO[bytes], settings: ServerSettings, copy: dbcopy.DatabaseCopy,
            scratch_parent: Path) -> tuple[dbcopy.Dump, dict[str, Tally]]:
     with tempfile.TemporaryDirectory(prefix=".scitq-bench-dump-", dir=scratch_parent) as scratch:
         dump = copy.dump(Path(scratch))  # first: the files copied next cover its rows
+        local = settings.store_url is None  # else the logs and files are in an object store
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=COMPRESS_LEVEL) as zipped, \
                 tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _add_json(tar, MANIFEST, manifest(copy, dump))
+            _add_json(tar, MANIFEST, manifest(copy, dump, settings.store_url))
             if _add_file(tar, dump.path, f"{DATABASE}/{copy.member}") is None:
                 raise ScitqBenchError(f"the database dump {dump.path} vanished")
             dump.path.unlink()
             tallies = {
-                "logs": _add_files(tar, _tree(settings.log_dir, "logs")),
-                "store": _add_files(tar, _tree(settings.store_dir, "store")),
+                "logs": _add_files(tar, _tree(settings.log_dir, "logs")) if local else Tally(),
+                "store": (_add_files(tar, _tree(settings.store_dir, "store")) if local
+                          else Tally()),
                 "data": _add_files(tar, ((settings.data_dir / name, f"data/{name}")
                                          for name in DATA_FILES)),
             }
@@ -162,7 +184,10 @@ def _write(raw: IO[bytes], settings: ServerSettings, copy: dbcopy.DatabaseCopy,
     return dump, tallies
 
 
-def manifest(copy: dbcopy.DatabaseCopy, dump: dbcopy.Dump) -> dict[str, Any]:
+def manifest(copy: dbcopy.DatabaseCopy, dump: dbcopy.Dump,
+             store_url: str | None = None) -> dict[str, Any]:
+    """The manifest; ``store_url``, when the server kept its logs and files there
+    (and the archive holds none)."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -170,6 +195,7 @@ def manifest(copy: dbcopy.DatabaseCopy, dump: dbcopy.Dump) -> dict[str, Any]:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "database": {"dialect": copy.dialect, "member": f"{DATABASE}/{copy.member}",
                      "revision": dump.revision, "tables": dump.tables, **dump.details},
+        **({"store_url": store_url} if store_url else {}),
     }
 
 

@@ -25,23 +25,36 @@ NAME_MAX, PATH_MAX = 255, 1024  # what file systems take (a name), and a sane bo
 TEMPORARY = ".upload-"  # temporary files' prefix: never listed
 
 
+def clean_store_path(relative: str) -> str:
+    """``relative`` without its outer "/", checked as every store takes paths: no
+    empty, "." or ".." part, no NUL, no name over 255 bytes, no path over 1,024
+    characters (``InvalidInput`` naming it)."""
+    clean = relative.strip("/")
+    if "\x00" in clean:  # no file name holds one; the OS call would raise
+        raise InvalidInput(f"invalid store path {relative!r}: NUL characters are not allowed")
+    parts = clean.split("/")
+    if not clean or any(part in ("", ".", "..") for part in parts):
+        raise InvalidInput(f"invalid store path {relative!r}")
+    if any(len(part.encode()) > NAME_MAX for part in parts) or len(clean) > PATH_MAX:
+        raise InvalidInput(f"invalid store path {relative[:80]!r}...: names hold at most "
+                           f"{NAME_MAX} bytes, paths {PATH_MAX} characters")
+    return clean
+
+
+def local_etag(info: os.stat_result) -> str:
+    """A local file's tag: it changes whenever the file is written (a write renames a
+    new file into place: a new inode), the same in a listing and a download."""
+    return f"{info.st_mtime_ns:x}-{info.st_size:x}-{info.st_ino:x}"
+
+
 class LocalFileStore(FileStorage):
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def _resolve(self, relative: str) -> Path:
         """Map a store path to disk, refusing anything that escapes the store."""
-        clean = relative.strip("/")
-        if "\x00" in clean:  # no file name holds one; the OS call would raise
-            raise InvalidInput(f"invalid store path {relative!r}: NUL characters are not allowed")
-        parts = clean.split("/")
-        if not clean or any(part in ("", ".", "..") for part in parts):
-            raise InvalidInput(f"invalid store path {relative!r}")
-        if any(len(part.encode()) > NAME_MAX for part in parts) or len(clean) > PATH_MAX:
-            raise InvalidInput(f"invalid store path {relative[:80]!r}...: names hold at most "
-                               f"{NAME_MAX} bytes, paths {PATH_MAX} characters")
-        path = (self.root / clean).resolve()
-        if self.root not in path.parents:
+        path = (self.root / clean_store_path(relative)).resolve()
+        if self.root not in path.parents:  # a link inside the store pointing out of it
             raise InvalidInput(f"invalid store path {relative!r}")
         return path
 
@@ -75,6 +88,16 @@ class LocalFileStore(FileStorage):
             except (OSError, InvalidInput):
                 pass
 
+    def delete(self, relative: str) -> None:
+        path = self._resolve(relative)
+        missing = NotFound(f"no file at server://{relative.strip('/')}")
+        if not path.is_file():
+            raise missing
+        try:
+            path.unlink()
+        except FileNotFoundError:  # deleted meanwhile
+            raise missing from None
+
     def open(self, relative: str) -> StoredFile:
         path = self._resolve(relative)
         clean = relative.strip("/")
@@ -87,8 +110,7 @@ class LocalFileStore(FileStorage):
             raise missing from None
         info = os.fstat(stream.fileno())
         return StoredFile(path=clean, size=info.st_size, modified=info.st_mtime,
-                          etag=f"{info.st_mtime_ns:x}-{info.st_size:x}-{info.st_ino:x}",
-                          stream=stream)
+                          etag=local_etag(info), stream=stream)
 
     def list(self, prefix: str = "") -> list[StoredEntry]:
         base = self._resolve(prefix) if prefix.strip("/") else self.root
@@ -102,6 +124,7 @@ class LocalFileStore(FileStorage):
             except FileNotFoundError:  # discarded or renamed since
                 continue
             if stat.S_ISREG(info.st_mode):
-                entries.append({"path": str(path.relative_to(self.root)), "size": info.st_size})
+                entries.append({"path": str(path.relative_to(self.root)), "size": info.st_size,
+                                "modified": info.st_mtime, "etag": local_etag(info)})
         return entries
 

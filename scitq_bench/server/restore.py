@@ -7,6 +7,11 @@ database of the other dialect; a target that is not fresh (the SQLite file exist
 the PostgreSQL database holds tables, the log or store directory is not empty, the
 data directory already holds a session key or an admin token).
 
+A server keeping its logs and files in an object store (``store_url``) restores the
+database and the data directory's state only, and says so: the object store is not
+restored (nor checked for freshness: it is what survived), and a backup holding logs
+or files from disk is refused, as there is no directory to put them in.
+
 Nothing half-written: each section is extracted into a temporary sibling of its target
 and checked against the archive's closing ``contents.json``; the database is loaded,
 checked against the manifest's row counts and migrated to this version's schema; only
@@ -86,7 +91,19 @@ def restore_backup(settings: ServerSettings, archive: Path) -> tuple[Summary, li
     summary = Summary("Restored", "from", archive, copy.dialect, str(shown),
                       sum(recorded["database"]["tables"].values()), staging.tallies,
                       time.monotonic() - started)
+    if settings.store_url:
+        notes.append(object_store_note(settings.store_url, recorded.get("store_url")))
     return summary, notes
+
+
+def object_store_note(store_url: str, recorded: Any) -> str:
+    """What a restore into a server keeping its logs and files in ``store_url`` did
+    not restore; ``recorded``: where the backed up server kept them, if it said."""
+    where = (f"; the backed up server kept them in {recorded}"
+             if isinstance(recorded, str) and recorded != store_url else "")
+    return (f"the execution logs and stored files are not restored: this server reads them "
+            f"from {store_url} (store_url){where}; if they were lost, copy a copy of them "
+            f"back with `scitq-bench files sync file:///backup/scitq-bench-store/ {store_url}`")
 
 
 @contextmanager
@@ -176,8 +193,9 @@ def _check_fits(archive: Path, manifest: dict[str, Any], copy: dbcopy.DatabaseCo
 def in_the_way(settings: ServerSettings, copy: dbcopy.DatabaseCopy) -> list[str]:
     """Everything that makes the target not fresh."""
     found = [copy.in_the_way()]
-    for what, folder in (("log directory", settings.log_dir),
-                         ("file store", settings.store_dir)):
+    folders = [] if settings.store_url else [("log directory", settings.log_dir),
+                                             ("file store", settings.store_dir)]
+    for what, folder in folders:
         if folder.exists() and not folder.is_dir():
             found.append(f"the {what} {folder} is not a directory")
         elif folder.is_dir() and any(folder.iterdir()):

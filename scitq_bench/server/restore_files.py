@@ -29,12 +29,12 @@ from scitq_bench.server.backup import (
     SETTINGS_FILE,
     Tally,
 )
-from scitq_bench.settings import ServerSettings
+from scitq_bench.settings import ServerSettings, normal_store_url
 
 CHUNK = 1 << 20
 # settings.yaml keys naming where the server's state lives: a restored file naming
 # other places than this restore wrote to is kept aside, not put in force
-PLACES = ("database_url", "direct_database_url", "log_dir", "store_dir")
+PLACES = ("database_url", "direct_database_url", "log_dir", "store_dir", "store_url")
 SET_ASIDE = "settings.yaml.from-backup"
 
 
@@ -95,7 +95,9 @@ class Staging:
     def __init__(self, settings: ServerSettings, copy: dbcopy.DatabaseCopy) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
-        self.targets = {"logs": settings.log_dir, "store": settings.store_dir}
+        # the sections' folders; none where an object store holds the logs and files
+        self.targets = ({} if settings.store_url
+                        else {"logs": settings.log_dir, "store": settings.store_dir})
         self.made: list[Path] = []  # folders made for the targets, removed if it fails
         self.siblings: dict[str, Path] = {}
         self.placed: list[Path] = []
@@ -123,6 +125,12 @@ class Staging:
 
     def write(self, section: str, inside: PurePosixPath, member: tarfile.TarInfo,
               tar: tarfile.TarFile) -> None:
+        if section != "data" and section not in self.targets:
+            raise InvalidInput(
+                f"the backup holds execution logs and stored files kept on disk "
+                f"({member.name}...), and this server keeps them in {self.settings.store_url} "
+                "(store_url), where a restore does not write: restore it into a server "
+                "without store_url (its log_dir and store_dir)")
         root = self.folder(section)
         path = root.joinpath(*inside.parts)
         if root.resolve() not in path.resolve().parents:
@@ -210,12 +218,24 @@ def settings_elsewhere(text: str, settings: ServerSettings) -> list[str]:
     differ = []
     for key in PLACES:
         value = values.get(key)
+        if key == "store_url" and (value or settings.store_url):  # unset is a place too
+            if _store_url(value) != settings.store_url:
+                differ.append(key)
+            continue
         if not value:
             continue
         named = Path(str(value)).expanduser() if key.endswith("_dir") else str(value)
         if named != getattr(settings, key):
             differ.append(key)
     return differ
+
+
+def _store_url(value: object) -> str | None:
+    """A settings file's store_url as the settings hold it; an invalid one as is."""
+    try:
+        return normal_store_url(value)
+    except InvalidInput:
+        return str(value)
 
 
 def _temporary_dir(parent: Path, prefix: str) -> Path:

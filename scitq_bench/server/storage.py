@@ -3,13 +3,15 @@
 
 Views, the domain and the GUI only ever see these: store paths and execution ids go in,
 byte streams come out, never a local path. So every server process and replica can
-share one store, and an object store (S3, Azure Blob, FTP...) can take the place of
-the local directories (``logstore.LocalLogStore``, ``filestore.LocalFileStore``)
-without a view changing. ``build_stores`` picks the implementation from the settings.
+share one store: the local directories (``logstore.LocalLogStore``,
+``filestore.LocalFileStore``) or, with ``store_url`` set, an S3 bucket or an Azure
+container (``objectlogs.ObjectLogStore``, ``objectfiles.ObjectFileStore``), without a
+view changing. ``build_stores`` picks the implementation from the settings.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,13 +23,18 @@ if TYPE_CHECKING:
     from scitq_bench.settings import ServerSettings
 
 STREAMS = ("stdout", "stderr")
+log = logging.getLogger(__name__)
 
 
 class StoredEntry(TypedDict):
-    """A listed file, as the API answers it."""
+    """A listed file, as the API answers it. ``etag`` is the tag a download of it
+    carries (its ETag header): it changes whenever the file is replaced, so a cache
+    can keep it as the file's version."""
 
     path: str
     size: int
+    modified: float  # seconds since the epoch
+    etag: str
 
 
 @dataclass
@@ -107,16 +114,31 @@ class FileStorage(ABC):
         none when nothing is there."""
 
     @abstractmethod
+    def delete(self, path: str) -> None:
+        """Remove the file; ``NotFound`` naming ``server://path`` when there is none."""
+
+    @abstractmethod
     def discard(self, *paths: str) -> None:
         """Remove these files if they are there: cleaning up after a failed or undone
         operation, where a missing file or an odd path is no reason to fail."""
 
 
 def build_stores(settings: ServerSettings) -> tuple[LogStorage, FileStorage]:
-    """The stores these settings name: today local directories (``log_dir`` and
-    ``store_dir``, which replicas share by mounting one file system at the same path);
-    an object store would be chosen here, imported only when configured."""
-    from scitq_bench.server.filestore import LocalFileStore
-    from scitq_bench.server.logstore import LocalLogStore
+    """The stores these settings name: local directories (``log_dir`` and
+    ``store_dir``, which replicas share by mounting one file system at the same path),
+    or, with ``store_url``, one object store every replica reaches (logs under its
+    ``logs/``, files under its ``files/``), its SDK imported only then."""
+    if settings.store_url is None:
+        from scitq_bench.server.filestore import LocalFileStore
+        from scitq_bench.server.logstore import LocalLogStore
 
-    return LocalLogStore(settings.log_dir), LocalFileStore(settings.store_dir)
+        return LocalLogStore(settings.log_dir), LocalFileStore(settings.store_dir)
+    from scitq_bench.server.objectfiles import ObjectFileStore
+    from scitq_bench.server.objectlogs import ObjectLogStore
+    from scitq_bench.storage.stores import Stores
+
+    store, location = Stores(settings.storage).resolve(settings.store_url, "store_url")
+    prefix = location.as_folder().key
+    log.info("execution logs and stored files in %s (store_url)", location.redacted())
+    return (ObjectLogStore(store, prefix + "logs/"),
+            ObjectFileStore(store, prefix + "files/", spool_dir=settings.data_dir / "spool"))

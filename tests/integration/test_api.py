@@ -68,9 +68,15 @@ def test_missing_and_invalid_fields_are_400_naming_the_field(api) -> None:
     assert answer.status_code == 400 and "command" in answer.json["message"]
     answer = api.post("/tasks", json={"command": "x", "retry": -1})
     assert answer.status_code == 400 and "retry" in answer.json["message"]
-    answer = api.post("/tasks", json={"command": "x", "inputs": ["ftp://a/b"]})
+    answer = api.post("/tasks", json={"command": "x", "inputs": ["gs://a/b"]})
     assert answer.status_code == 400 and "inputs" in answer.json["message"]
-    assert "ftp" in answer.json["message"]
+    assert "gs" in answer.json["message"]
+    answer = api.post("/tasks", json={"command": "x", "inputs": ["ftp://me:pw@host/x"]})
+    assert answer.status_code == 400 and "credentials" in answer.json["message"]
+    assert ":pw@" not in answer.json["message"]
+    answer = api.post("/tasks", json={"command": "x", "output": "s3://bkt/o/?X-Amz-Signature=1"})
+    assert answer.status_code == 400 and "output" in answer.json["message"]
+    assert "X-Amz-Signature" not in answer.json["message"]
     answer = api.post("/tasks", json={"command": "x", "resources": ["file:///r|frobnicate"]})
     assert answer.status_code == 400 and "frobnicate" in answer.json["message"]
     answer = api.post("/tasks", json={"command": "x", "colour": "red"})
@@ -154,7 +160,7 @@ def test_file_store_roundtrip_and_path_escape(api) -> None:
     assert api.put("/files/bench/ref/data.txt", data=b"abc").status_code == 201
     assert api.get("/files/bench/ref/data.txt").data == b"abc"
     listed = api.get("/files?prefix=bench").json["files"]
-    assert listed == [{"path": "bench/ref/data.txt", "size": 3}]
+    assert [(f["path"], f["size"]) for f in listed] == [("bench/ref/data.txt", 3)]
     assert api.get("/files/bench/missing").status_code == 404
     assert api.put("/files/a/../../etc/passwd", data=b"x").status_code in (400, 404)
 

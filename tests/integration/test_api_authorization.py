@@ -55,7 +55,7 @@ OWNERSHIP: dict[str, str] = {
     "POST /workers/{worker_id}/report": WORKER_OWNED,
     "POST /workers/{worker_id}/evicted": WORKER_OWNED,
     "GET /files": WORKER_OWNED, "GET /files/{path}": WORKER_OWNED,
-    "PUT /files/{path}": WORKER_OWNED,
+    "PUT /files/{path}": WORKER_OWNED, "DELETE /files/{path}": NONE,
     # meta
     "GET /health": NONE, "GET /openapi.json": NONE, "GET /package": NONE,
     # probes and metrics, at the root

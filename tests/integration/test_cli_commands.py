@@ -48,8 +48,9 @@ def test_launch_dry_run_and_bad_input(run: Invoke, live_server: Any) -> None:
     }]}
     assert live_server.client().task_list() == []  # the dry run created nothing
 
-    created = run("launch", "-i", "ftp://nowhere/x", "--", "true")
-    fails(created, "inputs", "ftp")
+    created = run("launch", "-i", "gs://nowhere/x", "--", "true")
+    fails(created, "inputs", "gs")
+    fails(run("launch", "-i", "ftp://me:secret@host/x", "--", "true"), "inputs", "credentials")
     fails(run("launch", "-t", "-o", "nope", "--", "true"), "output")
     fails(run("launch", "--requires", "x", "--", "true"), "--requires", code=2)
     assert live_server.client().task_list() == []

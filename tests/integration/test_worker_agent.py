@@ -80,7 +80,7 @@ def test_environment_and_token_hidden(live_server, tmp_path, monkeypatch):
     assert env["INPUT"] == str(base / "input")
     assert env["OUTPUT"] == str(base / "output")
     assert env["TEMP"] == str(base / "tmp")
-    assert env["RESOURCE"] == str(root / "resource")
+    assert env["RESOURCE"] == str(base / "resource")
     import os
     assert env["CPU"] == str(max(1, (os.cpu_count() or 1) // 2))
     assert env["SCITQ_BENCH_EXECUTION_ID"] == str(execution["id"])

@@ -119,5 +119,5 @@ def test_writes_from_two_processes_are_read_whole(tmp_path: Path) -> None:
     run_while_reading([(write_files, (str(root), w)) for w in range(1, PROCESSES + 1)], read)
     with files.open(FILE) as final:
         assert final.stream.read() in {version(w, WRITES - 1) for w in range(1, PROCESSES + 1)}
-    assert files.list() == [{"path": FILE, "size": final.size}]
+    assert [(f["path"], f["size"]) for f in files.list()] == [(FILE, final.size)]
     assert [p.name for p in (root / "shared").iterdir()] == ["result.bin"]  # no leftovers

@@ -65,11 +65,12 @@ def test_paths_out_of_the_store_are_refused(files: FileStorage, path: str) -> No
 def test_listing_gives_paths_and_sizes_sorted(files: FileStorage) -> None:
     for path, body in (("b/2.txt", b"22"), ("a/1.txt", b"1"), ("b/sub/3.txt", b"333")):
         files.write(path, io.BytesIO(body))
-    assert files.list() == [{"path": "a/1.txt", "size": 1}, {"path": "b/2.txt", "size": 2},
-                            {"path": "b/sub/3.txt", "size": 3}]
-    assert files.list("/b/") == [{"path": "b/2.txt", "size": 2},
-                                 {"path": "b/sub/3.txt", "size": 3}]
-    assert files.list("a/1.txt") == [{"path": "a/1.txt", "size": 1}]
+    def listed(prefix: str = "") -> list[tuple[str, int]]:
+        return [(f["path"], f["size"]) for f in files.list(prefix)]
+
+    assert listed() == [("a/1.txt", 1), ("b/2.txt", 2), ("b/sub/3.txt", 3)]
+    assert listed("/b/") == [("b/2.txt", 2), ("b/sub/3.txt", 3)]
+    assert listed("a/1.txt") == [("a/1.txt", 1)]
     assert files.list("nothing/here") == []
 
 
@@ -91,7 +92,7 @@ def test_discard_removes_what_is_there_and_ignores_the_rest(files: FileStorage) 
     files.write("a/1", io.BytesIO(b"1"))
     files.write("a/2", io.BytesIO(b"2"))
     files.discard("a/1", "a/missing", "../../outside", "")
-    assert files.list() == [{"path": "a/2", "size": 1}]
+    assert [(f["path"], f["size"]) for f in files.list()] == [("a/2", 1)]
 
 
 def test_logs_append_at_offsets_and_read_ranges(logs: LogStorage) -> None:

@@ -332,7 +332,7 @@ class _Puts:
 
 
 def _runner(tmp_path: Path, fake: FakeServer) -> tuple[ExecutionRunner, _Puts]:
-    settings = RunnerSettings(name="w", resource_dir=tmp_path / "resource", log_cap=1 << 20,
+    settings = RunnerSettings(name="w", cache_dir=tmp_path / "cache", log_cap=1 << 20,
                               kill_grace=0.5, container_defaults=ContainerDefaults(),
                               has_gpus=False, environment={"PATH": "/usr/bin:/bin"})
     puts = _Puts()

@@ -21,7 +21,6 @@ from scitq_bench.client.worker.transfer import (
     Aborted,
     Deadline,
     DownloadTimedOut,
-    ResourceCache,
     TransferError,
     fetch,
     merge_tree,
@@ -29,7 +28,6 @@ from scitq_bench.client.worker.transfer import (
     upload,
 )
 from tests.support.archives import lie_about_size, tar_of, zip_bomb, zip_of, zip_with_symlink
-from tests.support.waiting import wait_until
 
 
 def _tree(root: Path) -> list[str]:
@@ -249,61 +247,6 @@ def test_a_stalled_body_at_the_deadline_is_a_timeout_not_a_crash(tmp_path, http_
     with pytest.raises(DownloadTimedOut, match="download timed out after 0.3 s"):
         fetch(None, f"{http_url}/stalled.bin", tmp_path / "d", Deadline(0.3))  # type: ignore[arg-type]
     assert not (tmp_path / "d").exists() or _tree(tmp_path / "d") == []
-
-
-class _Watched(Deadline):
-    """A deadline that says whether it was checked (by a download waiting on it)."""
-
-    checked = False
-
-    def check(self) -> None:
-        self.checked = True
-        super().check()
-
-
-def test_resource_cache_fetches_once(tmp_path, monkeypatch):
-    calls: list[str] = []
-    release = threading.Event()
-
-    def slow_fetch(client: Any, uri: str, dest: Path, deadline: Any = None,
-                   merge_lock: Any = None, limits: Any = None) -> None:
-        calls.append(uri)
-        release.wait(5)
-        (dest / "r.txt").write_text("r")
-
-    monkeypatch.setattr(transfer, "fetch", slow_fetch)
-    cache = ResourceCache(None, tmp_path)  # type: ignore[arg-type]
-    deadlines = [_Watched(5) for _ in range(3)]
-    threads = [threading.Thread(target=cache.ensure, args=("file:///r", deadline))
-               for deadline in deadlines]
-    for thread in threads:
-        thread.start()
-    # one fetches, the two others wait for it (checking their deadline meanwhile)
-    wait_until(lambda: len(calls) == 1 and sum(d.checked for d in deadlines) == 2,
-               what="one fetching, two waiting")
-    release.set()
-    for thread in threads:
-        thread.join(5)
-    cache.ensure("file:///r", Deadline(5))
-    assert calls == ["file:///r"]
-
-
-def test_resource_cache_retries_after_failure(tmp_path, monkeypatch):
-    attempts: list[int] = []
-
-    def flaky(client: Any, uri: str, dest: Path, deadline: Any = None,
-              merge_lock: Any = None, limits: Any = None) -> None:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise TransferError("boom")
-
-    monkeypatch.setattr(transfer, "fetch", flaky)
-    cache = ResourceCache(None, tmp_path)  # type: ignore[arg-type]
-    with pytest.raises(TransferError):
-        cache.ensure("file:///r", Deadline(5))
-    cache.ensure("file:///r", Deadline(5))
-    cache.ensure("file:///r", Deadline(5))
-    assert len(attempts) == 2
 
 
 def test_upload_to_http_puts_each_file(tmp_path):

@@ -13,6 +13,10 @@ Threads, each with one job and its own HTTP session:
 
 An execution stays held until the server has taken its final event: only then does
 the server see the free slot, so claiming earlier would just wait.
+
+The work folder holds ``executions/`` (emptied at each start: the server re-queues
+what a previous run held), ``state/`` and, unless ``cache_dir`` puts it elsewhere,
+``cache/``: the resource cache, kept across restarts (``cache``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from scitq_bench.client.worker.logship import DEFAULT_CAP
 from scitq_bench.client.worker.reporter import NOT_FINAL, Event, Reporter
 from scitq_bench.client.worker.runner import (
     FAILED,
+    GB,
+    PROGRESS_INTERVAL,
     REFUSED,
     ExecutionRunner,
     RunnerSettings,
@@ -63,6 +69,7 @@ from scitq_bench.exceptions import (
 )
 from scitq_bench.hostprobe import Gpu, detect_gpus, summarize
 from scitq_bench.states import WorkerStatus
+from scitq_bench.storage.config import StorageConfig
 
 log = logging.getLogger("scitq_bench.worker")
 
@@ -100,11 +107,18 @@ class WorkerAgent:
         container_defaults: ContainerDefaults | None = None,
         spot_notice: Callable[[], str | None] | None = None,
         spot_interval: float = 5.0,
+        cache_dir: Path | str | None = None,
+        cache_max_gb: float = 20.0,
+        storage: StorageConfig | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         """``gpus``: None to detect them. ``engine``: the container engine to run
         container tasks with (``engine.connect`` finds one), None for processes only.
         ``spot_notice``: polled every ``spot_interval`` seconds on spot machines; a
-        notice (``interruption.reader``) evicts the worker and stops it."""
+        notice (``interruption.reader``) evicts the worker and stops it.
+        ``cache_dir`` (default ``<work_dir>/cache``) keeps resources, at most
+        ``cache_max_gb`` of them. ``storage``: the storage settings (None: read the
+        settings file when ``run`` starts; a bad one stops it there)."""
         self.client = client
         self.name = name
         self.concurrency = concurrency
@@ -112,7 +126,10 @@ class WorkerAgent:
         self.batch = batch
         self.work_dir = Path(work_dir).absolute()
         self.executions_dir = self.work_dir / "executions"
-        self.resource_dir = self.work_dir / "resource"
+        self.cache_dir = Path(cache_dir).absolute() if cache_dir else self.work_dir / "cache"
+        self.cache_max_gb = cache_max_gb
+        self.storage = storage
+        self.progress_interval = progress_interval
         self.keeper_journal = self.work_dir / "state" / "live-tasks"
         self.log_cap = log_cap
         self.kill_grace = kill_grace
@@ -153,6 +170,8 @@ class WorkerAgent:
         """Register, then work until ``stop()``; raises if the server revokes us."""
         if self._stop_requested:
             return
+        if self.storage is None:
+            self.storage = StorageConfig.load()  # InvalidInput: refuse to start
         self._reap_leftovers()
         self._reset_work_dir()
         self._clear_engine()
@@ -188,10 +207,13 @@ class WorkerAgent:
     def _new_runner(self) -> ExecutionRunner:
         """The execution pipeline, once registered (its transfers use the worker's
         token) and with the keeper started."""
+        assert self.storage is not None  # read by run()
         settings = RunnerSettings(
-            name=self.name, resource_dir=self.resource_dir, log_cap=self.log_cap,
+            name=self.name, cache_dir=self.cache_dir, log_cap=self.log_cap,
             kill_grace=self.kill_grace, container_defaults=self.container_defaults,
             has_gpus=bool(self.gpus), environment=self._env,
+            cache_max_bytes=int(self.cache_max_gb * GB), storage=self.storage,
+            progress_interval=self.progress_interval,
         )
         return ExecutionRunner(
             settings, io=self._io, reporter=self._reporter, gate=self._gate, dirs=self._dirs,
@@ -208,8 +230,10 @@ class WorkerAgent:
     # -- start ---------------------------------------------------------------------------
 
     def _reset_work_dir(self) -> None:
+        """Executions start empty; the resource cache is kept (made here, so that a
+        folder the worker cannot write stops it before it registers)."""
         self._dirs.reset()
-        self.resource_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def _reap_leftovers(self) -> None:
         """Kill what a previous run of this worker left running (its keeper journals
@@ -617,6 +641,7 @@ class WorkerAgent:
         self._finished.set()
         self._dirs.discard_spares()
         if not self._serving:
+            self._runner.close()
             self._io.http.close()
         log.info("worker %s stopped", self.name)
 

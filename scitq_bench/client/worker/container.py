@@ -119,7 +119,9 @@ class SlotDirs:
     ``input_data``, ``input/ref``, ``input/res``, ``ingested_program`` or
     ``ingestion_program`` shows up under ``/app`` -- with the output at ``/app/output``,
     a fresh ``shared`` folder at ``/app/shared``, the scratch folder at ``/tmp`` and the
-    resources, read-only, at ``/resource``."""
+    resources, read-only, at ``/resource``. ``resource`` is the execution's own folder
+    (``<directory>/resource``, its resources linked from the worker's cache): a run
+    sees no other execution's resources."""
 
     input: Path
     output: Path
@@ -245,12 +247,20 @@ def _mount_point(path: Path) -> None:
 
 
 def _make_readable(root: Path) -> None:
+    """Open the tree to reading; a mode that allows it already is left alone (the
+    resources are hard links to the worker's cache, read-only for all already)."""
     for directory, _subdirs, files in os.walk(root):
-        os.chmod(directory, os.stat(directory).st_mode | 0o555)
+        _add_bits(directory, 0o555)
         for name in files:
             path = os.path.join(directory, name)
             if not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode | 0o444)
+                _add_bits(path, 0o444)
+
+
+def _add_bits(path: str, bits: int) -> None:
+    mode = os.stat(path).st_mode
+    if mode & bits != bits:
+        os.chmod(path, mode | bits)
 
 
 def _make_writable(root: Path, uid: int | None, gid: int | None) -> None:

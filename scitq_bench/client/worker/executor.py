@@ -21,7 +21,11 @@ from pathlib import Path
 
 from scitq_bench import hostprobe
 
-TOKEN_VARIABLE = "SCITQ_BENCH_TOKEN"
+# the worker's own settings and credentials, never a task's: every scitq_bench
+# setting, its token and SCITQ_BENCH_STORAGE_CONFIG included (the runner sets the
+# SCITQ_BENCH_* a task is meant to see), and what configures the storage SDKs
+HIDDEN_PREFIXES = ("SCITQ_BENCH_", "AWS_", "AZURE_")
+HIDDEN_VARIABLES = frozenset({"GOOGLE_APPLICATION_CREDENTIALS"})
 
 
 class CommandError(Exception):
@@ -47,15 +51,19 @@ def build_argv(command: str, shell: bool) -> list[str]:
 
 
 def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment minus its credentials: tasks must never see the token."""
-    env = dict(os.environ if environ is None else environ)
-    env.pop(TOKEN_VARIABLE, None)
-    return env
+    """The worker's environment minus its credentials and settings: tasks must never
+    see the token, nor what lets the worker read and write storage (a task gets its
+    data through its inputs, resources and output)."""
+    source = os.environ if environ is None else environ
+    return {key: value for key, value in source.items()
+            if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
 
 
 def task_environment(base: Mapping[str, str], execution_dir: Path, resource_dir: Path,
                      cpu: int, execution_id: int, task_id: int) -> dict[str, str]:
-    """What a task can rely on: where its data lives and how many CPUs are its share."""
+    """What a task can rely on: where its data lives and how many CPUs are its share.
+    ``resource_dir`` is the execution's own (``<execution_dir>/resource``, linked from
+    the worker's cache): a task sees only the resources it named."""
     env = dict(base)
     env.update(
         INPUT=str(execution_dir / "input"),

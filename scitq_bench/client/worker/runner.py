@@ -5,6 +5,11 @@ process, a sandboxed process or a container), flush logs, read scores, upload.
 event (None when the execution was dropped); nothing on this path sleeps, it waits on
 conditions. The agent (``agent``) owns the threads, the held executions and the
 reports; the runner gets what it needs in its constructor.
+
+The execution's logs are open from its start: long downloads and uploads write their
+progress into its stderr (``progress.TransferProgress``), shipped live like the command's own
+output. Resources come from the worker's cache (``cache``), linked into the
+execution's own ``resource`` folder.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scitq_bench import hostprobe
 from scitq_bench.client.api import Client
+from scitq_bench.client.serverstore import ServerStore
 from scitq_bench.client.worker import sandbox
+from scitq_bench.client.worker.cache import CachedResource, ResourceCache, link_tree, shown
 from scitq_bench.client.worker.container import (
     CODABENCH,
     LAYOUTS,
@@ -44,21 +52,32 @@ from scitq_bench.client.worker.gpus import cuda_visible_devices, device_request_
 from scitq_bench.client.worker.held import CANCELLED, DROP, Held, RunGate, Slot
 from scitq_bench.client.worker.keeper import Keeper
 from scitq_bench.client.worker.logship import ExecutionLogs
+from scitq_bench.client.worker.progress import (
+    PROGRESS_INTERVAL,
+    TransferProgress,
+    local_size,
+)
 from scitq_bench.client.worker.reporter import ACCEPTED, RUNNING, Event, Reporter
 from scitq_bench.client.worker.scores import ScoresRefused, read_scores
 from scitq_bench.client.worker.transfer import (
     Aborted,
     Deadline,
     DownloadTimedOut,
-    ResourceCache,
     TransferError,
     fetch,
+    resource_version,
     upload,
 )
-from scitq_bench.client.worker.workdir import ExecutionDirs
+from scitq_bench.client.worker.workdir import RESOURCE, ExecutionDirs
 from scitq_bench.container_options import parse_container_options
 from scitq_bench.exceptions import ScitqBenchError, ServerUnreachable
+from scitq_bench.hostprobe import GB
 from scitq_bench.states import ExecutionStatus
+from scitq_bench.storage import copying
+from scitq_bench.storage.base import Progress
+from scitq_bench.storage.config import StorageConfig
+from scitq_bench.storage.stores import Stores
+from scitq_bench.uris import parse_uri
 
 log = logging.getLogger("scitq_bench.worker")
 
@@ -68,6 +87,7 @@ SUCCEEDED, FAILED, TIMEOUT, REFUSED = (ExecutionStatus.SUCCEEDED.value, Executio
 SANDBOX_VARIABLES = ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID",
                      "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 CONTAINER_VARIABLES = ("CPU", "SCITQ_BENCH_EXECUTION_ID", "SCITQ_BENCH_TASK_ID")
+INPUT_FETCH_FAILED, OUTPUT_UPLOAD_FAILED = "input_fetch_failed", "output_upload_failed"
 
 
 @dataclass(frozen=True)
@@ -75,12 +95,15 @@ class RunnerSettings:
     """The worker's settings that running a task reads (fixed while it runs)."""
 
     name: str
-    resource_dir: Path
+    cache_dir: Path  # the resource cache (``cache``)
     log_cap: int
     kill_grace: float
     container_defaults: ContainerDefaults
     has_gpus: bool
     environment: dict[str, str]  # the worker's environment that processes inherit
+    cache_max_bytes: int = 20 * GB
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    progress_interval: float = PROGRESS_INTERVAL
 
 
 @dataclass
@@ -107,7 +130,9 @@ class ExecutionRunner:
                  out_of_time: Callable[[], bool], finished: threading.Event) -> None:
         self.settings = settings
         self._io = io
-        self._resources = ResourceCache(io, settings.resource_dir)
+        self._stores = Stores(settings.storage, server=ServerStore(io))
+        self._cache = ResourceCache(settings.cache_dir, settings.cache_max_bytes,
+                                    self._fetch_resource, self._resource_version)
         self._reporter = reporter
         self._gate = gate
         self._dirs = dirs
@@ -120,14 +145,34 @@ class ExecutionRunner:
     # -- the pipeline --------------------------------------------------------------------
 
     def execute(self, held: Held) -> Event | None:
-        """Run ``held`` to its final event; None when it was dropped."""
+        """Run ``held`` to its final event; None when it was dropped. Its logs open
+        first and every byte written to them is shipped before the final event."""
         self._dirs.create(held.id)
+        (held.directory / RESOURCE).mkdir(exist_ok=True)
+        logs = ExecutionLogs(held.directory, self.settings.log_cap)
+        with held.lock:
+            held.logs = logs
+        resources: list[CachedResource] = []
+        try:
+            final = self._pipeline(held, resources)
+        finally:
+            self._cache.release(resources)
+        if final is not None:
+            self._flush_logs(held, logs)
+        return final
+
+    def close(self) -> None:
+        """The worker stopped: its cache's locks and its stores' connections go."""
+        self._cache.close()
+        self._stores.close()
+
+    def _pipeline(self, held: Held, resources: list[CachedResource]) -> Event | None:
         refused = self._refusal(held)
         if refused is not None:
             return refused
         if fetches(held.payload):
             self._reporter.put(Event(held.id, ACCEPTED))
-            failed = self._prepare(held)
+            failed = self._prepare(held, resources)
             if failed is not None:
                 return failed
             if held.abandoned:
@@ -163,13 +208,13 @@ class ExecutionRunner:
                                    reason="sandbox_unavailable")
         return None
 
-    def _prepare(self, held: Held) -> Event | None:
+    def _prepare(self, held: Held, resources: list[CachedResource]) -> Event | None:
         """Download what the execution needs, and its image before the run timer starts;
         the final event when that failed."""
         image = held.payload.get("container")
         deadline = Deadline(held.payload.get("download_timeout"), lambda: held.abandoned)
         try:
-            self._download(held, deadline)
+            self._download(held, deadline, resources)
             if image and self.engine is not None:
                 self.engine.ensure_image(image, lambda: held.abandoned)
         except Aborted:
@@ -177,17 +222,59 @@ class ExecutionRunner:
         except DownloadTimedOut as exc:
             return final_event(held, TIMEOUT, error=str(exc))
         except TransferError as exc:
-            return final_event(held, FAILED, error=f"download failed: {exc}")
+            return final_event(held, FAILED, error=f"download failed: {exc}",
+                               reason=INPUT_FETCH_FAILED)
         except ImagePullFailed as exc:
             return final_event(held, FAILED, error=f"image_pull_failed: {exc}",
                                reason="image_pull_failed")
         return None
 
-    def _download(self, held: Held, deadline: Deadline) -> None:
+    def _download(self, held: Held, deadline: Deadline,
+                  resources: list[CachedResource]) -> None:
+        """Resources from the cache (pinned in ``resources`` until the execution
+        ends), linked into the execution's folder in the order the task lists them
+        (a later one's file replaces an earlier one's); then the inputs."""
         for uri in held.payload.get("resources") or []:
-            self._resources.ensure(uri, deadline)
+            with self._progress(held, "fetch", uri) as progress:
+                resources.append(self._cache.acquire(uri, deadline, progress))
+        for resource in resources:
+            try:
+                link_tree(resource.data, held.directory / RESOURCE)
+            except OSError as exc:
+                raise TransferError(f"{shown(resource.uri)}: cannot place it in the "
+                                    f"execution's folder: {exc.strerror or exc}") from None
         for uri in held.payload.get("inputs") or []:
-            fetch(self._io, uri, held.directory / "input", deadline)
+            with self._progress(held, "fetch", uri) as progress:
+                fetch(self._io, uri, held.directory / "input", deadline,
+                      stores=self._stores, progress=progress)
+
+    def _fetch_resource(self, uri: str, destination: Path, deadline: Deadline,
+                        progress: Progress | None) -> None:
+        fetch(self._io, uri, destination, deadline, stores=self._stores, progress=progress)
+
+    def _resource_version(self, uri: str, deadline: Deadline) -> str | None:
+        return resource_version(self._io, uri, deadline, stores=self._stores)
+
+    def _stored_size(self, uri: str) -> int:
+        """The bytes a URI names in its store (one listing)."""
+        location = parse_uri(uri).location
+        return sum(entry.size for _, entry in copying.iter_entries(self._stores, location))
+
+    @contextmanager
+    def _progress(self, held: Held, verb: str, uri: str) -> Iterator[Progress]:
+        """A transfer's progress, written to the execution's stderr log."""
+        assert held.logs is not None
+        output = held.directory / "output"
+        total = (lambda: self._stored_size(uri)) if verb == "fetch" else \
+            (lambda: local_size(output))
+        progress = TransferProgress(held.logs.stderr_fd, verb, uri,
+                                    self.settings.progress_interval, total)
+        try:
+            yield progress
+        except BaseException:
+            progress.finish(ok=False)
+            raise
+        progress.finish(ok=True)
 
     def _abandoned(self, held: Held) -> Event | None:
         """The final event of an execution given up before its command started."""
@@ -218,27 +305,25 @@ class ExecutionRunner:
         return _Exit(code, timed_out, process.started, ended, logs, out_of_memory)
 
     def _start(self, held: Held, slot: Slot) -> tuple[Supervised, ExecutionLogs] | Event | None:
-        """The started command and its logs (both now on ``held``), or the final event
+        """The started command (now on ``held``) and its logs, or the final event
         when it could not start (None when dropped)."""
         try:
             argv = build_argv(held.payload["command"], bool(held.payload.get("shell")))
         except CommandError as exc:
             return final_event(held, FAILED, return_code=exc.return_code, error=str(exc))
-        logs = ExecutionLogs(held.directory, self.settings.log_cap)
+        logs = held.logs
+        assert logs is not None  # opened by execute
         with held.lock:
             if held.abandoned:
-                logs.close()
                 return self._abandoned(held)
             try:
                 process = self._launch(held, argv, slot, logs)
             except CommandError as exc:
-                logs.close()
                 return final_event(held, FAILED, return_code=exc.return_code, error=str(exc))
             except sandbox.SandboxUnavailable as exc:
-                logs.close()
                 return final_event(held, FAILED, error=f"sandbox_unavailable: {exc}",
                                    reason="sandbox_unavailable")
-            held.process, held.logs = process, logs
+            held.process = process
         return process, logs
 
     def _launch(self, held: Held, argv: list[str], slot: Slot,
@@ -248,7 +333,7 @@ class ExecutionRunner:
         payload = held.payload
         cpu = int(payload.get("cpu") or cpu_share(self._concurrency()))
         env = task_environment({} if payload.get("container") else self.settings.environment,
-                               held.directory, self.settings.resource_dir, cpu, held.id,
+                               held.directory, held.directory / RESOURCE, cpu, held.id,
                                int(payload["task_id"]))
         if payload.get("container"):
             return self._start_container(held, argv, slot, logs, env, cpu)
@@ -292,7 +377,7 @@ class ExecutionRunner:
         variables."""
         user = self._sandbox_user()
         tools = sandbox.check(user)  # checked before the download; remembered since
-        slots = SlotDirs.for_execution(held.directory, self.settings.resource_dir, CODABENCH)
+        slots = SlotDirs.for_execution(held.directory, held.directory / RESOURCE, CODABENCH)
         prepare_slots(slots, *(user or (os.getuid(), os.getgid())))
         inside = {key: value for key, value in env.items() if key in SANDBOX_VARIABLES}
         inside.update(slots.environment(), PATH=sandbox.SANDBOX_PATH, HOME="/tmp")
@@ -331,7 +416,7 @@ class ExecutionRunner:
             raise CommandError(f"container options refused: {exc}", 125) from None
         defaults = self.settings.container_defaults
         user, uid, gid = defaults.resolved_user()
-        slots = SlotDirs.for_execution(held.directory, self.settings.resource_dir,
+        slots = SlotDirs.for_execution(held.directory, held.directory / RESOURCE,
                                        payload.get("layout"))
         prepare_slots(slots, uid, gid)
         task_env = {key: value for key, value in env.items() if key in CONTAINER_VARIABLES}
@@ -351,7 +436,8 @@ class ExecutionRunner:
     # -- after the command ---------------------------------------------------------------
 
     def _finish(self, held: Held, ran: _Exit) -> Event:
-        """After the command: every log byte out, then the outputs, then the event."""
+        """After the command: every log byte out, then the outputs, then the event
+        (``execute`` ships the upload's progress lines before it)."""
         payload = held.payload
         self._flush_logs(held, ran.logs)
         status, reason, error = self._outcome(held, ran)
@@ -363,7 +449,7 @@ class ExecutionRunner:
                 status, reason, error = FAILED, exc.reason, f"{exc.reason}: {exc}"
         output_files: list[str] = []
         if payload.get("output") and status != CANCELLED:
-            output_files, status, error = self._upload(held, status, error)
+            output_files, status, reason, error = self._upload(held, status, reason, error)
         if payload.get("container") and self.engine is not None:
             self.engine.images.touch(payload["container"])
         fields: dict[str, Any] = {"return_code": ran.code, "error": error,
@@ -386,16 +472,21 @@ class ExecutionRunner:
             return CANCELLED, None, stopped
         return (SUCCEEDED if ran.code == 0 else FAILED), None, None
 
-    def _upload(self, held: Held, status: str,
-                error: str | None) -> tuple[list[str], str, str | None]:
-        """Send the outputs; a failed upload fails a succeeded execution, and its error
-        adds to the execution's own."""
+    def _upload(self, held: Held, status: str, reason: str | None,
+                error: str | None) -> tuple[list[str], str, str | None, str | None]:
+        """Send the outputs; a failed upload fails a succeeded execution, gives the
+        reason unless it had one, and its error (naming the URI) adds to the
+        execution's own."""
+        uri = held.payload["output"]
         try:
-            files = upload(self._io, held.directory / "output", held.payload["output"])
+            with self._progress(held, "upload", uri) as progress:
+                files = upload(self._io, held.directory / "output", uri, stores=self._stores,
+                               progress=progress)
         except TransferError as exc:
             status = FAILED if status == SUCCEEDED else status
-            return [], status, "; ".join(filter(None, [error, f"output upload failed: {exc}"]))
-        return files, status, error
+            return [], status, reason or OUTPUT_UPLOAD_FAILED, \
+                "; ".join(filter(None, [error, f"output upload failed: {exc}"]))
+        return files, status, reason, error
 
     def _flush_logs(self, held: Held, logs: ExecutionLogs) -> None:
         """Every byte goes out before the final event; while the server is away, keep

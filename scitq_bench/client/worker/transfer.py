@@ -14,6 +14,7 @@ promptly.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import tarfile
@@ -23,10 +24,9 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 import urllib3
@@ -39,7 +39,14 @@ from scitq_bench.bench.archives import (
     extract_zip,
 )
 from scitq_bench.client.api import Client
+from scitq_bench.client.serverstore import ServerStore
 from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.storage import copying
+from scitq_bench.storage.base import Progress, StorageError, no_progress
+from scitq_bench.storage.config import StorageConfig
+from scitq_bench.storage.locations import OBJECT_SCHEMES, parse_location
+from scitq_bench.storage.locations import redact as redact
+from scitq_bench.storage.stores import Stores
 from scitq_bench.uris import DataURI, parse_uri
 
 CHUNK = 1 << 20
@@ -92,11 +99,10 @@ class Deadline:
         return default if remaining is None else max(0.1, min(default, remaining))
 
 
-def redact(uri: str) -> str:
-    """A URI fit for messages and logs: no user:password, no query (signed URLs)."""
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def default_stores(client: Client) -> Stores:
+    """Stores for callers that bring none: the storage settings file and the SDKs'
+    own configuration, and ``server://`` through ``client``."""
+    return Stores(StorageConfig.load(), server=ServerStore(client))
 
 
 # -- fetching ------------------------------------------------------------------------
@@ -104,18 +110,19 @@ def redact(uri: str) -> str:
 
 def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None = None,
           merge_lock: threading.Lock | None = None,
-          limits: ArchiveLimits = WORKER_LIMITS) -> None:
+          limits: ArchiveLimits = WORKER_LIMITS, *, stores: Stores | None = None,
+          progress: Progress | None = None) -> None:
     """Download ``uri`` into ``destination`` and apply its actions. A URI ending in "/"
     copies the folder's contents; a folder without the "/" arrives as a subfolder named
     after it (the rsync convention). Each archive an action unpacks is held to
-    ``limits``."""
+    ``limits``. ``progress`` is told of every byte that arrives."""
     deadline = deadline or Deadline()
     parsed = parse_uri(uri)
     destination.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=destination))
     try:
         try:
-            _download(client, parsed, staging, deadline)
+            _download(client, parsed, staging, deadline, stores, progress or no_progress)
             for action, argument in parsed.actions:
                 deadline.check()
                 _apply_action(action, argument, staging, deadline, limits)
@@ -126,6 +133,8 @@ def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None
             # does not wrap; a read timeout caused by the deadline is a timeout
             deadline.check()
             raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
+        except StorageError as exc:  # its message names the URI
+            raise TransferError(_short(exc)) from None
         except (ScitqBenchError, OSError) as exc:
             raise TransferError(f"{redact(parsed.location)}: {_short(exc)}") from None
         if merge_lock is None:
@@ -137,48 +146,56 @@ def fetch(client: Client, uri: str, destination: Path, deadline: Deadline | None
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _download(client: Client, uri: DataURI, staging: Path, deadline: Deadline) -> None:
+def _download(client: Client, uri: DataURI, staging: Path, deadline: Deadline,
+              stores: Stores | None, progress: Progress) -> None:
     deadline.check()
     contents = uri.location.endswith("/")
     if uri.scheme == "file":
-        _copy_local(Path(uri.path), staging, contents, deadline)
+        _copy_local(Path(uri.path), staging, contents, deadline, progress)
     elif uri.scheme == "server":
-        _download_from_store(client, uri.path, staging, contents, deadline)
+        _download_from_store(client, uri.path, staging, contents, deadline, progress)
+    elif uri.scheme in OBJECT_SCHEMES:
+        copying.download(stores or default_stores(client), uri.location, staging,
+                         progress=progress, check=deadline.check)
     else:
-        _download_http(uri.location, staging, deadline)
+        _download_http(uri.location, staging, deadline, progress)
 
 
-def _copy_local(source: Path, staging: Path, contents: bool, deadline: Deadline) -> None:
+def _copy_local(source: Path, staging: Path, contents: bool, deadline: Deadline,
+                progress: Progress) -> None:
+    def copy(src: str, dst: str) -> object:
+        deadline.check()
+        copied = shutil.copy2(src, dst)
+        progress(os.path.getsize(dst))
+        return copied
+
     if source.is_dir():
-        def copy(src: str, dst: str) -> object:
-            deadline.check()
-            return shutil.copy2(src, dst)
-
         target = staging if contents else staging / source.name
         shutil.copytree(source, target, copy_function=copy, dirs_exist_ok=True)
     elif source.is_file():
-        shutil.copy2(source, staging / source.name)
+        copy(str(source), str(staging / source.name))
     else:
         raise TransferError(f"file://{source}: no such file or directory")
 
 
 def _download_from_store(client: Client, path: str, staging: Path, contents: bool,
-                         deadline: Deadline) -> None:
+                         deadline: Deadline, progress: Progress) -> None:
     entries = [e["path"] for e in client.file_list(path)]
     if not entries:
         raise TransferError(f"server://{path}: no such file or folder in the server's store")
     if entries == [path]:  # a single file, with or without a trailing "/"
-        _store_file(client, path, staging / PurePosixPath(path).name, deadline)
+        _store_file(client, path, staging / PurePosixPath(path).name, deadline, progress)
         return
     base = staging if contents or not path else staging / PurePosixPath(path).name
     prefix = f"{path}/" if path else ""
     for entry in entries:
         if not entry.startswith(prefix):
             continue
-        _store_file(client, entry, safe_join(base, entry[len(prefix):]), deadline)
+        _store_file(client, entry, safe_join(base, entry[len(prefix):]), deadline, progress)
 
 
-def _store_file(client: Client, path: str, target: Path, deadline: Deadline) -> None:
+def _store_file(client: Client, path: str, target: Path, deadline: Deadline,
+                progress: Progress) -> None:
     """Like Client.file_download, but streamed under the deadline."""
     deadline.check()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,10 +204,10 @@ def _store_file(client: Client, path: str, target: Path, deadline: Deadline) -> 
         retry_for=deadline.timeout(client.retry_for),
     )
     with response, open(target, "wb") as handle:
-        _stream(response, handle, deadline)
+        _stream(response, handle, deadline, progress)
 
 
-def _download_http(url: str, staging: Path, deadline: Deadline) -> None:
+def _download_http(url: str, staging: Path, deadline: Deadline, progress: Progress) -> None:
     name = unquote(PurePosixPath(urlsplit(url).path).name)
     if not name or url.endswith("/"):
         raise TransferError(f"{redact(url)}: cannot copy a folder over http; name a file")
@@ -200,10 +217,11 @@ def _download_http(url: str, staging: Path, deadline: Deadline) -> None:
         if response.status_code >= 400:
             raise TransferError(f"{redact(url)}: HTTP {response.status_code} {response.reason}")
         with open(staging / name, "wb") as handle:
-            _stream(response, handle, deadline)
+            _stream(response, handle, deadline, progress)
 
 
-def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline) -> None:
+def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline,
+            progress: Progress) -> None:
     """Copy a streamed body to disk, checking the deadline whenever bytes arrive (a
     server trickling bytes must not hold a download past its timeout)."""
     read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what has arrived
@@ -211,6 +229,7 @@ def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline) -
         for chunk in response.iter_content(1 << 16):
             deadline.check()
             handle.write(chunk)
+            progress(len(chunk))
         return
     while True:
         deadline.check()
@@ -218,6 +237,7 @@ def _stream(response: requests.Response, handle: BinaryIO, deadline: Deadline) -
         if not chunk:
             return
         handle.write(chunk)
+        progress(len(chunk))
 
 
 # -- actions -------------------------------------------------------------------------
@@ -435,81 +455,67 @@ def merge_tree(source: Path, destination: Path) -> None:
 # -- resources -----------------------------------------------------------------------
 
 
-@dataclass
-class _Fetch:
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
-
-
-class ResourceCache:
-    """Resources are shared by all tasks of a worker: each URI is fetched once, and
-    tasks that need one being fetched wait for that download instead of repeating it.
-    A failed fetch is forgotten, so the next task tries again."""
-
-    def __init__(self, client: Client, root: Path) -> None:
-        self.client = client
-        self.root = root
-        self._lock = threading.Lock()
-        self._merge_lock = threading.Lock()
-        self._fetches: dict[str, _Fetch] = {}
-
-    def ensure(self, uri: str, deadline: Deadline) -> None:
-        while True:
-            with self._lock:
-                entry = self._fetches.get(uri)
-                mine = entry is None
-                if entry is None:
-                    entry = self._fetches[uri] = _Fetch()
-            if mine:
-                self._fetch(uri, entry, deadline)
-                return
-            while not entry.done.wait(0.05):
-                deadline.check()
-            if entry.ok:
-                return
-            deadline.check()  # the other fetch failed: try it ourselves
-
-    def _fetch(self, uri: str, entry: _Fetch, deadline: Deadline) -> None:
-        try:
-            fetch(self.client, uri, self.root, deadline, self._merge_lock)
-            entry.ok = True
-        finally:
-            if not entry.ok:
-                with self._lock:
-                    self._fetches.pop(uri, None)
-            entry.done.set()
-
-    def forget(self) -> None:
-        with self._lock:
-            self._fetches.clear()
+def resource_version(client: Client, uri: str, deadline: Deadline | None = None, *,
+                     stores: Stores | None = None) -> str | None:
+    """A token that changes whenever the data a URI names does: the store's ETag or
+    modification time and size; for a folder, a digest of its listing. None when the
+    store gives nothing to tell versions apart (an http server without ETag or
+    Last-Modified). One listing or HEAD request."""
+    parsed = parse_uri(uri)
+    (deadline or Deadline()).check()
+    try:
+        listed = list(copying.iter_entries(stores or default_stores(client),
+                                           parse_location(parsed.location)))
+    except StorageError as exc:
+        raise TransferError(_short(exc)) from None
+    if not listed:
+        raise TransferError(f"{redact(parsed.location)}: no such file or folder")
+    if any(entry.version is None for _, entry in listed):
+        return None
+    digest = hashlib.sha256()
+    for folder, entry in listed:
+        digest.update(f"{entry.key[len(folder.key):]}\0{entry.size}\0{entry.version}\n"
+                      .encode())
+    return digest.hexdigest()[:32]
 
 
 # -- outputs -------------------------------------------------------------------------
 
 
-def upload(client: Client, directory: Path, uri: str) -> list[str]:
+def upload(client: Client, directory: Path, uri: str, *, stores: Stores | None = None,
+           progress: Progress | None = None) -> list[str]:
     """Copy every file under ``directory`` to the output URI (a folder); returns their
-    paths relative to ``directory``."""
+    paths relative to ``directory``. On an object store (s3, azure, ftp) the folder's
+    manifest is written last, once every file is in place."""
     parsed = parse_uri(uri, field="output", allow_actions=False)
     files = list(_files(directory)) if directory.is_dir() else []
     relative = [path.relative_to(directory).as_posix() for path in files]
     if not files:
         return []
+    progress = progress or no_progress
     try:
-        if parsed.scheme == "file":
+        if parsed.scheme in OBJECT_SCHEMES:
+            copying.upload(stores or default_stores(client), directory, parsed.location,
+                           progress=progress, files=list(zip(files, relative, strict=True)))
+        elif parsed.scheme == "file":
             base = Path(parsed.path)
             for path, name in zip(files, relative, strict=True):
                 target = base / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
+                progress(path.stat().st_size)
         elif parsed.scheme == "server":
             base_path = parsed.path
             for path, name in zip(files, relative, strict=True):
                 with open(path, "rb") as handle:
                     client.file_put(f"{base_path}/{name}" if base_path else name, handle)
+                progress(path.stat().st_size)
         else:
             for path, name in zip(files, relative, strict=True):
                 _put_http(f"{parsed.location.rstrip('/')}/{quote(name)}", path)
+                progress(path.stat().st_size)
+    except StorageError as exc:  # its message names the URI
+        raise TransferError(_short(exc)) from None
     except (ScitqBenchError, OSError, requests.RequestException) as exc:
         raise TransferError(f"{redact(uri)}: {_short(exc)}") from None
     return relative

@@ -1,5 +1,6 @@
-"""Execution folders: ``<root>/<execution_id>/`` with ``input/``, ``output/``, ``tmp/``
-and the two log files.
+"""Execution folders: ``<root>/<execution_id>/`` with ``input/``, ``output/``, ``tmp/``,
+the two log files and, once the runner made it, ``resource/`` (the execution's own
+resources, hard links into the worker's cache).
 
 Folders are recycled: one that its task left clean is renamed for the next execution
 instead of being deleted and created again. That turns a dozen file-system metadata
@@ -9,6 +10,7 @@ in one directory contend in the kernel and cost more CPU than a short task itsel
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -16,8 +18,9 @@ import threading
 from pathlib import Path
 
 SUBDIRS = ("input", "output", "tmp")
+RESOURCE = "resource"  # made by the runner; emptied when the folder is released
 LOGS = ("stdout.log", "stderr.log")
-_EXPECTED = frozenset(SUBDIRS + LOGS)
+_EXPECTED = frozenset((*SUBDIRS, RESOURCE, *LOGS))
 
 
 class ExecutionDirs:
@@ -31,7 +34,7 @@ class ExecutionDirs:
         """Start empty: what a previous process left belongs to executions the server
         re-queues when the worker registers again."""
         self.discard_spares()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def create(self, execution_id: int) -> Path:
@@ -55,20 +58,56 @@ class ExecutionDirs:
 
     def release(self, path: Path) -> None:
         """The execution is over (its logs shipped): keep its folder for the next one
-        if it is as we made it, with its logs emptied so a spare holds no disk, else
-        delete it."""
-        if _pristine(path) and _empty_logs(path):
+        if it is as we made it, with its logs and resources emptied so a spare holds
+        no disk, else delete it."""
+        if _empty_resources(path) and _pristine(path) and _empty_logs(path):
             with self._lock:
                 if len(self._spare) < self.keep:
                     self._spare.append(path)
                     return
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
     def discard_spares(self) -> None:
         with self._lock:
             spares, self._spare = self._spare, []
         for path in spares:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a tree whatever its modes (the resource cache makes its folders
+    read-only; a task may have done so too); links are removed, never followed."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+    for directory, subdirs, _files in os.walk(path):  # links to folders are not entered
+        for name in [directory, *(os.path.join(directory, sub) for sub in subdirs)]:
+            if not os.path.islink(name):
+                with contextlib.suppress(OSError):
+                    os.chmod(name, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _empty_resources(path: Path) -> bool:
+    """Remove what the resource folder holds (never following a link); False when it
+    cannot be read. What stays behind keeps the folder from being recycled."""
+    folder = path / RESOURCE
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return True  # none, or not ours: _pristine decides
+        with os.scandir(folder) as entries:
+            inside = [Path(entry.path) for entry in entries]
+        for entry in inside:
+            remove_tree(entry)
+        return True
+    except OSError:
+        return False
 
 
 def _empty_logs(path: Path) -> bool:
@@ -96,7 +135,7 @@ def _pristine(path: Path) -> bool:
             return False
         if any(not found[n].is_file(follow_symlinks=False) for n in LOGS if n in found):
             return False
-        for name in SUBDIRS:
+        for name in (*SUBDIRS, RESOURCE) if RESOURCE in found else SUBDIRS:
             entry = found[name]
             if not entry.is_dir(follow_symlinks=False):
                 return False

@@ -1,7 +1,7 @@
 """/api/v1/files: the store behind server:// URIs (inputs, resources, outputs).
 
 Admins reach all of it; a worker token only the paths its live executions name
-(``server.file_access``); no other token reaches it."""
+(``server.file_access``), and never deletes; no other token reaches it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, g, request
 
 from scitq_bench.server import file_access
-from scitq_bench.server.api.registry import WORKER, QueryParam, endpoint
+from scitq_bench.server.api.registry import ADMIN, WORKER, QueryParam, endpoint
 from scitq_bench.server.context import server_context
 from scitq_bench.server.downloads import send_stored
 from scitq_bench.server.file_access import Access
@@ -43,3 +43,10 @@ def put_file(path: str) -> Any:
     clean = _allowed(path, Access.WRITE)
     size = server_context().files.write(clean, request.stream)
     return {"path": clean, "size": size}, 201
+
+
+@endpoint(bp, "/files/<path:path>", "DELETE", access=ADMIN, summary="Delete a stored file")
+def delete_file(path: str) -> Any:
+    clean = file_access.store_path(path)
+    server_context().files.delete(clean)
+    return {"deleted": clean}
