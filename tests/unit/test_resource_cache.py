@@ -24,9 +24,8 @@ from scitq_bench.client.worker.cache import (
     ResourceCache,
     link_tree,
     seal,
-    shown,
 )
-from scitq_bench.client.worker.progress import TransferProgress
+from scitq_bench.client.worker.progress import TransferProgress, shown
 from scitq_bench.client.worker.transfer import Deadline, TransferError
 from scitq_bench.client.worker.workdir import ExecutionDirs
 from scitq_bench.storage.base import Progress

@@ -51,14 +51,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scitq_bench.client.worker.progress import shown, size_text
 from scitq_bench.client.worker.transfer import Deadline, TransferError
 from scitq_bench.client.worker.workdir import remove_tree
 from scitq_bench.storage.base import Progress
-from scitq_bench.storage.locations import redact
 
 log = logging.getLogger("scitq_bench.worker")
 
-GB = 1 << 30
 POLL = 0.05  # seconds between tries of a lock held by another worker process
 FILE_MODE, DIR_MODE = 0o444, 0o555
 # a fetcher downloads the URI into the folder with its actions applied (transfer.fetch)
@@ -223,7 +222,7 @@ class ResourceCache:
         finally:
             if staging.exists():
                 remove_tree(staging)
-        log.info("cached %s (%s)", shown(uri), _size(size))
+        log.info("cached %s (%s)", shown(uri), size_text(size))
 
     # -- the bound ----------------------------------------------------------------------
 
@@ -447,13 +446,3 @@ def _write_json(path: Path, data: Mapping[str, object]) -> None:
     temporary.write_text(json.dumps(data, sort_keys=True))
     os.replace(temporary, path)
 
-
-def shown(uri: str) -> str:
-    """A data URI fit for logs: its location without query or credentials, and its
-    actions."""
-    location, _, actions = uri.partition("|")
-    return redact(location) + (f"|{actions}" if actions else "")
-
-
-def _size(count: int) -> str:
-    return f"{count / GB:.2f} GiB" if count >= GB else f"{count / (1 << 20):.1f} MiB"

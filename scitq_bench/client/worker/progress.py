@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scitq_bench.client.worker.cache import shown
 from scitq_bench.hostprobe import GB
+from scitq_bench.storage.locations import redact
 
 log = logging.getLogger("scitq_bench.worker")
 
@@ -94,3 +94,10 @@ def size_text(count: int) -> str:
             return f"{count / scale:.1f} {unit}"
     return f"{count} B"
 
+
+
+def shown(uri: str) -> str:
+    """A data URI fit for logs: its location without query or credentials, and its
+    actions."""
+    location, _, actions = uri.partition("|")
+    return redact(location) + (f"|{actions}" if actions else "")

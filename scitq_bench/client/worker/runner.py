@@ -28,7 +28,7 @@ from scitq_bench import hostprobe
 from scitq_bench.client.api import Client
 from scitq_bench.client.serverstore import ServerStore
 from scitq_bench.client.worker import sandbox
-from scitq_bench.client.worker.cache import CachedResource, ResourceCache, link_tree, shown
+from scitq_bench.client.worker.cache import CachedResource, ResourceCache, link_tree
 from scitq_bench.client.worker.container import (
     CODABENCH,
     LAYOUTS,
@@ -56,6 +56,7 @@ from scitq_bench.client.worker.progress import (
     PROGRESS_INTERVAL,
     TransferProgress,
     local_size,
+    shown,
 )
 from scitq_bench.client.worker.reporter import ACCEPTED, RUNNING, Event, Reporter
 from scitq_bench.client.worker.scores import ScoresRefused, read_scores
