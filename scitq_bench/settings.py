@@ -99,6 +99,9 @@ class ServerSettings:
     # ``storage:`` in settings.yaml: the object store's endpoint and credentials (kept
     # out of repr: never in a log line)
     storage: StorageConfig = field(default_factory=StorageConfig, repr=False)
+    # the priorities a benchmark's organizer may give its batches (docs/benchmarks.md)
+    bench_priority_min: int = 0
+    bench_priority_max: int = 10
 
     @property
     def log_dir(self) -> Path:
@@ -148,6 +151,10 @@ class ServerSettings:
             "store_url": normal_store_url(setting("store_url")),
             "storage": StorageConfig.from_mapping(file_values.get("storage") or {},
                                                   root / "settings.yaml"),
+            "bench_priority_min": _integer("bench_priority_min",
+                                           setting("bench_priority_min", 0)),
+            "bench_priority_max": _integer("bench_priority_max",
+                                           setting("bench_priority_max", 10)),
         }
         values.update(overrides)
         if values["store_url"] and (values["log_root"] or values["store_root"]):
@@ -156,7 +163,18 @@ class ServerSettings:
                 f"settings store_url and {both} are both set: with store_url the logs and "
                 f"files live in {values['store_url']}; unset {both} (SCITQ_BENCH_{both.upper()} "
                 "or settings.yaml)")
+        if values["bench_priority_min"] > values["bench_priority_max"]:
+            raise InvalidInput(
+                f"settings bench_priority_min ({values['bench_priority_min']}) is above "
+                f"bench_priority_max ({values['bench_priority_max']})")
         return cls(**values)
+
+
+def _integer(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"setting {name} must be a whole number, got {value!r}") from None
 
 
 def _positive_float(name: str, value: Any) -> float:

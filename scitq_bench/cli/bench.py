@@ -1,5 +1,5 @@
 """``bench``: benchmarks imported from Codabench bundles (organizers): list, show,
-delete, and each task's resources."""
+delete, what their steps run in, and each task's resources."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def show_bench(client: Client, benchmark_id: int, as_json: bool) -> None:
         print_json(found)
         return
     fields = ("id", "key", "title", "owner", "visibility", "docker_image", "run_on_host",
-              "enable_detailed_results", "manage")
+              "host_environment", "enable_detailed_results", "manage")
     record = {name: found.get(name) for name in fields}
     record["created"] = when(found.get("created_at"))
     print_record(record, title=f"benchmark {benchmark_id}")
@@ -153,6 +153,42 @@ def update_bench_task(client: Client, benchmark_id: int, index: int, gpu: str | 
     task = next(t for t in answer["tasks"] if t["index"] == index)
     show_or_say(task, as_json, f"benchmark {benchmark_id} task {index}: gpu {task['gpu']}, "
                  f"image {task.get('image') or '(the benchmark' + chr(39) + 's)'}")
+
+
+@bench.command("update")
+@click.argument("benchmark_id", type=int)
+@click.option("--image", help="The image every step runs in unless its task names one "
+              "('' for the default image).")
+@click.option("--host-environment", metavar="PATH",
+              help="For a benchmark run on the workers' hosts: a virtualenv or conda prefix "
+                   "there, its bin/ first on PATH in the sandbox ('' for none).")
+@click.option("--priority", metavar="N|none",
+              help="The priority of the benchmark's batches, within the server's bounds "
+                   "(settings bench_priority_min/max); 'none' for 0.")
+@json_option
+@pass_client
+def update_bench(client: Client, benchmark_id: int, image: str | None,
+                 host_environment: str | None, priority: str | None, as_json: bool) -> None:
+    """Set what every step of a benchmark runs in, and its batches' priority."""
+    if image is None and host_environment is None and priority is None:
+        raise click.UsageError("give --image, --host-environment and/or --priority")
+    if priority is not None:
+        try:
+            level = None if priority.lower() == "none" else int(priority)
+        except ValueError:
+            raise click.BadParameter(f"{priority!r} is not a whole number or 'none'",
+                                     param_hint="--priority") from None
+        set_to = client.bench_priority(benchmark_id, level)
+        if image is None and host_environment is None:
+            show_or_say(set_to, as_json, f"benchmark {benchmark_id}: priority "
+                        f"{set_to['priority'] if set_to['priority'] is not None else 0} "
+                        f"(batches {', '.join(set_to['batches'])})")
+            return
+    answer = client.bench_update(benchmark_id, docker_image=image,
+                                 host_environment=host_environment)
+    where = f"on the hosts, environment {answer.get('host_environment') or '(none)'}" \
+        if answer.get("run_on_host") else f"image {answer.get('docker_image')}"
+    show_or_say(answer, as_json, f"benchmark {benchmark_id}: steps run {where}")
 
 
 @bench.command("delete")

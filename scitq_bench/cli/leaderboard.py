@@ -19,7 +19,8 @@ def leaderboard() -> None:
 
 def _board_columns(page: dict[str, Any]) -> list[Column]:
     """rank, owner, submitted, then each column (per task when there are several),
-    shown as the server formats it (its precision)."""
+    shown as the server formats it for display (its precision; exact values are in
+    ``scores`` and ``--json``)."""
     tasks = page.get("tasks") or []
     several = len(tasks) > 1
     columns = [Column("rank", "rank", justify="right"), Column("owner", "owner"),
@@ -38,19 +39,42 @@ def _board_columns(page: dict[str, Any]) -> list[Column]:
     return columns
 
 
+def _phase_boards(client: Client, phase_id: int) -> list[str]:
+    """The keys of the leaderboards a phase shows to this token (its benchmark's)."""
+    for summary in client.bench_list():
+        benchmark = client.bench_get(summary["id"])
+        if any(phase["id"] == phase_id for phase in benchmark.get("phases") or []):
+            return [board["key"] for board in benchmark.get("leaderboards") or []]
+    raise click.ClickException(f"no phase {phase_id} among the benchmarks this token may see")
+
+
+def _board_key(client: Client, phase_id: int, key: str | None) -> str:
+    """KEY as given, or the phase's only leaderboard."""
+    if key is not None:
+        return key
+    keys = _phase_boards(client, phase_id)
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise click.ClickException(f"phase {phase_id} has no leaderboard")
+    raise click.ClickException(f"phase {phase_id} has {len(keys)} leaderboards; give KEY, "
+                               f"one of: {', '.join(keys)}")
+
+
 @leaderboard.command("show")
 @click.argument("phase_id", type=int)
-@click.argument("key")
+@click.argument("key", required=False)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
               help="First rank to show, from 0.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Rows to show.")
 @json_option
 @pass_client
-def show_board(client: Client, phase_id: int, key: str, offset: int, limit: int,
+def show_board(client: Client, phase_id: int, key: str | None, offset: int, limit: int,
                as_json: bool) -> None:
-    """Show a ranked page of a phase's leaderboard KEY."""
-    page = client.leaderboard(phase_id, key, offset=offset, limit=limit)
+    """Show a ranked page of a phase's leaderboard KEY (optional when the phase has one)."""
+    page = client.leaderboard(phase_id, _board_key(client, phase_id, key), offset=offset,
+                              limit=limit)
     if as_json:
         print_json(page)
         return

@@ -3,10 +3,11 @@ see)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import click
+from dateutil import parser as date_parser  # type: ignore[import-untyped]
 
 from scitq_bench.cli.common import json_option, pass_client
 from scitq_bench.cli.output import print_json, success, when
@@ -14,8 +15,9 @@ from scitq_bench.client import Client
 
 
 class UtcDateTime(click.ParamType):
-    """An ISO date or date-time (``2025-03-01``, ``2025-03-01T12:00``, with an optional
-    offset or ``Z``); without an offset it is UTC. Becomes ISO text with ``Z``."""
+    """A date or date-time in any form competition.yaml takes (``2025-03-01``,
+    ``2025-03-01T12:00Z``, ``3/1/2025``, month first), read with dateutil as Codabench
+    reads phase dates; without an offset it is UTC. Becomes ISO text with ``Z``."""
 
     name = "DATETIME"
 
@@ -23,11 +25,10 @@ class UtcDateTime(click.ParamType):
                 ctx: click.Context | None) -> str:
         text = str(value).strip()
         try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z")
-                                            else text)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO date or date-time (say 2025-03-01 or "
-                      "2025-03-01T12:00)", param, ctx)
+            moment = date_parser.parse(text)
+        except (ValueError, OverflowError):
+            self.fail(f"{value!r} is not a date (say an ISO date or date-time: 2025-03-01 "
+                      "or 2025-03-01T12:00)", param, ctx)
         if moment.tzinfo is not None:
             moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
         return moment.isoformat() + "Z"

@@ -3,6 +3,7 @@ them for leaderboards."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +87,32 @@ RUN_COLUMNS = [
 ]
 
 
-def step_options(function: Any) -> Any:
+STEP_COLUMNS = [
+    Column("run", "run", justify="right"),
+    Column("step", "step"),
+    Column("task", "task", justify="right"),
+    Column("state", "state"),
+    Column("exit", "exit_code", justify="right"),
+    Column("reason", "reason"),
+]
+
+
+def step_options(function: Any, default: str | None = "scoring") -> Any:
     """``--attempt``, ``--run``, ``--step``: which step's logs or outputs."""
-    function = click.option("--step", type=click.Choice(STEPS), default="scoring",
-                            show_default=True, help="Which step of the run.")(function)
+    shown = default or "the step that failed, else scoring"
+    function = click.option("--step", type=click.Choice(STEPS), default=default,
+                            help=f"Which step of the run [default: {shown}].")(function)
     function = click.option("--run", "run_position", type=click.IntRange(min=0), default=0,
                             show_default=True,
                             help="Which run: the task's position in the phase.")(function)
     function = click.option("--attempt", type=click.IntRange(min=1),
                             help="Attempt number [default: the latest].")(function)
     return function
+
+
+def failed_step_options(function: Any) -> Any:
+    """``step_options`` whose step defaults to the one that failed."""
+    return step_options(function, default=None)
 
 
 @click.group()
@@ -106,9 +123,10 @@ def submission() -> None:
 @submission.command("submit")
 @click.argument("phase_id", type=int)
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--kind", type=click.Choice(["result", "code", "image"]),
+@click.option("--kind", type=click.Choice(["auto", "result", "code", "image"]),
               help="What PATH holds: predictions (result) or a program (code); 'image' "
-                   "submits --image instead [default: image with --image, else result].")
+                   "submits --image instead [default: image with --image, else auto: "
+                   "code when PATH holds a metadata file with a command, else result].")
 @click.option("--image", help="The image of an image submission.")
 @click.option("--command", help="What an image or code submission runs, when the task has "
               "no ingestion program.")
@@ -122,11 +140,12 @@ def submit(client: Client, phase_id: int, path: Path | None, kind: str | None,
            as_json: bool) -> None:
     """Submit PATH (a zip, or a folder zipped on the fly) to a phase, or an image with
     --image."""
-    kind = kind or ("image" if image else "result")
+    kind = kind or ("image" if image else "auto")
     if kind == "image" and path is not None:
         raise click.UsageError("an image submission has no PATH: give --image only")
     if kind != "image" and path is None:
-        raise click.UsageError(f"a {kind} submission needs its PATH (a zip or a folder)")
+        raise click.UsageError(f"a {'' if kind == 'auto' else kind + ' '}submission needs "
+                               "its PATH (a zip or a folder)")
     created = client.submission_submit(phase_id, path, kind=kind, name=name, image=image,
                                        command=command)
     if not wait:
@@ -135,7 +154,7 @@ def submit(client: Client, phase_id: int, path: Path | None, kind: str | None,
                      f"({created['status']})")
         return
     note(f"submission {created['id']} submitted to phase {phase_id}; waiting for it")
-    (final,) = client.submission_wait([created["id"]])
+    final = follow_steps(client, created["id"])
     if as_json:
         print_json(final)
     else:
@@ -144,6 +163,40 @@ def submit(client: Client, phase_id: int, path: Path | None, kind: str | None,
     if final["status"] != SubmissionStatus.FINISHED.value:
         raise ScitqBenchError(f"submission {final['id']} {final['status']}"
                               + _last_error(final))
+
+
+def progress_text(found: dict[str, Any]) -> str:
+    """Where a submission stands, in one line: ``queued``, ``prediction running``,
+    ``scoring running`` (``run N`` named when the phase has several tasks), or its
+    final status with the reason of a failed step."""
+    status = found["status"]
+    steps = found.get("steps") or []
+    several = len({s["run"] for s in steps}) > 1
+
+    def named(step: dict[str, Any]) -> str:
+        return f"run {step['run']} {step['step']}" if several else step["step"]
+
+    if status in FINAL_SUBMISSION_VALUES:
+        failed = [f"{named(s)} failed" + (f": {s['reason']}" if s.get("reason") else "")
+                  for s in steps if s["state"] == "failed"]
+        return "; ".join([status, *failed]) if failed else status
+    running = [f"{named(s)} running" for s in steps if s["state"] == "running"]
+    return ", ".join(running) if running else status
+
+
+def follow_steps(client: Client, submission_id: int, interval: float = 1.0) -> dict[str, Any]:
+    """Poll the submission until it ends, printing each change of its steps (stderr);
+    returns it as ``submission_get`` does."""
+    shown = None
+    while True:
+        found = client.submission_get(submission_id)
+        line = progress_text(found)
+        if line != shown:
+            note(f"submission {submission_id}: {line}")
+            shown = line
+        if found["status"] in FINAL_SUBMISSION_VALUES:
+            return found
+        time.sleep(interval)
 
 
 def _last_error(record: dict[str, Any]) -> str:
@@ -180,7 +233,7 @@ def show_submission(client: Client, submission_id: int, as_json: bool) -> None:
         return
     attempts = found.get("attempts_detail") or []
     record = {key: value for key, value in found.items()
-              if key not in ("attempts_detail", "scores", "created_at")}
+              if key not in ("attempts_detail", "scores", "created_at", "steps")}
     record["scores"] = scores_text(found.get("scores"))
     record["created"] = when(found.get("created_at"))
     print_record(record, title=f"submission {submission_id}")
@@ -192,22 +245,40 @@ def show_submission(client: Client, submission_id: int, as_json: bool) -> None:
     if runs:
         click.echo()
         print_table(runs, RUN_COLUMNS, title="runs")
+    if found.get("steps"):
+        click.echo()
+        print_table(found["steps"], STEP_COLUMNS, title="steps of the latest attempt")
 
 
 @submission.command("logs", short_help="Print a step's logs.")
 @click.argument("submission_id", type=int)
-@step_options
+@failed_step_options
+@click.option("--ingestion", is_flag=True,
+              help="The ingestion program's logs of a scoring step that ran it (tasks "
+                   "whose ingestion runs only during scoring); printed once the step ended.")
 @stream_options
 @pass_client
 def submission_logs(client: Client, submission_id: int, attempt: int | None,
-                    run_position: int, step: str, stdout_only: bool, stderr_only: bool,
-                    follow: bool) -> None:
-    """Print the logs of a submission's step (scoring by default) as raw bytes: its
-    stdout to stdout and its stderr to stderr; -o or -e prints just one, to stdout.
-    With -f, follows them until the step ends."""
+                    run_position: int, step: str | None, ingestion: bool, stdout_only: bool,
+                    stderr_only: bool, follow: bool) -> None:
+    """Print the logs of a submission's step as raw bytes: its stdout to stdout and its
+    stderr to stderr; -o or -e prints just one, to stdout. The step: --step, else the
+    one that failed in the latest attempt, else scoring. With -f, follows them until
+    the step ends."""
+    if ingestion:
+        for stream, sink in selected_streams(stdout_only, stderr_only):
+            sink.write(client.submission_ingestion_log(submission_id, attempt, run_position,
+                                                       stream))
+            sink.flush()
+        return
+    if step is None:
+        steps = client.submission_get(submission_id).get("steps") or []
+        step = next((s["step"] for s in steps if s["run"] == run_position
+                     and s["state"] == "failed"), "scoring") if attempt is None else "scoring"
+    chosen = step
 
     def fetch(stream: str, offset: int, limit: int, wait: float) -> tuple[bytes, int, str]:
-        return client.submission_log_page(submission_id, attempt, run_position, step,
+        return client.submission_log_page(submission_id, attempt, run_position, chosen,
                                           stream, offset, limit=limit, wait=wait)
 
     def gone() -> bool:

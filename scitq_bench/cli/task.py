@@ -54,6 +54,7 @@ TASK_COLUMNS = [
     Column("gpu", "gpu", long=True, justify="right"),
     Column("timeouts", lambda t: _timeouts(t), long=True),
     Column("reason", "status_reason", long=True),
+    Column("waiting", "waiting", long=True),
     Column("created", lambda t: when(t.get("created_at"))),
     Column("modified", lambda t: when(t.get("modified_at")), long=True),
 ]

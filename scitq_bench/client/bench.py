@@ -86,6 +86,24 @@ class BenchClientMixin(Transport):
         return self._json("PATCH", f"/benchmarks/{int(benchmark_id)}/tasks/{int(index)}",
                           json=body)
 
+    def bench_update(self, benchmark_id: int, *, docker_image: str | None = None,
+                     host_environment: str | None = None) -> dict[str, Any]:
+        """What every step runs in: the image (tasks with their own keep theirs; "" for
+        the default) and/or, for a benchmark run on the workers' hosts, the environment
+        there (a virtualenv or conda prefix; "" for none). Returns the benchmark."""
+        body: dict[str, Any] = {}
+        if docker_image is not None:
+            body["docker_image"] = docker_image
+        if host_environment is not None:
+            body["host_environment"] = host_environment
+        return self._json("PATCH", f"/benchmarks/{int(benchmark_id)}", json=body)
+
+    def bench_priority(self, benchmark_id: int, priority: int | None) -> dict[str, Any]:
+        """Set the priority of the benchmark's batches (None: back to 0), within the
+        server's bounds; returns {priority, batches, bounds}."""
+        return self._json("PUT", f"/benchmarks/{int(benchmark_id)}/priority",
+                          json={"priority": priority})
+
     def phase_update(self, phase_id: int, **fields: Any) -> dict[str, Any]:
         """Change a phase: name, description, start, end (None: no end),
         max_submissions, max_submissions_per_day, max_submission_mb,
@@ -98,11 +116,13 @@ class BenchClientMixin(Transport):
     # -- submissions -----------------------------------------------------------------
 
     def submission_submit(self, phase_id: int, path: str | os.PathLike[str] | None = None,
-                          kind: str = "result", name: str | None = None,
+                          kind: str = "auto", name: str | None = None,
                           image: str | None = None,
                           command: str | None = None) -> dict[str, Any]:
         """Submit to a phase: ``path`` (a zip, or a folder zipped here) for result and
-        code submissions; ``image`` (and no path) for an image submission."""
+        code submissions; ``image`` (and no path) for an image submission. ``kind``
+        auto: the server detects it (code when the zip holds a metadata file with a
+        command, else result; image without a path)."""
         params = {"kind": kind, "name": name, "image": image, "command": command}
         route = f"/phases/{int(phase_id)}/submissions"
         if path is None:
@@ -121,6 +141,14 @@ class BenchClientMixin(Transport):
     def submission_get(self, id: int) -> dict[str, Any]:  # noqa: A002 - the API's word
         """A submission with its attempts, runs, statuses, errors and scores."""
         return self._json("GET", f"/submissions/{int(id)}")
+
+    def submission_ingestion_log(self, id: int, attempt: int | None = None,  # noqa: A002
+                                 run: int = 0, stream: str = "stdout") -> bytes:
+        """What the ingestion program printed during a scoring step that ran it beside
+        the scoring program (ingestion only during scoring)."""
+        return self.request("GET", f"/submissions/{int(id)}/logs", params={
+            "attempt": attempt, "run": run, "step": "scoring", "part": "ingestion",
+            "stream": stream}).content
 
     def submission_log_page(self, id: int, attempt: int | None = None,  # noqa: A002
                             run: int = 0, step: str = "scoring", stream: str = "stdout",

@@ -158,6 +158,10 @@ class TaskCreate(Strict):
         default=None, description="codabench: the run sees /app/program, /app/input_data, "
         "/app/input/ref, /app/input/res, /app/ingested_program, /app/output, /app/shared "
         "(from the input subfolders of the same names) instead of the standard slots")
+    host_environment: str | None = Field(
+        default=None, max_length=500, pattern=r"^/[^\x00]*$",
+        description="codabench layout on the host: a virtualenv or conda prefix on the "
+        "worker whose bin/ comes first on PATH in the sandbox")
     score_keys: list[Annotated[str, Field(pattern=SCORE_KEY_PATTERN)]] | None = Field(
         default=None, max_length=1000, description="read scores.json (or scores.txt) from "
         "the output after the run; only these keys are accepted")

@@ -55,7 +55,7 @@ class Api:
         deadline = time.monotonic() + timeout
         while True:
             found = [self.call("GET", f"/submissions/{i}") for i in ids]
-            if all(s["status"] != "running" for s in found):
+            if all(s["status"] not in ("running", "queued") for s in found):
                 return found
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running: {[s['id'] for s in found]}")

@@ -76,6 +76,8 @@ OWNERSHIP: dict[str, str] = {
     "POST /benchmarks": NONE, "GET /benchmarks": NONE, "GET /benchmarks/{benchmark_id}": NONE,
     "DELETE /benchmarks/{benchmark_id}": MANAGED, "PATCH /phases/{phase_id}": MANAGED,
     "PATCH /benchmarks/{benchmark_id}/tasks/{index}": MANAGED,
+    "PATCH /benchmarks/{benchmark_id}": MANAGED,
+    "PUT /benchmarks/{benchmark_id}/priority": MANAGED,
     "POST /phases/{phase_id}/submissions": SUBMIT, "GET /submissions": NONE,
     "GET /submissions/{submission_id}": SUBMISSION,
     "GET /submissions/{submission_id}/logs": SUBMISSION,
@@ -126,6 +128,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /workers/{worker_id}/report": {"events": []},
     "PUT /submissions/{submission_id}/leaderboard": {"on": True},
     "PATCH /benchmarks/{benchmark_id}/tasks/{index}": {"gpu": 0},
+    "PATCH /benchmarks/{benchmark_id}": {"docker_image": ""},
+    "PUT /benchmarks/{benchmark_id}/priority": {"priority": None},
 }
 
 
@@ -136,7 +140,8 @@ KEEP_WORLD = frozenset({
     "POST /workers/{worker_id}/claim", "POST /workers/{worker_id}/report",
     "POST /accounts/{account_id}/tokens", "PATCH /phases/{phase_id}",
     "PATCH /benchmarks/{benchmark_id}/tasks/{index}", "PUT /quotas/{provider}/{region}",
-    "POST /flavors/update",
+    "POST /flavors/update", "PATCH /benchmarks/{benchmark_id}",
+    "PUT /benchmarks/{benchmark_id}/priority",
 })
 
 

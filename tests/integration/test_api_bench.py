@@ -161,7 +161,7 @@ def test_rerun_keeps_history_and_original(api, bench, tmp_path) -> None:
     worker.finish(worker.claim()[0], scores={"score": 98, "error": 2})
     assert api.post(f"/submissions/{sub['id']}/rerun", token=alice).status_code == 403
     again = api.post(f"/submissions/{sub['id']}/rerun").json
-    assert again["attempts"] == 2 and again["status"] == "running"
+    assert again["attempts"] == 2 and again["status"] == "queued"  # no step started yet
     assert again["scores"] is not None  # the first attempt's scores stay meanwhile
     worker.finish(worker.claim()[0], scores={"score": 90, "error": 10})
     done = api.get(f"/submissions/{sub['id']}").json

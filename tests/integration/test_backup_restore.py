@@ -23,12 +23,12 @@ from scitq_bench.cli.main import cli
 from scitq_bench.server.dbcopy import describe
 from scitq_bench.server.filestore import LocalFileStore
 from scitq_bench.server.logstore import LocalLogStore
-from scitq_bench.server.migrate import upgrade
+from scitq_bench.server.migrate import head_revisions, upgrade
 from scitq_bench.server.setup import init_server
 from scitq_bench.settings import ServerSettings
 from tests.conftest import fresh_database
 
-HEAD = "0008"
+(HEAD,) = head_revisions()  # the schema this code expects
 ENVIRONMENT = ("SCITQ_BENCH_DATABASE_URL", "SCITQ_BENCH_DIRECT_DATABASE_URL",
                "SCITQ_BENCH_LOG_DIR", "SCITQ_BENCH_STORE_DIR", "SCITQ_BENCH_DATA_DIR")
 

@@ -640,8 +640,8 @@ def test_a_program_folder_without_metadata(tmp_path):
         "scoring_program: no metadata.yaml (or metadata) with a command")
 
 
-@pytest.mark.parametrize("value", ["2024-13-01", "2024-02-30 10:00:00", "10-07-2025",
-                                   "2024-02-15 25:00:00", "tomorrow", "2024/02/15", 20240215])
+@pytest.mark.parametrize("value", ["2024-13-01", "2024-02-30 10:00:00",
+                                   "2024-02-15 25:00:00", "tomorrow", 20240215])
 def test_bad_dates_are_refused_naming_the_field(tmp_path, value):
     source = make_bundle(tmp_path / "src", phases=2, phase_extra=[{}, {"start": value}])
     assert refused(tmp_path, source) == (

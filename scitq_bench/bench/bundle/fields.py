@@ -2,27 +2,21 @@
 itself, then each field checked and converted, a refusal naming the field.
 
 A field is named as in ``competition.yaml``, with the position of an item in its list
-(``phases[1].start`` is the second phase written in the file). Dates are UTC (naive
-datetimes): ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM[:SS]``, the same with a ``T``, optionally
-with ``Z`` or an offset (converted to UTC).
+(``phases[1].start`` is the second phase written in the file). Dates are read as
+Codabench reads them, with dateutil's parser (month first: ``1/2/2026`` is January 2nd),
+and kept as naive UTC datetimes: an offset is converted, a date without one is UTC.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import yaml
+from dateutil import parser as date_parser  # type: ignore[import-untyped]
 
 from scitq_bench.bench.bundle.model import COMPETITION_YAML, BundleError
-
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6})\d*)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
-)
-
 
 # -- YAML --------------------------------------------------------------------------------
 
@@ -135,36 +129,28 @@ def int_list(value: Any, where: str) -> tuple[int, ...]:
     return tuple(result)
 
 
+_DATE_HINT = "is not a date (use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)"
+
+
 def as_datetime(value: Any, where: str) -> datetime:
-    """A naive UTC datetime, from what YAML read or from text in the formats above."""
+    """A naive UTC datetime, from what YAML read or from text ``dateutil`` parses (as
+    Codabench does: month first, a missing time is midnight)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = date_parser.parse(text) if text else None
+        except (ValueError, OverflowError):
+            parsed = None
+        if parsed is None:
+            raise fail(where, f"{value!r} {_DATE_HINT}")
+        value = parsed
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
-    hint = "is not a date (use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)"
-    if not isinstance(value, str):
-        raise fail(where, f"{value!r} {hint}")
-    text = value.strip()
-    try:
-        match = _DATE.match(text)
-        if match:
-            return datetime(int(match[1]), int(match[2]), int(match[3]))
-        match = _DATETIME.match(text)
-        if match:
-            year, month, day, hour, minute, second, fraction, zone = match.groups()
-            result = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                              int(second or 0), int((fraction or "0").ljust(6, "0")))
-            if zone and zone != "Z":
-                sign = -1 if zone[0] == "-" else 1
-                digits = zone[1:].replace(":", "")
-                offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
-                result -= sign * offset
-            return result
-    except ValueError:
-        pass
-    raise fail(where, f"{value!r} {hint}")
+    raise fail(where, f"{value!r} {_DATE_HINT}")
 
 
 def indexed(items: list, where: str) -> list[tuple[int, int, dict]]:

@@ -8,6 +8,8 @@ as a CodaLab v1.5 bundle otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +158,25 @@ def _phases(loading: Staging, doc: dict, task_indexes: set[int]) -> tuple[PhaseS
             starting_kit=optional["starting_kit"],
             public_data=optional["public_data"],
         )))
-    for (before_pos, before), (after_pos, after) in zip(phases, phases[1:], strict=False):
-        assert before.end is not None
-        if after.start < before.end:
-            raise BundleError(
-                f"{COMPETITION_YAML}: phases overlap: {after.name!r} (phases[{after_pos}]) "
-                f"starts {after.start}, before {before.name!r} (phases[{before_pos}]) ends "
-                f"{before.end}")
+    problem = phase_overlap([(f"phases[{pos}]", p.name, p.start, p.end) for pos, p in phases])
+    if problem:
+        raise BundleError(f"{COMPETITION_YAML}: {problem}")
     return tuple(phase for _, phase in phases)
+
+
+def phase_overlap(phases: Sequence[tuple[str, str, datetime, datetime | None]]) -> str | None:
+    """What is wrong when phases, in their order, overlap: each must start at or after the
+    end of the one before (which must then have an end). ``phases``: (label, name, start,
+    end). The import and a phase's update both check with this."""
+    for (before_at, before, _, before_end), (after_at, after, after_start, _) in zip(
+            phases, phases[1:], strict=False):
+        if before_end is None:
+            return (f"phases overlap: {after!r} ({after_at}) starts {after_start}, but "
+                    f"{before!r} ({before_at}) has no end")
+        if after_start < before_end:
+            return (f"phases overlap: {after!r} ({after_at}) starts {after_start}, before "
+                    f"{before!r} ({before_at}) ends {before_end}")
+    return None
 
 
 def _solutions(loading: Staging, doc: dict, task_indexes: set[int]) -> tuple[SolutionSpec, ...]:
@@ -263,4 +276,4 @@ def load_bundle(source: Path, staging: Path, limits: ArchiveLimits = ArchiveLimi
     )
 
 
-__all__ = ["DEFAULT_EXECUTION_TIME_LIMIT", "load_bundle"]
+__all__ = ["DEFAULT_EXECUTION_TIME_LIMIT", "load_bundle", "phase_overlap"]

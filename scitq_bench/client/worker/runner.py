@@ -27,7 +27,7 @@ from typing import Any
 from scitq_bench import hostprobe
 from scitq_bench.client.api import Client
 from scitq_bench.client.serverstore import ServerStore
-from scitq_bench.client.worker import sandbox
+from scitq_bench.client.worker import host_env, sandbox
 from scitq_bench.client.worker.cache import CachedResource, ResourceCache, link_tree
 from scitq_bench.client.worker.container import (
     CODABENCH,
@@ -207,6 +207,12 @@ class ExecutionRunner:
             except sandbox.SandboxUnavailable as exc:
                 return final_event(held, FAILED, error=f"sandbox_unavailable: {exc}",
                                    reason="sandbox_unavailable")
+            try:
+                host_env.host_environment(held.payload.get("host_environment"),
+                                          sandbox.SANDBOX_PATH)
+            except host_env.HostEnvironmentMissing as exc:
+                return final_event(held, FAILED, error=f"host_environment_missing: {exc}",
+                                   reason="host_environment_missing")
         return None
 
     def _prepare(self, held: Held, resources: list[CachedResource]) -> Event | None:
@@ -226,7 +232,7 @@ class ExecutionRunner:
             return final_event(held, FAILED, error=f"download failed: {exc}",
                                reason=INPUT_FETCH_FAILED)
         except ImagePullFailed as exc:
-            return final_event(held, FAILED, error=f"image_pull_failed: {exc}",
+            return final_event(held, FAILED, error=f"image_pull_failed: {image}: {exc}",
                                reason="image_pull_failed")
         return None
 
@@ -382,11 +388,15 @@ class ExecutionRunner:
         prepare_slots(slots, *(user or (os.getuid(), os.getgid())))
         inside = {key: value for key, value in env.items() if key in SANDBOX_VARIABLES}
         inside.update(slots.environment(), PATH=sandbox.SANDBOX_PATH, HOME="/tmp")
+        found = host_env.host_environment(held.payload.get("host_environment"),
+                                          sandbox.SANDBOX_PATH)
+        inside = host_env.apply(inside, found)
         devices = sandbox.gpu_devices() if slot.gpus else []
         workdir = slots.workdir()
         assert workdir is not None
         command = sandbox.build_argv(tools, argv, mounts=slots.mounts(), env=inside,
-                                     workdir=workdir, user=user, devices=devices)
+                                     workdir=workdir, user=user, devices=devices,
+                                     extra=found.bwrap_args())
         return sandbox.SandboxedProcess.start(command, Path("/"), {"PATH": sandbox.SANDBOX_PATH},
                                               logs.stdout_fd, logs.stderr_fd)
 

@@ -69,11 +69,13 @@ def build_argv(
     tools: Tools, command: Sequence[str], *, mounts: Sequence[tuple[str, str, bool]],
     env: Mapping[str, str], workdir: str, user: tuple[int, int] | None = None,
     system: Sequence[tuple[str, str | None]] | None = None, devices: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The argv that runs ``command`` in the sandbox. ``mounts``: (host path, path in
     the sandbox, read only), parents first; ``env``: the command's whole environment;
     ``user``: (uid, gid) to drop to, for a root worker (needs ``tools.setpriv``);
-    ``devices``: host devices to pass through (GPUs)."""
+    ``devices``: host devices to pass through (GPUs); ``extra``: more of bwrap's
+    arguments, after the mounts (a host environment's, ``host_env``)."""
     argv = [tools.bwrap]
     if user is None:
         argv.append("--unshare-all")
@@ -87,6 +89,7 @@ def build_argv(
         argv += ["--dev-bind", device, device]
     for source, target, read_only in mounts:
         argv += ["--ro-bind" if read_only else "--bind", source, target]
+    argv.extend(extra)
     argv.append("--clearenv")
     for key in sorted(env):
         argv += ["--setenv", key, env[key]]

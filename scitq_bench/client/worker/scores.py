@@ -6,6 +6,12 @@ The file was written by the task, so nothing in it is trusted: it is opened with
 following symbolic links (neither the output folder nor the file may be one), only a
 regular file of at most ``MAX_BYTES`` is read, and every key and value is checked.
 Problems raise ``ScoresRefused`` with a reason for machines and a message for people.
+
+When the leaderboard columns are known (``allowed``), the file is read as Codabench reads
+it, so that its bundles score unchanged: keys that are not columns are ignored whatever
+they hold (objects, lists, text), a column's boolean counts 1 or 0 and a numeric string
+its number; anything else in a column fails. Without columns (any key taken), the file
+must be a flat object of numbers.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ MAX_KEYS = 1000  # what the server takes
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # the server's pattern for keys
 
 MISSING, INVALID = "scores_missing", "scores_invalid"
-NOT_NUMERIC, UNKNOWN_KEY = "score_not_numeric", "score_unknown_key"
+NOT_NUMERIC = "score_not_numeric"
+UNKNOWN_KEY = "score_unknown_key"  # no longer raised: keys that are not columns are ignored
 
 
 class ScoresRefused(Exception):
@@ -38,8 +45,8 @@ class ScoresRefused(Exception):
 
 
 def read_scores(output: Path, allowed: Sequence[str] | None = None) -> dict[str, float]:
-    """The scores in ``output``, as floats. ``allowed``: the keys accepted, any key
-    (matching ``KEY_PATTERN``) when empty or None."""
+    """The scores in ``output``, as floats. ``allowed``: the leaderboard columns (other
+    keys are ignored); any key (matching ``KEY_PATTERN``) when empty or None."""
     try:
         directory = os.open(output, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -97,7 +104,7 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def _parse_json(text: str, name: str) -> list[tuple[str, Any, str]]:
-    """(key, value, where) in file order; duplicate keys are refused."""
+    """(key, value, where) in file order, values as JSON gave them (checked later)."""
     try:
         document = json.loads(text, object_pairs_hook=_pairs)
     except (ValueError, RecursionError) as exc:
@@ -105,14 +112,6 @@ def _parse_json(text: str, name: str) -> list[tuple[str, Any, str]]:
     if not isinstance(document, _Pairs):
         raise ScoresRefused(INVALID, f"{name} must hold a flat JSON object of key -> number, "
                             f"not {_kind(document)}")
-    seen: set[str] = set()
-    for key, value in document:
-        if key in seen:
-            raise ScoresRefused(INVALID, f"{name}: key {key!r} appears more than once")
-        seen.add(key)
-        if isinstance(value, (_Pairs, list)):
-            raise ScoresRefused(INVALID, f"{name} must be a flat object: key {key!r} "
-                                f"holds {_kind(value)}")
     return [(key, value, name) for key, value in document]
 
 
@@ -152,8 +151,10 @@ def _parse_text(text: str, name: str) -> list[tuple[str, Any, str]]:
             raise ScoresRefused(INVALID, f"{name}, line {number}: expected 'key: value', "
                                 f"got {_clip(line)!r}")
         if key in lines:
-            raise ScoresRefused(INVALID, f"{name}, line {number}: key {_clip(key)!r} already "
-                                f"given on line {lines[key]}")
+            where = f"{name}, line {number}"
+            found.append((key, _Duplicate(f"{where}: key {_clip(key)!r} already given on "
+                                          f"line {lines[key]}"), where))
+            continue
         lines[key] = number
         found.append((key, _TextValue(value.strip()), f"{name}, line {number}"))
     return found
@@ -163,22 +164,51 @@ class _TextValue(str):
     """A value read from scores.txt: still text, to be parsed as a number."""
 
 
+class _Duplicate(str):
+    """A scores.txt key given again: refused only when the key is taken."""
+
+
 def _checked(entries: list[tuple[str, Any, str]], allowed: Sequence[str] | None,
              name: str) -> dict[str, float]:
+    columns = set(allowed or ())
+    if columns:
+        entries = [entry for entry in entries if entry[0] in columns]
     if len(entries) > MAX_KEYS:
         raise ScoresRefused(INVALID, f"{name} holds {len(entries)} scores; at most "
                             f"{MAX_KEYS} are taken")
-    accepted = set(allowed or ())
     scores: dict[str, float] = {}
     for key, value, where in entries:
+        if isinstance(value, _Duplicate):
+            raise ScoresRefused(INVALID, str(value))
+        if key in scores:
+            raise ScoresRefused(INVALID, f"{where}: key {key!r} appears more than once")
         if not KEY_PATTERN.match(key):
             raise ScoresRefused(INVALID, f"{where}: {_clip(key)!r} is not a valid score key "
                                 "(1 to 100 letters, digits, '_', '.', ':' or '-')")
-        if accepted and key not in accepted:
-            raise ScoresRefused(UNKNOWN_KEY, f"{where}: unknown score key {key!r}; allowed: "
-                                f"{', '.join(sorted(accepted))}")
-        scores[key] = _number(key, value, where)
+        if not columns and isinstance(value, (_Pairs, list)):
+            raise ScoresRefused(INVALID, f"{name} must be a flat object: key {key!r} "
+                                f"holds {_kind(value)}")
+        scores[key] = _column_value(key, value, where) if columns else _number(key, value, where)
     return scores
+
+
+def _column_value(key: str, value: Any, where: str) -> float:
+    """A leaderboard column's value as Codabench takes it: a boolean is 1 or 0, text
+    holding a number is that number (``true``/``false`` in scores.txt are booleans)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, _TextValue) and value.lower() in ("true", "false"):
+        return 1.0 if value.lower() == "true" else 0.0
+    if isinstance(value, str) and not isinstance(value, _TextValue):
+        text = value.strip()
+        if not _looks_numeric(text):
+            raise ScoresRefused(NOT_NUMERIC, f"{where}: score {key!r} is not a number: "
+                                f"got the string {_clip(value)!r}")
+        return _number(key, _TextValue(text), where)
+    if isinstance(value, (_Pairs, list)) or value is None:
+        raise ScoresRefused(NOT_NUMERIC, f"{where}: score {key!r} is not a number: "
+                            f"got {_kind(value)}")
+    return _number(key, value, where)
 
 
 def _number(key: str, value: Any, where: str) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, g, request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.server.api.registry import (
@@ -20,9 +21,22 @@ from scitq_bench.server.api.registry import (
     QueryParam,
     endpoint,
 )
-from scitq_bench.server.bench import accounts, leaderboards, outputs, service, submitting
+from scitq_bench.server.bench import (
+    accounts,
+    leaderboards,
+    outputs,
+    priority,
+    quotas,
+    readiness,
+    service,
+    standing,
+    submitting,
+)
+from scitq_bench.server.bench.access import managed_benchmark, manages
+from scitq_bench.server.bench.models import Benchmark
 from scitq_bench.server.bench.schemas import (
     AccountCreate,
+    BenchmarkUpdate,
     BenchTaskUpdate,
     LeaderboardChoice,
     PhaseUpdate,
@@ -108,7 +122,24 @@ def list_benchmarks() -> Any:
           summary="A benchmark: pages, phases, tasks, leaderboards")
 def get_benchmark(benchmark_id: int) -> Any:
     with server_context().db.read() as session:
-        return service.describe(session, g.principal, benchmark_id)
+        answer = service.describe(session, g.principal, benchmark_id)
+        found = session.get(Benchmark, benchmark_id)
+        assert found is not None
+        answer["readiness"] = readiness.readiness(session, found)
+        answer.setdefault("priority", found.priority)
+        quotas.annotate_phases(session, g.principal.account_id, answer["phases"])
+        return answer
+
+
+@endpoint(bp, "/benchmarks/<id:benchmark_id>/priority", "PUT", access=ORGANIZE,
+          body=priority.PriorityChoice,
+          summary="Set the priority of a benchmark's batches (within the server's bounds)")
+def set_benchmark_priority(benchmark_id: int, body: priority.PriorityChoice) -> Any:
+    settings = server_context().settings
+    with server_context().db.write() as session:
+        found = managed_benchmark(session, g.principal, benchmark_id)
+        return priority.set_priority(session, found, body.priority,
+                                     settings.bench_priority_min, settings.bench_priority_max)
 
 
 @endpoint(bp, "/benchmarks/<id:benchmark_id>", "DELETE", access=ORGANIZE,
@@ -116,6 +147,14 @@ def get_benchmark(benchmark_id: int) -> Any:
 def remove_benchmark(benchmark_id: int) -> Any:
     service.commit_delete(server_context(), g.principal, benchmark_id)
     return {"deleted": benchmark_id}
+
+
+@endpoint(bp, "/benchmarks/<id:benchmark_id>", "PATCH", access=ORGANIZE, body=BenchmarkUpdate,
+          summary="Set the image every step runs in, or the environment on the workers' "
+          "hosts of a benchmark run there")
+def update_benchmark(benchmark_id: int, body: BenchmarkUpdate) -> Any:
+    with server_context().db.write() as session:
+        return service.update_benchmark(session, g.principal, benchmark_id, body)
 
 
 @endpoint(bp, "/phases/<id:phase_id>", "PATCH", access=ORGANIZE, body=PhaseUpdate,
@@ -139,7 +178,8 @@ def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> A
 @endpoint(
     bp, "/phases/<id:phase_id>/submissions", "POST", access=BENCH, raw_body=True,
     summary="Submit to a phase: a zip body (result or code), or ?kind=image&image=...",
-    query=(QueryParam("kind", "result (default), code or image"),
+    query=(QueryParam("kind", "auto (default: code when the zip holds a metadata file "
+                      "with a command, else result), result, code or image"),
            QueryParam("name", "a name for it"),
            QueryParam("image", "the image of an image submission"),
            QueryParam("command", "what an image or code submission runs when the task "
@@ -149,7 +189,7 @@ def submit(phase_id: int) -> Any:
     context = server_context()
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
     submission_id = submitting.submit(
-        context, g.principal, phase_id, kind=request.args.get("kind", "result"),
+        context, g.principal, phase_id, kind=request.args.get("kind", "auto"),
         body=request.stream if has_body else None, declared_size=request.content_length,
         image=request.args.get("image"), command=request.args.get("command"),
         name=request.args.get("name"))
@@ -167,16 +207,36 @@ def list_submissions() -> Any:
     benchmark_id, phase_id = int_arg("benchmark"), int_arg("phase")
     limit = int_arg("limit", 1000, minimum=1)
     with server_context().db.read() as session:
-        return submitting.list_brief(session, g.principal, benchmark_id=benchmark_id,
-                                     phase_id=phase_id, status=request.args.get("status"),
-                                     limit=limit)
+        answer = submitting.list_brief(session, g.principal, benchmark_id=benchmark_id,
+                                       phase_id=phase_id, status=request.args.get("status"),
+                                       limit=limit)
+        return _as_boards_show(session, answer)
 
 
 @endpoint(bp, "/submissions/<id:submission_id>", "GET", access=BENCH,
           summary="A submission with its attempts, runs and scores")
 def get_submission(submission_id: int) -> Any:
+    """Its ``status`` reads ``queued`` while no step has started; ``steps``: the latest
+    attempt's steps with their state and, once failed, their reason."""
     with server_context().db.read() as session:
-        return submitting.get(session, g.principal, submission_id)
+        answer = submitting.get(session, g.principal, submission_id)
+        answer.update(outputs.progress(session, submission_id))
+        answer["waiting"] = readiness.submission_waiting(session, submission_id)
+        return _as_boards_show(session, [answer])[0]
+
+
+def _as_boards_show(session: Session, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``on_leaderboard``: whether a leaderboard this reader sees shows the submission
+    (its rule chose it), as the board's rows do."""
+    ids = [a["id"] for a in answers]
+    managed = {b.id for b in session.scalars(select(Benchmark).where(
+        Benchmark.id.in_({a["benchmark_id"] for a in answers}))) if manages(g.principal, b)}
+    shown = standing.shown_on_boards(session, ids, include_hidden=False) | \
+        standing.shown_on_boards(session, [a["id"] for a in answers
+                                           if a["benchmark_id"] in managed], True)
+    for answer in answers:
+        answer["on_leaderboard"] = answer["id"] in shown
+    return answers
 
 
 def _step(submission_id: int) -> outputs.Step:
@@ -199,8 +259,14 @@ STEP_QUERY = (QueryParam("attempt", "attempt number (default: the latest)", "int
 
 @endpoint(bp, "/submissions/<id:submission_id>/logs", "GET", access=BENCH,
           summary="A step's log (unless the phase hides output); ?stream=&offset=&wait=",
-          query=STEP_QUERY)
+          query=(*STEP_QUERY, QueryParam(
+              "part", "ingestion: what the ingestion program printed during a scoring "
+              "step that ran it (ingestion only during scoring; stream=stdout or stderr)")))
 def submission_logs(submission_id: int) -> Any:
+    if request.args.get("part") == "ingestion":  # the ingestion beside the scoring program
+        return Response(outputs.ingestion_log(server_context().files, _step(submission_id),
+                                              request.args.get("stream", "stdout")),
+                        mimetype="application/octet-stream")
     with server_context().db.read() as session:
         execution = outputs.log_execution(session, _step_in(session, submission_id))
     if execution is None:

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request
 
 from scitq_bench.server.api.registry import QueryParam, endpoint, json_body
 from scitq_bench.server.context import server_context
-from scitq_bench.server.queue import executions
+from scitq_bench.server.queue import executions, waiting
 from scitq_bench.server.queue import tasks as domain
 from scitq_bench.server.schemas import (
     SignalRequest,
@@ -62,13 +62,22 @@ def list_tasks() -> Any:
             limit=int_arg("limit"),
             offset=int_arg("offset", 0) or 0,
         )
-        return {"tasks": domain.describe_tasks(session, tasks)}
+        answers = domain.describe_tasks(session, tasks)
+        reasons = waiting.why_waiting_many(session, tasks)
+        for answer in answers:
+            answer["waiting"] = reasons.get(answer["id"])
+        return {"tasks": answers}
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "GET", summary="Get a task")
 def get_task(task_id: int) -> Any:
+    """``waiting``: why a queued task cannot be taken by any worker that is up (none
+    is, or none has a container engine, the GPUs, ... it needs); null otherwise."""
     with server_context().db.read() as session:
-        return domain.describe_task(session, domain.get_task(session, task_id))
+        task = domain.get_task(session, task_id)
+        answer = domain.describe_task(session, task)
+        answer["waiting"] = waiting.why_waiting(session, task)
+        return answer
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "PATCH", summary="Update a task (fields, or status "

@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench import ranking
+from scitq_bench.bench.bundle.leaderboards import DEFAULT_PRECISION
 from scitq_bench.bench.sortkey import encoder
 from scitq_bench.server.bench.models import (
     BenchTask,
@@ -105,14 +106,14 @@ def refresh_choice(session: Session, leaderboard_id: int, board: ranking.Board,
 
 def entry_row(leaderboard_id: int, board: ranking.Board, phase_id: int,
               entry: ranking.Entry) -> dict[str, Any]:
-    """The ``leaderboard_entry`` values of one scored submission on one board. Display
-    strings are numbers or empty: no CSV quoting is ever needed in ``line``."""
+    """The ``leaderboard_entry`` values of one scored submission on one board. Values
+    are exact (``exact_text``; precision is for display only): numbers or empty, so no
+    CSV quoting is ever needed in ``line``."""
     start = f"{entry.submission_id},{entry.submitted_at.isoformat()}Z"
     every, public = [start], [start]
     for task in board.task_keys:
         for column in board.display_columns:
-            text = ranking.format_score(score_value(entry.scores, task, column.key),
-                                        column.precision)
+            text = exact_text(score_value(entry.scores, task, column.key))
             every.append(text)
             if not column.hidden:
                 public.append(text)
@@ -131,3 +132,26 @@ def score_value(scores: Any, task: str, key: str) -> float | None:
     return None if value is None or value != value else float(value)
 
 
+
+
+def exact_text(value: float | None) -> str:
+    """A score as the shortest text that reads back as the same float ('' when missing):
+    whole numbers without a decimal part, never a negative zero."""
+    if value is None or value != value:
+        return ""
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def display_text(value: float | None, precision: int) -> str:
+    """A score as the GUI shows it: a whole number without decimals when its column
+    keeps the default precision (none was given), else the column's ``precision``
+    decimals (``ranking.format_score``, what the API's ``display`` and the CLI show)."""
+    if value is None or value != value:
+        return ""
+    if precision == DEFAULT_PRECISION and value.is_integer() and abs(value) < 1e16:
+        return str(int(value)) if value else "0"
+    return ranking.format_score(value, precision)

@@ -8,8 +8,9 @@ visible columns), so a chart tells nobody more than the table does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
+import math
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +26,10 @@ from scitq_bench.server.serialize import epoch
 
 BINS = 10
 BATCH = 1000
+TICKS = 5  # about this many labels on a value axis
+TIME_TICKS = 4  # dates are wider than numbers: fewer labels
+MINUTE = 60.0
+DAY = 86400.0
 
 
 def chart_column(board: ranking.Board, everything: bool) -> ranking.Column | None:
@@ -88,6 +93,10 @@ def best_over_time(session: Session, principal: Principal, benchmark: Benchmark,
     answer["series"] = [{"name": _series_name(column, name, len(tasks)), "points": series}
                         for (_, name), series in zip(tasks, points, strict=True)]
     answer["title"] = f"Best {column.title}"
+    flat = [point for series in points for point in series]
+    if flat:
+        answer["x_axis"] = time_axis([p[0] for p in flat])
+        answer["y_axis"] = value_axis([p[1] for p in flat])
     return answer
 
 
@@ -122,8 +131,89 @@ def distribution(session: Session, principal: Principal, benchmark: Benchmark, p
                    f"{ranking.format_score(low + (i + 1) * width, precision)}"
          if bins > 1 else ranking.format_score(low, precision)]
         for i, count in enumerate(counts)]}]
+    answer["x_axis"] = bin_axis(low, width, bins, precision)
+    answer["y_axis"] = count_axis(max(counts))
     return answer
 
 
 def _series_name(column: ranking.Column, task_name: str, tasks: int) -> str:
     return f"{column.title} ({task_name})" if tasks > 1 else column.title
+
+
+# -- axes --------------------------------------------------------------------------------
+# Computed here, not in the browser, so what an axis spans is tested like any other rule:
+# {min, max, ticks: [[position, label]]}, positions in the points' own units.
+
+
+def nice_step(span: float, count: int = TICKS) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) giving about ``count``
+    intervals over ``span``."""
+    raw = span / max(1, count)
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw * 0.999)
+
+
+def _decimals(step: float) -> int:
+    """Decimals that show every tick of ``step`` exactly (0.25 needs two, 0.2 one)."""
+    power = math.floor(math.log10(step) + 1e-9)
+    extra = 1 if round(step / 10.0 ** power, 6) == 2.5 else 0
+    return max(0, -power + extra)
+
+
+def value_axis(values: Sequence[float], count: int = TICKS) -> dict[str, Any]:
+    """An axis spanning ``values`` with round ends just outside them (0.78 to 0.86
+    gives 0.78–0.86, not 0–1); a single value gets a small span around it."""
+    low, high = min(values), max(values)
+    if high == low:
+        pad = abs(low) * 0.05 or 1.0
+        low, high = low - pad, high + pad
+    step = nice_step(high - low, count)
+    start = math.floor(low / step + 1e-9) * step
+    stop = math.ceil(high / step - 1e-9) * step
+    decimals = _decimals(step)
+    ticks = []
+    for i in range(int(round((stop - start) / step)) + 1):
+        position = round(start + i * step, decimals + 6) + 0.0  # never -0.0
+        ticks.append([position, f"{position:.{decimals}f}"])
+    return {"min": ticks[0][0], "max": ticks[-1][0], "ticks": ticks}
+
+
+def count_axis(highest: int, count: int = TICKS) -> dict[str, Any]:
+    """Counts from 0 to ``highest`` (rounded up), whole numbers only."""
+    step = max(1, math.ceil(nice_step(max(1, highest), count)))
+    stop = max(step, math.ceil(highest / step) * step)
+    return {"min": 0, "max": stop,
+            "ticks": [[v, str(v)] for v in range(0, stop + 1, step)]}
+
+
+def bin_axis(low: float, width: float, bins: int, precision: int) -> dict[str, Any]:
+    """A histogram's x axis: bin ``i`` spans ``i`` to ``i + 1``; a few of its edges
+    (so labels never overlap) are labelled with the scores they stand for, with enough
+    decimals to tell them apart."""
+    if bins == 1:  # one value: its label sits under the single bar
+        return {"min": 0, "max": 1, "ticks": [[0.5, ranking.format_score(low, precision)]]}
+    every = max(1, math.ceil((bins + 1) / (TICKS + 1)))
+    edges = sorted({*range(0, bins + 1, every), bins})
+    decimals = max(precision, _decimals(width * every))
+    return {"min": 0, "max": bins,
+            "ticks": [[i, ranking.format_score(low + i * width, decimals)] for i in edges]}
+
+
+def time_axis(epochs: Sequence[float], count: int = TIME_TICKS) -> dict[str, Any]:
+    """Seconds since 1970 labelled as UTC dates: the day, with the time of day when
+    the points span less than a few days (and the seconds under a few minutes); a
+    label the one before already shows is left out."""
+    low, high = min(epochs), max(epochs)
+    if high - low < 2 * MINUTE:  # points close together: two minutes around them
+        middle = (low + high) / 2
+        low, high = middle - MINUTE, middle + MINUTE
+    span = high - low
+    shape = ("%Y-%m-%d" if span >= 3 * DAY else "%Y-%m-%d %H:%M" if span >= 4 * MINUTE
+             else "%Y-%m-%d %H:%M:%S")
+    ticks: list[list[Any]] = []
+    for i in range(count):
+        position = low + span * i / (count - 1)
+        text = datetime.fromtimestamp(position, timezone.utc).strftime(shape)
+        if not ticks or ticks[-1][1] != text:
+            ticks.append([position, text])
+    return {"min": low, "max": high, "ticks": ticks}

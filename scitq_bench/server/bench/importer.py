@@ -23,6 +23,7 @@ from scitq_bench.bench.archives import ArchiveLimits
 from scitq_bench.bench.bundle import BundleSpec, load_bundle
 from scitq_bench.exceptions import Conflict, Forbidden, InvalidInput
 from scitq_bench.server.auth import ADMIN, Principal
+from scitq_bench.server.bench.logos import LOGO_TYPES
 from scitq_bench.server.bench.models import (
     Benchmark,
     BenchTask,
@@ -129,6 +130,14 @@ def _free_key(db: Database, key: str, *, explicit: bool) -> str:
     return f"{key}-{number}"
 
 
+def _logo(path: Path | None, keep: Callable[[Path | None, str], str | None]) -> str | None:
+    """The bundle's logo kept when it is a raster image the GUI may show; anything else
+    (an SVG can run scripts) is left out."""
+    if path is None or path.suffix.lower() not in LOGO_TYPES:
+        return None
+    return keep(path, "logo" + path.suffix.lower())
+
+
 def _write(session: Session, spec: BundleSpec, key: str,
            keep: Callable[[Path | None, str], str | None], *, owner_id: int | None,
            run_on_host: bool, visibility: str) -> Benchmark:
@@ -140,6 +149,7 @@ def _write(session: Session, spec: BundleSpec, key: str,
         make_programs_available=spec.make_programs_available,
         make_input_data_available=spec.make_input_data_available,
         pages=[{"title": p.title, "content": p.content} for p in spec.pages], terms=spec.terms,
+        logo=_logo(spec.logo, keep),
     )
     session.add(benchmark)
     session.flush()

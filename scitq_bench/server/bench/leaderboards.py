@@ -2,10 +2,11 @@
 
 Every scored submission has one ``leaderboard_entry`` per leaderboard, written when its
 scores change: the ranking order as bytes (``scitq_bench.bench.sortkey``, the same
-order as ``ranking.rank``) and the scores as displayed. The submission rule picks the
+order as ``ranking.rank``) and the exact scores (``boards.exact_text``). The submission rule picks the
 entries when scores land (``chosen``, by ``ranking.select`` over the owner's entries),
 and a ranked page is an indexed ``ORDER BY sort_key LIMIT``; a CSV export reads the chosen
-entries' pre-rendered lines in order. Nothing is sorted or formatted in Python.
+entries' pre-rendered lines in order. Nothing is sorted in Python; a page's display
+text (the column's precision) is made as it is read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from scitq_bench.bench import ranking
 from scitq_bench.exceptions import NotFound
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_phase
-from scitq_bench.server.bench.boards import load_board
+from scitq_bench.server.bench.boards import display_text, load_board
 from scitq_bench.server.bench.models import (
     Account,
     Benchmark,
@@ -79,8 +80,9 @@ def page(session: Session, principal: Principal, benchmark: Benchmark, phase: Ph
         display: dict[str, dict[str, str]] = {task: {} for task in board.task_keys}
         scores: dict[str, dict[str, float | None]] = {task: {} for task in board.task_keys}
         for (task, column), text in zip(shown, cells, strict=True):
-            display[task][column.key] = text
-            scores[task][column.key] = float(text) if text else None
+            value = float(text) if text else None
+            display[task][column.key] = ranking.format_score(value, column.precision)
+            scores[task][column.key] = value
         answer_rows.append({"rank": position, "submission_id": int(submission_id),
                             "owner": owner, "submitted_at": submitted_at,
                             "scores": scores, "display": display})
@@ -107,10 +109,17 @@ def phase_page(session: Session, principal: Principal, phase_id: int, key: str,
 
 def board_view(session: Session, principal: Principal, phase_id: int, key: str,
                offset: int, limit: int) -> dict[str, Any]:
-    """What a leaderboard's page shows: the ranked ``page`` (as ``board``), and its
-    phase and benchmark as plain values."""
+    """What a leaderboard's page shows: the ranked ``page`` (as ``board``, displayed as
+    the GUI shows scores: ``display_text``), and its phase and benchmark as plain
+    values."""
     phase, benchmark = visible_phase(session, principal, phase_id)
-    return {"board": page(session, principal, benchmark, phase, key, offset, limit),
+    board = page(session, principal, benchmark, phase, key, offset, limit)
+    precisions = {column["key"]: column["precision"] for column in board["columns"]}
+    for row in board["rows"]:
+        for task, values in row["scores"].items():
+            row["display"][task] = {key: display_text(value, precisions[key])
+                                    for key, value in values.items()}
+    return {"board": board,
             "phase": {"id": phase.id, "name": phase.name},
             "bench": {"id": benchmark.id, "title": benchmark.title,
                       "manage": manages(principal, benchmark)}}
@@ -128,8 +137,8 @@ def csv_file(session: Session, principal: Principal, phase_id: int,
 def csv_export(session: Session, principal: Principal, benchmark: Benchmark, phase: Phase,
                key: str) -> str:
     """The whole board as CSV: rank, owner, submission, submitted_at, then the shown
-    columns (``ranking.score_titles``). Scores in the display precision (values, not
-    the ranks' tie-breakers, as in the table)."""
+    columns (``ranking.score_titles``). Scores are exact (the precision is for display
+    only)."""
     row, board, _ = board_of(session, principal, benchmark, phase, key)
     everything = manages(principal, benchmark)
     header = ["rank", "owner", "submission", "submitted_at",

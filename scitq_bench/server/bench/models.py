@@ -56,6 +56,11 @@ class Benchmark(Base):
     visibility: Mapped[str] = mapped_column(String(16), default="public")  # public | private
     docker_image: Mapped[str | None] = mapped_column(String(500))
     run_on_host: Mapped[bool] = mapped_column(Boolean, default=False)  # trusted, sandboxed
+    # run on host: a virtualenv or conda prefix on the workers, its bin/ first on PATH
+    host_environment: Mapped[str | None] = mapped_column(String(500))
+    # the bundle's logo in the file store (a raster image; SVG is never kept)
+    logo: Mapped[str | None] = mapped_column(String(1024))
+    priority: Mapped[int | None] = mapped_column(Integer)  # its batches' priority
     enable_detailed_results: Mapped[bool] = mapped_column(Boolean, default=False)
     make_programs_available: Mapped[bool] = mapped_column(Boolean, default=False)
     make_input_data_available: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -167,6 +172,7 @@ class Submission(Base):
     phase_id: Mapped[int] = mapped_column(ForeignKey("phase.id", ondelete="CASCADE"))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # result | code | image
+    kind_note: Mapped[str | None] = mapped_column(String(200))  # how "auto" chose the kind
     name: Mapped[str | None] = mapped_column(String(300))
     file: Mapped[str | None] = mapped_column(String(500))  # file store path of the zip
     size_bytes: Mapped[int | None] = mapped_column(Integer)

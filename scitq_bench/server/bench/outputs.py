@@ -14,12 +14,17 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import Forbidden, InvalidInput, NotFound
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench.access import manages, visible_submission
-from scitq_bench.server.bench.models import Attempt, Phase
-from scitq_bench.server.bench.runs import runs_of
+from scitq_bench.server.bench.models import Attempt, BenchTask, Phase, Submission
+from scitq_bench.server.bench.runs import EMPTY_MARK, INGESTION_LOGS, runs_of
 from scitq_bench.server.queue.models import Task
 from scitq_bench.server.queue.tasks import latest_execution
 from scitq_bench.server.storage import FileStorage, StoredFile
-from scitq_bench.states import FINAL_EXECUTION_VALUES, FINAL_TASK_VALUES
+from scitq_bench.states import (
+    FINAL_EXECUTION_VALUES,
+    FINAL_TASK_VALUES,
+    SubmissionStatus,
+    TaskStatus,
+)
 
 STEPS = ("prediction", "scoring")
 
@@ -112,12 +117,94 @@ def log_tail(session: Session, step: Step) -> tuple[tuple[int, bool] | None, boo
 
 
 def output_files(files: FileStorage, step: Step) -> list[dict[str, Any]]:
-    """The files the step wrote to /app/output, named as ``open_output`` takes them;
-    refused when the phase hides them from this reader."""
+    """The files the step wrote to /app/output, named as ``open_output`` takes them
+    (without the ingestion's logs, served as logs, nor the empty prediction mark); refused when the phase hides them
+    from this reader."""
     step.check_output_visible()
     prefix = step.output_prefix
-    return [{"path": f["path"].removeprefix(prefix + "/"), "size": f["size"]}
-            for f in files.list(prefix)]
+    found = [(f["path"].removeprefix(prefix + "/"), f["size"]) for f in files.list(prefix)]
+    return [{"path": path, "size": size} for path, size in found
+            if not path.startswith(INGESTION_LOGS + "/") and path != EMPTY_MARK]
+
+
+LOG_STREAMS = ("stdout", "stderr")
+
+
+def ingestion_log(files: FileStorage, step: Step, stream: str) -> bytes:
+    """What the ingestion program printed during a scoring step that ran it (ingestion
+    only during scoring); empty while the step runs or when it ran no ingestion.
+    Refused when the phase hides logs from this reader."""
+    step.check_logs_visible()
+    if stream not in LOG_STREAMS:
+        raise InvalidInput(f"stream: {stream!r} is not stdout or stderr")
+    if step.step != "scoring":
+        raise InvalidInput("only a scoring step runs the ingestion program beside it")
+    try:
+        with files.open(f"{step.output_prefix}/{INGESTION_LOGS}/{stream}.txt") as stored:
+            return stored.stream.read()
+    except NotFound:
+        return b""
+
+
+# -- what the steps are doing ---------------------------------------------------------
+
+QUEUED_TASKS = frozenset({TaskStatus.WAITING.value, TaskStatus.PENDING.value,
+                          TaskStatus.ASSIGNED.value})
+
+
+def step_state(task_status: str | None) -> str:
+    """A step as a participant reads it: queued, running, succeeded, failed, cancelled
+    or paused (``progress`` adds ``not run``)."""
+    if task_status is None or task_status in QUEUED_TASKS:
+        return "queued"
+    if task_status == TaskStatus.ACCEPTED.value:
+        return "running"
+    return task_status
+
+
+def progress(session: Session, submission_id: int) -> dict[str, Any]:
+    """The steps of the submission's latest attempt with their state and, once one
+    failed, its reason (timed out, exit code N, input_fetch_failed...), whether a
+    scoring step runs the ingestion program beside it (``with_ingestion``), and the
+    submission's status as its owner reads it: ``queued`` while it runs but no step
+    has started. Only the submission's own tasks are read (the caller checked that
+    the reader may see it)."""
+    submission = session.get(Submission, submission_id)
+    if submission is None:
+        raise NotFound(f"no submission {submission_id}")
+    attempt = session.scalars(select(Attempt).where(
+        Attempt.submission_id == submission_id).order_by(Attempt.number.desc()).limit(1)).first()
+    runs = runs_of(session, [attempt.id]) if attempt is not None else []
+    ids = [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]
+    tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(ids)))} \
+        if ids else {}
+    together = set(session.scalars(select(BenchTask.id).where(
+        BenchTask.id.in_([r.bench_task_id for r in runs]),
+        BenchTask.ingestion_only_during_scoring.is_(True),
+        BenchTask.ingestion_program.is_not(None)))) if runs else set()
+    steps = []
+    for run in runs:
+        for name, task_id in (("prediction", run.prediction_task_id),
+                              ("scoring", run.scoring_task_id)):
+            if task_id is None:
+                continue
+            task = tasks.get(task_id)
+            state = step_state(task.status if task is not None else None)
+            latest = latest_execution(session, task_id)
+            if latest is None and state in ("failed", "cancelled"):
+                state = "not run"  # its prediction step failed or it was cancelled first
+            steps.append({
+                "run": run.position, "step": name, "task": task_id, "state": state,
+                "reason": task.status_reason if task is not None and state == "failed"
+                else None,
+                "exit_code": latest.return_code if latest is not None else None,
+                "with_ingestion": name == "scoring" and run.bench_task_id in together,
+            })
+    status = submission.status
+    if status == SubmissionStatus.RUNNING.value and steps and \
+            all(s["state"] == "queued" for s in steps):
+        status = "queued"
+    return {"status": status, "steps": steps}
 
 
 def open_output(files: FileStorage, step: Step, path: str) -> StoredFile:

@@ -15,6 +15,8 @@ run, then on the attempt and the submission.
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,12 +112,15 @@ def _common(benchmark: Benchmark, phase: Phase, task: BenchTask, name: str) -> d
         "name": name, "batch": phase.batch, "layout": "codabench", "shell": True,
         "run_timeout": float(phase.execution_time_limit), "gpu": task.gpu,
         "container": None if benchmark.run_on_host else (task.image or benchmark.docker_image),
+        "host_environment": benchmark.host_environment if benchmark.run_on_host else None,
     }
 
 
 def _prediction_spec(benchmark: Benchmark, phase: Phase, task: BenchTask,
                      submission: Submission, run: Run) -> TaskCreate | None:
-    """The step that turns code into predictions; None for a result submission."""
+    """The step that turns code into predictions; None for a result submission. When
+    the ingestion runs only during scoring, this step runs the submission's own command,
+    or copies a code submission without one to its output as its results."""
     if submission.kind == "result":
         return None
     spec = _common(benchmark, phase, task, f"submission {submission.id} run {run.id} prediction")
@@ -125,16 +130,37 @@ def _prediction_spec(benchmark: Benchmark, phase: Phase, task: BenchTask,
     if submission.kind == "code":
         assert submission.file is not None
         inputs.append(_store(submission.file, "ingested_program"))
-    if task.ingestion_program:
+    if task.ingestion_program and not task.ingestion_only_during_scoring:
         inputs += [_store(task.ingestion_program, "program"),
                    _store(task.ingestion_program, "ingestion_program")]
         command = placeholders.substitute(task.ingestion_command or "", "ingestion")
+    elif task.ingestion_only_during_scoring and not submission.command \
+            and submission.kind == "code":
+        command = COPY_SUBMISSION
     else:
+        if task.ingestion_only_during_scoring and submission.file is not None:
+            inputs.append(_store(submission.file, "program"))
         command = submission_command(submission)
     if submission.kind == "image":
         spec["container"] = submission.image
-    spec.update(command=command, inputs=inputs, output=f"server://runs/{run.id}/prediction/")
+    spec.update(command=never_empty(command), inputs=inputs,
+                output=f"server://runs/{run.id}/prediction/")
     return TaskCreate(**spec)
+
+
+# A prediction step that wrote nothing leaves this file, so that the scoring step still
+# fetches a folder; the scoring step removes it before its program runs (an empty res/).
+EMPTY_MARK = ".no-predictions"
+COPY_SUBMISSION = "cp -R /app/ingested_program/. /app/output/"
+
+
+def never_empty(command: str) -> str:
+    """``command``, then, its exit status kept, ``EMPTY_MARK`` left in /app/output when
+    it wrote nothing there (a command that ends the shell itself with ``exit`` skips
+    this)."""
+    return (f"{command}\nstatus=$?\n"
+            f'[ -n "$(ls -A /app/output)" ] || : > /app/output/{EMPTY_MARK}\n'
+            "exit $status")
 
 
 def submission_command(submission: Submission) -> str:
@@ -154,17 +180,78 @@ def _scoring_spec(benchmark: Benchmark, phase: Phase, task: BenchTask, submissio
     inputs = [_store(task.scoring_program, "program")]
     if task.reference_data:
         inputs.append(_store(task.reference_data, "input/ref"))
-    if prediction_id is None:
-        assert submission.file is not None
-        inputs.append(_store(submission.file, "input/res"))
-    else:
-        inputs.append(f"server://runs/{run.id}/prediction/|mv:input/res")
+    together = task.ingestion_only_during_scoring and task.ingestion_program is not None
+    places = ["input/res", "ingested_program"] if together else ["input/res"]
+    for place in places:
+        if prediction_id is None:
+            assert submission.file is not None
+            inputs.append(_store(submission.file, place))
+        else:
+            inputs.append(f"server://runs/{run.id}/prediction/|mv:{place}")
+    command = placeholders.substitute(task.scoring_command, "scoring")
+    if together:
+        assert task.ingestion_program is not None
+        inputs.append(_store(task.ingestion_program, "ingestion_program"))
+        if task.input_data:
+            inputs.append(_store(task.input_data, "input_data"))
+        command = launcher(command, ingestion_command(task.ingestion_command or ""))
+    if prediction_id is not None:
+        command = clear_marks(command, places)
     spec.update(
-        command=placeholders.substitute(task.scoring_command, "scoring"), inputs=inputs,
+        command=command, inputs=inputs,
         output=f"server://runs/{run.id}/scoring/", score_keys=list(keys),
         requires=[prediction_id] if prediction_id is not None else [],
     )
     return TaskCreate(**spec)
+
+
+def clear_marks(command: str, places: Sequence[str]) -> str:
+    """``command`` after removing the empty prediction mark from where the prediction
+    step's output was placed."""
+    paths = " ".join(f"/app/{place}/{EMPTY_MARK}" for place in places)
+    return f"rm -f {paths}\n{command}"
+
+
+# -- ingestion only during scoring -----------------------------------------------------
+# The scoring step of such a task runs the scoring program and the ingestion program at
+# once, in one execution, so both see the same /app/output, /app/shared, /app/input and
+# /app/input_data. The ingestion program sits in /app/ingestion_program (its working
+# folder), the submission in /app/ingested_program; its stdout and stderr go to
+# INGESTION_LOGS in /app/output, which the step uploads with its output.
+
+INGESTION_LOGS = ".ingestion"
+INGESTION_PATHS = {**placeholders.REPLACEMENTS["ingestion"],
+                   "program": "/app/ingestion_program",
+                   "ingestion_program": "/app/ingestion_program"}
+_PLACEHOLDER = re.compile(
+    r"\$(" + "|".join(sorted(INGESTION_PATHS, key=len, reverse=True)) + r")\b")
+
+
+def ingestion_command(command: str) -> str:
+    """The ingestion's command with the placeholders of an ingestion that runs beside
+    the scoring program ($program and $ingestion_program: /app/ingestion_program)."""
+    return _PLACEHOLDER.sub(lambda match: INGESTION_PATHS[match.group(1)], command)
+
+
+def launcher(scoring: str, ingestion: str) -> str:
+    """A /bin/sh script that starts the ingestion in the background (its logs to files),
+    runs the scoring program, waits for both, says on stderr which failed, and exits
+    with the scoring program's status, else the ingestion's."""
+    logs = f"/app/output/{INGESTION_LOGS}"
+    return "\n".join([
+        f"mkdir -p {logs}",
+        f"(cd /app/ingestion_program && exec sh -c {shlex.quote(ingestion)}) "
+        f">{logs}/stdout.txt 2>{logs}/stderr.txt &",
+        "ingestion=$!",
+        f"sh -c {shlex.quote(scoring)}",
+        "scored=$?",
+        "wait $ingestion",
+        "ingested=$?",
+        '[ $scored -eq 0 ] || echo "scoring program failed (exit code $scored)" >&2',
+        '[ $ingested -eq 0 ] || echo "ingestion program failed (exit code $ingested)" >&2',
+        '[ $scored -ne 0 ] && exit $scored',
+        "exit $ingested",
+    ])
 
 
 # -- following the tasks ---------------------------------------------------------------
@@ -201,9 +288,10 @@ def _refresh_run(session: Session, run: Run, statuses: dict[int, str]) -> bool:
         target, values = RunStatus.CANCELLED, {"error": "cancelled"}
     elif prediction == TaskStatus.FAILED:
         target, values = RunStatus.FAILED, {
-            "error": f"the prediction step (task {run.prediction_task_id}) failed"}
+            "error": _failure(session, "prediction", run.prediction_task_id)}
     elif scoring == TaskStatus.FAILED:
-        target, values = RunStatus.FAILED, {"error": _failure(session, run.scoring_task_id)}
+        target, values = RunStatus.FAILED, {
+            "error": _failure(session, "scoring", run.scoring_task_id)}
     elif scoring == TaskStatus.SUCCEEDED:
         target, values = RunStatus.FINISHED, _scores(session, run)
     else:
@@ -211,10 +299,12 @@ def _refresh_run(session: Session, run: Run, statuses: dict[int, str]) -> bool:
     return bench_transitions.move_run(session, run.id, target, values)
 
 
-def _failure(session: Session, task_id: int | None) -> str:
+def _failure(session: Session, step: str, task_id: int | None) -> str:
+    """Why a step failed, as its task says (timed out, exit code N, the worker's
+    reason such as input_fetch_failed)."""
     task = session.get(Task, task_id) if task_id else None
     reason = task.status_reason if task is not None else None
-    return f"the scoring step (task {task_id}) failed" + (f": {reason}" if reason else "")
+    return f"the {step} step (task {task_id}) failed" + (f": {reason}" if reason else "")
 
 
 def _scores(session: Session, run: Run) -> dict[str, Any]:

@@ -69,5 +69,24 @@ class BenchTaskUpdate(Strict):
         return self
 
 
+class BenchmarkUpdate(Strict):
+    docker_image: str | None = Field(
+        default=None, max_length=500,
+        description="image every step runs in unless its task names one ('' for the default)")
+    host_environment: str | None = Field(
+        default=None, max_length=500,
+        description="run on host: absolute path of a virtualenv or conda prefix on the "
+        "workers, its bin/ first on PATH in the sandbox ('' for none)")
+
+    @model_validator(mode="after")
+    def _something(self) -> BenchmarkUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give docker_image and/or host_environment")
+        path = self.host_environment
+        if path and (not path.startswith("/") or "\n" in path or "/../" in f"{path}/"):
+            raise ValueError(f"host_environment: {path!r} is not an absolute path")
+        return self
+
+
 class LeaderboardChoice(Strict):
     on: bool = Field(description="true: put it on the leaderboard; false: take it off")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import GPU_ALL
@@ -23,10 +23,12 @@ from scitq_bench.server.bench.models import (
     PhaseTask,
     Submission,
 )
+from scitq_bench.server.bench.outputs import QUEUED_TASKS
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.queue.costs import tasks_cost
 from scitq_bench.server.queue.models import Task
 from scitq_bench.server.serialize import iso
+from scitq_bench.states import SubmissionStatus
 
 
 def phase_dict(phase: Phase, task_ids: list[int]) -> dict[str, Any]:
@@ -62,7 +64,8 @@ def benchmark_dict(session: Session, principal: Principal, benchmark: Benchmark)
         "id": benchmark.id, "key": benchmark.key, "title": benchmark.title,
         "description": benchmark.description, "owner": owner.name if owner else None,
         "visibility": benchmark.visibility, "docker_image": benchmark.docker_image,
-        "run_on_host": benchmark.run_on_host, "pages": benchmark.pages, "terms": benchmark.terms,
+        "run_on_host": benchmark.run_on_host, "host_environment": benchmark.host_environment,
+        "priority": benchmark.priority, "pages": benchmark.pages, "terms": benchmark.terms,
         "enable_detailed_results": benchmark.enable_detailed_results,
         "created_at": iso(benchmark.created_at), "manage": organizer,
         "phases": [phase_dict(p, [i for pid, i in links if pid == p.id]) for p in phases],
@@ -96,19 +99,50 @@ def _board_dict(session: Session, board: Leaderboard, organizer: bool) -> dict[s
     }
 
 
+def queued_among(session: Session, submission_ids: list[int]) -> set[int]:
+    """The running submissions among these whose latest attempt has no step started
+    yet: "queued" to their readers (a worker may be missing; ``readiness`` says why).
+    Three queries whatever the number of submissions."""
+    if not submission_ids:
+        return set()
+    latest = dict(session.execute(
+        select(Attempt.submission_id, func.max(Attempt.id))
+        .join(Submission, Submission.id == Attempt.submission_id)
+        .where(Attempt.submission_id.in_(submission_ids),
+               Submission.status == SubmissionStatus.RUNNING.value)
+        .group_by(Attempt.submission_id)).all())
+    runs = runs_of(session, list(latest.values()))
+    task_ids = [i for r in runs for i in (r.prediction_task_id, r.scoring_task_id) if i]
+    statuses = dict(session.execute(select(Task.id, Task.status)
+                                    .where(Task.id.in_(task_ids))).all()) if task_ids else {}
+    started = {r.attempt_id for r in runs
+               for i in (r.prediction_task_id, r.scoring_task_id)
+               if i and statuses.get(i) not in QUEUED_TASKS}
+    stepped = {r.attempt_id for r in runs if r.prediction_task_id or r.scoring_task_id}
+    return {submission for submission, attempt in latest.items()
+            if attempt in stepped and attempt not in started}
+
+
 def submission_dict(session: Session, principal: Principal, submission: Submission,
                     benchmark: Benchmark | None, phase: Phase | None,
-                    brief: bool = False) -> dict[str, Any]:
+                    brief: bool = False, queued: set[int] | None = None) -> dict[str, Any]:
+    """The submission as its readers see it; ``queued``: the ids ``queued_among`` gave
+    (asked here when not given)."""
     owner = session.get(Account, submission.owner_id) if submission.owner_id else None
     answer: dict[str, Any] = {
         "id": submission.id, "benchmark_id": submission.benchmark_id,
         "phase_id": submission.phase_id, "owner": owner.name if owner else None,
-        "kind": submission.kind, "name": submission.name, "status": submission.status,
+        "kind": submission.kind, "kind_note": submission.kind_note,
+        "name": submission.name, "status": submission.status,
         "image": submission.image, "size_bytes": submission.size_bytes,
         "attempts": submission.attempts, "scored_attempt": submission.scored_attempt,
         "scores": submission.scores, "on_leaderboard": submission.on_leaderboard,
         "created_at": iso(submission.created_at),
     }
+    if queued is None:
+        queued = queued_among(session, [submission.id])
+    if submission.id in queued:
+        answer["status"] = "queued"
     if brief:
         return answer
     attempts = list(session.scalars(select(Attempt).where(

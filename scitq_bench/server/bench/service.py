@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from scitq_bench.bench.bundle.loader import phase_overlap
 from scitq_bench.container_options import GPU_ALL, validate_image
 from scitq_bench.exceptions import InvalidInput, NotFound
 from scitq_bench.server.auth import Principal
@@ -30,7 +31,7 @@ from scitq_bench.server.bench.models import (
     Run,
     Submission,
 )
-from scitq_bench.server.bench.schemas import BenchTaskUpdate, PhaseUpdate
+from scitq_bench.server.bench.schemas import BenchmarkUpdate, BenchTaskUpdate, PhaseUpdate
 from scitq_bench.server.bench.serialize import benchmark_dict, phase_dict
 from scitq_bench.server.bench.submissions import phase_state
 from scitq_bench.server.queue import tasks as queue
@@ -121,6 +122,30 @@ def submit_choices(session: Session, principal: Principal,
             phase_rows(phases_of(session, benchmark.id)))
 
 
+def update_benchmark(session: Session, principal: Principal, benchmark_id: int,
+                     changes: BenchmarkUpdate) -> dict[str, Any]:
+    """Set what every step of the benchmark runs in (its organizers only): the image
+    (tasks with an image of their own keep it; '' or null: the default image) and, for
+    a benchmark run on the workers' hosts, the environment there ('' or null: none)."""
+    benchmark = managed_benchmark(session, principal, benchmark_id)
+    if "docker_image" in changes.model_fields_set:
+        image = changes.docker_image
+        if image and benchmark.run_on_host:
+            raise InvalidInput(f"docker_image: benchmark {benchmark.key!r} runs its programs "
+                               "on the workers' hosts, in no image", field="docker_image")
+        benchmark.docker_image = validate_image(image, field="docker_image") if image \
+            else (None if benchmark.run_on_host else importer.DEFAULT_IMAGE)
+    if "host_environment" in changes.model_fields_set:
+        path = changes.host_environment
+        if path and not benchmark.run_on_host:
+            raise InvalidInput(f"host_environment: benchmark {benchmark.key!r} runs its "
+                               "programs in images, not on the workers' hosts",
+                               field="host_environment")
+        benchmark.host_environment = path or None
+    session.flush()
+    return benchmark_dict(session, principal, benchmark)
+
+
 def commit_delete(ctx: ServerContext, principal: Principal, benchmark_id: int) -> None:
     """Delete a benchmark its organizer manages; its files go once the rows are gone."""
     with ctx.db.write() as session:
@@ -146,6 +171,8 @@ def delete_benchmark(session: Session, benchmark: Benchmark) -> list[str]:
                for p in row if p]
     stored += [p for p in session.scalars(select(Submission.file).where(
         Submission.benchmark_id == benchmark.id)) if p]
+    if benchmark.logo:
+        stored.append(benchmark.logo)
     session.delete(benchmark)
     session.flush()
     return stored
@@ -178,6 +205,10 @@ def update_phase(session: Session, principal: Principal, phase_id: int,
         setattr(phase, key, value)
     if phase.end is not None and phase.end <= phase.start:
         raise InvalidInput(f"end: {phase.end} is not after start {phase.start}")
+    ordered = sorted(phases_of(session, benchmark.id), key=lambda p: p.index)
+    problem = phase_overlap([(f"phases[{p.index}]", p.name, p.start, p.end) for p in ordered])
+    if problem:
+        raise InvalidInput(problem)
     session.flush()
     return phase_dict(phase, [])
 

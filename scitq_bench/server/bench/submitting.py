@@ -7,18 +7,22 @@ opens its own transaction."""
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from scitq_bench.exceptions import InvalidInput, TooLarge
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench import outputs, submissions
 from scitq_bench.server.bench.access import require_manager, visible_phase, visible_submission
 from scitq_bench.server.bench.boards import phase_tasks
 from scitq_bench.server.bench.models import Account, Benchmark, Phase, Submission
-from scitq_bench.server.bench.serialize import benchmark_dict, submission_dict
+from scitq_bench.server.bench.serialize import benchmark_dict, queued_among, submission_dict
 from scitq_bench.server.notify import WORK
 from scitq_bench.server.storage import FileStorage
 from scitq_bench.states import SubmissionStatus
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 Found = tuple[Submission, Benchmark, Phase]  # a submission its reader may see, and where
+AUTO = "auto"  # the kind detected from the archive, as Codabench does
+METADATA_FILES = ("metadata", "metadata.yaml", "metadata.yml")
+SPOOL_IN_MEMORY = 8 << 20
 
 # -- submitting and running again -------------------------------------------------------
 
@@ -37,14 +44,104 @@ def submit(ctx: ServerContext, principal: Principal, phase_id: int, *, kind: str
            image: str | None = None, command: str | None = None,
            name: str | None = None) -> int:
     """``submissions.submit`` with this server's stores and limits, then the claimers
-    woken for its first attempt's tasks; returns its id."""
-    submission_id = submissions.submit(
-        ctx.db, ctx.files, principal, phase_id, kind=kind,
-        body=body,
-        declared_size=declared_size, image=image, command=command, name=name,
-        limits=ctx.settings.submission_limits)
+    woken for its first attempt's tasks; returns its id. Kind ``auto``: an image
+    submission when it names an image and has no file, else code or result as the
+    archive says (``detect_kind``); the submission records what was detected."""
+    note = None
+    spool: IO[bytes] | None = None
+    try:
+        if kind == AUTO and body is None:
+            kind = "image" if image else "result"  # no archive: the kind's checks say why
+        elif kind == AUTO and body is not None:
+            with ctx.db.read() as session:
+                phase, _ = visible_phase(session, principal, phase_id)
+                limit = submissions.size_limit(phase)
+            if declared_size is not None and declared_size > limit:
+                raise TooLarge(f"submission of {declared_size} bytes is over this phase's "
+                               f"limit of {limit} bytes")
+            spool = _spooled(body, limit)
+            kind, note = detect_kind(spool)
+            spool.seek(0)
+            body = spool
+        submission_id = submissions.submit(
+            ctx.db, ctx.files, principal, phase_id, kind=kind,
+            body=body,
+            declared_size=declared_size, image=image, command=command, name=name,
+            limits=ctx.settings.submission_limits)
+    except InvalidInput as exc:
+        if note is None or exc.field != "kind":
+            raise
+        raise InvalidInput(f"{exc} ({note}; submit it with kind result to have it scored "
+                           "as results)", field="kind") from None
+    finally:
+        if spool is not None:
+            spool.close()
+    if note is not None:
+        with ctx.db.write() as session:
+            found = session.get(Submission, submission_id)
+            if found is not None:
+                found.kind_note = note
     ctx.notifier.notify(WORK)
     return submission_id
+
+
+def _spooled(body: IO[bytes], limit: int) -> IO[bytes]:
+    """The upload in a temporary file (memory while small) to look into before it is
+    stored; refused once over the phase's limit, as storing it would."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    try:
+        copied = 0
+        while chunk := body.read(1 << 20):
+            copied += len(chunk)
+            if copied > limit:
+                raise TooLarge(f"submission is over this phase's limit of {limit} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def detect_kind(archive: IO[bytes]) -> tuple[str, str]:
+    """(kind, what says so) as Codabench decides: a zip holding a metadata file
+    (``metadata`` or ``metadata.yaml``) with a command, at its top or in its single top
+    folder, is code; anything else is results."""
+    try:
+        with zipfile.ZipFile(archive) as found:
+            command, where = _metadata_command(found)
+    except zipfile.BadZipFile:
+        raise InvalidInput("the submission is not a zip file", field="file") from None
+    if command:
+        return "code", f"detected: code (metadata with a command{where})"
+    if where is not None:
+        return "result", f"detected: results (metadata{where} has no command)"
+    return "result", "detected: results (no metadata file)"
+
+
+def _metadata_command(archive: zipfile.ZipFile) -> tuple[str | None, str | None]:
+    """The metadata's command and where its file is ('' at the top, ' in FOLDER/');
+    (None, None) without one. A metadata that is not valid YAML is refused, naming it."""
+    names = {n.rstrip("/"): info for n, info in
+             ((i.filename, i) for i in archive.infolist()) if not n.startswith("__MACOSX")}
+    tops = {n.split("/", 1)[0] for n in names}
+    prefixes = [""] + [f"{top}/" for top in tops if len(tops) == 1]
+    for prefix in prefixes:
+        for candidate in METADATA_FILES:
+            info = names.get(prefix + candidate)
+            if info is None or info.is_dir():
+                continue
+            if info.file_size > 1 << 20:
+                raise InvalidInput(f"{info.filename}: over 1 MB", field="file")
+            try:
+                data = yaml.safe_load(archive.read(info)) or {}
+            except yaml.YAMLError as exc:
+                raise InvalidInput(f"{info.filename}: not valid YAML: {exc}",
+                                   field="file") from None
+            command = data.get("command") if isinstance(data, dict) else None
+            where = f" in {prefix}" if prefix else ""
+            return (str(command) if command else None), where
+    return None, None
 
 
 def rerun(ctx: ServerContext, principal: Principal, submission_id: int,
@@ -132,8 +229,10 @@ def list_brief(session: Session, principal: Principal, *, benchmark_id: int | No
     """The submissions ``principal`` may see, newest first, in brief."""
     query = submissions.listing(principal, benchmark_id=benchmark_id, phase_id=phase_id,
                                 status=status).limit(limit)
-    return [submission_dict(session, principal, s, None, None, brief=True)
-            for s in session.scalars(query)]
+    found = list(session.scalars(query))
+    queued = queued_among(session, [s.id for s in found])
+    return [submission_dict(session, principal, s, None, None, brief=True, queued=queued)
+            for s in found]
 
 
 def count_rows(session: Session, principal: Principal, *, benchmark_id: int | None = None,
@@ -163,9 +262,11 @@ def rows(session: Session, principal: Principal, *, benchmark_id: int | None = N
     benches = names(Benchmark, Benchmark.title, {s.benchmark_id for s in found})
     phases = names(Phase, Phase.name, {s.phase_id for s in found})
     owners = names(Account, Account.name, {s.owner_id for s in found if s.owner_id})
+    queued = queued_among(session, [s.id for s in found])
     return [{"id": s.id, "benchmark_id": s.benchmark_id, "benchmark": benches.get(s.benchmark_id),
              "phase": phases.get(s.phase_id), "owner": owners.get(s.owner_id or -1),
-             "name": s.name, "kind": s.kind, "status": s.status, "attempts": s.attempts,
+             "name": s.name, "kind": s.kind,
+             "status": "queued" if s.id in queued else s.status, "attempts": s.attempts,
              "created_at": s.created_at} for s in found]
 
 

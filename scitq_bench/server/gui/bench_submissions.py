@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from flask import request, url_for
+from flask import jsonify, request, url_for
 
 from scitq_bench.exceptions import Conflict, Forbidden, NotFound, ScitqBenchError
 from scitq_bench.server.bench import outputs, service, submitting
@@ -32,7 +32,8 @@ from scitq_bench.server.limits import whole_number
 from scitq_bench.server.web import detailed_results_response
 from scitq_bench.states import SubmissionStatus
 
-KIND_LABELS = (("result", "results (predictions in a zip)"),
+KIND_LABELS = (("auto", "detect (code when the zip has a metadata file with a command)"),
+               ("result", "results (predictions in a zip)"),
                ("code", "code (a zip the ingestion program runs)"),
                ("image", "an image (runs its own command)"))
 STATUSES = tuple(s.value for s in SubmissionStatus)
@@ -50,7 +51,7 @@ def bench_submit(benchmark_id: int) -> Any:
         bench, phases = service.submit_choices(session, principal(), benchmark_id)
     options = [(p["id"], f"{p['name']} ({p['state']})") for p in phases]
     form = {"phase": request.values.get("phase", str(_default_phase(phases))),
-            "kind": request.form.get("kind", "result"), "name": request.form.get("name", ""),
+            "kind": request.form.get("kind", "auto"), "name": request.form.get("name", ""),
             "image": request.form.get("image", ""), "command": request.form.get("command", "")}
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -140,11 +141,14 @@ def bench_submission(submission_id: int) -> Any:
     who = principal()
     with reading() as session:
         facts = submitting.page_facts(session, server_context().files, who, submission_id)
+        steps = outputs.progress(session, submission_id)
     info, bench = facts["sub"], facts["bench"]
+    running = info["status"] in (SubmissionStatus.RUNNING, "queued")  # queued: not started
+    info["status"] = steps["status"]  # queued until a step starts
     return render("benchmarks/submission.html", fragment="benchmarks/_submission_live.html",
                   sub=info, bench=bench, phase=facts["phase"], task_names=facts["task_names"],
                   latest=facts["latest"], files=facts["files"], hides=facts["hides"],
-                  running=info["status"] == SubmissionStatus.RUNNING,
+                  steps=steps["steps"], running=running,
                   may_rerun=bench["manage"] and who.role in ORGANIZERS,
                   may_choose=facts["may_choose"], columns=_visible_columns(bench))
 
@@ -176,6 +180,20 @@ def bench_submission_log(submission_id: int) -> Any:
         step = outputs.find_step(session, principal(), submission_id, **_step_args())
         reading_one, more = outputs.log_tail(session, step)
     return tail_answer(reading_one, stream, more_may_come=more)
+
+
+@page("/submissions/<id:submission_id>/ingestion-log", roles=EVERYONE)
+def bench_submission_ingestion_log(submission_id: int) -> Any:
+    """What the ingestion program printed beside the scoring program, as a log tail
+    reads it ({text, offset, done}): the whole file once the scoring step uploaded it."""
+    stream = request.args.get("stream", "stdout")
+    offset = request.args.get("offset", 0, type=whole_number) or 0
+    with reading() as session:
+        step = outputs.find_step(session, principal(), submission_id, **_step_args())
+        _, more = outputs.log_tail(session, step)
+    data = outputs.ingestion_log(server_context().files, step, stream)[offset:]
+    return jsonify(text=data.decode("utf-8", errors="replace"), offset=offset + len(data),
+                   done=not more, execution=None, reset=False)
 
 
 @page("/submissions/<id:submission_id>/outputs/<path:path>", roles=EVERYONE)

@@ -1,10 +1,11 @@
-"""Template filters for durations and times, shared by the batches and tasks pages
-(registered when this module is imported)."""
+"""Template filters for durations, times and scores, shared by the pages (registered
+when this module is imported)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from scitq_bench.server.bench.boards import display_text
 from scitq_bench.server.gui.web import bp
 
 
@@ -24,3 +25,10 @@ def hms(seconds: float | None) -> str:
 @bp.app_template_filter("utc")
 def utc(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+@bp.app_template_filter("score")
+def score(value: float | None, precision: int) -> str:
+    """A score as leaderboards show it: the column's precision, whole numbers without
+    decimals (the stored value stays exact)."""
+    return display_text(None if value is None else float(value), precision)

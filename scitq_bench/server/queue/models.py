@@ -119,6 +119,8 @@ class Task(Base):
     # "codabench": the run sees /app/... (program, input_data, input/ref, ...) instead
     # of the standard slots; see docs/benchmarks.md
     layout: Mapped[str | None] = mapped_column(String(16))
+    # codabench layout on the host: an environment on the worker (virtualenv, conda)
+    host_environment: Mapped[str | None] = mapped_column(String(500))
     # when set, the worker reads scores.json/scores.txt after the run: the keys allowed
     score_keys: Mapped[list[Any] | None] = mapped_column(JSON)
 

@@ -230,12 +230,22 @@ def _succeeded(session: Any, tasks: dict[int, Any], task_ids: list[int]) -> bool
     return released
 
 
-def _spend_retry_or_fail(session: Any, task: Any, outcome: E, event: ExecutionEvent) -> bool:
-    what = "timed out" if outcome == E.TIMEOUT else f"exit code {event.return_code}"
-    if event.error and outcome != E.TIMEOUT:
-        what = f"{what}: {event.error}"
-    if event.reason and event.reason != "timeout":
+def _failure(outcome: E, event: ExecutionEvent) -> str:
+    """Why an attempt failed, in words: a command that never ran (an image that could
+    not be pulled, an input that could not be fetched) has no exit code to give."""
+    if outcome == E.TIMEOUT:
+        what = "timed out"
+    elif event.return_code is None and event.error:
+        what = event.error  # it never ran: the worker's own words
+    else:
+        what = f"exit code {event.return_code}" + (f": {event.error}" if event.error else "")
+    if event.reason and event.reason != "timeout" and not what.startswith(event.reason):
         what = f"{what} [{event.reason}]"
+    return what
+
+
+def _spend_retry_or_fail(session: Any, task: Any, outcome: E, event: ExecutionEvent) -> bool:
+    what = _failure(outcome, event)
     if task.retries_used < task.retries_allowed:
         transitions.move_tasks(
             session, [task.task_id], T.PENDING,

@@ -80,7 +80,7 @@ _live_execution = transitions.status_in(_execution.c.status, LIVE_EXECUTION_VALU
 SNAPSHOT_COLUMNS = tuple(_task.c[name] for name in (
     "id", "name", "command", "shell", "container", "container_options", "inputs",
     "resources", "output", "download_timeout", "run_timeout", "cpu", "mem", "gpu",
-    "network", "layout", "score_keys",
+    "network", "layout", "score_keys", "host_environment",
 ))
 
 
@@ -106,6 +106,7 @@ def task_snapshot(row: Any, batch_network: bool = False) -> dict[str, Any]:
         "gpu": row.gpu,
         "layout": row.layout,
         "score_keys": row.score_keys,
+        "host_environment": row.host_environment,
     }
 
 

@@ -151,6 +151,7 @@ def _new_task(
         network=spec.network,
         priority=spec.priority,
         layout=spec.layout,
+        host_environment=spec.host_environment,
         score_keys=list(spec.score_keys) if spec.score_keys is not None else None,
         status=status.value,
         status_reason=reason,

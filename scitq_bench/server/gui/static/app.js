@@ -186,7 +186,7 @@
   function label(value, isTime) {
     if (isTime) {
       const date = new Date(value * 1000);
-      return date.toISOString().slice(5, 16).replace("T", " ");
+      return date.toISOString().slice(0, 16).replace("T", " ");
     }
     const rounded = Math.abs(value) >= 100 ? value.toFixed(0) : Number(value.toPrecision(3));
     return String(rounded);
@@ -203,8 +203,11 @@
     }
     const xs = series.flatMap((s) => s.points.map((p) => p[0]));
     const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-    let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-    let [y0, y1] = [Math.min(0, ...ys), Math.max(...ys)];
+    // the server sends the axes (their span and labelled ticks); without them, the data's span
+    const xAxis = data.x_axis || { min: Math.min(...xs), max: Math.max(...xs) };
+    const yAxis = data.y_axis || { min: Math.min(...ys), max: Math.max(...ys) };
+    let [x0, x1] = [xAxis.min, xAxis.max];
+    let [y0, y1] = [yAxis.min, yAxis.max];
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     if (y0 === y1) { y1 = y0 + 1; }
     const sx = (x) => left + ((x - x0) / (x1 - x0)) * (width - left - right);
@@ -213,20 +216,25 @@
     svg.append(svgElement("title", {}, data.title || ""));
     svg.append(svgElement("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: "axis" }));
     svg.append(svgElement("line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }));
-    for (const y of [y0, (y0 + y1) / 2, y1]) {
-      svg.append(svgElement("text", { x: left - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, label(y, false)));
-    }
     const isTime = data.x === "time";
-    for (const x of [x0, x1]) {
-      svg.append(svgElement("text", { x: sx(x), y: height - bottom + 16, "text-anchor": x === x0 ? "start" : "end", class: "tick" }, label(x, isTime)));
+    const yTicks = yAxis.ticks || [y0, (y0 + y1) / 2, y1].map((y) => [y, label(y, false)]);
+    for (const [y, text] of yTicks) {
+      svg.append(svgElement("line", { x1: left - 3, y1: sy(y), x2: left, y2: sy(y), class: "axis" }));
+      svg.append(svgElement("text", { x: left - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick y-tick" }, text));
     }
+    const xTicks = xAxis.ticks || [x0, x1].map((x) => [x, label(x, isTime)]);
+    xTicks.forEach(([x, text], i) => {
+      const anchor = xTicks.length > 1 && i === 0 ? "start" : (xTicks.length > 1 && i === xTicks.length - 1 ? "end" : "middle");
+      svg.append(svgElement("line", { x1: sx(x), y1: height - bottom, x2: sx(x), y2: height - bottom + 3, class: "axis" }));
+      svg.append(svgElement("text", { x: sx(x), y: height - bottom + 16, "text-anchor": anchor, class: "tick x-tick" }, text));
+    });
     if (data.x_label) svg.append(svgElement("text", { x: (left + width) / 2, y: height - 4, "text-anchor": "middle", class: "axis-label" }, data.x_label));
     series.forEach((s, i) => {
       const color = COLORS[i % COLORS.length];
       if (data.kind === "bar") {
-        const slot = (width - left - right) / s.points.length;
+        const slot = data.x_axis ? sx(1) - sx(0) : (width - left - right) / s.points.length;
         s.points.forEach((p, j) => {
-          const x = left + j * slot + slot * 0.1;
+          const x = (data.x_axis ? sx(p[0]) : left + j * slot) + slot * 0.1;
           const bar = svgElement("rect", { x, y: sy(p[1]), width: slot * 0.8, height: Math.max(0, sy(y0) - sy(p[1])), fill: color, class: "bar" });
           bar.append(svgElement("title", {}, `${p[2] !== undefined ? p[2] : label(p[0], isTime)}: ${p[1]}`));
           svg.append(bar);
