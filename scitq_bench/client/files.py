@@ -29,7 +29,7 @@ from typing import Any, Literal
 from scitq_bench.client.api import Client
 from scitq_bench.client.serverstore import ServerStore
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.storage import copying
+from scitq_bench.storage import copying, manifests
 from scitq_bench.storage.base import (
     Entry,
     NotFoundError,
@@ -186,7 +186,7 @@ class Files:
               delete: bool) -> Plan:
         src_store, source_location = self.stores.resolve(source, "source")
         dst_store, dst = self.stores.resolve(destination, "destination")
-        _refuse_read_only(dst_store, dst)
+        dst_store.refuse_writes(dst.key)
         origin, entries = copying.resolve_source(src_store, source_location)
         if not origin.is_folder:
             return self._plan_file(kind, source_location, origin, entries[0], dst_store, dst)
@@ -286,7 +286,7 @@ class Files:
         kept = {relative: item for relative, item in (plan.manifest or {}).items()
                 if relative not in written and relative in plan.listed}
         if kept:
-            _write_manifest(store, plan.base.key, {**kept, **written})
+            manifests.write(store, plan.base.key, {**kept, **written})
         changes: dict[str, Change] = {
             plan.base.child(relative).key: (int(item["size"]), item.get("sha256"))
             for relative, item in written.items()}
@@ -350,12 +350,12 @@ class Files:
             if not sha256 and plan.origin.scheme == "file":
                 sha256 = file_sha256(_local(plan.origin.child(relative)))
             if sha256:
-                items[relative] = _item(relative, entry.size, sha256)
+                items[relative] = manifests.item(relative, entry.size, sha256)
         for transfer in plan.transfers:
             sha256 = written.get(transfer.relative)
             if sha256:
-                items[transfer.relative] = _item(transfer.relative, transfer.entry.size, sha256)
-        _write_manifest(dst_store, plan.base.key, items)
+                items[transfer.relative] = manifests.item(transfer.relative, transfer.entry.size, sha256)
+        manifests.write(dst_store, plan.base.key, items)
         _amend_manifests(dst_store, changes, plan.base.key,
                          _manifests_in(plan.base, plan.listed))
 
@@ -391,7 +391,7 @@ class Files:
         (and, on file://, its emptied directories). Returns the paths removed, relative
         to the folder."""
         store, location = self.stores.resolve(uri)
-        _refuse_read_only(store, location)
+        store.refuse_writes(location.key)
         if not location.is_folder and _stat_file(store, location) is not None:
             store.delete(location.key)
             if location.scheme in OBJECT_SCHEMES:
@@ -441,12 +441,6 @@ def same(source: Entry, source_sha: str | None, there: Entry, there_sha: str | N
 
 def _stat_file(store: Store, location: Location) -> Entry | None:
     return store.stat(location.key) if location.key else None
-
-
-def _refuse_read_only(store: Store, location: Location) -> None:
-    """Writing to http(s) fails before anything is read, in the store's own words."""
-    if location.scheme in READ_ONLY:
-        store.upload(Path(os.devnull), location.key, no_progress)  # raises Unsupported
 
 
 def _existing_folder(store: Store, location: Location) -> bool:
@@ -541,28 +535,13 @@ def _sha(manifest: dict[str, dict[str, Any]] | None, relative: str) -> str | Non
     return value if isinstance(value, str) and value else None
 
 
-def _item(relative: str, size: int, sha256: str) -> dict[str, Any]:
-    return {"path": relative, "size": size, "sha256": sha256}
-
-
-def _read_manifest(store: Store, key: str) -> dict[str, dict[str, Any]] | None:
+def _read_manifest(store: Store, key: str) -> manifests.Items | None:
     """A manifest's entries by path; None when there is none. One that cannot be read
     counts as empty: it is rewritten, never trusted."""
     try:
-        with store.read(key) as stream:
-            data = json.loads(stream.read())
-        items = data["files"]
-        return {str(item["path"]): dict(item) for item in items
-                if isinstance(item, dict) and "path" in item}
-    except NotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
+        return manifests.read(store, key)
+    except manifests.UnreadableManifest:
         return {}
-
-
-def _write_manifest(store: Store, folder_key: str, items: dict[str, dict[str, Any]]) -> None:
-    manifest = {"files": [items[relative] for relative in sorted(items)]}
-    store.put_bytes(folder_key + MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def _amend_manifests(store: Store, changes: dict[str, Change], below: str | None = None,
@@ -593,9 +572,9 @@ def _amend_manifests(store: Store, changes: dict[str, Change], below: str | None
             if change is None or not change[1]:
                 items.pop(relative, None)
             else:
-                items[relative] = _item(relative, change[0], change[1])
+                items[relative] = manifests.item(relative, change[0], change[1])
         if json.dumps(items, sort_keys=True) != before:
-            _write_manifest(store, folder, items)
+            manifests.write(store, folder, items)
 
 
 def _manifests_in(base: Location, listed: dict[str, Entry]) -> list[str]:

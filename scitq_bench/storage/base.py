@@ -108,6 +108,11 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove the file; a missing one is no error."""
 
+    def refuse_writes(self, key: str) -> None:
+        """Raise ``Unsupported`` when this store cannot be written to (http), before
+        anything is read or moved; writable stores accept."""
+        return None
+
     def close(self) -> None:
         """Release connections (FTP keeps one open)."""
         return None

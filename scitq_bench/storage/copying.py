@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import threading
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from scitq_bench.storage import manifests
 from scitq_bench.storage.base import (
     ChecksumMismatch,
     Entry,
@@ -90,13 +90,9 @@ def read_manifest(store: Store, folder: Location, entries: list[Entry]) -> dict[
     if not any(entry.key == key for entry in entries):
         return {}
     entries[:] = [entry for entry in entries if entry.key != key]
-    with store.read(key) as stream:
-        data = stream.read()
-    try:
-        files = json.loads(data)["files"]
-        return {item["path"]: item["sha256"] for item in files}
-    except (ValueError, KeyError, TypeError):
-        raise StorageError(f"{folder.child(MANIFEST)}: not a readable manifest") from None
+    items = manifests.read(store, key) or {}
+    return {relative: str(item["sha256"]) for relative, item in items.items()
+            if item.get("sha256")}
 
 
 def download_file(store: Store, entry: Entry, target: Path, *, progress: Progress = no_progress,
@@ -213,11 +209,10 @@ def upload(stores: Stores, directory: Path, uri: str | Location, *,
 
         run_all(one, files, stores.config.transfer.concurrency, check)
         if with_manifest:
-            manifest = {"files": [{"path": relative, "size": path.stat().st_size,
-                                   "sha256": hashes[relative].result()}
-                                  for path, relative in files]}
-            store.put_bytes(folder.child(MANIFEST).key,
-                            json.dumps(manifest, indent=1).encode())
+            manifests.write(store, folder.key, {
+                relative: manifests.item(relative, path.stat().st_size,
+                                         hashes[relative].result())
+                for path, relative in files})
     return Moved([relative for _, relative in files], [],
                  sum(path.stat().st_size for path, _ in files))
 

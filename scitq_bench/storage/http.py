@@ -88,16 +88,20 @@ class HttpStore(Store):
         response.raw.decode_content = True
         return cast(BinaryIO, response.raw)
 
-    def upload(self, source: Path, key: str, progress: Progress,
-               sha256: str | None = None) -> None:
+    def refuse_writes(self, key: str) -> None:
         raise Unsupported(f"{self.location(key)}: http(s) is read-only here; write to "
                           "s3://, azure://, ftp://, file:// or server://")
 
+    def upload(self, source: Path, key: str, progress: Progress,
+               sha256: str | None = None) -> None:
+        self.refuse_writes(key)
+
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
-        raise Unsupported(f"{self.location(key)}: http(s) is read-only here")
+        self.refuse_writes(key)
+        return False
 
     def delete(self, key: str) -> None:
-        raise Unsupported(f"{self.location(key)}: http(s) is read-only here")
+        self.refuse_writes(key)
 
     def close(self) -> None:
         self.session.close()

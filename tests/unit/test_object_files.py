@@ -16,7 +16,7 @@ from scitq_bench.exceptions import InvalidInput, NotFound
 from scitq_bench.server.downloads import send_stored
 from scitq_bench.server.filestore import LocalFileStore
 from scitq_bench.server.objectfiles import ObjectFileStore
-from scitq_bench.server.storage import FileStorage, build_stores
+from scitq_bench.server.storage import FileStorage, StoredFile, build_stores
 from scitq_bench.settings import ServerSettings
 from scitq_bench.storage.base import Store
 from tests.unit.test_object_logs import KINDS, OBJECT_KINDS, object_root_of
@@ -58,6 +58,7 @@ def object_files(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectFileSt
 def test_a_stored_file_opens_as_a_stream_with_its_size(files: FileStorage) -> None:
     assert files.write("/runs/1/out.txt/", io.BytesIO(b"hello\n")) == 6
     with files.open("runs/1/out.txt") as stored:
+        assert isinstance(stored, StoredFile)
         assert (stored.path, stored.size) == ("runs/1/out.txt", 6)
         assert stored.stream.read() == b"hello\n"
         assert stored.etag and '"' not in stored.etag and stored.modified > 0
@@ -121,13 +122,14 @@ def test_a_refused_write_stores_nothing(files: FileStorage, tmp_path: Path) -> N
     assert seen == [b"payload"]
     assert files.list() == []
     assert not any((tmp_path / "spool").glob("*"))  # no upload left spooled
+    assert not (tmp_path / "store" / "subs" / "1").exists()  # nor its folder, on disk
 
 
 def test_discard_removes_what_is_there_and_ignores_the_rest(files: FileStorage) -> None:
     files.write("a/1", io.BytesIO(b"1"))
     files.write("a/2", io.BytesIO(b"2"))
     files.discard("a/1", "a/missing", "../../outside", "")
-    assert [f["path"] for f in files.list()] == ["a/2"]
+    assert [(f["path"], f["size"]) for f in files.list()] == [("a/2", 1)]
 
 
 def test_delete_removes_a_file_and_names_a_missing_one(files: FileStorage) -> None:

@@ -6,9 +6,10 @@ event (None when the execution was dropped); nothing on this path sleeps, it wai
 conditions. The agent (``agent``) owns the threads, the held executions and the
 reports; the runner gets what it needs in its constructor.
 
-The execution's logs are open from its start: long downloads and uploads write their
-progress into its stderr (``progress.TransferProgress``), shipped live like the command's own
-output. Resources come from the worker's cache (``cache``), linked into the
+The execution's logs open when something is first written to them: a long download
+or upload writes its progress into its stderr (``progress.TransferProgress``), shipped
+live like the command's own output; an execution that only runs its command opens
+them when it starts (prefetched executions waiting for a slot hold none). Resources come from the worker's cache (``cache``), linked into the
 execution's own ``resource`` folder.
 """
 
@@ -146,21 +147,25 @@ class ExecutionRunner:
     # -- the pipeline --------------------------------------------------------------------
 
     def execute(self, held: Held) -> Event | None:
-        """Run ``held`` to its final event; None when it was dropped. Its logs open
-        first and every byte written to them is shipped before the final event."""
+        """Run ``held`` to its final event; None when it was dropped. Every byte written
+        to its logs (the command's, transfers' progress) is shipped before the final
+        event, in one flush."""
         self._dirs.create(held.id)
-        (held.directory / RESOURCE).mkdir(exist_ok=True)
-        logs = ExecutionLogs(held.directory, self.settings.log_cap)
-        with held.lock:
-            held.logs = logs
         resources: list[CachedResource] = []
         try:
             final = self._pipeline(held, resources)
         finally:
             self._cache.release(resources)
-        if final is not None:
-            self._flush_logs(held, logs)
+        if final is not None and held.logs is not None:
+            self._flush_logs(held, held.logs)
         return final
+
+    def _logs(self, held: Held) -> ExecutionLogs:
+        """The execution's logs, opened on first use."""
+        with held.lock:
+            if held.logs is None:
+                held.logs = ExecutionLogs(held.directory, self.settings.log_cap)
+            return held.logs
 
     def close(self) -> None:
         """The worker stopped: its cache's locks and its stores' connections go."""
@@ -270,11 +275,11 @@ class ExecutionRunner:
     @contextmanager
     def _progress(self, held: Held, verb: str, uri: str) -> Iterator[Progress]:
         """A transfer's progress, written to the execution's stderr log."""
-        assert held.logs is not None
+        logs = self._logs(held)
         output = held.directory / "output"
         total = (lambda: self._stored_size(uri)) if verb == "fetch" else \
             (lambda: local_size(output))
-        progress = TransferProgress(held.logs.stderr_fd, verb, uri,
+        progress = TransferProgress(logs.stderr_fd, verb, uri,
                                     self.settings.progress_interval, total)
         try:
             yield progress
@@ -318,8 +323,7 @@ class ExecutionRunner:
             argv = build_argv(held.payload["command"], bool(held.payload.get("shell")))
         except CommandError as exc:
             return final_event(held, FAILED, return_code=exc.return_code, error=str(exc))
-        logs = held.logs
-        assert logs is not None  # opened by execute
+        logs = self._logs(held)
         with held.lock:
             if held.abandoned:
                 return self._abandoned(held)
@@ -447,10 +451,9 @@ class ExecutionRunner:
     # -- after the command ---------------------------------------------------------------
 
     def _finish(self, held: Held, ran: _Exit) -> Event:
-        """After the command: every log byte out, then the outputs, then the event
-        (``execute`` ships the upload's progress lines before it)."""
+        """After the command: the scores, the outputs, then the event (``execute``
+        ships every log byte, the upload's progress lines included, before it)."""
         payload = held.payload
-        self._flush_logs(held, ran.logs)
         status, reason, error = self._outcome(held, ran)
         scores = None
         if status == SUCCEEDED and payload.get("score_keys") is not None:

@@ -1,6 +1,6 @@
 """Execution folders: ``<root>/<execution_id>/`` with ``input/``, ``output/``, ``tmp/``,
-the two log files and, once the runner made it, ``resource/`` (the execution's own
-resources, hard links into the worker's cache).
+``resource/`` (the execution's own resources, hard links into the worker's cache) and
+the two log files.
 
 Folders are recycled: one that its task left clean is renamed for the next execution
 instead of being deleted and created again. That turns a dozen file-system metadata
@@ -17,10 +17,10 @@ import stat
 import threading
 from pathlib import Path
 
-SUBDIRS = ("input", "output", "tmp")
-RESOURCE = "resource"  # made by the runner; emptied when the folder is released
+RESOURCE = "resource"  # emptied when the folder is released
+SUBDIRS = ("input", "output", "tmp", RESOURCE)
 LOGS = ("stdout.log", "stderr.log")
-_EXPECTED = frozenset((*SUBDIRS, RESOURCE, *LOGS))
+_EXPECTED = frozenset((*SUBDIRS, *LOGS))
 
 
 class ExecutionDirs:
@@ -135,7 +135,7 @@ def _pristine(path: Path) -> bool:
             return False
         if any(not found[n].is_file(follow_symlinks=False) for n in LOGS if n in found):
             return False
-        for name in (*SUBDIRS, RESOURCE) if RESOURCE in found else SUBDIRS:
+        for name in SUBDIRS:
             entry = found[name]
             if not entry.is_dir(follow_symlinks=False):
                 return False

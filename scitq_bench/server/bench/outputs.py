@@ -22,7 +22,6 @@ from scitq_bench.server.storage import FileStorage, StoredFile
 from scitq_bench.states import (
     FINAL_EXECUTION_VALUES,
     FINAL_TASK_VALUES,
-    SubmissionStatus,
     TaskStatus,
 )
 
@@ -165,10 +164,10 @@ def step_state(task_status: str | None) -> str:
 def progress(session: Session, submission_id: int) -> dict[str, Any]:
     """The steps of the submission's latest attempt with their state and, once one
     failed, its reason (timed out, exit code N, input_fetch_failed...), whether a
-    scoring step runs the ingestion program beside it (``with_ingestion``), and the
-    submission's status as its owner reads it: ``queued`` while it runs but no step
-    has started. Only the submission's own tasks are read (the caller checked that
-    the reader may see it)."""
+    scoring step runs the ingestion program beside it (``with_ingestion``). The
+    submission's own status (``queued`` while no step started) is ``submission_dict``'s.
+    Only the submission's own tasks are read (the caller checked that the reader may
+    see it)."""
     submission = session.get(Submission, submission_id)
     if submission is None:
         raise NotFound(f"no submission {submission_id}")
@@ -200,11 +199,7 @@ def progress(session: Session, submission_id: int) -> dict[str, Any]:
                 "exit_code": latest.return_code if latest is not None else None,
                 "with_ingestion": name == "scoring" and run.bench_task_id in together,
             })
-    status = submission.status
-    if status == SubmissionStatus.RUNNING.value and steps and \
-            all(s["state"] == "queued" for s in steps):
-        status = "queued"
-    return {"status": status, "steps": steps}
+    return {"steps": steps}
 
 
 def open_output(files: FileStorage, step: Step, path: str) -> StoredFile:

@@ -23,7 +23,7 @@ from scitq_bench.server.bench.models import (
     PhaseTask,
     Submission,
 )
-from scitq_bench.server.bench.outputs import QUEUED_TASKS
+from scitq_bench.server.bench.outputs import step_state
 from scitq_bench.server.bench.runs import runs_of
 from scitq_bench.server.queue.costs import tasks_cost
 from scitq_bench.server.queue.models import Task
@@ -117,7 +117,7 @@ def queued_among(session: Session, submission_ids: list[int]) -> set[int]:
                                     .where(Task.id.in_(task_ids))).all()) if task_ids else {}
     started = {r.attempt_id for r in runs
                for i in (r.prediction_task_id, r.scoring_task_id)
-               if i and statuses.get(i) not in QUEUED_TASKS}
+               if i and step_state(statuses.get(i)) != "queued"}
     stepped = {r.attempt_id for r in runs if r.prediction_task_id or r.scoring_task_id}
     return {submission for submission, attempt in latest.items()
             if attempt in stepped and attempt not in started}

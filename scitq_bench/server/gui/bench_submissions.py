@@ -144,7 +144,6 @@ def bench_submission(submission_id: int) -> Any:
         steps = outputs.progress(session, submission_id)
     info, bench = facts["sub"], facts["bench"]
     running = info["status"] in (SubmissionStatus.RUNNING, "queued")  # queued: not started
-    info["status"] = steps["status"]  # queued until a step starts
     return render("benchmarks/submission.html", fragment="benchmarks/_submission_live.html",
                   sub=info, bench=bench, phase=facts["phase"], task_names=facts["task_names"],
                   latest=facts["latest"], files=facts["files"], hides=facts["hides"],
