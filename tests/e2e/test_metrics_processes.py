@@ -110,9 +110,15 @@ def test_metrics_add_up_every_process(pg_stack: Stack, tmp_path: Path, processes
         assert total(queue, "scitq_bench_executions_ended_total", outcome=outcome) == count
     assert total(queue, "scitq_bench_executions_started_total") == \
         sum(1 for e in executions if e.get("started_at")) == 7
-    workers = Counter(w["status"] for w in api(pg_stack, "GET", "/workers")["workers"])
-    for status, count in workers.items():
-        assert total(queue, "scitq_bench_workers", status=status) == count
+    # workers change state by themselves (a lease ends): the gauge and the list agree
+    # once both are read while nothing moves
+    def workers_agree() -> bool:
+        workers = Counter(w["status"] for w in api(pg_stack, "GET", "/workers")["workers"])
+        scraped = scrape(pg_stack, token)
+        return all(total(scraped, "scitq_bench_workers", status=status) == count
+                   for status, count in workers.items())
+
+    wait_until(workers_agree, 30, what="the workers' gauge to match the worker list")
     assert total(queue, "scitq_bench_worker_call_seconds_count", call="report") >= 1
     print(f"{processes} process(es): metrics files from {len(writers)} process(es)")
 

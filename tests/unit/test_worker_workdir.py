@@ -15,12 +15,12 @@ def test_create_and_recycle(tmp_path):
     dirs = ExecutionDirs(tmp_path / "executions")
     dirs.reset()
     first = dirs.create(1)
-    assert _listing(first) == ["input", "output", "tmp"]
+    assert _listing(first) == ["input", "output", "resource", "tmp"]
     (first / "stdout.log").write_text("old log")
     dirs.release(first)
     second = dirs.create(2)
     assert second == tmp_path / "executions" / "2" and not first.exists()
-    assert _listing(second) == ["input", "output", "stdout.log", "tmp"]
+    assert _listing(second) == ["input", "output", "resource", "stdout.log", "tmp"]
     assert (second / "stdout.log").stat().st_size == 0  # a spare keeps no log on disk
     dirs.release(second)
     dirs.discard_spares()
