@@ -42,7 +42,7 @@ def test_pause_and_resume_a_batch_from_the_batches_page(live_server, tmp_path, p
     row.locator("a", has_text="gui-batch").click()
     page.wait_for_url("**/ui/batches/*")
     chart = page.locator("#batch-pace [data-chart]")
-    page.wait_for_selector("#batch-pace svg")
+    page.wait_for_selector("#batch-pace canvas")
     assert int(chart.get_attribute("data-points")) >= 2
     assert "succeeded: 4" in page.inner_text("#batch-facts")
     screenshot(page, "batch")

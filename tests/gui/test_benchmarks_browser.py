@@ -54,7 +54,8 @@ def test_import_submit_and_watch_the_leaderboard(live_server, page, tmp_path):
         assert "98" in row and "98.00" not in row and "2.000" in row  # whole: no decimals
         page.wait_for_selector("#chart-best [data-chart][data-points='1']", timeout=10_000)
     # each chart polls on its own: the distribution may redraw a little later
-    page.wait_for_selector("#chart-distribution-0 rect.bar", timeout=15_000)
+    page.wait_for_selector("#chart-distribution-0 .chart-area:not([data-points='0']) canvas",
+                           timeout=15_000)
     page.click("#board-live th:has-text('Error')")
     assert page.get_attribute("#board-live th:has-text('Error')", "aria-sort") == "ascending"
     screenshot(page, "leaderboard")

@@ -20,6 +20,7 @@ def register(app: Flask, settings: ServerSettings) -> None:
         bench_leaderboards,
         bench_submissions,
         benchmarks,
+        dashboard,
         jobs,
         signin,
         tasks,
@@ -30,6 +31,9 @@ def register(app: Flask, settings: ServerSettings) -> None:
     sessions.configure(app, settings)
     app.register_blueprint(bp)
     app.add_url_rule("/", "root", lambda: redirect("/ui/"))
+    # browsers ask for /favicon.ico whatever the page links: answer it, no 404 logged
+    app.add_url_rule("/favicon.ico", "favicon",
+                     lambda: redirect("/ui/static/favicon.svg", code=301))
     for code in (404, 405):
         app.register_error_handler(code, _routing_error)
 

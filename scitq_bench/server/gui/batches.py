@@ -103,7 +103,7 @@ def batch_done_chart(batch_id: int) -> Any:
         pace = domain.done_per_minute(session, batch_id)
     minutes = pace["width"] // 60
     return jsonify({
-        "kind": "line", "x": "time",
+        "kind": "line", "x": "time", "y_label": "tasks per minute",
         "x_label": "end time (UTC)" + (f", {minutes}-minute buckets" if minutes > 1 else ""),
         "series": [{"name": f"{name} per minute", "points": points}
                    for name, points in pace["series"].items()],

@@ -39,5 +39,5 @@ def sign_out() -> Any:
 @page("/", roles=EVERYONE)
 def home() -> Any:
     if g.user.role == auth.ADMIN:
-        return redirect(url_for("gui.workers"))
+        return redirect(url_for("gui.dashboard"))
     return redirect(url_for("gui.benchmarks"))

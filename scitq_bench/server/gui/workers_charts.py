@@ -34,7 +34,7 @@ def workers_chart_up() -> Any:
     with reading() as session:
         lifetimes = domain.worker_lifetimes(session, since, now)
     return {
-        "kind": "step", "x": "time", "x_label": "UTC",
+        "kind": "step", "x": "time", "x_label": "UTC", "y_label": "workers",
         "series": [
             {"name": "workers up", "points": up_steps(lifetimes, since, now)},
             {"name": "recruited", "points": up_steps(
@@ -77,7 +77,7 @@ def workers_chart_cost() -> Any:
         spent = spend_over_time(session, since, now)
     has_cost = any(value for _, value in spent)
     return {
-        "kind": "line", "x": "time", "x_label": "UTC",
+        "kind": "line", "x": "time", "x_label": "UTC", "y_label": "spent",
         "series": [{"name": "spent in this window",
                     "points": [[epoch(when), value] for when, value in spent] if has_cost else []}],
         "empty": "No recruited machine with a price was up in this window.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnClause, Integer, cast, delete, extract, func, literal_column, select
+from sqlalchemy import Integer, cast, delete, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import parse_container_options
@@ -295,7 +295,7 @@ def done_per_minute(session: Session, batch_id: int, max_points: int = 240) -> d
     first, last = int(first), int(last)
     minutes = (last - first) // 60 + 1
     width = 60 * -(-minutes // max_points)
-    bucket = _bucket(session, epoch, width)
+    bucket = time_bucket(session, Execution.finished_at, width)
     counts: dict[tuple[str, int], int] = {}
     for status, index, count in session.execute(
         select(Execution.status, bucket, func.count(Execution.id))
@@ -323,10 +323,12 @@ def _epoch_seconds(session: Session, column: Any) -> Any:
     return cast(func.strftime("%s", column), Integer)
 
 
-def _bucket(session: Session, epoch: Any, width: int) -> Any:
-    """The bucket's index; the width is written in the SQL, not bound, so the grouped
-    expression and the selected one are the same to PostgreSQL."""
-    divisor: ColumnClause[int] = literal_column(str(int(width)))
+def time_bucket(session: Session, moment: Any, width: int) -> Any:
+    """The index of ``moment``'s bucket, ``width`` seconds wide, counted from 1970. The
+    width is written in the SQL, not bound, so the grouped expression and the selected
+    one are the same to PostgreSQL; on SQLite a floor division of integers (``/``
+    would be a true division, one bucket per second)."""
+    divisor = literal_column(str(int(width)), Integer)
     if session.get_bind().dialect.name == "postgresql":
-        return func.floor(epoch / divisor)
-    return epoch / divisor  # integers: SQLite divides them whole
+        return func.floor(extract("epoch", moment) / divisor)
+    return cast(func.strftime("%s", moment), Integer) // divisor

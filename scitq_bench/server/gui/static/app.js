@@ -6,7 +6,9 @@
 // - [data-log-tail="URL"]: a live tail; URL answers JSON {text, offset, done, execution,
 //   reset} for ?offset=&seen=; text is appended as text (never parsed as HTML), and
 //   ``reset`` (the tail moved on to another execution) clears what was shown.
-// - [data-chart="URL"]: an SVG chart from JSON {kind, series:[{name, points}], x, y}.
+// - [data-chart="URL"]: a chart drawn by uPlot from JSON {kind, series:[{name, points}],
+//   x, x_axis, y_axis}, fetched again every data-refresh ms.
+// - button[data-menu]: opens and closes the navigation on narrow screens.
 // - form[data-confirm]: asks before a destructive action.
 // - table[data-sortable]: click a header to sort by it; the server's order is kept
 //   until then.
@@ -172,110 +174,228 @@
   }
 
   // -- charts ----------------------------------------------------------------------------
+  // Drawn by uPlot (static/vendor/uplot, self-hosted: the page's CSP allows only our own
+  // scripts) from the JSON {kind: line|step|bar, series: [{name, points: [[x, y, label?]]}],
+  // x: "time"|"number", x_label, y_label, x_axis, y_axis, empty}. When the server sends
+  // an axis ({min, max, ticks: [[position, label]]}) it is drawn as sent; otherwise
+  // uPlot picks the ticks and times are labelled in UTC. The labels drawn are kept in
+  // data-x-ticks / data-y-ticks (the canvas holds no text a reader or a test could find).
 
-  const SVG = "http://www.w3.org/2000/svg";
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"];
+  const MINUTE = 60, DAY = 86400;
 
-  function svgElement(name, attributes, text) {
-    const node = document.createElementNS(SVG, name);
-    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
-    if (text !== undefined) node.textContent = text;
-    return node;
+  function pad(n) { return String(n).padStart(2, "0"); }
+
+  function utcDate(seconds) {
+    const d = new Date(seconds * 1000);
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
   }
 
-  function label(value, isTime) {
-    if (isTime) {
-      const date = new Date(value * 1000);
-      return date.toISOString().slice(0, 16).replace("T", " ");
+  function utcTime(seconds, withSeconds) {
+    const d = new Date(seconds * 1000);
+    const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    return withSeconds ? `${hm}:${pad(d.getUTCSeconds())}` : hm;
+  }
+
+  // Decimals that show every tick of ``step`` exactly (0.25 needs two, 0.2 one).
+  function decimalsOf(step) {
+    if (!(step > 0)) return 0;
+    const power = Math.floor(Math.log10(step) + 1e-9);
+    const mantissa = Math.round((step / 10 ** power) * 1e6) / 1e6;
+    return Math.max(0, -power + (mantissa === 2.5 ? 1 : 0));
+  }
+
+  function numberText(value, step) {
+    if (value === null || value === undefined) return "–";
+    if (step === undefined) return String(Number(value.toPrecision(4)));
+    return value.toFixed(Math.min(decimalsOf(step), 6));
+  }
+
+  // Time labels for ticks uPlot chose: the time of day (with the date under the first
+  // one and wherever the day changes), or the date alone over long spans.
+  function timeLabels(splits, span) {
+    let lastDay = null;
+    return splits.map((x) => {
+      const day = utcDate(x);
+      if (span >= 3 * DAY) return day;
+      const time = utcTime(x, span < 4 * MINUTE);
+      const text = day !== lastDay ? `${time}\n${day}` : time;
+      lastDay = day;
+      return text;
+    });
+  }
+
+  // Every series on one x axis, as uPlot wants them: [xs, ys...]. A series without a
+  // point at some x has null there (lines are drawn across); two points at the same x
+  // (a step's rise) keep the last.
+  function aligned(series, shift) {
+    const columns = series.map((s) => new Map(s.points.map((p) => [p[0] + shift, p[1]])));
+    const xs = Array.from(new Set(columns.flatMap((m) => Array.from(m.keys())))).sort((a, b) => a - b);
+    return [xs, ...columns.map((m) => xs.map((x) => (m.has(x) ? m.get(x) : null)))];
+  }
+
+  function labelWidth(labels) {
+    const longest = Math.max(1, ...labels.map((l) => Math.max(...String(l).split("\n").map((p) => p.length))));
+    return Math.ceil(longest * 6.5) + 16;
+  }
+
+  function serverAxis(axis, area, key, twoLines) {
+    const labels = axis.ticks.map((t) => String(t[1]));
+    area.dataset[key] = JSON.stringify(labels);
+    return {
+      splits: () => axis.ticks.map((t) => t[0]),
+      values: () => (twoLines ? labels.map((l) => l.replace(" ", "\n")) : labels),
+    };
+  }
+
+  function chartOptions(area, data, series, width) {
+    const isTime = data.x === "time";
+    const isBar = data.kind === "bar";
+    const ys = series.flatMap((s) => s.points.map((p) => p[1]));
+    const whole = ys.every((y) => Number.isInteger(y));
+    const shift = isBar && data.x_axis ? 0.5 : 0; // bar i spans i to i + 1
+    const barLabels = isBar ? new Map(series[0].points.map((p) => [p[0] + shift, p[2]])) : null;
+    const axisStyle = { stroke: "#616e7c", grid: { stroke: "#e5e7eb", width: 1 }, ticks: { stroke: "#cbd5e1", width: 1, size: 4 }, font: "11px system-ui, sans-serif", labelFont: "12px system-ui, sans-serif" };
+
+    const xAxis = { ...axisStyle, label: data.x_label || "", labelSize: data.x_label ? 18 : 0, size: 44, space: isTime ? 80 : 50 };
+    if (data.x_axis && data.x_axis.ticks) {
+      Object.assign(xAxis, serverAxis(data.x_axis, area, "xTicks", isTime));
+    } else if (isTime) {
+      xAxis.values = (u, splits) => {
+        const labels = timeLabels(splits, u.scales.x.max - u.scales.x.min);
+        area.dataset.xTicks = JSON.stringify(labels.map((l) => l.replace("\n", " ")));
+        return labels;
+      };
     }
-    const rounded = Math.abs(value) >= 100 ? value.toFixed(0) : Number(value.toPrecision(3));
-    return String(rounded);
+    const yAxis = { ...axisStyle, label: data.y_label || "", labelSize: data.y_label ? 18 : 0 };
+    if (data.y_axis && data.y_axis.ticks) {
+      Object.assign(yAxis, serverAxis(data.y_axis, area, "yTicks", false));
+      yAxis.size = labelWidth(data.y_axis.ticks.map((t) => t[1]));
+    } else {
+      if (whole) yAxis.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7, 1e8];
+      yAxis.values = (u, splits, axisIndex, space, step) => {
+        const labels = splits.map((v) => numberText(v, step));
+        area.dataset.yTicks = JSON.stringify(labels);
+        return labels;
+      };
+      yAxis.size = (u, values) => labelWidth(values || ["0000"]);
+    }
+
+    const xScale = { time: isTime };
+    if (data.x_axis) xScale.range = () => [data.x_axis.min, data.x_axis.max];
+    else if (isBar) xScale.range = (u, lo, hi) => [lo - 0.5, hi + 0.5];
+    else {
+      // one moment only: a few minutes around it (uPlot would otherwise span years)
+      const xs = series.flatMap((s) => s.points.map((p) => p[0]));
+      const [first, last] = [Math.min(...xs), Math.max(...xs)];
+      const around = isTime ? 5 * MINUTE : 1;
+      xScale.range = (u, lo, hi) => (first === last ? [first - around, last + around] : [lo, hi]);
+    }
+    const yScale = {};
+    if (data.y_axis) {
+      yScale.range = () => [data.y_axis.min, data.y_axis.max];
+    } else {
+      yScale.range = (u, lo, hi) => uPlot.rangeNum(Math.min(0, lo ?? 0), Math.max(hi ?? 1, whole ? 1 : 0.001), 0.1, true);
+    }
+
+    const xLabels = data.x_axis && data.x_axis.ticks ? data.x_axis.ticks.map((t) => String(t[1])) : [];
+    const rightPad = xLabels.length ? Math.ceil((labelWidth(xLabels.map((l) => l.replace(" ", "\n"))) - 16) / 2) + 6
+      : isTime ? 24 : 16;
+    const xValue = (u, v) => {
+      if (v === null || v === undefined) return "–";
+      if (isBar) return barLabels.get(v) ?? String(v);
+      return isTime ? `${utcDate(v)} ${utcTime(v, true)} UTC` : numberText(v);
+    };
+    const paths = isBar ? uPlot.paths.bars({ size: [0.8, Infinity], align: 0 })
+      : data.kind === "step" ? uPlot.paths.stepped({ align: 1 }) : undefined;
+    return {
+      width,
+      height: width < 480 ? 190 : 230,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      padding: [8, rightPad, 0, 0], // room for half of the last x label
+      legend: { show: true, live: true },
+      cursor: { drag: { x: false, y: false }, points: { size: 7 } },
+      scales: { x: xScale, y: yScale },
+      axes: [xAxis, yAxis],
+      series: [
+        { label: isTime ? "UTC" : isBar ? "bin" : (data.x_label || "x"), value: xValue },
+        ...series.map((s, i) => ({
+          label: s.name || "",
+          stroke: COLORS[i % COLORS.length],
+          width: isBar ? 0 : 2,
+          fill: isBar ? COLORS[i % COLORS.length] + "cc" : undefined,
+          spanGaps: true,
+          paths,
+          points: { show: !isBar && data.kind !== "step" && s.points.length <= 40, size: 5 },
+          value: (u, v) => (v === null || v === undefined ? "–" : whole ? String(v) : numberText(v)),
+        })),
+      ],
+    };
   }
 
   function drawChart(area, data) {
-    const width = 640, height = 240, left = 56, right = 12, top = 12, bottom = 36;
     const series = (data.series || []).filter((s) => s.points && s.points.length);
+    if (area.uplot) {
+      area.uplot.destroy();
+      area.uplot = null;
+    }
     area.replaceChildren();
+    delete area.dataset.xTicks;
+    delete area.dataset.yTicks;
     area.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
     if (!series.length) {
-      area.append(document.createTextNode(data.empty || "Nothing to show yet."));
+      const empty = document.createElement("p");
+      empty.className = "chart-empty muted";
+      empty.textContent = data.empty || "Nothing to show yet.";
+      area.append(empty);
       return;
     }
-    const xs = series.flatMap((s) => s.points.map((p) => p[0]));
-    const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-    // the server sends the axes (their span and labelled ticks); without them, the data's span
-    const xAxis = data.x_axis || { min: Math.min(...xs), max: Math.max(...xs) };
-    const yAxis = data.y_axis || { min: Math.min(...ys), max: Math.max(...ys) };
-    let [x0, x1] = [xAxis.min, xAxis.max];
-    let [y0, y1] = [yAxis.min, yAxis.max];
-    if (x0 === x1) { x0 -= 1; x1 += 1; }
-    if (y0 === y1) { y1 = y0 + 1; }
-    const sx = (x) => left + ((x - x0) / (x1 - x0)) * (width - left - right);
-    const sy = (y) => height - bottom - ((y - y0) / (y1 - y0)) * (height - top - bottom);
-    const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart-svg" });
-    svg.append(svgElement("title", {}, data.title || ""));
-    svg.append(svgElement("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: "axis" }));
-    svg.append(svgElement("line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }));
-    const isTime = data.x === "time";
-    const yTicks = yAxis.ticks || [y0, (y0 + y1) / 2, y1].map((y) => [y, label(y, false)]);
-    for (const [y, text] of yTicks) {
-      svg.append(svgElement("line", { x1: left - 3, y1: sy(y), x2: left, y2: sy(y), class: "axis" }));
-      svg.append(svgElement("text", { x: left - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick y-tick" }, text));
-    }
-    const xTicks = xAxis.ticks || [x0, x1].map((x) => [x, label(x, isTime)]);
-    xTicks.forEach(([x, text], i) => {
-      const anchor = xTicks.length > 1 && i === 0 ? "start" : (xTicks.length > 1 && i === xTicks.length - 1 ? "end" : "middle");
-      svg.append(svgElement("line", { x1: sx(x), y1: height - bottom, x2: sx(x), y2: height - bottom + 3, class: "axis" }));
-      svg.append(svgElement("text", { x: sx(x), y: height - bottom + 16, "text-anchor": anchor, class: "tick x-tick" }, text));
-    });
-    if (data.x_label) svg.append(svgElement("text", { x: (left + width) / 2, y: height - 4, "text-anchor": "middle", class: "axis-label" }, data.x_label));
-    series.forEach((s, i) => {
-      const color = COLORS[i % COLORS.length];
-      if (data.kind === "bar") {
-        const slot = data.x_axis ? sx(1) - sx(0) : (width - left - right) / s.points.length;
-        s.points.forEach((p, j) => {
-          const x = (data.x_axis ? sx(p[0]) : left + j * slot) + slot * 0.1;
-          const bar = svgElement("rect", { x, y: sy(p[1]), width: slot * 0.8, height: Math.max(0, sy(y0) - sy(p[1])), fill: color, class: "bar" });
-          bar.append(svgElement("title", {}, `${p[2] !== undefined ? p[2] : label(p[0], isTime)}: ${p[1]}`));
-          svg.append(bar);
-        });
-      } else {
-        const path = s.points.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
-        svg.append(svgElement("path", { d: path, fill: "none", stroke: color, "stroke-width": 2, class: data.kind === "step" ? "step" : "line" }));
-        for (const p of s.points.slice(-200)) {
-          const dot = svgElement("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: color });
-          dot.append(svgElement("title", {}, `${s.name}: ${p[1]} (${label(p[0], isTime)})`));
-          svg.append(dot);
-        }
-      }
-    });
-    area.append(svg);
-    if (series.length > 1 || series[0].name) {
-      const legend = document.createElement("ul");
-      legend.className = "legend";
-      series.forEach((s, i) => {
-        const item = document.createElement("li");
-        const swatch = document.createElement("span");
-        swatch.className = "swatch";
-        swatch.style.background = COLORS[i % COLORS.length];
-        item.append(swatch, document.createTextNode(s.name || ""));
-        legend.append(item);
-      });
-      area.append(legend);
-    }
+    const shift = data.kind === "bar" && data.x_axis ? 0.5 : 0;
+    const width = Math.max(200, Math.floor(area.clientWidth));
+    area.uplot = new uPlot(chartOptions(area, data, series, width), aligned(series, shift), area);
+    area.dataset.width = String(width);
   }
 
+  // One chart per area; redrawn only when its data changed, resized with the page.
   function chart(area) {
+    if (typeof uPlot === "undefined") {
+      area.dataset.liveError = "the chart library did not load";
+      return;
+    }
     const tick = async () => {
       const response = await fetchChecked(area.dataset.chart, "application/json");
-      drawChart(area, await response.json());
+      const text = await response.text();
+      if (text === area.lastJson) return;
+      area.lastJson = text;
+      drawChart(area, JSON.parse(text));
     };
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => {
+        const width = Math.max(200, Math.floor(area.clientWidth));
+        if (area.uplot && String(width) !== area.dataset.width) {
+          area.dataset.width = String(width);
+          area.uplot.setSize({ width, height: width < 480 ? 190 : 230 });
+        }
+      }).observe(area);
+    }
     const refresh = Number(area.dataset.refresh || 0);
     if (refresh) {
       run(addPoller(area, refresh, tick));
     } else {
       tick().catch((error) => { area.dataset.liveError = String(error); });
     }
+  }
+
+  // -- the navigation menu on narrow screens ---------------------------------------------
+
+  function menu(button) {
+    const target = document.getElementById(button.getAttribute("aria-controls"));
+    if (!target) return;
+    button.addEventListener("click", () => {
+      const open = button.getAttribute("aria-expanded") !== "true";
+      button.setAttribute("aria-expanded", String(open));
+      target.classList.toggle("open", open);
+    });
   }
 
   // -- wiring ------------------------------------------------------------------------------
@@ -288,6 +408,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     enhance(document);
+    for (const button of document.querySelectorAll("button[data-menu]")) menu(button);
     for (const element of document.querySelectorAll("[data-live]")) liveRegion(element);
     for (const element of document.querySelectorAll("[data-log-tail]")) logTail(element);
   });
