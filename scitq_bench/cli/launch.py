@@ -24,7 +24,7 @@ def task_payload(command: tuple[str, ...], **options: Any) -> dict[str, Any]:
     """The TaskCreate body; options left out take the server's defaults."""
     line = command[0] if len(command) == 1 else shlex.join(command)
     payload: dict[str, Any] = {"command": line}
-    for key in ("name", "batch", "container", "container_options", "output", "retry",
+    for key in ("name", "key", "batch", "container", "container_options", "output", "retry",
                 "download_timeout", "run_timeout", "cpu", "mem", "gpu", "priority"):
         if options.get(key) is not None:
             payload[key] = options[key]
@@ -50,6 +50,8 @@ def check_payload(payload: dict[str, Any]) -> None:
                short_help="Create a task (everything after -- is the command).")
 @click.option("-b", "--batch", default="default", show_default=True, help="Batch of the task.")
 @click.option("-n", "--name", help="Task name.")
+@click.option("-k", "--key", help="Your own name for the task, unique in its batch: "
+              "launching a key that exists prints that task and creates nothing.")
 @click.option("-d", "--container", help="Container image to run the command in.")
 @click.option("-O", "--container-options", metavar="OPTIONS",
               help="Container options (allow-list: --gpus, --shm-size, -e, --network, -w, "

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from scitq_bench.cli.common import json_option, pass_client
+from scitq_bench.cli.common import json_option, long_option, pass_client
 from scitq_bench.cli.output import Column, print_list, show_or_say, success
 from scitq_bench.client import Client
 
@@ -22,12 +22,14 @@ RECRUITER_COLUMNS = [
     Column("tasks/worker", "tasks_per_worker", justify="right"),
     Column("min tasks", "minimum_tasks", justify="right"),
     Column("max workers", "maximum_workers", justify="right"),
+    Column("workflow", "workflow", width=20),
+    Column("workflow max", "workflow_maximum_workers", justify="right", long=True),
 ]
 
 
 def _limits(function: Any) -> Any:
     for option in reversed([
-        click.option("--concurrency", type=click.IntRange(1, 1024),
+        click.option("-C", "--concurrency", type=click.IntRange(1, 1024),
                      help="Tasks per worker at once [default: from the tasks' needs]."),
         click.option("--prefetch", type=click.IntRange(0, 10_000), help="Tasks fetched ahead."),
         click.option("--tasks-per-worker", type=click.IntRange(min=1),
@@ -36,6 +38,12 @@ def _limits(function: Any) -> Any:
                      help="Recruit only when at least this many tasks wait."),
         click.option("--maximum-workers", type=click.IntRange(0, 10_000),
                      help="Workers alive at once for this recruiter."),
+        click.option("--workflow", help="The workflow the batch is a step of: its "
+                     "recruiters share the workflow's cap, and pass idle workers along."),
+        click.option("--workflow-max-workers", "workflow_maximum_workers",
+                     type=click.IntRange(0, 10_000),
+                     help="Workers alive at once across the workflow (the smallest of its "
+                     "recruiters' values applies; 0: only workers passed along)."),
     ]):
         function = option(function)
     return function
@@ -52,10 +60,12 @@ def recruiter() -> None:
 
 @recruiter.command("list")
 @click.option("-b", "--batch", help="Only this batch's.")
+@long_option
 @json_option
 @pass_client
-def list_recruiters(client: Client, batch: str | None, as_json: bool) -> None:
-    print_list(client.recruiter_list(batch), RECRUITER_COLUMNS, as_json=as_json)
+def list_recruiters(client: Client, batch: str | None, long: bool, as_json: bool) -> None:
+    """List recruiters (-L: also their workflow's cap)."""
+    print_list(client.recruiter_list(batch), RECRUITER_COLUMNS, as_json=as_json, long=long)
 
 
 @recruiter.command("create")

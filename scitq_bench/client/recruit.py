@@ -13,7 +13,8 @@ class RecruitClientMixin(Transport):
 
     def recruiter_create(self, batch: str, flavor: str, **fields: Any) -> dict[str, Any]:
         """fields: rank, provider, region, concurrency, prefetch, tasks_per_worker,
-        minimum_tasks, maximum_workers."""
+        minimum_tasks, maximum_workers, workflow and workflow_maximum_workers (recruiters
+        of one workflow keep at most that many workers alive together)."""
         return self._json("POST", "/recruiters", json={"batch": batch, "flavor": flavor,
                                                        **fields})
 

@@ -165,6 +165,10 @@ class TaskCreate(Strict):
     score_keys: list[Annotated[str, Field(pattern=SCORE_KEY_PATTERN)]] | None = Field(
         default=None, max_length=1000, description="read scores.json (or scores.txt) from "
         "the output after the run; only these keys are accepted")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=255, description="the caller's name for the "
+        "task, unique in its batch: creating a task whose key exists there returns the "
+        "existing task unchanged (submitting again creates nothing twice)")
 
     _options: ContainerOptions = PrivateAttr(default_factory=ContainerOptions)
 
@@ -191,19 +195,35 @@ class TaskCreate(Strict):
     def options(self) -> ContainerOptions:
         return self._options
 
-    @field_validator("inputs", "resources")
-    @classmethod
-    def _valid_uris(cls, values: list[str], info: Any) -> list[str]:
-        for index, uri in enumerate(values):
-            _check_uri(uri, field=f"{info.field_name}[{index}]", allow_actions=True)
-        return values
+    _valid_uris = field_validator("inputs", "resources")(classmethod(
+        lambda cls, values, info: _uri_list(values, info)))
+    _valid_output = field_validator("output")(classmethod(lambda cls, value: _output_uri(value)))
+    _valid_key = field_validator("key")(classmethod(lambda cls, value: _task_key(value)))
 
-    @field_validator("output")
-    @classmethod
-    def _valid_output(cls, value: str | None) -> str | None:
-        if value is not None:
-            _check_uri(value, field="output", allow_actions=False)
-        return value
+
+def _uri_list(values: list[str] | None, info: Any) -> list[str] | None:
+    """Inputs or resources: each URI parsed, errors naming its place (``inputs[2]``)."""
+    for index, uri in enumerate(values or ()):
+        _check_uri(uri, field=f"{info.field_name}[{index}]", allow_actions=True)
+    return values
+
+
+def _output_uri(value: str | None) -> str | None:
+    if value is not None:
+        _check_uri(value, field="output", allow_actions=False)
+    return value
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (newline, tab, DEL, C1...), if any: a
+    key is shown in tables and files and typed back, so it holds none."""
+    return next((c for c in text if ord(c) < 32 or 127 <= ord(c) < 160), None)
+
+
+def _task_key(value: str | None) -> str | None:
+    if value is not None and control_character(value) is not None:
+        raise ValueError("control characters are not allowed in a key")
+    return value
 
 
 def _check_uri(uri: str, *, field: str, allow_actions: bool) -> None:
@@ -234,7 +254,18 @@ class TaskUpdate(Strict):
     status: RequestedTaskStatus | None = Field(
         default=None, description="pause a queued task, or put a paused one back in the queue"
     )
+    # what and where the task runs: changed only while it does not run
+    batch: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
+                              description="move the task to this batch (created if missing)")
+    inputs: list[str] | None = None
+    resources: list[str] | None = None
+    output: str | None = Field(default=None, description="null clears it")
+    requires: list[DbId] | None = Field(
+        default=None, description="ids of prerequisite tasks: the whole new list")
 
+    _valid_uris = field_validator("inputs", "resources")(classmethod(
+        lambda cls, values, info: _uri_list(values, info)))
+    _valid_output = field_validator("output")(classmethod(lambda cls, value: _output_uri(value)))
 
     @field_validator("container")
     @classmethod

@@ -22,6 +22,7 @@ def task_dict(task: Any, requires: list[int] | None = None, batch_name: str | No
     return {
         "id": task.id,
         "name": task.name,
+        "key": task.key,
         "batch": batch_name if batch_name is not None else task.batch.name,
         "status": task.status,
         "status_reason": task.status_reason,

@@ -322,3 +322,20 @@ def test_a_job_cancelled_before_its_machine_was_given_back_gets_a_destroy_at_res
             Job.kind == "destroy")).all()
     assert [d.arguments["instance_id"] for d in destroys] == ["i-1"]
     assert runner.submitted == [destroys[0].id]
+
+
+def test_only_configured_providers_are_hired(db) -> None:
+    """An offer in the catalog of a provider the server has no settings for is never
+    hired: ``auto`` skips it, naming it is refused."""
+    from scitq_bench.server.recruit.engine import Refusal, hire
+
+    with db.write() as session:
+        setup(session, provider="auto")
+        elsewhere = RecruitSettings(providers=frozenset({"local"}))
+        assert plan(session, elsewhere).deploy_jobs == [] and hired(session) == []
+        refused = hire(session, elsewhere, batch=None, flavor="auto:cpu>=2", provider="fake",
+                       region="auto", concurrency=None, prefetch=0)
+        assert isinstance(refused, Refusal) and refused.field == "provider"
+        assert "'fake' is not configured" in refused.reason and "local" in refused.reason
+        configured = RecruitSettings(providers=frozenset({"local", "fake"}))
+        assert len(plan(session, configured).deploy_jobs) == 3

@@ -27,6 +27,7 @@ LIST_QUERY = (
     QueryParam("batch", "batch name"),
     QueryParam("status", "statuses, comma-separated"),
     QueryParam("name", "task name; '%' is a wildcard"),
+    QueryParam("key", "task key (exact)"),
     QueryParam("id", "task ids, comma-separated"),
     QueryParam("worker", "id of a worker that ran the task", "integer"),
     QueryParam("limit", "page size", "integer"),
@@ -43,9 +44,16 @@ def create_tasks() -> Any:
         specs = parse_body(TaskBulkCreate, data).tasks
     else:
         specs = [parse_body(TaskCreate, data)]
-    result = domain.commit_create(server_context(), specs, bulk=bulk,
-                                  describe=domain.describe_tasks)
-    return {"tasks": result}, 201
+    answer = domain.commit_create(server_context(), specs, bulk=bulk, describe=_created)
+    assert answer is not None  # given ``describe``, its answer comes back
+    return answer, 201 if answer["created"] else 200
+
+
+def _created(session: Any, rows: list[Any]) -> dict[str, Any]:
+    """The tasks in the request's order; ``existing``: those a key found (unchanged)."""
+    return {"tasks": domain.describe_tasks(session, rows),
+            "created": sum(1 for row in rows if row.new),
+            "existing": [row.id for row in rows if not row.new]}
 
 
 @endpoint(bp, "/tasks", "GET", summary="List tasks", query=LIST_QUERY)
@@ -57,6 +65,7 @@ def list_tasks() -> Any:
             batch=request.args.get("batch"),
             statuses=list_arg("status", [s.value for s in TaskStatus]),
             name=request.args.get("name"),
+            key=request.args.get("key"),
             ids=int_list_arg("id"),
             worker_id=int_arg("worker"),
             limit=int_arg("limit"),

@@ -123,6 +123,9 @@ class Task(Base):
     host_environment: Mapped[str | None] = mapped_column(String(500))
     # when set, the worker reads scores.json/scores.txt after the run: the keys allowed
     score_keys: Mapped[list[Any] | None] = mapped_column(JSON)
+    # the caller's own name for the task, unique within its batch: creating a task
+    # whose key exists returns the existing one (a re-run script submits nothing twice)
+    key: Mapped[str | None] = mapped_column(String(255))
 
     batch: Mapped[Batch] = relationship(back_populates="tasks")
 
@@ -130,6 +133,7 @@ class Task(Base):
 # Claims walk this index in order (pending tasks of one batch, highest priority first,
 # oldest first) and stop at their LIMIT instead of sorting every pending task.
 Index("ix_task_claim", Task.status, Task.batch_id, Task.priority.desc(), Task.id)
+Index("ux_task_batch_key", Task.batch_id, Task.key, unique=True)
 
 
 class Requirement(Base):

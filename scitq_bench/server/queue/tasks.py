@@ -77,10 +77,18 @@ def create_tasks(
     db: Database, session: Session, specs: Sequence[TaskCreate], *, bulk: bool = False
 ) -> list[SimpleNamespace]:
     """Create all tasks or none: every check runs before the first insert. Returns the
-    rows as written (with their ids): one multi-row INSERT, no ORM objects, so bulk
-    creation of thousands of tasks stays cheap. ``bulk``: errors name the task's index
-    (``tasks.3.container_options``) as validation errors of a bulk body do."""
-    wanted = {p for spec in specs for p in spec.requires}
+    rows as written (with their ids), in the order of ``specs``: one multi-row INSERT,
+    no ORM objects, so bulk creation of thousands of tasks stays cheap. A spec whose
+    key exists in its batch gets the existing task, unchanged (``new`` is False on its
+    row). ``bulk``: errors name the task's index (``tasks.3.container_options``) as
+    validation errors of a bulk body do."""
+    where = (lambda index: f"tasks.{index}.") if bulk else (lambda _index: "")
+    batches = {name: get_or_create_batch(session, name) for name in {s.batch for s in specs}}
+    _refuse_repeated_keys(specs, where)
+    found = _existing_by_key(session, [(batches[s.batch].id, s.key) for s in specs if s.key])
+    fresh = [(index, spec) for index, spec in enumerate(specs)
+             if found.get((batches[spec.batch].id, spec.key)) is None]
+    wanted = {p for _index, spec in fresh for p in spec.requires}
     prerequisites = _prerequisite_statuses(session, wanted)
     unknown = sorted(wanted - prerequisites.keys())
     if unknown:
@@ -88,21 +96,57 @@ def create_tasks(
             f"requires: unknown task id(s) {', '.join(map(str, unknown))}",
             details={"unknown": unknown},
         )
-    batches = {name: get_or_create_batch(session, name) for name in {s.batch for s in specs}}
-    for index, spec in enumerate(specs):
-        _check_network(spec, batches[spec.batch], f"tasks.{index}." if bulk else "")
+    for index, spec in fresh:
+        _check_network(spec, batches[spec.batch], where(index))
     now = utcnow()
-    values = [_new_task(spec, batches[spec.batch].id, prerequisites, now) for spec in specs]
+    values = [_new_task(spec, batches[spec.batch].id, prerequisites, now)
+              for _index, spec in fresh]
     ids = db.insert_returning_ids(session, Task, values)
-    tasks = [SimpleNamespace(id=task_id, **row) for task_id, row in zip(ids, values, strict=True)]
+    created = [SimpleNamespace(id=task_id, new=True, **row)
+               for task_id, row in zip(ids, values, strict=True)]
     rows = [
         {"task_id": task.id, "prerequisite_id": prerequisite}
-        for task, spec in zip(tasks, specs, strict=True)
+        for task, (_index, spec) in zip(created, fresh, strict=True)
         for prerequisite in sorted(set(spec.requires))
     ]
     if rows:
         session.execute(insert(Requirement), rows)
-    return tasks
+    made = iter(created)
+    return [found.get((batches[spec.batch].id, spec.key)) or next(made) for spec in specs]
+
+
+KEYS_PER_QUERY = 5000  # bound parameters of one lookup, well under either database's limit
+
+
+def _refuse_repeated_keys(specs: Sequence[TaskCreate], where: Callable[[int], str]) -> None:
+    """Two specs of one request with the same batch and key would be one task: refused."""
+    first: dict[tuple[str, str], int] = {}
+    for index, spec in enumerate(specs):
+        if spec.key is None:
+            continue
+        earlier = first.setdefault((spec.batch, spec.key), index)
+        if earlier != index:
+            raise InvalidInput(f"{where(index)}key: {spec.key!r} repeats tasks.{earlier}",
+                               details={"key": spec.key, "indexes": [earlier, index]})
+
+
+def _existing_by_key(session: Session, pairs: Sequence[tuple[int, str | None]]
+                     ) -> dict[tuple[int, str | None], SimpleNamespace]:
+    """The tasks these (batch id, key) pairs name, as rows like created ones: one query
+    per batch (and per ``KEYS_PER_QUERY`` keys)."""
+    by_batch: dict[int, list[str]] = {}
+    for batch_id, key in pairs:
+        if key is not None:
+            by_batch.setdefault(batch_id, []).append(key)
+    found: dict[tuple[int, str | None], SimpleNamespace] = {}
+    columns = Task.__table__.columns
+    for batch_id, keys in by_batch.items():
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            chunk = keys[start:start + KEYS_PER_QUERY]
+            for row in session.execute(select(*columns).where(
+                    Task.batch_id == batch_id, Task.key.in_(chunk))).mappings():
+                found[(batch_id, row["key"])] = SimpleNamespace(new=False, **row)
+    return found
 
 
 def _check_network(spec: TaskCreate, batch: Batch, where: str) -> None:
@@ -153,6 +197,7 @@ def _new_task(
         layout=spec.layout,
         host_environment=spec.host_environment,
         score_keys=list(spec.score_keys) if spec.score_keys is not None else None,
+        key=spec.key,
         status=status.value,
         status_reason=reason,
         created_at=now,
@@ -324,13 +369,24 @@ def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
     for key in REQUIRED_FIELDS & fields.keys():
         if fields[key] is None:  # null for a field that cannot be empty: left as it is
             del fields[key]
+    if PLACEMENT_FIELDS & fields.keys():
+        _refuse_if_running(session, task)
+    requires = fields.pop("requires", None)
+    batch = task.batch
+    name = fields.pop("batch", None)
+    if name is not None and name != batch.name:
+        batch = get_or_create_batch(session, name)
+        _refuse_if_key_taken(session, task, batch)
     if "retry" in fields:
         fields["retries_allowed"] = fields.pop("retry")
-    if CONTAINER_FIELDS & fields.keys():
-        fields["gpu"] = _checked_gpu(task, fields)
+    if CONTAINER_FIELDS & fields.keys() or batch is not task.batch:
+        fields["gpu"] = _checked_gpu(task, fields, batch)
     for key, value in fields.items():
         setattr(task, key, value)
+    task.batch = batch
     session.flush()
+    if requires is not None:
+        _replace_requirements(session, task, requires)
     if status == T.PAUSED.value:
         transitions.move_task(session, task_id, T.PAUSED, only_from=[T.PENDING, T.WAITING],
                               reason="paused by a user")
@@ -345,13 +401,88 @@ def update_task(session: Session, task_id: int, changes: TaskUpdate) -> Task:
     return task
 
 
-REQUIRED_FIELDS = frozenset({"command", "shell", "network", "gpu", "retry", "priority"})
+REQUIRED_FIELDS = frozenset({"command", "shell", "network", "gpu", "retry", "priority",
+                             "batch", "inputs", "resources", "requires"})
 CONTAINER_FIELDS = frozenset({"container", "container_options", "network", "gpu"})
+# what and where a task runs: only changed while no execution of it is live
+PLACEMENT_FIELDS = frozenset({"batch", "inputs", "resources", "output", "requires"})
+RUNNING_VALUES = frozenset({T.ASSIGNED.value, T.ACCEPTED.value, T.RUNNING.value})
 
 
-def _checked_gpu(task: Task, fields: dict[str, Any]) -> int:
+def _refuse_if_running(session: Session, task: Task) -> None:
+    live = live_execution(session, task.id)
+    if live is not None or task.status in RUNNING_VALUES:
+        running = f" with live execution {live.id} ({live.status})" if live else ""
+        raise Conflict(
+            f"task {task.id} is {task.status}{running}: its batch, inputs, resources, output "
+            "and requires change only while it does not run",
+            details={"task_id": task.id, "status": task.status},
+        )
+
+
+def _refuse_if_key_taken(session: Session, task: Task, batch: Batch) -> None:
+    if task.key is None:
+        return
+    other = session.scalar(select(Task.id).where(Task.batch_id == batch.id,
+                                                 Task.key == task.key))
+    if other is not None:
+        raise Conflict(
+            f"task {other} of batch {batch.name} has key {task.key!r} already: task "
+            f"{task.id} cannot move there with it",
+            details={"task_id": task.id, "key": task.key, "existing": other},
+        )
+
+
+def _replace_requirements(session: Session, task: Task, requires: Sequence[int]) -> None:
+    """The task's prerequisites become ``requires``; a queued task is then pending,
+    waiting or failed as they are (a paused task stays paused)."""
+    wanted = sorted(set(requires))
+    statuses = _prerequisite_statuses(session, wanted)
+    unknown = [p for p in wanted if p not in statuses]
+    if unknown:
+        raise InvalidInput(f"requires: unknown task id(s) {', '.join(map(str, unknown))}",
+                           field="requires", details={"unknown": unknown})
+    if task.id in statuses:
+        raise InvalidInput(f"requires: task {task.id} cannot require itself",
+                           field="requires")
+    looping = sorted(_dependents(session, task.id) & statuses.keys())
+    if looping:
+        raise InvalidInput(
+            f"requires: task {looping[0]} depends on task {task.id} (directly or not): "
+            "requiring it would make a cycle", field="requires",
+            details={"cycle": looping})
+    session.execute(delete(Requirement).where(Requirement.task_id == task.id))
+    if wanted:
+        session.execute(insert(Requirement),
+                        [{"task_id": task.id, "prerequisite_id": p} for p in wanted])
+    if task.status not in (T.PENDING.value, T.WAITING.value):
+        return
+    target, reason = _initial_status(wanted, statuses)
+    if target == T.FAILED:  # a queued task fails by way of waiting
+        transitions.move_tasks(session, [task.id], T.WAITING, only_from=[T.PENDING])
+        transitions.move_tasks(session, [task.id], T.FAILED, only_from=[T.WAITING],
+                               reason=reason)
+        fail_dependents(session, task.id)
+    elif target.value != task.status:
+        transitions.move_tasks(session, [task.id], target, only_from=[T.PENDING, T.WAITING],
+                               reason=reason)
+
+
+def _dependents(session: Session, task_id: int) -> set[int]:
+    """Every task that requires ``task_id``, directly or not (one query per level)."""
+    found: set[int] = set()
+    frontier = {task_id}
+    while frontier:
+        frontier = set(session.scalars(select(Requirement.task_id).where(
+            Requirement.prerequisite_id.in_(frontier)))) - found
+        found |= frontier
+    return found
+
+
+def _checked_gpu(task: Task, fields: dict[str, Any], batch: Batch) -> int:
     """Check the task's container fields as they will be after the update (a field
-    set to null clears it); returns its gpu (taken from ``--gpus`` when 0)."""
+    set to null clears it; ``batch``: the one it will be in); returns its gpu (taken
+    from ``--gpus`` when 0)."""
     def after(key: str) -> Any:
         return fields[key] if key in fields else getattr(task, key)
 
@@ -359,7 +490,7 @@ def _checked_gpu(task: Task, fields: dict[str, Any]) -> int:
     try:
         _options, gpu = container_settings(
             after("container"), after("container_options"), 0 if gpu is None else gpu,
-            network_allowed=bool(after("network") or task.batch.network),
+            network_allowed=bool(after("network") or batch.network),
         )
     except FieldProblem as exc:
         raise InvalidInput(f"{exc.field}: {exc}") from None
@@ -438,6 +569,7 @@ def _task_filters(
     statuses: Sequence[str] = (),
     name: str | None = None,
     name_contains: str | None = None,
+    key: str | None = None,
     ids: Sequence[int] = (),
     worker_id: int | None = None,
 ) -> list[Any]:
@@ -455,6 +587,8 @@ def _task_filters(
         conditions.append(Task.name.like(name) if "%" in name else Task.name == name)
     if name_contains:
         conditions.append(Task.name.icontains(name_contains, autoescape=True))
+    if key:
+        conditions.append(Task.key == key)
     if ids:
         conditions.append(Task.id.in_(list(ids)))
     if worker_id is not None:
@@ -525,8 +659,26 @@ R = TypeVar("R")
 def commit_create(ctx: ServerContext, specs: Sequence[TaskCreate], *, bulk: bool = False,
                   describe: Callable[[Session, list[SimpleNamespace]], R] | None = None
                   ) -> R | None:
-    return _write_then_wake(ctx, lambda s: create_tasks(ctx.db, s, specs, bulk=bulk), describe,
-                            wakes=lambda tasks: work_keys(t.batch_id for t in tasks))
+    """Claimers of the batches that got new tasks are woken. Two requests racing on one
+    key: the second insert breaks the batch's key index; its transaction rolls back
+    and runs once more, and then finds the first one's task."""
+    def create() -> R | None:
+        return _write_then_wake(ctx, lambda s: create_tasks(ctx.db, s, specs, bulk=bulk),
+                                describe,
+                                wakes=_new_work)
+
+    if not any(spec.key for spec in specs):
+        return create()
+    try:
+        return create()
+    except IntegrityError:
+        return create()
+
+
+def _new_work(tasks: Sequence[SimpleNamespace]) -> Sequence[str]:
+    """What new tasks wake (nothing when every task existed already)."""
+    new = [t.batch_id for t in tasks if t.new]
+    return work_keys(new) if new else ()
 
 
 def commit_update(ctx: ServerContext, task_id: int, changes: TaskUpdate, *,

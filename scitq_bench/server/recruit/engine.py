@@ -8,7 +8,10 @@ One pass (``plan``), in one transaction:
    ``maximum_workers`` alive), first by recycling idle recruited workers of other
    batches whose flavor fits, then by hiring the cheapest offer that fits (protofilter
    or flavor name, provider, region, quotas, exclusions), within the global caps on
-   workers and spend per hour and the batch's budget;
+   workers and spend per hour and the batch's budget; recruiters sharing a
+   ``workflow`` keep at most its ``workflow_maximum_workers`` alive together: an idle
+   worker of another of its steps is passed along first (the count stays), and one
+   from outside, recycled or hired, only under that cap;
 3. idle workers nobody needs are given back after the idle timeout (shorter once they
    have worked).
 
@@ -76,6 +79,9 @@ class RecruitSettings:
     idle_after_work: float = 120.0  # one that has worked and has nothing left
     max_workers: int | None = None  # recruited workers alive at once, all batches
     max_cost_per_hour: float | None = None  # their summed price
+    # providers this server has settings for (None: any in the catalog); an offer of
+    # another one could be listed but never deployed
+    providers: frozenset[str] | None = None
 
 
 @dataclass
@@ -151,9 +157,43 @@ def _staff(session: Session, batch: Batch, recruiters: list[Recruiter],
         need = max(0, wanted - have)
         remaining -= (have + need) * per if per else remaining
         for _ in range(need):
-            if not _recycle(session, batch, recruiter, result):
-                if not _hire(session, batch, recruiter, settings, now, result):
-                    break
+            if not _take_one(session, batch, recruiter, settings, now, result):
+                break
+
+
+def _take_one(session: Session, batch: Batch, recruiter: Recruiter,
+              settings: RecruitSettings, now: datetime, result: Plan) -> bool:
+    """One more worker for the recruiter: recycled or hired. In a workflow, an idle
+    worker of one of its other steps comes first (passing it along keeps the count),
+    and a worker from outside, recycled or hired, only under the workflow's cap."""
+    if recruiter.workflow is None:
+        return _recycle(session, batch, recruiter, result) or \
+            _hire(session, batch, recruiter, settings, now, result)
+    if _recycle(session, batch, recruiter, result, within=recruiter.workflow):
+        return True
+    cap = _workflow_cap(session, recruiter.workflow)
+    if cap is not None and _workflow_workers(session, recruiter.workflow) >= cap:
+        result.notes.append(f"batch {batch.name}, recruiter {recruiter.rank}: workflow "
+                            f"{recruiter.workflow} has its {cap} worker(s)")
+        return False
+    return _recycle(session, batch, recruiter, result) or \
+        _hire(session, batch, recruiter, settings, now, result)
+
+
+def _workflow_recruiters(workflow: str) -> Any:
+    return select(Recruiter.id).where(Recruiter.workflow == workflow)
+
+
+def _workflow_cap(session: Session, workflow: str) -> int | None:
+    """The smallest cap its recruiters state (None: none states one)."""
+    return session.scalar(select(func.min(Recruiter.workflow_maximum_workers))
+                          .where(Recruiter.workflow == workflow))
+
+
+def _workflow_workers(session: Session, workflow: str) -> int:
+    """Recruited workers alive for any recruiter of the workflow."""
+    return session.scalar(alive(select(func.count()).select_from(Worker)).where(
+        Worker.recruiter_id.in_(_workflow_recruiters(workflow)))) or 0
 
 
 def _spec(recruiter: Recruiter) -> tuple[pf.Protofilter | None, str | None]:
@@ -167,13 +207,17 @@ def _where(value: str | None) -> str | None:
     return None if value in (None, "", "auto") else value
 
 
-def _recycle(session: Session, batch: Batch, recruiter: Recruiter, result: Plan) -> bool:
-    """Give this batch an idle recruited worker of another batch whose flavor fits."""
+def _recycle(session: Session, batch: Batch, recruiter: Recruiter, result: Plan,
+             within: str | None = None) -> bool:
+    """Give this batch an idle recruited worker of another batch whose flavor fits
+    (``within``: one serving a recruiter of that workflow)."""
     protofilter, name = _spec(recruiter)
-    candidates = session.scalars(alive(select(Worker)).where(
+    query = alive(select(Worker)).where(
         Worker.idle_since.is_not(None), Worker.status == WorkerStatus.RUNNING.value,
         (Worker.batch_id != batch.id) | Worker.batch_id.is_(None))
-        .order_by(Worker.idle_since))
+    if within is not None:
+        query = query.where(Worker.recruiter_id.in_(_workflow_recruiters(within)))
+    candidates = session.scalars(query.order_by(Worker.idle_since))
     for worker in candidates:
         if _where(recruiter.provider) not in (None, worker.provider):
             continue
@@ -239,6 +283,10 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
                                                                 region)
     if reason:
         return reason
+    if settings.providers is not None and _where(provider) not in (None, *settings.providers):
+        return Refusal(f"provider {provider!r} is not configured on this server (configured: "
+                       f"{', '.join(sorted(settings.providers))}; see docs/recruitment.md)",
+                       "provider")
     named = not flavor.startswith("auto")
     # a flavor asked by name is wanted whatever the default filters (metal, spot) say
     protofilter = pf.parse(ANY_FLAVOR if named else flavor, require_auto=not named)
@@ -246,6 +294,8 @@ def hire(session: Session, settings: RecruitSettings, *, batch: Batch | None, fl
                                  region=_where(region), now=now)
     if named:
         offers = [o for o in offers if o.flavor == flavor]
+    if settings.providers is not None:
+        offers = [o for o in offers if o.provider in settings.providers]
     if settings.max_cost_per_hour is not None:
         spent = _hourly_spend(session)
         offers = [o for o in offers if spent + (o.cost or 0) <= settings.max_cost_per_hour]

@@ -98,6 +98,10 @@ class Recruiter(Base):
     tasks_per_worker: Mapped[int | None] = mapped_column(Integer)  # a worker per N tasks
     minimum_tasks: Mapped[int] = mapped_column(Integer, default=0)
     maximum_workers: Mapped[int] = mapped_column(Integer, default=1)
+    # recruiters of one workflow (its steps' batches) keep at most
+    # ``workflow_maximum_workers`` recruited workers alive together
+    workflow: Mapped[str | None] = mapped_column(String(200), index=True)
+    workflow_maximum_workers: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

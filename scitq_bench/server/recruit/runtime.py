@@ -82,6 +82,7 @@ def recruit_settings(config: dict[str, Any]) -> RecruitSettings:
         idle_after_work=number("idle_after_work", 120.0) or 0.0,
         max_workers=None if config.get("max_workers") is None else int(config["max_workers"]),
         max_cost_per_hour=number("max_cost_per_hour", None),
+        providers=frozenset({"local", *(config.get("providers") or {})}),
     )
 
 

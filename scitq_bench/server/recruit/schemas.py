@@ -23,6 +23,12 @@ def _check_flavor(value: str) -> str:
     return value
 
 
+WORKFLOW = ("recruiters of one workflow (the batches of its steps) share a cap on the "
+            "workers they keep alive together")
+WORKFLOW_MAXIMUM = ("recruited workers alive at once across the workflow (the smallest of "
+                    "its recruiters' values applies; 0: only workers its steps pass along)")
+
+
 class RecruiterCreate(Strict):
     batch: str = Field(max_length=200, pattern=NAME_PATTERN)
     rank: DbInt = Field(default=1, ge=1)
@@ -35,6 +41,10 @@ class RecruiterCreate(Strict):
     tasks_per_worker: DbInt | None = Field(default=None, ge=1)
     minimum_tasks: DbInt = Field(default=0, ge=0)
     maximum_workers: int = Field(default=1, ge=0, le=10_000)
+    workflow: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
+                                 description=WORKFLOW)
+    workflow_maximum_workers: int | None = Field(default=None, ge=0, le=10_000,
+                                                 description=WORKFLOW_MAXIMUM)
 
     _flavor = field_validator("flavor")(classmethod(lambda cls, v: _check_flavor(v)))
 
@@ -48,6 +58,10 @@ class RecruiterUpdate(Strict):
     tasks_per_worker: DbInt | None = Field(default=None, ge=1)
     minimum_tasks: DbInt | None = Field(default=None, ge=0)
     maximum_workers: int | None = Field(default=None, ge=0, le=10_000)
+    workflow: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
+                                 description=WORKFLOW + " (null: none)")
+    workflow_maximum_workers: int | None = Field(default=None, ge=0, le=10_000,
+                                                 description=WORKFLOW_MAXIMUM)
 
     @field_validator("flavor")
     @classmethod

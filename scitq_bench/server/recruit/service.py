@@ -40,6 +40,8 @@ def recruiter_dict(recruiter: Recruiter, batch_name: str | None = None) -> dict[
         "region": recruiter.region, "concurrency": recruiter.concurrency,
         "prefetch": recruiter.prefetch, "tasks_per_worker": recruiter.tasks_per_worker,
         "minimum_tasks": recruiter.minimum_tasks, "maximum_workers": recruiter.maximum_workers,
+        "workflow": recruiter.workflow,
+        "workflow_maximum_workers": recruiter.workflow_maximum_workers,
         "created_at": iso(recruiter.created_at),
     }
 
