@@ -3,6 +3,7 @@ them for leaderboards."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from scitq_bench.cli.output import (
     when,
 )
 from scitq_bench.client import Client
+from scitq_bench.client.bulk import BulkEvaluation, Entry, as_entries, list_entries, scores_format
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError
 from scitq_bench.states import FINAL_SUBMISSION_VALUES, SubmissionStatus
 
@@ -163,6 +165,58 @@ def submit(client: Client, phase_id: int, path: Path | None, kind: str | None,
     if final["status"] != SubmissionStatus.FINISHED.value:
         raise ScitqBenchError(f"submission {final['id']} {final['status']}"
                               + _last_error(final))
+
+
+@submission.command("bulk", short_help="Evaluate many entries on a phase.")
+@click.argument("phase_id", type=int)
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--list", "list_file", metavar="FILE", type=click.Path(path_type=Path),
+              help="A file listing the entries, one a line: PATH, KEY<TAB>PATH or "
+                   "KEY<TAB>IMAGE<TAB>COMMAND (relative paths from the file's folder).")
+@click.option("--scores", "scores_path", required=True, metavar="FILE",
+              type=click.Path(path_type=Path),
+              help="Where the scores go, rewritten as they land: FILE.csv or FILE.json.")
+@click.option("--kind", type=click.Choice(["auto", "result", "code"]), default="auto",
+              show_default=True, help="What the zips and folders hold.")
+@click.option("--retry-failed", is_flag=True,
+              help="Run each failed submission again, once (organizers of the benchmark).")
+@click.option("--no-wait", is_flag=True,
+              help="Submit and write the statuses, without waiting for the scores.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Uploads at once.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between two looks at the running submissions.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this "
+              "many seconds (exit 1; the scores file holds what landed).")
+@pass_client
+def bulk(client: Client, phase_id: int, folder: Path | None, list_file: Path | None,
+         scores_path: Path, kind: str, retry_failed: bool, no_wait: bool, concurrency: int,
+         interval: float, timeout: float | None) -> None:
+    """Submit every entry of FOLDER (each zip file or sub-folder is one, keyed by its
+    name without .zip) or of --list to a phase, each under its key, and wait for their
+    scores, written to --scores as they land. Run it again after an interruption: keys
+    already submitted are not submitted again. Exits 1 when an entry failed."""
+    if (folder is None) == (list_file is None):
+        raise click.UsageError("give a FOLDER of entries or --list FILE (one of them)")
+    try:
+        scores_format(scores_path)
+        entries: list[Entry] = as_entries(folder) if folder is not None \
+            else list_entries(Path(list_file or ""))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    evaluation = BulkEvaluation(client, phase_id, entries, scores_path=scores_path, kind=kind,
+                                retry_failed=retry_failed, concurrency=concurrency,
+                                wait=not no_wait, interval=interval, timeout=timeout,
+                                progress=sys.stderr.isatty())
+    try:
+        evaluation.run()
+    except TimeoutError as exc:
+        raise ScitqBenchError(f"{exc}; {evaluation.summary.line()}") from None
+    summary = evaluation.summary
+    success(f"phase {phase_id}: {summary.line()}; scores in {scores_path}")
+    if summary.failed:
+        raise ScitqBenchError(f"{summary.failed} of {summary.total} entries failed "
+                              f"(their rows in {scores_path})")
 
 
 def progress_text(found: dict[str, Any]) -> str:

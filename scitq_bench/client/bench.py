@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from scitq_bench.client.bulk import BulkEvaluation, Entries
 from scitq_bench.client.transport import Transport
 from scitq_bench.states import FINAL_SUBMISSION_VALUES
 
@@ -118,12 +119,16 @@ class BenchClientMixin(Transport):
     def submission_submit(self, phase_id: int, path: str | os.PathLike[str] | None = None,
                           kind: str = "auto", name: str | None = None,
                           image: str | None = None,
-                          command: str | None = None) -> dict[str, Any]:
+                          command: str | None = None,
+                          key: str | None = None) -> dict[str, Any]:
         """Submit to a phase: ``path`` (a zip, or a folder zipped here) for result and
         code submissions; ``image`` (and no path) for an image submission. ``kind``
         auto: the server detects it (code when the zip holds a metadata file with a
-        command, else result; image without a path)."""
-        params = {"kind": kind, "name": name, "image": image, "command": command}
+        command, else result; image without a path). ``key``: this entry's name, unique
+        per phase and owner; a key already used returns that submission (with
+        ``"existing": true``) and submits nothing, whatever ``path`` holds."""
+        params = {"kind": kind, "name": name, "image": image, "command": command,
+                  "key": key}
         route = f"/phases/{int(phase_id)}/submissions"
         if path is None:
             return self._json("POST", route, params=params)
@@ -131,12 +136,26 @@ class BenchClientMixin(Transport):
             return self._json("POST", route, params=params, data=body)
 
     def submission_list(self, benchmark: int | None = None, phase: int | None = None,
-                        status: str | None = None,
-                        limit: int | None = None) -> list[dict[str, Any]]:
+                        status: str | None = None, limit: int | None = None,
+                        key: str | None = None) -> list[dict[str, Any]]:
         """A participant's own submissions; every submission of their benchmarks for
-        organizers; newest first."""
+        organizers; newest first. ``key``: only those submitted under it."""
         return self._json("GET", "/submissions", params={
-            "benchmark": benchmark, "phase": phase, "status": status, "limit": limit})
+            "benchmark": benchmark, "phase": phase, "status": status, "limit": limit,
+            "key": key})
+
+    def submission_bulk(self, phase_id: int, entries: Entries, *,
+                        scores_path: str | os.PathLike[str] | None = None,
+                        **options: Any) -> list[dict[str, Any]]:
+        """Evaluate many entries on one phase, each submitted under its key (a re-run
+        resumes: keys already submitted are not submitted again), and wait for their
+        scores, written to ``scores_path`` (.csv or .json) as they land. ``entries``: a
+        folder (each zip or sub-folder an entry, keyed by its name), or paths, or
+        (key, path) pairs, or (key, image, command) triples. ``options``: those of
+        ``BulkEvaluation`` (``retry_failed``, ``concurrency``, ``wait``,
+        ``interval``, ``timeout``, ``kind``, ``progress``). Returns the rows."""
+        return BulkEvaluation(self, phase_id, entries, scores_path=scores_path,
+                              **options).run()
 
     def submission_get(self, id: int) -> dict[str, Any]:  # noqa: A002 - the API's word
         """A submission with its attempts, runs, statuses, errors and scores."""

@@ -183,18 +183,26 @@ def update_bench_task(benchmark_id: int, index: int, body: BenchTaskUpdate) -> A
            QueryParam("name", "a name for it"),
            QueryParam("image", "the image of an image submission"),
            QueryParam("command", "what an image or code submission runs when the task "
-                      "has no ingestion program")),
+                      "has no ingestion program"),
+           QueryParam("key", "the submitter's name for this entry (1 to 255 characters), "
+                      "unique per phase and owner: a key already used answers 200 with "
+                      "that submission and \"existing\": true, storing nothing")),
 )
 def submit(phase_id: int) -> Any:
+    """201 with the new submission (``existing``: false), or 200 with the one this
+    owner already submitted under ``key`` (``existing``: true)."""
     context = server_context()
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
-    submission_id = submitting.submit(
-        context, g.principal, phase_id, kind=request.args.get("kind", "auto"),
+    submission_id, existing = submitting.submit_keyed(
+        context, g.principal, phase_id, request.args.get("key"),
+        kind=request.args.get("kind", "auto"),
         body=request.stream if has_body else None, declared_size=request.content_length,
         image=request.args.get("image"), command=request.args.get("command"),
         name=request.args.get("name"))
     with context.db.read() as session:
-        return submitting.get(session, g.principal, submission_id), 201
+        answer = submitting.get(session, g.principal, submission_id)
+    answer["existing"] = existing
+    return answer, 200 if existing else 201
 
 
 @endpoint(bp, "/submissions", "GET", access=BENCH,
@@ -202,6 +210,7 @@ def submit(phase_id: int) -> Any:
           query=(QueryParam("benchmark", "benchmark id", "integer"),
                  QueryParam("phase", "phase id", "integer"),
                  QueryParam("status", "submitted, running, finished, failed, cancelled"),
+                 QueryParam("key", "only the submission(s) submitted under this key"),
                  QueryParam("limit", "at most this many (default 1000)", "integer")))
 def list_submissions() -> Any:
     benchmark_id, phase_id = int_arg("benchmark"), int_arg("phase")
@@ -209,7 +218,7 @@ def list_submissions() -> Any:
     with server_context().db.read() as session:
         answer = submitting.list_brief(session, g.principal, benchmark_id=benchmark_id,
                                        phase_id=phase_id, status=request.args.get("status"),
-                                       limit=limit)
+                                       limit=limit, key=request.args.get("key"))
         return _as_boards_show(session, answer)
 
 

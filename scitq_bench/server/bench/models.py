@@ -164,7 +164,9 @@ class Submission(Base):
     {leaderboard key: {task index: {column key: value}}}, computed columns included."""
 
     __tablename__ = "submission"
-    __table_args__ = (Index("ix_submission_phase_owner", "phase_id", "owner_id", "created_at"),)
+    __table_args__ = (Index("ix_submission_phase_owner", "phase_id", "owner_id", "created_at"),
+                      Index("ux_submission_phase_owner_key", "phase_id", "owner_id", "key",
+                            unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     benchmark_id: Mapped[int] = mapped_column(
@@ -173,6 +175,9 @@ class Submission(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # result | code | image
     kind_note: Mapped[str | None] = mapped_column(String(200))  # how "auto" chose the kind
+    # the submitter's own name for it, unique per phase and owner: submitting a key
+    # again returns the existing submission (bulk evaluations resume without duplicates)
+    key: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(300))
     file: Mapped[str | None] = mapped_column(String(500))  # file store path of the zip
     size_bytes: Mapped[int | None] = mapped_column(Integer)

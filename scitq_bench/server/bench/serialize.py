@@ -133,7 +133,7 @@ def submission_dict(session: Session, principal: Principal, submission: Submissi
         "id": submission.id, "benchmark_id": submission.benchmark_id,
         "phase_id": submission.phase_id, "owner": owner.name if owner else None,
         "kind": submission.kind, "kind_note": submission.kind_note,
-        "name": submission.name, "status": submission.status,
+        "key": submission.key, "name": submission.name, "status": submission.status,
         "image": submission.image, "size_bytes": submission.size_bytes,
         "attempts": submission.attempts, "scored_attempt": submission.scored_attempt,
         "scores": submission.scores, "on_leaderboard": submission.on_leaderboard,

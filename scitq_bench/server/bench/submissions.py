@@ -98,9 +98,11 @@ def check_quota(session: Session, phase: Phase, owner_id: int | None, now: datet
 def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int, *,
            kind: str, body: IO[bytes] | None = None, declared_size: int | None = None,
            image: str | None = None, command: str | None = None,
-           name: str | None = None, limits: ArchiveLimits = SUBMISSION_LIMITS) -> int:
+           name: str | None = None, key: str | None = None,
+           limits: ArchiveLimits = SUBMISSION_LIMITS) -> int:
     """Check and store the submission, check every rule, then create it with its first
-    attempt in one transaction; returns its id. Nothing is left behind on a refusal.
+    attempt in one transaction; returns its id. Nothing is left behind on a refusal (a
+    ``key`` the owner used already on the phase breaks its unique index: refused too).
     ``limits``: what its zip may unpack to."""
     if kind not in KINDS:
         raise InvalidInput(f"kind: {kind!r} is not one of {', '.join(KINDS)}", field="kind")
@@ -126,7 +128,7 @@ def submit(db: Database, files: FileStorage, principal: Principal, phase_id: int
             submission = Submission(
                 benchmark_id=current.benchmark_id, phase_id=current.id,
                 owner_id=principal.account_id, kind=kind, name=name, file=stored,
-                size_bytes=size, image=image, command=command,
+                size_bytes=size, image=image, command=command, key=key,
                 status=SubmissionStatus.SUBMITTED.value,
             )
             session.add(submission)

@@ -14,9 +14,10 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scitq_bench.exceptions import InvalidInput, TooLarge
+from scitq_bench.exceptions import Conflict, InvalidInput, TooLarge
 from scitq_bench.server.auth import Principal
 from scitq_bench.server.bench import outputs, submissions
 from scitq_bench.server.bench.access import require_manager, visible_phase, visible_submission
@@ -24,6 +25,7 @@ from scitq_bench.server.bench.boards import phase_tasks
 from scitq_bench.server.bench.models import Account, Benchmark, Phase, Submission
 from scitq_bench.server.bench.serialize import benchmark_dict, queued_among, submission_dict
 from scitq_bench.server.notify import WORK
+from scitq_bench.server.schemas import control_character
 from scitq_bench.server.storage import FileStorage
 from scitq_bench.states import SubmissionStatus
 
@@ -35,14 +37,73 @@ Found = tuple[Submission, Benchmark, Phase]  # a submission its reader may see, 
 AUTO = "auto"  # the kind detected from the archive, as Codabench does
 METADATA_FILES = ("metadata", "metadata.yaml", "metadata.yml")
 SPOOL_IN_MEMORY = 8 << 20
+KEY_MAX = 255  # Submission.key's column
+
 
 # -- submitting and running again -------------------------------------------------------
+
+
+def check_key(key: str) -> str:
+    """A submission key: 1 to 255 characters, none of them a control character (it
+    names an entry in files, tables and logs)."""
+    if not 1 <= len(key) <= KEY_MAX:
+        raise InvalidInput(f"key: {len(key)} characters; a key has 1 to {KEY_MAX}",
+                           field="key")
+    bad = control_character(key)
+    if bad is not None:
+        raise InvalidInput(f"key: {key!r} holds a control character ({bad!r})", field="key")
+    return key
+
+
+def keyed(session: Session, principal: Principal, phase_id: int, key: str) -> int | None:
+    """The id of the submission ``principal`` made to the phase under ``key``, if any
+    (the phase checked visible first, so an unknown phase answers 404)."""
+    visible_phase(session, principal, phase_id)
+    owner = Submission.owner_id == principal.account_id if principal.account_id is not None \
+        else Submission.owner_id.is_(None)
+    return session.scalar(select(Submission.id).where(
+        Submission.phase_id == phase_id, owner, Submission.key == key))
+
+
+def submit_keyed(ctx: ServerContext, principal: Principal, phase_id: int, key: str | None,
+                 *, kind: str, body: IO[bytes] | None = None, **options: Any) -> tuple[int, bool]:
+    """``submit`` under the submitter's ``key``: (id, whether it existed). A key this
+    owner already used on the phase returns that submission whatever the upload holds
+    (the key names the entry): nothing is stored, created or counted against quotas.
+    Two concurrent submits of one key: the unique index refuses the second one's row
+    (its transaction rolls back and its stored zip is discarded) and it answers the
+    first one's submission."""
+    if key is None:
+        return submit(ctx, principal, phase_id, kind=kind, body=body, **options), False
+    check_key(key)
+    with ctx.db.read() as session:
+        found = keyed(session, principal, phase_id, key)
+    if found is not None:
+        _drain(body)
+        return found, True
+    try:
+        return submit(ctx, principal, phase_id, kind=kind, body=body, key=key,
+                      **options), False
+    except (IntegrityError, Conflict):
+        # created meanwhile under this key (a quota just reached by that one included)
+        with ctx.db.read() as session:
+            found = keyed(session, principal, phase_id, key)
+        if found is None:
+            raise
+        return found, True
+
+
+def _drain(body: IO[bytes] | None) -> None:
+    """Read an upload that will not be stored, so the connection stays usable."""
+    if body is not None:
+        while body.read(1 << 20):
+            pass
 
 
 def submit(ctx: ServerContext, principal: Principal, phase_id: int, *, kind: str,
            body: IO[bytes] | None = None, declared_size: int | None = None,
            image: str | None = None, command: str | None = None,
-           name: str | None = None) -> int:
+           name: str | None = None, key: str | None = None) -> int:
     """``submissions.submit`` with this server's stores and limits, then the claimers
     woken for its first attempt's tasks; returns its id. Kind ``auto``: an image
     submission when it names an image and has no file, else code or result as the
@@ -67,7 +128,7 @@ def submit(ctx: ServerContext, principal: Principal, phase_id: int, *, kind: str
             ctx.db, ctx.files, principal, phase_id, kind=kind,
             body=body,
             declared_size=declared_size, image=image, command=command, name=name,
-            limits=ctx.settings.submission_limits)
+            key=key, limits=ctx.settings.submission_limits)
     except InvalidInput as exc:
         if note is None or exc.field != "kind":
             raise
@@ -225,10 +286,14 @@ def get(session: Session, principal: Principal, submission_id: int) -> dict[str,
 
 def list_brief(session: Session, principal: Principal, *, benchmark_id: int | None = None,
                phase_id: int | None = None, status: str | None = None,
-               limit: int | None = None) -> list[dict[str, Any]]:
-    """The submissions ``principal`` may see, newest first, in brief."""
+               limit: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
+    """The submissions ``principal`` may see, newest first, in brief; ``key``: only
+    those submitted under it (a malformed key is refused, as submitting it is)."""
     query = submissions.listing(principal, benchmark_id=benchmark_id, phase_id=phase_id,
-                                status=status).limit(limit)
+                                status=status)
+    if key:
+        query = query.where(Submission.key == check_key(key))
+    query = query.limit(limit)
     found = list(session.scalars(query))
     queued = queued_among(session, [s.id for s in found])
     return [submission_dict(session, principal, s, None, None, brief=True, queued=queued)
