@@ -117,3 +117,17 @@ ERRORS_BY_CODE: dict[str, type[ScitqBenchError]] = {
         Busy,
     )
 }
+
+
+class TasksFailed(ScitqBenchError):
+    """Some tasks waited for ended failed or cancelled (after their retries).
+
+    Raised on the client side only (``Client.join(..., check=True)``); ``tasks`` holds
+    the final state of those tasks."""
+
+    code = "tasks_failed"
+
+    def __init__(self, message: str | None = None, details: Any = None, *,
+                 field: str | None = None, tasks: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, details, field=field)
+        self.tasks = tasks or []

@@ -296,10 +296,30 @@ def load_client_settings(server: str | None = None, token: str | None = None,
         retry_seconds = _retry_seconds(os.environ.get("SCITQ_BENCH_RETRY_SECONDS"),
                                        stored.get("retry_seconds"))
     return ClientSettings(
-        server=url.rstrip("/"),
+        server=server_url(url),
         token=token or os.environ.get("SCITQ_BENCH_TOKEN") or stored.get("token"),
         retry_seconds=retry_seconds,
     )
+
+
+def server_url(value: str) -> str:
+    """The server's URL from what people type: scitq users give a host (``-s HOST``,
+    port 5000 implied) or ``HOST:PORT``; a URL with a scheme is kept as it is."""
+    text = value.strip().rstrip("/")
+    if "://" in text:
+        return text
+    host, slash, path = text.partition("/")
+    if host.startswith("["):  # an IPv6 address: [::1] or [::1]:8080
+        address, _, rest = host.partition("]")
+        name, port = address + "]", rest[1:] if rest.startswith(":") else ""
+        bad = bool(rest) and not rest.startswith(":")
+    else:
+        name, _, port = host.partition(":")
+        bad = ":" in port
+    if not name or bad or (port and not (port.isascii() and port.isdigit())):
+        raise InvalidInput(f"server {value!r} is not a URL, a HOST nor a HOST:PORT",
+                           field="server")
+    return f"http://{name}:{port or DEFAULT_PORT}{slash}{path}"
 
 
 def _retry_seconds(*candidates: Any) -> float | None:

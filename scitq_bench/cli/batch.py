@@ -61,7 +61,7 @@ def list_batches(client: Client, name: str | None, long: bool, as_json: bool) ->
 @pass_client
 def stop_batch(client: Client, name: str, signal: str, workers: bool, as_json: bool) -> None:
     """Pause a batch: none of its tasks starts until `batch go`."""
-    result = client.batch_stop(client.batch_find(name)["id"], signal=signal, workers=workers)
+    result = client.batch_stop(name, signal=signal, workers=workers)
     _report(result, as_json, f"batch {name} stopped")
 
 
@@ -71,7 +71,7 @@ def stop_batch(client: Client, name: str, signal: str, workers: bool, as_json: b
 @pass_client
 def go_batch(client: Client, name: str, as_json: bool) -> None:
     """Resume a stopped batch: its paused tasks and workers run again."""
-    result = client.batch_go(client.batch_find(name)["id"])
+    result = client.batch_go(name)
     _report(result, as_json, f"batch {name} running again")
 
 
@@ -81,7 +81,7 @@ def go_batch(client: Client, name: str, as_json: bool) -> None:
 @pass_client
 def batch_priority(client: Client, name: str, priority: int) -> None:
     """Set a batch's priority (higher runs first)."""
-    client.batch_update(client.batch_find(name)["id"], priority)
+    client.batch_update(name, priority)
     success(f"batch {name} priority set to {priority}")
 
 
@@ -100,7 +100,7 @@ def batch_budget(client: Client, name: str, amount: str, as_json: bool) -> None:
         except ValueError:
             raise click.BadParameter(f"{amount!r} is not a number nor 'none'",
                                      param_hint="AMOUNT") from None
-    updated = client.batch_update(client.batch_find(name)["id"], budget=value)
+    updated = client.batch_update(name, budget=value)
     if as_json:
         print_json(updated)
     else:

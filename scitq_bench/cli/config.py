@@ -202,7 +202,7 @@ def worker_config() -> None:
 @click.option("--env-file", default=WORKER_ENV_FILE, show_default=True,
               help="The worker's settings file, with its token (`worker config env`).")
 @click.option("--name", "worker_name", help="Worker name [default: the host's name].")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=DEFAULTS.concurrency,
+@click.option("-C", "--concurrency", type=click.IntRange(1, 1024), default=DEFAULTS.concurrency,
               show_default=True)
 @click.option("--work-dir", default=DEFAULTS.work_dir, show_default=True,
               help="Where tasks run.")

@@ -66,14 +66,30 @@ def list_executions(client: Client, task_id: int | None, worker: str | None, sta
     print_list(found, columns, as_json=as_json, long=long)
 
 
+def _refuse_task_id(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    """scitq-manage's ``execution output -i`` takes a task id; here an id would name an
+    execution: never print another object's logs than the one meant."""
+    if value is not None:
+        raise click.UsageError(
+            f"-i is ambiguous here: scitq-manage reads it as a task id, here it would be an "
+            f"execution id. Give -x {value} for execution {value}, or "
+            f"`task output -i {value}` for the latest execution of task {value}")
+
+
 @execution.command("output", short_help="Print an execution's logs.")
-@click.option("-i", "--id", "execution_id", type=int, required=True, help="Execution id.")
+@click.option("-x", "--execution", "execution_id", type=int, metavar="ID",
+              help="Execution id (see `execution list` or `task show`).")
+@click.option("-i", "--id", type=int, expose_value=False, callback=_refuse_task_id,
+              metavar="ID", help="Refused: use -x ID (an execution) or `task output -i ID`.")
 @stream_options
 @pass_client
-def execution_output(client: Client, execution_id: int, stdout_only: bool, stderr_only: bool,
-                     follow: bool) -> None:
+def execution_output(client: Client, execution_id: int | None, stdout_only: bool,
+                     stderr_only: bool, follow: bool) -> None:
     """Print an execution's logs as raw bytes: its stdout to stdout and its stderr to
     stderr by default; -o or -e prints just one of them, to stdout."""
+    if execution_id is None:
+        raise click.UsageError("say which execution: -x ID (or `task output -i TASK_ID` "
+                               "for a task's latest execution)")
     client.execution_get(execution_id)  # a clear "not found" before any output
 
     def fetch(stream: str, offset: int, limit: int, wait: float) -> tuple[bytes, int, str]:

@@ -20,6 +20,7 @@ from scitq_bench.cli.flavor import flavor, quota
 from scitq_bench.cli.job import job
 from scitq_bench.cli.launch import launch
 from scitq_bench.cli.leaderboard import leaderboard
+from scitq_bench.cli.output import add_no_header
 from scitq_bench.cli.phase import phase
 from scitq_bench.cli.provider import cost, provider
 from scitq_bench.cli.recruiter import recruiter
@@ -54,12 +55,13 @@ class RootGroup(click.Group):
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-s", "--server", metavar="URL",
-              help="Server URL [default: $SCITQ_BENCH_SERVER, else the client config "
-                   "written by `server init`, else http://127.0.0.1:5000].")
+@click.option("-s", "--server", metavar="URL|HOST[:PORT]",
+              help="Server URL, or its host (port 5000 implied) as scitq-manage's -s "
+                   "[default: $SCITQ_BENCH_SERVER, else the client config written by "
+                   "`server init`, else http://127.0.0.1:5000].")
 @click.option("--token", metavar="TOKEN",
               help="API token [default: $SCITQ_BENCH_TOKEN, else the client config].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True, help="Seconds to wait for each server answer.")
 @click.option("--retry-seconds", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long to keep trying a server that is down or busy, 0 for one "
@@ -83,6 +85,7 @@ COMMANDS = (
 )
 for command in COMMANDS:
     cli.add_command(command)
+add_no_header(cli)  # -H on every list, as scitq-manage's lists have it
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 Getter = Callable[[dict[str, Any]], Any]
 UNBOUNDED_WIDTH = 100_000
+NO_HEADER = "scitq_bench.no_header"  # ctx.meta key set by -H/--no-header
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,45 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+def _remember_no_header(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[NO_HEADER] = True
+
+
+def no_header_param() -> click.Option:
+    """``-H/--no-header`` (as in scitq-manage): tables without their header line, for
+    scripts. It sets a flag of the invocation that ``print_table`` reads, so adding it
+    to a command needs no change to the command itself."""
+    return click.Option(["-H", "--no-header"], is_flag=True, expose_value=False,
+                        callback=_remember_no_header,
+                        help="Do not print the header line of the table.")
+
+
+def add_no_header(group: click.Group) -> None:
+    """Give every ``list`` command under ``group`` (at any depth) ``-H``."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            add_no_header(command)
+        elif command.name == "list" and not any(
+                "-H" in getattr(p, "opts", ()) for p in command.params):
+            command.params.append(no_header_param())
+
+
+def _header_wanted() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or not ctx.meta.get(NO_HEADER, False)
+
+
 def print_table(records: Iterable[dict[str, Any]], columns: Sequence[Column], *,
                 long: bool = False, title: str | None = None) -> None:
+    """Records as a table; without its header line (and title) under ``-H``."""
     records = list(records)
+    header = _header_wanted()
     # -L columns that are empty in every row only take room from the ones that say something
     shown = [c for c in columns
              if not c.long or (long and any(c.cell(r, long) for r in records))]
-    table = Table(title=title, show_edge=False, box=None, pad_edge=False, header_style="bold")
+    table = Table(title=title if header else None, show_header=header, show_edge=False,
+                  box=None, pad_edge=False, header_style="bold")
     for column in shown:
         table.add_column(column.header, justify=column.justify,  # type: ignore[arg-type]
                          overflow="fold")

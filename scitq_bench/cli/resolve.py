@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from scitq_bench.client import Client
-from scitq_bench.exceptions import NotFound
+from scitq_bench.exceptions import InvalidInput, NotFound
 
 
 def split_values(values: str | Iterable[str] | None) -> list[str]:
@@ -61,3 +61,26 @@ def worker_id_of(client: Client, value: str) -> int:
     if value.isdigit():
         return int(value)
     return resolve_worker(client, None, value)["id"]
+
+
+def resolve_task(client: Client, task_id: int | None, name: str | None,
+                 batch: str | None = None, *, narrow: bool = True) -> int:
+    """The task given by ``-i ID`` or ``-n NAME`` (exactly one), as scitq-manage takes
+    it. A name is matched exactly (the server reads % as a wildcard); several tasks of
+    that name are an error listing their ids. ``batch`` narrows the name (``-b``);
+    ``narrow`` says whether this command offers ``-b`` for that."""
+    one_of(task_id, name, "task")
+    if task_id is not None:
+        return task_id
+    assert name is not None
+    try:
+        return int(client.task_find(name, batch)["id"])
+    except InvalidInput as exc:
+        ids = (exc.details or {}).get("task_ids") if isinstance(exc.details, dict) else None
+        if not ids:
+            raise
+        where = f" in batch {batch!r}" if batch is not None else ""
+        hint = " or -b BATCH to narrow" if narrow and batch is None else ""
+        raise InvalidInput(f"{len(ids)} tasks are named {name!r}{where} (ids "
+                           f"{', '.join(str(i) for i in ids)}): give -i ID{hint}",
+                           details=exc.details) from None

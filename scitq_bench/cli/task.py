@@ -28,7 +28,7 @@ from scitq_bench.cli.output import (
     success,
     when,
 )
-from scitq_bench.cli.resolve import parse_ids, statuses
+from scitq_bench.cli.resolve import parse_ids, resolve_task, statuses
 from scitq_bench.client import Client
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.states import FINAL_TASK_VALUES, RequestedTaskStatus, Signal, TaskStatus
@@ -73,6 +73,24 @@ def task_id_option(multiple: bool = False) -> Any:
     return click.option("-i", "--id", "task_id", type=int, required=True, help="Task id.")
 
 
+def task_selector(multiple: bool = False, narrow: bool = True) -> Any:
+    """``-i ID`` or ``-n NAME`` (scitq-manage's pair: give one of them); with
+    ``narrow``, ``-b BATCH`` picks among several tasks of that name."""
+
+    def decorate(function: Any) -> Any:
+        if narrow:
+            function = click.option("-b", "--batch", metavar="BATCH",
+                                    help="With -n: the task of that name in this batch.")(function)
+        function = click.option("-n", "--name", metavar="NAME",
+                                help="Task name (matched exactly).")(function)
+        if multiple:
+            return click.option("-i", "--id", "ids", multiple=True, metavar="ID[,ID...]",
+                                help="Task id (repeat or comma-separate for several).")(function)
+        return click.option("-i", "--id", "task_id", type=int, help="Task id.")(function)
+
+    return decorate
+
+
 @click.group(short_help="List, inspect, change, relaunch and signal tasks.")
 def task() -> None:
     """Tasks: list, inspect, change, relaunch, signal (create them with `launch`)."""
@@ -115,14 +133,16 @@ def show_task(client: Client, task_id: int, as_json: bool) -> None:
 
 
 @task.command("output", short_help="Print the logs of a task's latest execution.")
-@task_id_option()
+@task_selector()
 @stream_options
 @pass_client
-def task_output(client: Client, task_id: int, stdout_only: bool, stderr_only: bool,
-                follow: bool) -> None:
+def task_output(client: Client, task_id: int | None, name: str | None, batch: str | None,
+                stdout_only: bool, stderr_only: bool, follow: bool) -> None:
     """Print the logs of the task's latest execution as raw bytes: its stdout to
     stdout and its stderr to stderr by default; -o or -e prints just one, to stdout.
     With -f, waits for the task to start and prints until its execution ends."""
+    _only_with_name(batch, name)
+    task_id = resolve_task(client, task_id, name, batch)
     client.task_get(task_id)  # a clear "not found" before any output
 
     def fetch(stream: str, offset: int, limit: int, wait: float) -> tuple[bytes, int, str]:
@@ -135,16 +155,40 @@ def task_output(client: Client, task_id: int, stdout_only: bool, stderr_only: bo
     copy_logs(fetch, selected_streams(stdout_only, stderr_only), follow=follow, gone=gone)
 
 
+def _only_with_name(batch: str | None, name: str | None) -> None:
+    if batch is not None and name is None:
+        raise click.UsageError("-b narrows -n NAME here: give -n too (or -i ID alone)")
+
+
+def _named(client: Client, ids: tuple[str, ...], name: str | None,
+           batch: str | None) -> list[int] | None:
+    """The task of ``-n NAME`` (narrowed by ``-b``) as a list of one id; None when no
+    name is given. A name with ids is refused: one way of naming tasks at a time."""
+    if name is None:
+        return None
+    if ids:
+        raise click.UsageError("give tasks by id (-i) or by name (-n), not both")
+    return [resolve_task(client, None, name, batch)]
+
+
 @task.command("relaunch")
-@task_id_option(multiple=True)
-@click.option("-b", "--batch", help="Relaunch the tasks of this batch that are in -S.")
+@task_selector(multiple=True, narrow=False)
+@click.option("-b", "--batch", help="Relaunch the tasks of this batch that are in -S "
+              "(with -n: the task of that name in this batch).")
 @click.option("-S", "--status", "status", metavar="STATUS[,STATUS...]",
               help="With -b: which tasks to relaunch [default: failed].")
 @pass_client
-def relaunch_tasks(client: Client, ids: tuple[str, ...], batch: str | None,
+def relaunch_tasks(client: Client, ids: tuple[str, ...], name: str | None, batch: str | None,
                    status: str | None) -> None:
-    """Run finished tasks again (failed, succeeded or cancelled ones). A failed task
-    whose prerequisite is relaunched too comes back with it (to waiting)."""
+    """Run finished tasks again (failed, succeeded or cancelled ones), given by id
+    (-i), by name (-n) or by batch (-b, with -S). A failed task whose prerequisite is
+    relaunched too comes back with it (to waiting)."""
+    named = _named(client, ids, name, batch)
+    if named is not None:
+        if status:
+            raise click.UsageError("-S selects tasks of a batch: not with -n")
+        _each(named, lambda i: client.task_relaunch(i), "relaunched")
+        return
     task_ids = parse_ids(ids)
     if batch:
         chosen = statuses(status) or [TaskStatus.FAILED.value]
@@ -191,11 +235,22 @@ def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:
 
 
 @task.command("update")
-@task_id_option()
+@task_selector(narrow=False)
 @click.option("-c", "--command", help="New command line.")
 @click.option("-d", "--container", help="New container image ('' for none).")
 @click.option("-O", "--container-options", help="New container options ('' for none).")
-@click.option("--name", help="New task name.")
+@click.option("-N", "--new-name", "new_name", help="New task name.")
+@click.option("-b", "--batch", help="Move the task to this batch (created if need be).")
+@click.option("-j", "--input", "inputs", multiple=True, metavar="URI",
+              help="New inputs, replacing the old ones (repeatable; space-separated lists "
+                   "too; '' for none).")
+@click.option("--no-input", "no_input", is_flag=True, help="Remove every input.")
+@click.option("-r", "--resource", "resources", multiple=True, metavar="URI",
+              help="New resources, replacing the old ones (repeatable; '' for none).")
+@click.option("--no-resource", "no_resource", is_flag=True, help="Remove every resource.")
+@click.option("-o", "--output", metavar="URI", help="New output location ('' for none).")
+@click.option("-R", "--requires", metavar="ID[,ID...]",
+              help="New prerequisite task ids, comma- or space-separated ('' for none).")
 @click.option("--shell/--no-shell", default=None, help="Run through /bin/sh -c or not.")
 @click.option("--network/--no-network", default=None,
               help="Let the task use the network, or not (its batch may also allow it).")
@@ -207,29 +262,66 @@ def _each(task_ids: list[int], action: Callable[[int], Any], done: str) -> None:
 @click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds allowed to run.")
 @click.option("-S", "--status", type=click.Choice(get_args(RequestedTaskStatus)),
-              help="Hold a queued task back (paused) or queue it again (pending).")
+              help="Hold a queued task back (paused) or queue it again (pending; a "
+                   "finished task is relaunched).")
 @json_option
 @pass_client
-def update_task(client: Client, task_id: int, as_json: bool, **changes: Any) -> None:
-    """Change a task's fields or status."""
-    fields = {key: value for key, value in changes.items() if value is not None}
-    for key in ("container", "container_options"):
-        if fields.get(key) == "":
-            fields[key] = None  # '' clears the field
+def update_task(client: Client, task_id: int | None, name: str | None, as_json: bool,
+                **changes: Any) -> None:
+    """Change a task's fields or status; its batch, inputs, resources, output and
+    prerequisites only while it does not run. -S pending queues a paused task again,
+    or relaunches a finished one (as in scitq-manage)."""
+    fields = _update_fields(changes)
     if not fields:
         raise click.UsageError("nothing to update: give at least one field to change")
+    task_id = resolve_task(client, task_id, name, narrow=False)
+    status = fields.get("status")
+    if status == TaskStatus.PENDING.value and \
+            client.task_get(task_id)["status"] in FINAL_TASK_VALUES:
+        del fields["status"]
+        if fields:
+            client.task_update(task_id, **fields)
+        updated = client.task_relaunch(task_id)
+        show_or_say(updated, as_json, f"task {task_id} relaunched (status {updated['status']})")
+        return
     updated = client.task_update(task_id, **fields)
     show_or_say(updated, as_json, f"task {task_id} updated (status {updated['status']})")
 
 
+def _update_fields(changes: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH body from the options: '' clears a field, --no-input/--no-resource
+    clear a list (and may not come with new values)."""
+    inputs, resources = changes.pop("inputs"), changes.pop("resources")
+    no_input, no_resource = changes.pop("no_input"), changes.pop("no_resource")
+    requires = changes.pop("requires")
+    fields = {key: value for key, value in changes.items() if value is not None}
+    if "new_name" in fields:
+        fields["name"] = fields.pop("new_name")
+    for key in ("container", "container_options", "output"):
+        if fields.get(key) == "":
+            fields[key] = None  # '' clears the field
+    for key, values, none, flag in (("inputs", inputs, no_input, "--no-input"),
+                                    ("resources", resources, no_resource, "--no-resource")):
+        if none and values:
+            raise click.UsageError(f"{flag} removes them all: not with new values")
+        if none or values:
+            fields[key] = [uri for value in values for uri in value.split()]
+    if requires is not None:
+        fields["requires"] = parse_ids(requires.split(), "--requires")
+    return fields
+
+
 @task.command("delete")
-@task_id_option(multiple=True)
+@task_selector(multiple=True)
 @pass_client
-def delete_tasks(client: Client, ids: tuple[str, ...]) -> None:
-    """Delete tasks (with their executions and logs)."""
-    task_ids = parse_ids(ids)
+def delete_tasks(client: Client, ids: tuple[str, ...], name: str | None,
+                 batch: str | None) -> None:
+    """Delete tasks (with their executions and logs), given by id or by name (to
+    delete a whole batch: `batch delete -n BATCH`)."""
+    _only_with_name(batch, name)
+    task_ids = _named(client, ids, name, batch) or parse_ids(ids)
     if not task_ids:
-        raise click.UsageError("give the task ids to delete with -i")
+        raise click.UsageError("say which tasks to delete: by id (-i) or by name (-n)")
     _each(task_ids, client.task_delete, "deleted")
 
 

@@ -131,7 +131,7 @@ class Supervisor:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @data_dir_option
-@click.option("--concurrency", type=click.IntRange(0, 1024), default=os.cpu_count() or 1,
+@click.option("-C", "--concurrency", type=click.IntRange(0, 1024), default=os.cpu_count() or 1,
               show_default="number of CPUs", help="Tasks the worker runs at the same time.")
 @click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True,
               help="Tasks the worker holds beyond those running: raise it (to about ten "

@@ -82,8 +82,8 @@ worker.add_command(worker_config)
 
 @worker.command("run", short_help="Run a worker on this machine.")
 @click.argument("url", required=False)
-@click.option("--concurrency", type=click.IntRange(0, 1024), default=1, show_default=True,
-              help="Tasks run at the same time.")
+@click.option("-C", "--concurrency", type=click.IntRange(0, 1024), default=1,
+              show_default=True, help="Tasks run at the same time.")
 @click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True,
               help="Tasks fetched ahead (inputs downloaded) beyond those running.")
 @click.option("--name", help="Worker name [default: this host's name].")
@@ -205,24 +205,40 @@ def _engine(enabled: bool, docker_host: str | None, name: str, work_dir: Path,
 
 @worker.command("list")
 @click.option("-n", "--name", help="Only workers of this name ('%' is a wildcard).")
+@click.option("-b", "--batch", help="Only workers serving this batch.")
 @status_option("workers")
 @long_option
 @json_option
 @pass_client
-def list_workers(client: Client, name: str | None, status: str | None, long: bool,
-                 as_json: bool) -> None:
+def list_workers(client: Client, name: str | None, batch: str | None, status: str | None,
+                 long: bool, as_json: bool) -> None:
     """List workers."""
     found = client.worker_list(name=name, status=statuses(status))
+    if batch is not None:
+        found = [w for w in found if w.get("batch") == batch]
     print_list(found, WORKER_COLUMNS, as_json=as_json, long=long)
+
+
+def _refuse_flavor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """scitq-manage's ``worker update -f`` rewrites the flavor on record; here the
+    flavor is what the machine is, so changing it would be a lie: say what to do."""
+    if value is not None:
+        raise click.UsageError(
+            "a worker's flavor cannot be changed: it is the machine it runs on. Hire a "
+            f"machine of flavor {value!r} with `worker deploy -f {value}`, then delete this "
+            "worker")
 
 
 @worker.command("update")
 @worker_selector
-@click.option("-c", "--concurrency", type=click.IntRange(0, 1024), help="Tasks at the same time.")
+@click.option("-C", "-c", "--concurrency", type=click.IntRange(0, 1024),
+              help="Tasks at the same time.")
 @click.option("-p", "--prefetch", type=click.IntRange(0, 10_000), help="Tasks fetched ahead.")
 @click.option("-b", "--batch", help="Only run this batch's tasks ('' for any batch).")
 @click.option("-S", "--status", type=click.Choice(get_args(RequestedWorkerStatus)),
               help="Pause the worker (it takes no new task) or let it run again.")
+@click.option("-f", "--flavor", expose_value=False, callback=_refuse_flavor,
+              help="Refused: a worker's flavor is the machine it runs on.")
 @json_option
 @pass_client
 def update_worker(client: Client, worker_id: int | None, name: str | None,
@@ -232,7 +248,7 @@ def update_worker(client: Client, worker_id: int | None, name: str | None,
     fields = {k: v for k, v in (("concurrency", concurrency), ("prefetch", prefetch),
                                 ("batch", batch), ("status", status)) if v is not None}
     if not fields:
-        raise click.UsageError("nothing to update: give -c, -p, -b or -S")
+        raise click.UsageError("nothing to update: give -C, -p, -b or -S")
     target = resolve_worker(client, worker_id, name)
     updated = client.worker_update(target["id"], **fields)
     show_or_say(updated, as_json, f"worker {updated['name']} (id {updated['id']}) updated")
@@ -256,15 +272,25 @@ def delete_worker(client: Client, worker_id: int | None, name: str | None, force
 @click.option("-P", "--provider", default="auto", show_default=True)
 @click.option("-r", "--region", default="auto", show_default=True)
 @click.option("-b", "--batch", help="The batch the workers serve [default: any, recycled].")
-@click.option("-n", "--number", type=click.IntRange(1, 1000), default=1, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 1024))
-@click.option("--prefetch", type=click.IntRange(0, 10_000), default=0, show_default=True)
+@click.option("-N", "-n", "--number", type=click.IntRange(1, 1000), default=1,
+              show_default=True, help="How many workers.")
+@click.option("-C", "--concurrency", type=click.IntRange(1, 1024),
+              help="Tasks each worker runs at once [default: from the flavor and the batch's "
+                   "task needs].")
+@click.option("-p", "--prefetch", type=click.IntRange(0, 10_000), default=0,
+              show_default=True, help="Tasks fetched ahead.")
 @json_option
 @pass_client
 def deploy(client: Client, flavor: str, provider: str, region: str, batch: str | None,
            number: int, concurrency: int | None, prefetch: int, as_json: bool) -> None:
     """Hire NUMBER machines now: the cheapest offers that fit, deployed by jobs (follow
     them with `job list`)."""
+    if provider != "auto":
+        configured = [p["name"] for p in client.provider_list()]
+        if provider not in configured:
+            raise InvalidInput(
+                f"provider {provider!r} is not configured on this server (configured: "
+                f"{', '.join(configured) or 'none'}): see `provider list`")
     jobs = client.worker_deploy(flavor, provider=provider, region=region, batch=batch,
                                 number=number, concurrency=concurrency, prefetch=prefetch)
     if as_json:

@@ -28,9 +28,11 @@ from scitq_bench.client.recruit import RecruitClientMixin
 from scitq_bench.exceptions import (
     ERRORS_BY_CODE,
     Busy,
+    InvalidInput,
     NotFound,
     ScitqBenchError,
     ServerUnreachable,
+    TasksFailed,
 )
 from scitq_bench.settings import load_client_settings
 from scitq_bench.states import FINAL_TASK_VALUES, TaskStatus
@@ -198,10 +200,28 @@ class Client(BenchClientMixin, RecruitClientMixin):
         worker: int | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        key: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Tasks matching every filter given; ``name`` treats % as a wildcard (see
+        ``task_find`` for an exact name), ``key`` is the task's key in its batch."""
         params = {"batch": batch, "status": status, "name": name, "id": ids,
-                  "worker": worker, "limit": limit, "offset": offset}
+                  "worker": worker, "limit": limit, "offset": offset, "key": key}
         return self._json("GET", "/tasks", params=params)["tasks"]
+
+    def task_find(self, name: str, batch: str | None = None) -> dict[str, Any]:
+        """The one task named exactly ``name`` (in ``batch`` if given): NotFound when
+        none is, InvalidInput (its details hold ``task_ids``) when several are."""
+        matches = [t for t in self.task_list(name=name, batch=batch) if t["name"] == name]
+        where = f" in batch {batch!r}" if batch is not None else ""
+        if not matches:
+            raise NotFound(f"no task named {name!r}{where}", details={"name": name})
+        if len(matches) > 1:
+            ids = sorted(t["id"] for t in matches)
+            raise InvalidInput(
+                f"{len(ids)} tasks are named {name!r}{where} (ids {_listed(ids)}): "
+                "name one by its id" + ("" if batch is not None else " or narrow by batch"),
+                details={"name": name, "task_ids": ids})
+        return matches[0]
 
     def task_get(self, task_id: int) -> dict[str, Any]:
         return self._json("GET", f"/tasks/{task_id}")
@@ -242,10 +262,12 @@ class Client(BenchClientMixin, RecruitClientMixin):
         interval: float = 1.0,
         progress: bool = False,
         timeout: float | None = None,
+        check: bool = False,
     ) -> list[dict[str, Any]]:
         """Wait until every task is finished; relaunch each task that failed on its own
         up to ``retry`` times (the dependents that failed with it come back with it).
-        Returns the tasks' final states; ``NotFound`` names any id that does not exist."""
+        Returns the tasks' final states; ``NotFound`` names any id that does not exist.
+        With ``check``, ``TasksFailed`` names the tasks that ended failed or cancelled."""
         wanted = [t if isinstance(t, int) else t["id"] for t in tasks]
         ids = list(dict.fromkeys(wanted))
         relaunched: dict[int, int] = {}
@@ -262,7 +284,10 @@ class Client(BenchClientMixin, RecruitClientMixin):
                 if display:
                     display.update(len(done), states.values())
                 if len(done) == len(ids):
-                    return [states[i] for i in wanted]
+                    final = [states[i] for i in wanted]
+                    if check:
+                        _raise_failed(states[i] for i in ids)
+                    return final
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"{len(ids) - len(done)} task(s) not finished in time")
                 time.sleep(interval)
@@ -304,39 +329,50 @@ class Client(BenchClientMixin, RecruitClientMixin):
         return self._json("GET", "/batches", params={"name": name})["batches"]
 
     def batch_find(self, name: str) -> dict[str, Any]:
-        """The batch of that name, or NotFound."""
-        found = self.batch_list(name=name)
+        """The batch named exactly ``name`` (the server's filter treats % as a
+        wildcard), or NotFound."""
+        found = [b for b in self.batch_list(name=name) if b["name"] == name]
         if not found:
-            raise ERRORS_BY_CODE["not_found"](f"batch {name!r} not found")
+            raise NotFound(f"batch {name!r} not found", details={"name": name})
         return found[0]
 
-    def batch_get(self, batch_id: int) -> dict[str, Any]:
-        return self._json("GET", f"/batches/{batch_id}")
+    def _batch_id(self, batch: int | str) -> int:
+        """A batch given by id (an int) or by name (a str, even one of digits)."""
+        if isinstance(batch, str):
+            return int(self.batch_find(batch)["id"])
+        return batch
+
+    def batch_get(self, batch: int | str) -> dict[str, Any]:
+        """``batch``: its id, or its name."""
+        return self._json("GET", f"/batches/{self._batch_id(batch)}")
 
     def batch_create(self, name: str, priority: int = 0, network: bool = False) -> dict[str, Any]:
         return self._json("POST", "/batches",
                           json={"name": name, "priority": priority, "network": network})
 
-    def batch_update(self, batch_id: int, priority: int | None = None, *,
+    def batch_update(self, batch: int | str, priority: int | None = None, *,
                      network: bool | None = None, **budget: float | None) -> dict[str, Any]:
-        """Change the priority, whether the batch's tasks may use the network, and/or
-        its ``budget`` (give ``budget=None`` to remove it)."""
+        """Change the priority of a batch (by id or name), whether its tasks may use
+        the network, and/or its ``budget`` (give ``budget=None`` to remove it)."""
         fields: dict[str, Any] = {key: value for key, value in (
             ("priority", priority), ("network", network)) if value is not None}
         if set(budget) - {"budget"}:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(set(budget) - {'budget'}))}")
         fields.update(budget)
-        return self._json("PATCH", f"/batches/{batch_id}", json=fields)
+        return self._json("PATCH", f"/batches/{self._batch_id(batch)}", json=fields)
 
-    def batch_stop(self, batch_id: int, signal: str = "none", workers: bool = False) -> dict[str, Any]:
-        return self._json("POST", f"/batches/{batch_id}/stop",
+    def batch_stop(self, batch: int | str, signal: str = "none",
+                   workers: bool = False) -> dict[str, Any]:
+        """Pause a batch (by id or name); ``signal`` says what to do to its running
+        tasks, ``workers`` also pauses its workers."""
+        return self._json("POST", f"/batches/{self._batch_id(batch)}/stop",
                           json={"signal": signal, "workers": workers})
 
-    def batch_go(self, batch_id: int) -> dict[str, Any]:
-        return self._json("POST", f"/batches/{batch_id}/go")
+    def batch_go(self, batch: int | str) -> dict[str, Any]:
+        return self._json("POST", f"/batches/{self._batch_id(batch)}/go")
 
-    def batch_delete(self, batch_id: int) -> dict[str, Any]:
-        return self._json("DELETE", f"/batches/{batch_id}")
+    def batch_delete(self, batch: int | str) -> dict[str, Any]:
+        return self._json("DELETE", f"/batches/{self._batch_id(batch)}")
 
     # -- workers (admin side) ------------------------------------------------------
 
@@ -479,6 +515,24 @@ class Client(BenchClientMixin, RecruitClientMixin):
 
         path = f"/quotas/{quote(provider, safe='')}/{quote(region, safe='')}"
         return self._json("PUT", path, json=fields)
+
+
+def _listed(ids: Sequence[int], most: int = 10) -> str:
+    return ", ".join(str(i) for i in ids[:most]) + (", ..." if len(ids) > most else "")
+
+
+def _raise_failed(states: Iterable[dict[str, Any]]) -> None:
+    """``TasksFailed`` naming each task that ended failed or cancelled, with why."""
+    broken = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+    bad = [s for s in states if s["status"] in broken]
+    if not bad:
+        return
+    lines = [f"task {s['id']}" + (f" {s['name']!r}" if s.get("name") else "")
+             + f" {s['status']}" + (f": {s['status_reason']}" if s.get("status_reason") else "")
+             for s in bad]
+    shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])
+    raise TasksFailed(f"{len(bad)} task(s) did not succeed:\n  " + "\n  ".join(shown),
+                      details={"task_ids": [s["id"] for s in bad]}, tasks=bad)
 
 
 def _param(value: Any) -> Any:

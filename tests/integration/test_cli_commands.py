@@ -161,13 +161,13 @@ def test_task_output_execution_list_and_signal(run: Invoke, live_server: Any,
     assert ok(run("task", "output", "-i", task["id"], "-o")).stdout_bytes == out
     only_err = ok(run("task", "output", "-i", task["id"], "-e"))
     assert only_err.stdout_bytes == b"warning\n" and only_err.stderr_bytes == b""
-    assert ok(run("execution", "output", "-i", execution_id, "-o")).stdout_bytes == out
-    fails(run("execution", "output", "-i", 777777), "777777")
+    assert ok(run("execution", "output", "-x", execution_id, "-o")).stdout_bytes == out
+    fails(run("execution", "output", "-x", 777777), "777777")
     fails(run("task", "output", "-i", 777777), "777777")
 
     # pages: the log is read in pieces, never whole
     monkeypatch.setattr(logs, "PAGE", 100)
-    assert ok(run("execution", "output", "-i", execution_id, "-o")).stdout_bytes == out
+    assert ok(run("execution", "output", "-x", execution_id, "-o")).stdout_bytes == out
 
     executions = as_json(run("execution", "list", "--json"))
     assert [e["id"] for e in executions] == [execution_id]
