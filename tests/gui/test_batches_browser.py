@@ -1,5 +1,6 @@
-"""Batches in real Chromium: a batch paused and resumed from the batches page (its
-status follows), and a batch's page with its chart of tasks ended per minute."""
+"""Batches in real Chromium: a batch paused and resumed from its row's actions menu on
+the batches page (its status follows), and a batch's page with its chart of tasks
+ended per minute."""
 
 from __future__ import annotations
 
@@ -26,12 +27,15 @@ def test_pause_and_resume_a_batch_from_the_batches_page(live_server, tmp_path, p
     row = page.locator("tr[data-batch-name='gui-batch']")
     status_is(page, "gui-batch", "running")
     screenshot(page, "batches")
+    assert not row.locator("button", has_text="Stop").is_visible()  # folded in the menu
+    row.locator("details[data-row-menu] > summary").click()
     row.locator("select[name=signal]").select_option("pause")
     row.locator("input[name=workers]").check()
     row.locator("button", has_text="Stop").click()
     page.wait_for_selector(".flash-ok >> text=Batch")
     status_is(page, "gui-batch", "paused")
     assert client.batch_find("gui-batch")["status"] == "paused"
+    row.locator("details[data-row-menu] > summary").click()
     row.locator("button", has_text="Go").click()
     status_is(page, "gui-batch", "running")
     assert client.batch_find("gui-batch")["status"] == "running"

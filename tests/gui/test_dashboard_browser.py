@@ -147,6 +147,9 @@ def _pages(made: dict[str, Any]) -> dict[str, str]:
         "submissions": "/ui/submissions",
         "submission": f"/ui/submissions/{made['subs'][0]}",
         "leaderboard": f"/ui/phases/{made['phase']}/leaderboards/main",
+        "flavors": "/ui/flavors",
+        "recruiters": "/ui/recruiters",
+        "accounts": "/ui/accounts",
         "error": "/ui/tasks/987654",
         "login": "/ui/login",
     }

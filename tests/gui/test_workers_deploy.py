@@ -3,6 +3,8 @@ recruitment is set up (jobs are recorded, not run: the browser test runs a real 
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import pytest
@@ -41,6 +43,10 @@ def submitted(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     start_recruitment(app, "http://127.0.0.1:1", start=False)
     with app.extensions["scitq_bench"].db.write() as session:
         catalog.upsert_offers(session, "fake", OFFERS)
+    runtime = app.extensions[EXTENSION]
+    # hired as if configured (its jobs are recorded, never run)
+    runtime.settings = dataclasses.replace(runtime.settings,
+                                           providers=frozenset({"local", "fake"}))
     started: list[int] = []
     monkeypatch.setattr(app.extensions[EXTENSION].runner, "submit", started.append)
     return started

@@ -79,6 +79,17 @@ def commit_new_token(ctx: ServerContext, account_id: int,
     return {"account": account_dict(account), "token": token}
 
 
+def commit_revoke_tokens(ctx: ServerContext, account_id: int) -> tuple[str, int]:
+    """Every token of the account goes (it keeps its submissions; a new token may be
+    minted later); returns its name and how many tokens were revoked."""
+    with ctx.db.write() as session:
+        account = find_account(session, str(account_id))
+        name = account.name
+        revoked = session.execute(delete(ApiToken).where(ApiToken.account_id == account.id))
+    ctx.forget_tokens()
+    return name, int(revoked.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def commit_delete(ctx: ServerContext, account_id: int) -> None:
     """Delete an account and its tokens; its submissions stay, ownerless."""
     with ctx.db.write() as session:

@@ -16,12 +16,15 @@ from scitq_bench.settings import ServerSettings
 def register(app: Flask, settings: ServerSettings) -> None:
     # importing the page modules registers their routes on the blueprint
     from scitq_bench.server.gui import (  # noqa: F401
+        accounts,
         batches,
         bench_leaderboards,
         bench_submissions,
         benchmarks,
         dashboard,
+        flavors,
         jobs,
+        recruiters,
         signin,
         tasks,
         workers,

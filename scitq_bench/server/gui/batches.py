@@ -13,6 +13,7 @@ from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
 from scitq_bench.server.gui.model_forms import filled, validate
 from scitq_bench.server.gui.web import (
+    Pager,
     bp,
     done,
     failed,
@@ -23,6 +24,7 @@ from scitq_bench.server.gui.web import (
     render,
     writing,
 )
+from scitq_bench.server.limits import whole_number
 from scitq_bench.server.queue import batches as domain
 from scitq_bench.server.queue import workers as worker_domain
 from scitq_bench.server.queue.costs import worker_cost
@@ -31,7 +33,7 @@ from scitq_bench.server.recruit import service as recruiting
 from scitq_bench.server.recruit.models import Recruiter
 from scitq_bench.server.recruit.schemas import RecruiterCreate, RecruiterUpdate
 from scitq_bench.server.schemas import BatchStop, BatchUpdate
-from scitq_bench.states import FINAL_TASK_VALUES
+from scitq_bench.states import FINAL_TASK_VALUES, LIVE_TASK_VALUES, BatchStatus
 
 STOP_SIGNALS = (
     ("none", "leave running tasks"),
@@ -43,14 +45,57 @@ RECRUITER_FIELDS = ("rank", "flavor", "provider", "region", "concurrency", "pref
                     "tasks_per_worker", "minimum_tasks", "maximum_workers")
 # blank means "from the tasks' needs" for these: an edit may clear them
 CLEARABLE = ("concurrency", "tasks_per_worker")
+PAGE_SIZE = 50
+SORT_LABELS = {"name": "Batch", "status": "Status", "priority": "Priority",
+               "progress": "Progress", "created": "Created"}
 
 
 @page("/batches")
 def batches() -> Any:
+    """The list, searched (``?q=``, a part of the name) and sorted (``?sort=``,
+    ``?order=desc``) by the database, 50 a page."""
+    problems: list[str] = []
+    search = (request.args.get("q") or "").strip()
+    sort, descending, args = _sorting(problems)
+    if search:
+        args["q"] = search
     with reading() as session:
-        rows = _described(session, domain.list_batches(session))
+        offset = _offset(problems)
+        found, total = domain.batch_page(session, name_contains=search or None, sort=sort,
+                                         descending=descending, limit=PAGE_SIZE, offset=offset)
+        pager = Pager(offset=offset, limit=PAGE_SIZE, total=total)
+        rows = _described(session, found)
     return render("batches/list.html", fragment="batches/_table.html", batches=rows,
-                  stop_signals=STOP_SIGNALS)
+                  stop_signals=STOP_SIGNALS, pager=pager, args=args, sort=sort,
+                  descending=descending, sorts=SORT_LABELS, problems=problems)
+
+
+def _sorting(problems: list[str]) -> tuple[str, bool, dict[str, str]]:
+    """The list's order from ``?sort=`` and ``?order=``; an unknown one is named in
+    ``problems`` and the default order kept."""
+    args: dict[str, str] = {}
+    sort = (request.args.get("sort") or "").strip()
+    if sort and sort not in domain.BATCH_SORTS:
+        problems.append(f"cannot sort by {sort!r}: choose {', '.join(domain.BATCH_SORTS)}")
+        sort = ""
+    order = (request.args.get("order") or "").strip()
+    if order and order not in ("asc", "desc"):
+        problems.append(f"order {order!r} is neither asc nor desc")
+        order = ""
+    if sort:
+        args["sort"] = sort
+    if order:
+        args["order"] = order
+    return sort or "created", order == "desc", args
+
+
+def _offset(problems: list[str]) -> int:
+    raw = (request.args.get("offset") or "0").strip()
+    try:
+        return whole_number(raw)
+    except ValueError:
+        problems.append(f"offset {raw!r} is not a whole number")
+        return 0
 
 
 @page("/batches/<id:batch_id>")
@@ -63,7 +108,7 @@ def _batch_page(batch_id: int, *, errors: dict[str, str] | None = None,
     with reading() as session:
         found = domain.get_batch(session, batch_id)
         row = _described(session, [found])[0]
-        workers = [_worker_row(w) for w in worker_domain.of_batch(session, batch_id)]
+        workers = _batch_workers(session, batch_id)
         # recruiters are edited on the full page only, not in the polled live region
         recruiters = [] if is_fragment() else recruiting.list_recruiters(session, found.name)
     return render("batches/detail.html", fragment="batches/_detail.html", status=status,
@@ -71,20 +116,51 @@ def _batch_page(batch_id: int, *, errors: dict[str, str] | None = None,
                   errors=errors or {}, form=form or {})
 
 
+def _batch_workers(session: Session, batch_id: int) -> list[dict[str, Any]]:
+    """Workers bound to the batch and workers running its tasks (bound elsewhere or to
+    no batch), with how many of its executions each holds."""
+    live = {r.id: r.live for r in domain.running_workers(session, [batch_id]).get(batch_id, [])}
+    bound = worker_domain.of_batch(session, batch_id)
+    others = [session.get(Worker, worker_id) for worker_id in live
+              if worker_id not in {w.id for w in bound}]
+    rows = [{**_worker_row(w), "bound": w.batch_id == batch_id, "live": live.get(w.id, 0)}
+            for w in [*bound, *(o for o in others if o is not None)]]
+    return sorted(rows, key=lambda r: (-r["live"], r["name"]))
+
+
 def _described(session: Session, batches: list[Batch]) -> list[dict[str, Any]]:
-    """Batch rows with their summaries (counts, durations, workers, cost)."""
+    """Batch rows with their summaries (counts, durations, workers bound and running
+    its tasks, cost), the progress bar's segments and the ETA."""
+    ids = [b.id for b in batches]
+    running = domain.running_workers(session, ids)
+    paces = domain.paces(session, ids)
     rows = []
     for found, summary in zip(batches, domain.summaries(session, batches), strict=True):
         counts = summary["counts"]
         total = sum(counts.values())
         ended = sum(counts[status] for status in FINAL_TASK_VALUES)
+        live = sum(counts[status] for status in LIVE_TASK_VALUES)
+        eta = domain.eta_seconds(total - ended, paces.get(found.id),
+                                 found.status == BatchStatus.RUNNING.value)
         rows.append({
             "id": found.id, "name": found.name, "status": found.status,
             "priority": found.priority, "network": found.network, "budget": found.budget,
             "created_at": found.created_at, "total": total, "ended": ended,
+            "segments": _segments(counts, total), "running": live, "eta": eta,
+            "pace": paces.get(found.id), "running_workers": running.get(found.id, []),
             **summary,
         })
     return rows
+
+
+def _segments(counts: dict[str, int], total: int) -> list[tuple[str, int, float]]:
+    """The progress bar's parts: succeeded, failed (and cancelled), running (held by a
+    worker), each (name, count, percent of all the tasks); the rest is queued."""
+    parts = (("succeeded", counts["succeeded"]),
+             ("failed", counts["failed"] + counts["cancelled"]),
+             ("running", sum(counts[s] for s in LIVE_TASK_VALUES)))
+    return [(name, count, round(100 * count / total, 2) if total else 0.0)
+            for name, count in parts]
 
 
 def _worker_row(worker: Worker) -> dict[str, Any]:

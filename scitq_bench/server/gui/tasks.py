@@ -4,11 +4,13 @@ the actions the API offers on it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
 from flask import Response, request, url_for
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import InvalidInput, ScitqBenchError
@@ -32,7 +34,7 @@ from scitq_bench.server.limits import whole_number
 from scitq_bench.server.queue import batches, workers
 from scitq_bench.server.queue import executions as attempts
 from scitq_bench.server.queue import tasks as domain
-from scitq_bench.server.queue.models import Task
+from scitq_bench.server.queue.models import Batch, Task, Worker, utcnow
 from scitq_bench.server.schemas import TaskCreate, TaskUpdate, gpu_label
 from scitq_bench.server.storage import STREAMS
 from scitq_bench.server.web import execution_log
@@ -40,12 +42,17 @@ from scitq_bench.states import (
     FINAL_EXECUTION_VALUES,
     FINAL_TASK_VALUES,
     LIVE_EXECUTION_VALUES,
+    ExecutionStatus,
     TaskStatus,
 )
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.uris import parse_uri
 
 PAGE_SIZE = 50
+SORT_LABELS = {"id": "Id", "name": "Name", "status": "Status", "batch": "Batch",
+               "created": "Created (UTC)", "modified": "Modified (UTC)"}
+FAILED_RUNS = (ExecutionStatus.FAILED.value, ExecutionStatus.TIMEOUT.value)
+NEWEST_FIRST = ("id", "created", "modified")  # sorted by these, the newest come first
 SIGNAL_WORDS = {"pause": "suspended", "resume": "resumed", "stop": "asked to stop",
                 "kill": "killed"}
 
@@ -60,42 +67,136 @@ def tasks() -> Any:
 
 def _tasks_page(*, errors: dict[str, str] | None = None, form: Any = None,
                 status: int = 200) -> Any:
-    filters, args = _filters()
+    problems: list[str] = []
     with reading() as session:
-        pager = Pager.from_request(domain.count_tasks(session, **filters), PAGE_SIZE)
-        found = domain.list_tasks(session, **filters, limit=pager.limit, offset=pager.offset,
-                                  newest_first=True)
+        filters, args = _filters(session, problems)
+        sort, descending = _sorting(args, problems)
+        total = 0 if filters is None else domain.count_tasks(session, **filters)
+        pager = _pager(total, args, problems)
+        found = [] if filters is None else domain.list_tasks_sorted(
+            session, **filters, sort=sort, descending=descending, limit=pager.limit,
+            offset=pager.offset)
         rows = _rows(session, found)
         # the filter choices are the full page's; the live region (polled) has no use
         choices = {} if is_fragment() else {
             "batches": batches.choices(session), "workers": workers.choices(session)}
     return render("tasks/list.html", fragment="tasks/_table.html", status=status,
-                  tasks=rows, pager=pager, args=args, **choices,
+                  tasks=rows, pager=pager, pages=page_numbers(pager), args=args, **choices,
                   statuses=[s.value for s in TaskStatus], errors=errors or {},
-                  form=form or {})
+                  form=form or {}, problems=problems, sort=sort, descending=descending,
+                  sorts=SORT_LABELS)
 
 
-def _filters() -> tuple[dict[str, Any], dict[str, str]]:
+def _filters(session: Session, problems: list[str]
+             ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The list's filters from the query string, for the service and for the links
-    that keep them (pages, the live region)."""
+    that keep them (pages, the live region). A value that names nothing (a status that
+    does not exist, a batch or worker not found) is said in ``problems`` and the list is
+    empty (None): what was asked for matches no task."""
     args: dict[str, str] = {}
     filters: dict[str, Any] = {}
-    for name in ("batch", "worker"):
-        raw = (request.args.get(name) or "").strip()
+    matches = True
+    batch = (request.args.get("batch") or "").strip()
+    if batch:
+        args["batch"] = batch
+        found = _batch_named(session, batch)
+        if found is None:
+            problems.append(f"no batch {batch!r}: no batch has this id or name")
+            matches = False
+        else:
+            filters["batch_id"] = found
+    worker = (request.args.get("worker") or "").strip()
+    if worker:
+        args["worker"] = worker
         try:
-            filters["batch_id" if name == "batch" else "worker_id"] = whole_number(raw)
+            worker_id = whole_number(worker)
         except ValueError:
-            continue
-        args[name] = raw
+            problems.append(f"no worker {worker!r}: a worker is chosen by its id")
+            matches = False
+            worker_id = None
+        if worker_id is not None and session.get(Worker, worker_id) is None:
+            problems.append(f"no worker {worker!r}: no worker has this id")
+            matches = False
+        elif worker_id is not None:
+            filters["worker_id"] = worker_id
     status = (request.args.get("status") or "").strip()
-    if status in {s.value for s in TaskStatus}:
+    if status:
         args["status"] = status
-        filters["statuses"] = [status]
+        if status in {s.value for s in TaskStatus}:
+            filters["statuses"] = [status]
+        else:
+            problems.append(f"no status {status!r}: a task is "
+                            f"{', '.join(s.value for s in TaskStatus)}")
+            matches = False
     search = (request.args.get("q") or "").strip()
     if search:
         args["q"] = search
         filters["name_contains"] = search
-    return filters, args
+    return (filters if matches else None), args
+
+
+def _batch_named(session: Session, given: str) -> int | None:
+    """The id of the batch ``given`` names: its id, else its name."""
+    try:
+        wanted = whole_number(given)
+    except ValueError:
+        wanted = None
+    if wanted is not None and session.get(Batch, wanted) is not None:
+        return wanted
+    return session.scalar(select(Batch.id).where(Batch.name == given))
+
+
+def _sorting(args: dict[str, str], problems: list[str]) -> tuple[str, bool]:
+    """The order from ``?sort=`` (one of ``TASK_SORTS``) and ``?order=``; newest first
+    unless asked. An unknown one is said in ``problems`` and the default kept."""
+    sort = (request.args.get("sort") or "").strip()
+    if sort and sort not in domain.TASK_SORTS:
+        problems.append(f"cannot sort by {sort!r}: choose {', '.join(domain.TASK_SORTS)}")
+        sort = ""
+    order = (request.args.get("order") or "").strip()
+    if order and order not in ("asc", "desc"):
+        problems.append(f"order {order!r} is neither asc nor desc")
+        order = ""
+    if sort:
+        args["sort"] = sort
+    if order:
+        args["order"] = order
+    return sort or "id", order != "asc" if order else not sort or sort in NEWEST_FIRST
+
+
+def _pager(total: int, args: dict[str, str], problems: list[str]) -> Pager:
+    """The page asked for by ``?page=`` (from 1) or ``?offset=``; a page that is not a
+    number, or past the last, is said in ``problems`` (the nearest page is shown)."""
+    last_page = max(1, -(-total // PAGE_SIZE))
+    raw = (request.args.get("page") or "").strip()
+    if raw:
+        try:
+            number = whole_number(raw)
+        except ValueError:
+            problems.append(f"page {raw!r} is not a page number: pages go from 1 to {last_page}")
+            number = 1
+        if number < 1 or number > last_page:
+            problems.append(f"there is no page {number}: pages go from 1 to {last_page}")
+            number = min(max(number, 1), last_page)
+        return Pager(offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE, total=total)
+    raw = (request.args.get("offset") or "").strip()
+    if raw and not raw.isdigit():
+        problems.append(f"offset {raw!r} is not a whole number")
+    return Pager.from_request(total, PAGE_SIZE)
+
+
+def page_numbers(pager: Pager, around: int = 2) -> list[tuple[int, int] | None]:
+    """The page links to show, as (number, offset): the first, the last and ``around``
+    pages either side of this one, None where pages are skipped."""
+    count = max(1, -(-pager.total // pager.limit))
+    here = pager.offset // pager.limit + 1
+    wanted = sorted({1, count, *range(max(1, here - around), min(count, here + around) + 1)})
+    shown: list[tuple[int, int] | None] = []
+    for number in wanted:
+        if shown and shown[-1] is not None and number > shown[-1][0] + 1:
+            shown.append(None)
+        shown.append((number, (number - 1) * pager.limit))
+    return shown
 
 
 def _rows(session: Session, found: list[Task]) -> list[dict[str, Any]]:
@@ -111,7 +212,8 @@ def _rows(session: Session, found: list[Task]) -> list[dict[str, Any]]:
             "command": task.command, "retries_used": task.retries_used,
             "retries_allowed": task.retries_allowed, "attempts": run.attempts if run else 0,
             "worker": run.worker if run else None, "worker_id": run.worker_id if run else None,
-            "created_at": task.created_at, "started_at": run.started_at if run else None,
+            "created_at": task.created_at, "modified_at": task.modified_at,
+            "started_at": run.started_at if run else None,
             "finished_at": run.finished_at if run else None,
             "duration": run.duration if run else None,
         })
@@ -149,8 +251,11 @@ def task(task_id: int) -> Any:
     pin = request.args.get("execution", type=whole_number)  # this attempt; without it, the latest
     with reading() as session:
         facts = _facts(session, task_id)
+    shown = _shown_execution(facts["executions"], pin)
+    failed_run = facts["task"].status == TaskStatus.FAILED.value if pin is None else \
+        shown is not None and shown["status"] in FAILED_RUNS
     return render("tasks/detail.html", fragment="tasks/_detail.html", pin=pin,
-                  shown=_shown_execution(facts["executions"], pin), **facts)
+                  shown=shown, side_by_side=failed_run, **facts)
 
 
 def _facts(session: Session, task_id: int) -> dict[str, Any]:
@@ -165,12 +270,17 @@ def _facts(session: Session, task_id: int) -> dict[str, Any]:
         for e, name in attempts.of_task_with_workers(session, task_id)
     ]
     live = next((e for e in executions if e["status"] in LIVE_EXECUTION_VALUES), None)
+    running_for = None  # the page's script counts on from it, second by second
+    started = live["started_at"] if live is not None else None
+    if live is not None and live["status"] == ExecutionStatus.RUNNING.value \
+            and isinstance(started, datetime):
+        running_for = max(0.0, (utcnow() - started).total_seconds())
     columns = {column.key: getattr(found, column.key) for column in Task.__table__.columns}
     return {
         "task": SimpleNamespace(**columns), "batch_name": found.batch.name,
         "gpu": gpu_label(found.gpu),
         "requires": domain.prerequisites_of(session, [task_id])[task_id],
-        "executions": executions, "live": live,
+        "executions": executions, "live": live, "running_for": running_for,
     }
 
 

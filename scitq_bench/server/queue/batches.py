@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, cast, delete, extract, func, literal_column, select
+from sqlalchemy import Float, Integer, cast, delete, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.container_options import parse_container_options
@@ -14,9 +16,16 @@ from scitq_bench.server.notify import WORK, worker_key
 from scitq_bench.server.queue import tasks as task_domain
 from scitq_bench.server.queue import transitions
 from scitq_bench.server.queue.costs import batch_costs
-from scitq_bench.server.queue.models import Batch, Execution, Signal, Task, Worker
+from scitq_bench.server.queue.models import Batch, Execution, Signal, Task, Worker, utcnow
 from scitq_bench.server.schemas import BatchCreate, BatchStop, BatchUpdate
-from scitq_bench.states import LIVE_EXECUTION_VALUES, BatchStatus, ExecutionStatus, WorkerStatus
+from scitq_bench.states import (
+    FINAL_EXECUTION_VALUES,
+    FINAL_TASK_VALUES,
+    LIVE_EXECUTION_VALUES,
+    BatchStatus,
+    ExecutionStatus,
+    WorkerStatus,
+)
 from scitq_bench.states import Signal as SignalKind
 from scitq_bench.states import TaskStatus as T
 
@@ -332,3 +341,107 @@ def time_bucket(session: Session, moment: Any, width: int) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return func.floor(extract("epoch", moment) / divisor)
     return cast(func.strftime("%s", moment), Integer) // divisor
+
+
+# -- the batches list: sorted, searched and paged by the database; pace and workers ------
+
+# what the list may be sorted by (a request names a key, never a column)
+BATCH_SORTS = ("name", "status", "priority", "progress", "created")
+PACE_WINDOW = timedelta(minutes=30)
+
+
+def _progress_column() -> Any:
+    """Each batch's ended tasks over its tasks (0 for a batch without tasks)."""
+    ended = func.count(Task.id).filter(Task.status.in_(sorted(FINAL_TASK_VALUES)))
+    counted = (select(Task.batch_id, ended.label("ended"), func.count(Task.id).label("total"))
+               .group_by(Task.batch_id).subquery())
+    ratio = cast(counted.c.ended, Float) / func.nullif(counted.c.total, 0)
+    return counted, func.coalesce(ratio, 0.0)
+
+
+def batch_page(session: Session, *, name_contains: str | None = None, sort: str = "created",
+               descending: bool = False, limit: int = 50, offset: int = 0
+               ) -> tuple[list[Batch], int]:
+    """One page of batches (and how many match) whose name contains ``name_contains``
+    (any case; ``%`` and ``_`` are plain characters), ordered by one of
+    ``BATCH_SORTS`` then by id."""
+    if sort not in BATCH_SORTS:
+        raise InvalidInput(f"cannot sort batches by {sort!r}: choose one of "
+                           f"{', '.join(BATCH_SORTS)}")
+    conditions = [Batch.name.icontains(name_contains, autoescape=True)] if name_contains else []
+    total = session.scalar(select(func.count(Batch.id)).where(*conditions)) or 0
+    stmt = select(Batch).where(*conditions)
+    key: Any
+    if sort == "progress":
+        counted, key = _progress_column()
+        stmt = stmt.outerjoin(counted, counted.c.batch_id == Batch.id)
+    else:
+        key = {"name": Batch.name, "status": Batch.status, "priority": Batch.priority,
+               "created": Batch.created_at}[sort]
+    stmt = stmt.order_by(key.desc() if descending else key.asc(),
+                         Batch.id.desc() if descending else Batch.id.asc())
+    return list(session.scalars(stmt.limit(limit).offset(offset)).all()), total
+
+
+def running_workers(session: Session, batch_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """Per batch, the workers holding live executions of its tasks (id, name, how many),
+    whatever batch they are bound to."""
+    found: dict[int, list[Any]] = {}
+    if not batch_ids:
+        return found
+    for row in session.execute(
+        select(Task.batch_id, Worker.id, Worker.name, func.count(Execution.id).label("live"))
+        .join(Execution, Execution.task_id == Task.id)
+        .join(Worker, Worker.id == Execution.worker_id)
+        .where(Task.batch_id.in_(list(batch_ids)),
+               Execution.status.in_(LIVE_EXECUTION_VALUES))
+        .group_by(Task.batch_id, Worker.id, Worker.name)
+        .order_by(Worker.name)
+    ):
+        found.setdefault(row.batch_id, []).append(row)
+    return found
+
+
+def paces(session: Session, batch_ids: Sequence[int], now: datetime | None = None
+          ) -> dict[int, float]:
+    """Tasks per second each batch ended lately: its tasks that are over and whose
+    latest attempt finished in the last ``PACE_WINDOW``, over the time they took (the
+    window, or less when the batch's first attempt started within it). A batch with no
+    task ended lately has no pace (absent)."""
+    if not batch_ids:
+        return {}
+    now = now or utcnow()
+    since = now - PACE_WINDOW
+    rows = session.execute(
+        select(Task.batch_id, func.count(func.distinct(Task.id)))
+        .join(Execution, Execution.task_id == Task.id)
+        .where(Task.batch_id.in_(list(batch_ids)),
+               Task.status.in_(sorted(FINAL_TASK_VALUES)),
+               Execution.status.in_(sorted(FINAL_EXECUTION_VALUES)),
+               Execution.finished_at >= since)
+        .group_by(Task.batch_id)
+    ).all()
+    ended = {batch_id: count for batch_id, count in rows if count}
+    if not ended:
+        return {}
+    began = dict(session.execute(
+        select(Task.batch_id, func.min(Execution.started_at))
+        .join(Execution, Execution.task_id == Task.id)
+        .where(Task.batch_id.in_(list(ended)))
+        .group_by(Task.batch_id)
+    ).all())
+    result = {}
+    for batch_id, count in ended.items():
+        start = max(since, began.get(batch_id) or since)
+        seconds = max((now - start).total_seconds(), 1.0)
+        result[batch_id] = count / seconds
+    return result
+
+
+def eta_seconds(remaining: int, pace: float | None, running: bool) -> float | None:
+    """Seconds until a batch's ``remaining`` tasks end at its recent ``pace`` (tasks
+    per second, see ``paces``): remaining ÷ pace. None when it cannot be told: nothing
+    ended lately, nothing remains, or the batch is paused (its pace means nothing)."""
+    if not running or not remaining or not pace:
+        return None
+    return remaining / pace

@@ -8,6 +8,14 @@
 //   ``reset`` (the tail moved on to another execution) clears what was shown.
 // - [data-chart="URL"]: a chart drawn by uPlot from JSON {kind, series:[{name, points}],
 //   x, x_axis, y_axis}, fetched again every data-refresh ms.
+//   A pane's [data-log-tools] bar follows or pauses it (auto-scroll), wraps or not its
+//   lines, and searches it (matches highlighted with <mark>, next/previous).
+// - [data-running-for="SECONDS"]: a running time, counted on every second from the
+//   seconds the server measured when it rendered it.
+// - details[data-row-menu]: a row's actions folded in a drop-down; one open at a time,
+//   closed by Escape or a click elsewhere, kept open across live updates.
+// - [data-side-by-side-from="ID"]: log panes laid side by side while live region ID
+//   says its task failed ([data-task-status]).
 // - button[data-menu]: opens and closes the navigation on narrow screens.
 // - form[data-confirm]: asks before a destructive action.
 // - table[data-sortable]: click a header to sort by it; the server's order is kept
@@ -88,9 +96,15 @@
       const response = await fetchChecked(url, "text/html");
       const html = await response.text();
       if (html !== element.dataset.lastHtml) {
+        const open = Array.from(element.querySelectorAll("details[data-row-menu][open]"), (d) => d.id);
         element.innerHTML = html; // server-rendered by Jinja with autoescaping
         element.dataset.lastHtml = html;
         enhance(element);
+        for (const id of open) {
+          const menu = document.getElementById(id);
+          if (menu) { menu.open = true; placeMenu(menu); }
+        }
+        sideBySide();
       }
       element.dataset.updated = String(Date.now());
     });
@@ -101,6 +115,7 @@
   function logTail(element) {
     let offset = 0;
     let seen = null; // the execution whose log is shown; the server says when it moves on
+    const view = logView(element);
     const interval = Number(element.dataset.interval || 1000);
     const poller = addPoller(element, interval, async () => {
       const url = new URL(element.dataset.logTail, window.location.href);
@@ -108,16 +123,12 @@
       if (seen !== null) url.searchParams.set("seen", String(seen));
       const response = await fetchChecked(url, "application/json");
       const data = await response.json();
-      if (data.reset) element.replaceChildren(); // a retry or relaunch: its log from the start
+      if (data.reset) view.clear(); // a retry or relaunch: its log from the start
       if (data.execution !== undefined && data.execution !== null) {
         seen = data.execution;
         element.dataset.execution = String(seen);
       }
-      if (data.text) {
-        const stick = element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
-        element.append(document.createTextNode(data.text));
-        if (stick) element.scrollTop = element.scrollHeight;
-      }
+      if (data.text) view.add(data.text);
       offset = data.offset;
       if (data.done) {
         poller.stopped = true;
@@ -125,6 +136,189 @@
       }
     });
     run(poller);
+  }
+
+  // A log pane's text and its tools. The log is only ever text nodes: matches are
+  // wrapped in <mark> elements made here, never markup parsed from the log.
+  function logView(element) {
+    const tools = document.querySelector(`[data-log-tools="${element.id}"]`);
+    const control = (name) => (tools ? tools.querySelector(`[data-log-${name}]`) : null);
+    const state = { text: "", follow: true, query: "", marks: [], current: -1 };
+
+    function atBottom() {
+      return element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
+    }
+    function toBottom() {
+      element.scrollTop = element.scrollHeight;
+    }
+    function setFollow(on) {
+      state.follow = on;
+      element.dataset.follow = on ? "1" : "0";
+      const button = control("follow");
+      if (button) {
+        button.setAttribute("aria-pressed", String(on));
+        button.textContent = on ? "Following" : "Paused";
+      }
+      if (on) toBottom();
+    }
+    function count() {
+      const label = control("count");
+      if (!label) return;
+      label.textContent = !state.query ? "" : state.marks.length
+        ? `${state.current + 1} / ${state.marks.length}` : "no match";
+      element.dataset.matches = String(state.marks.length);
+    }
+    function render() { // the whole text, with the query's matches marked
+      state.marks = [];
+      if (!state.query) {
+        element.replaceChildren(document.createTextNode(state.text));
+        state.current = -1;
+        count();
+        return;
+      }
+      const parts = document.createDocumentFragment();
+      const haystack = state.text.toLowerCase();
+      const needle = state.query.toLowerCase();
+      let from = 0;
+      for (let at = haystack.indexOf(needle); at !== -1 && state.marks.length < 10000;
+        at = haystack.indexOf(needle, at + needle.length)) {
+        if (at > from) parts.append(document.createTextNode(state.text.slice(from, at)));
+        const mark = document.createElement("mark");
+        mark.className = "log-hit";
+        mark.textContent = state.text.slice(at, at + needle.length);
+        parts.append(mark);
+        state.marks.push(mark);
+        from = at + needle.length;
+      }
+      parts.append(document.createTextNode(state.text.slice(from)));
+      element.replaceChildren(parts);
+      state.current = Math.min(Math.max(state.current, 0), state.marks.length - 1);
+      highlight(false);
+    }
+    function highlight(scroll) {
+      state.marks.forEach((m, i) => m.classList.toggle("current", i === state.current));
+      count();
+      const mark = state.marks[state.current];
+      if (scroll && mark) {
+        setFollow(false); // reading a match: new lines must not scroll it away
+        element.scrollTop = Math.max(0, mark.offsetTop - element.clientHeight / 2);
+      }
+    }
+    function step(by) {
+      if (!state.marks.length) return;
+      state.current = (state.current + by + state.marks.length) % state.marks.length;
+      highlight(true);
+    }
+
+    element.addEventListener("scroll", () => {
+      // scrolled up by the reader: stop following (following, the page only ever
+      // scrolls to the end)
+      if (state.follow && !atBottom()) setFollow(false);
+    });
+    if (tools) {
+      tools.hidden = false;
+      control("follow").addEventListener("click", () => setFollow(!state.follow));
+      control("wrap").addEventListener("click", () => {
+        const wrap = !element.classList.toggle("nowrap");
+        control("wrap").setAttribute("aria-pressed", String(wrap));
+        if (state.follow) toBottom();
+      });
+      const search = control("search");
+      search.addEventListener("input", () => {
+        state.query = search.value;
+        state.current = 0;
+        render();
+        highlight(true);
+      });
+      search.addEventListener("keydown", (event) => {
+        if (event.key === "Enter") { event.preventDefault(); step(event.shiftKey ? -1 : 1); }
+      });
+      control("next").addEventListener("click", () => step(1));
+      control("prev").addEventListener("click", () => step(-1));
+    }
+    setFollow(true);
+
+    return {
+      clear() { state.text = ""; render(); },
+      add(text) {
+        state.text += text;
+        if (state.query) render();
+        else element.append(document.createTextNode(text));
+        if (state.follow) toBottom();
+      },
+    };
+  }
+
+  // -- running times ---------------------------------------------------------------------
+
+  function hms(seconds) { // as the server writes durations: 4.2s, 2m05s, 1h02m05s
+    if (seconds < 60) return `${seconds.toFixed(1)}s`;
+    const whole = Math.round(seconds);
+    const hours = Math.floor(whole / 3600);
+    const minutes = Math.floor((whole % 3600) / 60);
+    const rest = `${pad(minutes)}m${pad(whole % 60)}s`;
+    return hours ? `${hours}h${rest}` : `${minutes}m${pad(whole % 60)}s`;
+  }
+
+  const shownAt = new WeakMap(); // element -> when it was rendered (the server's count)
+  function tickRunningTimes() {
+    const now = performance.now();
+    for (const element of document.querySelectorAll("[data-running-for]")) {
+      if (!shownAt.has(element)) shownAt.set(element, now);
+      const seconds = Number(element.dataset.runningFor) + (now - shownAt.get(element)) / 1000;
+      element.textContent = hms(seconds);
+    }
+  }
+
+  // -- row menus ---------------------------------------------------------------------------
+
+  // The panel is placed in the viewport under its button, so a table that scrolls in
+  // its own box does not clip it.
+  function placeMenu(menu) {
+    const panel = menu.querySelector(".row-menu-panel");
+    if (!panel || !menu.open) return;
+    const button = menu.querySelector("summary").getBoundingClientRect();
+    panel.style.position = "fixed";
+    panel.style.top = `${Math.round(button.bottom + 2)}px`;
+    const width = panel.offsetWidth;
+    const left = Math.min(button.right - width, window.innerWidth - width - 4);
+    panel.style.left = `${Math.max(4, Math.round(left))}px`;
+    panel.style.right = "auto";
+  }
+
+  function rowMenus(root) {
+    for (const menu of root.querySelectorAll("details[data-row-menu]")) {
+      menu.addEventListener("toggle", () => {
+        if (!menu.open) return;
+        for (const other of document.querySelectorAll("details[data-row-menu][open]")) {
+          if (other !== menu) other.open = false;
+        }
+        placeMenu(menu);
+      });
+    }
+  }
+
+  function closeMenus(except) {
+    for (const menu of document.querySelectorAll("details[data-row-menu][open]")) {
+      if (!except || !menu.contains(except)) menu.open = false;
+    }
+  }
+
+  document.addEventListener("click", (event) => closeMenus(event.target));
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape") closeMenus(null); });
+  window.addEventListener("resize", () => closeMenus(null));
+  document.addEventListener("scroll", () => {
+    for (const menu of document.querySelectorAll("details[data-row-menu][open]")) placeMenu(menu);
+  }, true);
+
+  // -- log panes side by side for a failed task ---------------------------------------------
+
+  function sideBySide() {
+    for (const panes of document.querySelectorAll("[data-side-by-side-from]")) {
+      const region = document.getElementById(panes.dataset.sideBySideFrom);
+      const facts = region && region.querySelector("[data-task-status]");
+      if (facts) panes.classList.toggle("side-by-side", facts.dataset.taskStatus === "failed");
+    }
   }
 
   // -- confirmations and sortable tables -----------------------------------------------
@@ -402,6 +596,7 @@
 
   function enhance(root) {
     confirmations(root);
+    rowMenus(root);
     for (const table of root.querySelectorAll("table[data-sortable]")) sortable(table);
     for (const area of root.querySelectorAll("[data-chart]")) chart(area);
   }
@@ -411,5 +606,7 @@
     for (const button of document.querySelectorAll("button[data-menu]")) menu(button);
     for (const element of document.querySelectorAll("[data-live]")) liveRegion(element);
     for (const element of document.querySelectorAll("[data-log-tail]")) logTail(element);
+    tickRunningTimes();
+    setInterval(tickRunningTimes, 1000);
   });
 })();
