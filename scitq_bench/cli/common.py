@@ -10,7 +10,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import click
 
 from scitq_bench.client import Client
-from scitq_bench.settings import load_client_settings
+from scitq_bench.settings import client_config_path, load_client_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -44,6 +44,10 @@ class CliState:
             self._client = Client(settings.server, settings.token, timeout=self.timeout,
                                   retry_for=retry_for)
         return self._client
+
+    def built_without_token(self) -> bool:
+        """The client was built and found no token anywhere (a 401 then means that)."""
+        return self._client is not None and not self._client.token
 
 
 def cli_state() -> CliState:
@@ -104,3 +108,12 @@ def stream_options(function: F) -> F:
     function = click.option("-o", "--stdout", "stdout_only", is_flag=True,
                             help="Only stdout.")(function)
     return function
+
+
+def missing_token_message() -> str:
+    """What to do when the server wants a token and none was given (never the token)."""
+    return ("the server needs an API token and none was given: set SCITQ_BENCH_TOKEN, "
+            "pass --token TOKEN, or use the client config file that `scitq-bench server "
+            f"init` (and ./scripts/run) writes: {client_config_path()} "
+            "(SCITQ_BENCH_CONFIG names another); `scitq-bench server token` mints one "
+            "on the server's machine")

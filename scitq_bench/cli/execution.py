@@ -9,7 +9,7 @@ import click
 from scitq_bench.cli.common import json_option, pass_client, status_option, stream_options
 from scitq_bench.cli.logs import copy_logs, selected_streams
 from scitq_bench.cli.output import Column, duration, print_list, when
-from scitq_bench.cli.resolve import statuses, worker_id_of
+from scitq_bench.cli.resolve import existing_batch, statuses, worker_id_of
 from scitq_bench.client import Client
 
 
@@ -58,6 +58,8 @@ def execution() -> None:
 def list_executions(client: Client, task_id: int | None, worker: str | None, status: str | None,
                     batch: str | None, limit: int | None, long: bool, as_json: bool) -> None:
     """List executions."""
+    if batch is not None:
+        existing_batch(client, batch)
     found = client.execution_list(
         task=task_id, worker=worker_id_of(client, worker) if worker else None,
         status=statuses(status), batch=batch, limit=limit,

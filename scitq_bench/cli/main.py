@@ -13,7 +13,7 @@ from scitq_bench import __version__
 from scitq_bench.cli.account import account
 from scitq_bench.cli.batch import batch
 from scitq_bench.cli.bench import bench
-from scitq_bench.cli.common import CliState
+from scitq_bench.cli.common import CliState, missing_token_message
 from scitq_bench.cli.execution import execution
 from scitq_bench.cli.files import files
 from scitq_bench.cli.flavor import flavor, quota
@@ -30,7 +30,7 @@ from scitq_bench.cli.submission import submission
 from scitq_bench.cli.task import task
 from scitq_bench.cli.up import up
 from scitq_bench.cli.worker import worker
-from scitq_bench.exceptions import ScitqBenchError
+from scitq_bench.exceptions import ScitqBenchError, Unauthorized
 
 
 class RootGroup(click.Group):
@@ -44,6 +44,11 @@ class RootGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Unauthorized as exc:
+            state = ctx.obj if isinstance(ctx.obj, CliState) else None
+            if state is not None and state.built_without_token():
+                raise click.ClickException(missing_token_message()) from None
+            raise click.ClickException(str(exc)) from None
         except ScitqBenchError as exc:
             raise click.ClickException(str(exc)) from None
         except requests.RequestException as exc:
@@ -71,8 +76,19 @@ class RootGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, server: str | None, token: str | None, timeout: float,
         retry_seconds: float | None) -> None:
-    """scitq-bench: a batch scheduler. Commands are OBJECT VERB, as in scitq-manage;
-    `scitq-bench up` starts a server and a worker on this machine."""
+    """scitq-bench: a batch scheduler for evaluation work. A server queues tasks
+    (commands or containers, with their inputs and outputs) in batches; workers pull
+    and run them, recruited on demand from clouds, SSH hosts or this machine;
+    benchmarks score participants' submissions on the same queue.
+
+    \b
+    Start here:
+      scitq-bench up                           a server and a worker on this machine
+      scitq-bench launch -b BATCH -- COMMAND   queue a task
+      scitq-bench batch list                   follow the batches
+      scitq-bench task list -b BATCH           the batch's newest tasks
+
+    Commands are OBJECT VERB; `scitq-bench OBJECT --help` lists an object's verbs."""
     ctx.obj = CliState(server=server, token=token, timeout=timeout,
                        retry_seconds=retry_seconds)
 

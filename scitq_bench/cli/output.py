@@ -99,11 +99,6 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def blank_zero(value: Any) -> Any:
-    """Counts read better with zeros left blank (as in scitq-manage's batch list)."""
-    return None if value == 0 else value
-
-
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 

@@ -7,8 +7,10 @@ from typing import Any
 import click
 
 from scitq_bench.cli.common import json_option, long_option, pass_client
-from scitq_bench.cli.output import Column, print_list, show_or_say, success
+from scitq_bench.cli.output import Column, note, print_list, show_or_say, success
+from scitq_bench.cli.resolve import existing_batch
 from scitq_bench.client import Client
+from scitq_bench.exceptions import NotFound
 
 RECRUITER_COLUMNS = [
     Column("id", "id", justify="right"),
@@ -65,6 +67,8 @@ def recruiter() -> None:
 @pass_client
 def list_recruiters(client: Client, batch: str | None, long: bool, as_json: bool) -> None:
     """List recruiters (-L: also their workflow's cap)."""
+    if batch is not None:
+        existing_batch(client, batch)
     print_list(client.recruiter_list(batch), RECRUITER_COLUMNS, as_json=as_json, long=long)
 
 
@@ -75,11 +79,23 @@ def list_recruiters(client: Client, batch: str | None, long: bool, as_json: bool
 @click.option("-P", "--provider", default="auto", show_default=True)
 @click.option("-r", "--region", default="auto", show_default=True)
 @click.option("--rank", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--create-batch", is_flag=True,
+              help="Create the batch if it does not exist (else a missing batch is refused).")
 @_limits
 @json_option
 @pass_client
 def create_recruiter(client: Client, batch: str, flavor: str, provider: str, region: str,
-                     rank: int, as_json: bool, **limits: Any) -> None:
+                     rank: int, create_batch: bool, as_json: bool, **limits: Any) -> None:
+    """Hire FLAVOR for a batch while it has work. The batch must exist (`batch create
+    -n NAME`, or a `launch -b NAME`), unless --create-batch."""
+    try:
+        existing_batch(client, batch)
+    except NotFound:
+        if not create_batch:
+            raise NotFound(f"no batch named {batch!r}: create it first (`scitq-bench batch "
+                           f"create -n {batch}`), or pass --create-batch") from None
+        client.batch_create(batch)
+        note(f"batch {batch} created (it did not exist)")
     answer = client.recruiter_create(batch, flavor, provider=provider, region=region,
                                      rank=rank, **_given(**limits))
     show_or_say(answer, as_json,

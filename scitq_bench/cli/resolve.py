@@ -84,3 +84,13 @@ def resolve_task(client: Client, task_id: int | None, name: str | None,
         raise InvalidInput(f"{len(ids)} tasks are named {name!r}{where} (ids "
                            f"{', '.join(str(i) for i in ids)}): give -i ID{hint}",
                            details=exc.details) from None
+
+
+def existing_batch(client: Client, name: str) -> dict[str, Any]:
+    """The batch named ``name``, or NotFound saying so: a filter on a batch that does
+    not exist is a typo, not an empty answer."""
+    try:
+        return client.batch_find(name)
+    except NotFound:
+        raise NotFound(f"no batch named {name!r} (`scitq-bench batch list` shows them)",
+                       details={"name": name}) from None

@@ -20,6 +20,7 @@ from scitq_bench.cli.execution import execution_columns, worker_names
 from scitq_bench.cli.logs import copy_logs, selected_streams
 from scitq_bench.cli.output import (
     Column,
+    note,
     print_json,
     print_list,
     print_record,
@@ -28,10 +29,16 @@ from scitq_bench.cli.output import (
     success,
     when,
 )
-from scitq_bench.cli.resolve import parse_ids, resolve_task, statuses
+from scitq_bench.cli.resolve import existing_batch, parse_ids, resolve_task, statuses
 from scitq_bench.client import Client
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.states import FINAL_TASK_VALUES, RequestedTaskStatus, Signal, TaskStatus
+
+DEFAULT_LIMIT = 50  # tasks a bare `task list` shows: the newest ones
+PAGE = 1000  # tasks asked at once by `task list --all`
+
+SHORT_LIST = 5  # longer lists are summed up by `task show` (not with -L)
+LISTED = {"requires": "tasks", "inputs": "URIs", "resources": "URIs"}
 
 TASK_COLUMNS = [
     Column("id", "id", justify="right"),
@@ -58,6 +65,24 @@ TASK_COLUMNS = [
     Column("created", lambda t: when(t.get("created_at"))),
     Column("modified", lambda t: when(t.get("modified_at")), long=True),
 ]
+
+
+def summarized(task: dict[str, Any]) -> dict[str, Any]:
+    """The task with each long list as one short line: a thousand prerequisites would
+    otherwise print as a screenful of ids."""
+    short = dict(task)
+    for key, noun in LISTED.items():
+        values = task.get(key)
+        if isinstance(values, list) and len(values) > SHORT_LIST:
+            short[key] = summary(values, noun)
+    return short
+
+
+def summary(values: list[Any], noun: str) -> str:
+    """``1,000 tasks (1, 2, 3, ... 1000; -L for all)``: the count, the first three and
+    the last."""
+    first = ", ".join(str(v) for v in values[:3])
+    return f"{len(values):,} {noun} ({first}, ... {values[-1]}; -L for all)"
 
 
 def _timeouts(task: dict[str, Any]) -> str:
@@ -101,30 +126,62 @@ def task() -> None:
 @status_option("tasks")
 @click.option("-n", "--name", help="Only tasks of this name ('%' is a wildcard).")
 @task_id_option(multiple=True)
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many tasks.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help=f"At most this many tasks, newest first [default: {DEFAULT_LIMIT}].")
+@click.option("--all", "show_all", is_flag=True, help="Every task, newest first.")
 @long_option
 @json_option
 @pass_client
 def list_tasks(client: Client, batch: str | None, status: str | None, name: str | None,
-               ids: tuple[str, ...], limit: int | None, long: bool, as_json: bool) -> None:
-    """List tasks; the command is truncated unless -L."""
-    found = client.task_list(batch=batch, status=statuses(status), name=name,
-                             ids=parse_ids(ids) or None, limit=limit)
+               ids: tuple[str, ...], limit: int | None, show_all: bool, long: bool,
+               as_json: bool) -> None:
+    """List tasks, newest first: the last 50 unless --limit N or --all (stderr says
+    how many more there are). The command is truncated unless -L."""
+    if show_all and limit is not None:
+        raise click.UsageError("--all lists every task: not with --limit")
+    if batch is not None:
+        existing_batch(client, batch)
+    filters: dict[str, Any] = dict(batch=batch, status=statuses(status), name=name,
+                                   ids=parse_ids(ids) or None)
+    if show_all:
+        found, total = _every_task(client, filters), None
+    else:
+        found, total = client.task_page(**filters, limit=limit or DEFAULT_LIMIT,
+                                        newest_first=True)
     print_list(found, TASK_COLUMNS, as_json=as_json, long=long)
+    if total is not None and total > len(found):
+        note(f"{len(found):,} of {total:,} tasks shown (newest first); "
+             "--all or --limit N for more")
+
+
+def _every_task(client: Client, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every matching task, newest first, a page at a time; a task created meanwhile
+    shifts the pages, so ids already seen are skipped."""
+    seen: dict[int, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        page, total = client.task_page(**filters, limit=PAGE, offset=offset, newest_first=True)
+        for found in page:
+            seen.setdefault(found["id"], found)
+        offset += len(page)
+        if len(page) < PAGE or (total is not None and offset >= total):
+            return list(seen.values())
 
 
 @task.command("show")
 @task_id_option()
+@long_option
 @json_option
 @pass_client
-def show_task(client: Client, task_id: int, as_json: bool) -> None:
-    """Show one task with all its fields and its executions."""
+def show_task(client: Client, task_id: int, long: bool, as_json: bool) -> None:
+    """Show one task with all its fields and its executions; long lists (requires,
+    inputs, resources) are summed up unless -L or --json."""
     record = client.task_get(task_id)
     executions = client.task_executions(task_id)
     if as_json:
         print_json({"task": record, "executions": executions})
         return
-    print_record(record, title=f"task {task_id}")
+    print_record(record if long else summarized(record), title=f"task {task_id}")
     if executions:
         click.echo()
         print_table(executions, execution_columns(worker_names(client)), title="executions")
@@ -191,6 +248,7 @@ def relaunch_tasks(client: Client, ids: tuple[str, ...], name: str | None, batch
         return
     task_ids = parse_ids(ids)
     if batch:
+        existing_batch(client, batch)
         chosen = statuses(status) or [TaskStatus.FAILED.value]
         task_ids += _without_followers(client.task_list(batch=batch, status=chosen))
     elif status:

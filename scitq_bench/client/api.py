@@ -201,12 +201,34 @@ class Client(BenchClientMixin, RecruitClientMixin):
         limit: int | None = None,
         offset: int | None = None,
         key: str | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Tasks matching every filter given; ``name`` treats % as a wildcard (see
         ``task_find`` for an exact name), ``key`` is the task's key in its batch."""
+        return self.task_page(batch=batch, status=status, name=name, ids=ids, worker=worker,
+                              limit=limit, offset=offset, key=key,
+                              newest_first=newest_first)[0]
+
+    def task_page(
+        self,
+        *,
+        batch: str | None = None,
+        status: str | Sequence[str] | None = None,
+        name: str | None = None,
+        ids: Sequence[int] | None = None,
+        worker: int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        key: str | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of ``task_list`` and how many tasks match in all (None unless a
+        ``limit`` is given: only a page has a total worth counting)."""
         params = {"batch": batch, "status": status, "name": name, "id": ids,
-                  "worker": worker, "limit": limit, "offset": offset, "key": key}
-        return self._json("GET", "/tasks", params=params)["tasks"]
+                  "worker": worker, "limit": limit, "offset": offset, "key": key,
+                  "order": "newest" if newest_first else None}
+        answer = self._json("GET", "/tasks", params=params)
+        return answer["tasks"], answer.get("total")
 
     def task_find(self, name: str, batch: str | None = None) -> dict[str, Any]:
         """The one task named exactly ``name`` (in ``batch`` if given): NotFound when

@@ -47,6 +47,10 @@ class Strict(BaseModel):
 DbId = Annotated[int, Field(ge=1, le=ID_MAX)]
 # an integer stored in an Integer column (32 bits on PostgreSQL)
 DbInt = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
+# ... with a lower bound of its own: ``x: DbInt = Field(ge=1)`` would keep DbInt's bound
+# only (pydantic merges the two Fields, the annotated one winning)
+PositiveDbInt = Annotated[int, Field(ge=1, le=INT_MAX)]
+NonNegativeDbInt = Annotated[int, Field(ge=0, le=INT_MAX)]
 
 
 class FieldProblem(ValueError):
@@ -329,7 +333,7 @@ class WorkerRegister(Strict):
     batch: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN)
     cpus: DbInt | None = Field(default=None, ge=1)
     mem_gb: float | None = Field(default=None, gt=0)
-    gpus: DbInt = Field(default=0, ge=0)
+    gpus: NonNegativeDbInt = 0
     gpu_model: str | None = Field(default=None, max_length=200)
     gpu_mem_gb: float | None = Field(default=None, gt=0, description="memory of each GPU")
     containers: bool = Field(default=False, description="the worker has a container engine: "
@@ -391,9 +395,24 @@ def parse_body(model: type[BaseModel], data: Any) -> Any:
             if isinstance(cause, FieldProblem):
                 location.append(cause.field)
                 message = str(cause)
+            location, message = _one_path(location, message)
             where = ".".join(location) or "body"
             problems.append(f"{where}: {message}")
         raise InvalidInput("; ".join(problems), details=problems) from None
+
+
+def _one_path(location: list[str], message: str) -> tuple[list[str], str]:
+    """A message that names its own field (``inputs[0]: ...``, as URI checks say it)
+    under that field's location (``tasks.0.inputs``) keeps one path:
+    ``tasks.0.inputs[0]: ...``, not ``tasks.0.inputs: inputs[0]: ...``."""
+    head, sep, rest = message.partition(": ")
+    if not sep or not location:
+        return location, message
+    last = location[-1]
+    if head == last or (head.startswith(f"{last}[") and head.endswith("]")
+                        and " " not in head):
+        return [*location[:-1], head], rest
+    return location, message
 
 
 def changed_fields(changes: BaseModel, table: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ recruitment is set up (jobs are recorded, not run: the browser test runs a real 
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any
 
 import pytest

@@ -87,14 +87,14 @@ def test_task_list_filters_and_show(run: Invoke, live_server: Any) -> None:
     def ids(*args: Any) -> list[int]:
         return [t["id"] for t in as_json(run("task", "list", "--json", *args))]
 
-    assert ids() == [a["id"], b["id"], c["id"]]
-    assert ids("-b", "b1") == [a["id"], b["id"]]
+    assert ids() == [c["id"], b["id"], a["id"]]  # newest first
+    assert ids("-b", "b1") == [b["id"], a["id"]]
     assert ids("-S", "paused") == [b["id"]]
     assert ids("-S", "paused,pending", "-b", "b2") == [c["id"]]
-    assert ids("-n", "alpha") == [a["id"], c["id"]]
-    assert ids("-i", f"{a['id']},{c['id']}") == [a["id"], c["id"]]
-    assert ids("-i", a["id"], "-i", b["id"]) == [a["id"], b["id"]]
-    assert ids("--limit", 1) == [a["id"]]
+    assert ids("-n", "alpha") == [c["id"], a["id"]]
+    assert ids("-i", f"{a['id']},{c['id']}") == [c["id"], a["id"]]
+    assert ids("-i", a["id"], "-i", b["id"]) == [b["id"], a["id"]]
+    assert ids("--limit", 1) == [c["id"]]
     fails(run("task", "list", "-S", "bogus"), "bogus")
     fails(run("task", "list", "-i", "x1"), "x1", code=2)
 
@@ -209,7 +209,7 @@ def test_batch_commands(run: Invoke, live_server: Any) -> None:
     client.task_create("true", batch="b2")
 
     table = ok(run("batch", "list")).stdout
-    assert "b1" in table and "b2" in table and "pending" in table
+    assert "b1" in table and "b2" in table and "done" in table
     batches = {b["name"]: b for b in as_json(run("batch", "list", "--json"))}
     assert batches["b1"]["counts"]["pending"] == 1 and batches["b1"]["counts"]["paused"] == 1
 

@@ -36,7 +36,7 @@ def recruiting(live_server: Any) -> Any:
 
 def test_recruiters(run: Invoke, recruiting: Any) -> None:
     said = ok(run("recruiter", "create", "-b", "b1", "-f", "auto:cpu>=1", "-P", "local",
-                  "--maximum-workers", "2", "--tasks-per-worker", "10")).stdout
+                  "--maximum-workers", "2", "--tasks-per-worker", "10", "--create-batch")).stdout
     assert "recruits auto:cpu>=1 for batch b1" in said
     listed = as_json(run("recruiter", "list", "--json"))
     assert [(r["batch"], r["maximum_workers"], r["tasks_per_worker"]) for r in listed] == [

@@ -168,7 +168,7 @@ HABITS = {
                                     _all(_says("relaunched"), _field(_task, "status", "pending"))),
     "task delete -i": Habit(("task", "delete", "-i", "1"), _gone(_task)),
     # batch
-    "batch list": Habit(("batch", "list"), _says("test", "succeeded", "mybatch")),
+    "batch list": Habit(("batch", "list"), _says("test", "100%", "mybatch")),
     "batch stop -n": Habit(("batch", "stop", "-n", "test"),
                            _field(lambda c: c.batch_get("test"), "status", "paused")),
     "batch go -n": Habit(("batch", "go", "-n", "test"),

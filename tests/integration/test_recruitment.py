@@ -339,3 +339,12 @@ def test_only_configured_providers_are_hired(db) -> None:
         assert "'fake' is not configured" in refused.reason and "local" in refused.reason
         configured = RecruitSettings(providers=frozenset({"local", "fake"}))
         assert len(plan(session, configured).deploy_jobs) == 3
+
+
+def test_recruiter_bounds_of_their_own_are_kept(api) -> None:
+    """A rank below 1 or a negative minimum is refused (a field's own bound is not lost
+    to the bound every stored integer has)."""
+    for field, value in (("rank", 0), ("minimum_tasks", -5), ("rank", 2**40)):
+        answer = api.post("/recruiters", json={"batch": "b", "flavor": "x", field: value})
+        assert answer.status_code == 400 and field in answer.json["message"], answer.json
+    assert api.get("/recruiters").json == []

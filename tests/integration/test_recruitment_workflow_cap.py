@@ -154,8 +154,8 @@ def test_recruiter_workflow_fields_in_the_api(api) -> None:
 
 
 def test_recruiter_workflow_options_in_the_cli(run) -> None:
-    ok(run("recruiter", "create", "-b", "s1", "-f", "auto:cpu>=2", "--workflow", "wf",
-           "--workflow-max-workers", "4"))
+    ok(run("recruiter", "create", "-b", "s1", "-f", "auto:cpu>=2", "--create-batch",
+           "--workflow", "wf", "--workflow-max-workers", "4"))
     (listed,) = as_json(run("recruiter", "list", "--json"))
     assert (listed["workflow"], listed["workflow_maximum_workers"]) == ("wf", 4)
     ok(run("recruiter", "update", listed["id"], "--workflow-max-workers", "2",

@@ -34,7 +34,7 @@ def test_inputs_resources_output_and_batch_change(api) -> None:
 def test_uris_are_checked_as_at_creation(api) -> None:
     task = create(api, inputs=["s3://bucket/a"])
     bad = _patch(api, task["id"], inputs=["s3://bucket/ok", "nope://x"])
-    assert bad.status_code == 400 and bad.json["message"].startswith("inputs: inputs[1]: ")
+    assert bad.status_code == 400 and bad.json["message"].startswith("inputs[1]: ")
     assert "nope://x" in bad.json["message"]
     bad = _patch(api, task["id"], output="s3://bucket/out|untar")
     assert bad.status_code == 400 and bad.json["message"].startswith("output: ")

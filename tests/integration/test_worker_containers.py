@@ -56,8 +56,13 @@ def test_slots_environment_and_user(live_server, tmp_path, docker_client, name):
                                   inputs=[f"file://{data / 'in.txt'}"],
                                   resources=[f"file://{data / 'res.txt'}"],
                                   output=f"file://{out}", cpu=1)
-        done = finish(client, [task], timeout=30)[0]
+        # a plain command: the task's variables are the container's paths, no shell
+        plain = client.task_create("echo $INPUT ${OUTPUT}/x cpu=$CPU '$HOME'",
+                                   container=TEST_IMAGE, cpu=1)
+        done, plain_done = finish(client, [task, plain], timeout=30)
         executions_dir = agent.executions_dir
+    assert plain_done["status"] == "succeeded", last_execution(client, plain)
+    assert stdout_of(client, plain).decode() == "/input /output/x cpu=1 $HOME\n"
     assert done["status"] == "succeeded", last_execution(client, task)
     lines = stdout_of(client, task).decode().splitlines()
     assert lines[0] == "65534"  # not root

@@ -149,3 +149,15 @@ def test_cleanup_kills_stragglers(tmp_path):
 def _zombie(pid: int) -> bool:
     """A zombie, or already reaped."""
     return process_state(pid) in ("Z", "")
+
+
+def test_plain_commands_see_the_task_variables_expanded_and_nothing_else() -> None:
+    from scitq_bench.client.worker.executor import expand_task_variables
+
+    seen = {"INPUT": "/w/in put", "OUTPUT": "/w/out", "RESOURCE": "/r", "TEMP": "/t",
+            "CPU": "4", "HOME": "/home/x"}
+    argv = ["wc", "-l", "$INPUT/data.csv", "${OUTPUT}/x", "-j$CPU", "$INPUTS", "$HOME",
+            "$(rm -rf /)", "'$TEMP'", "*"]
+    assert expand_task_variables(argv, seen) == [
+        "wc", "-l", "/w/in put/data.csv", "/w/out/x", "-j4", "$INPUTS", "$HOME",
+        "$(rm -rf /)", "'/t'", "*"]  # one word stays one word: no split, no glob

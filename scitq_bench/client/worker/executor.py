@@ -9,6 +9,7 @@ cleaned up.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shlex
 import signal
@@ -48,6 +49,21 @@ def build_argv(command: str, shell: bool) -> list[str]:
     if not argv:
         raise CommandError("empty command", 2)
     return argv
+
+
+TASK_VARIABLES = ("INPUT", "OUTPUT", "RESOURCE", "TEMP", "CPU")
+_VARIABLE = re.compile(r"\$(?:\{(" + "|".join(TASK_VARIABLES) + r")\}|("
+                       + "|".join(TASK_VARIABLES) + r")(?![A-Za-z0-9_]))")
+
+
+def expand_task_variables(argv: list[str], values: Mapping[str, str]) -> list[str]:
+    """``$INPUT``, ``${OUTPUT}``, ... in the words of a plain (non-shell) command
+    replaced by what the run sees, as a shell would have done for these variables
+    only: nothing else is interpreted, no word is split or globbed."""
+    def value(match: re.Match[str]) -> str:
+        return values[match.group(1) or match.group(2)]
+
+    return [_VARIABLE.sub(value, word) for word in argv]
 
 
 def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

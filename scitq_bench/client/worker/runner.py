@@ -47,6 +47,7 @@ from scitq_bench.client.worker.executor import (
     Supervised,
     build_argv,
     cpu_share,
+    expand_task_variables,
     task_environment,
 )
 from scitq_bench.client.worker.gpus import cuda_visible_devices, device_request_ids
@@ -346,6 +347,8 @@ class ExecutionRunner:
         env = task_environment({} if payload.get("container") else self.settings.environment,
                                held.directory, held.directory / RESOURCE, cpu, held.id,
                                int(payload["task_id"]))
+        if not payload.get("shell"):
+            argv = expand_task_variables(argv, self._seen_variables(held, env))
         if payload.get("container"):
             return self._start_container(held, argv, slot, logs, env, cpu)
         if self.settings.has_gpus:  # a task sees exactly its own GPUs, none if it asked none
@@ -355,6 +358,17 @@ class ExecutionRunner:
             return self._watched(self._start_sandboxed(held, argv, slot, logs, env))
         return self._watched(Process.start(argv, held.directory, env, logs.stdout_fd,
                                            logs.stderr_fd))
+
+    @staticmethod
+    def _seen_variables(held: Held, env: dict[str, str]) -> dict[str, str]:
+        """The task variables as the run sees them: the host's paths for a process, the
+        mounted ones in a container or the codabench sandbox."""
+        payload = held.payload
+        if not payload.get("container") and payload.get("layout") != CODABENCH:
+            return env
+        slots = SlotDirs.for_execution(held.directory, held.directory / RESOURCE,
+                                       payload.get("layout"))
+        return {**slots.environment(), "CPU": env["CPU"]}
 
     def _watched(self, process: Process) -> Process:
         """The keeper ends the process's session if this worker dies before it does."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from scitq_bench.exceptions import InvalidInput
 from scitq_bench.server.api.registry import QueryParam, endpoint, json_body
 from scitq_bench.server.context import server_context
 from scitq_bench.server.queue import executions, waiting
@@ -32,7 +33,9 @@ LIST_QUERY = (
     QueryParam("worker", "id of a worker that ran the task", "integer"),
     QueryParam("limit", "page size", "integer"),
     QueryParam("offset", "rows to skip", "integer"),
+    QueryParam("order", "'oldest' (by id, the default) or 'newest' first"),
 )
+ORDERS = ("oldest", "newest")
 
 
 @endpoint(bp, "/tasks", "POST", summary="Create one task, or many with {'tasks': [...]} "
@@ -58,24 +61,32 @@ def _created(session: Any, rows: list[Any]) -> dict[str, Any]:
 
 @endpoint(bp, "/tasks", "GET", summary="List tasks", query=LIST_QUERY)
 def list_tasks() -> Any:
+    """With ``limit``, ``total`` says how many tasks match (all pages together)."""
     ctx = server_context()
+    order = list_arg("order", list(ORDERS))
+    if len(order) > 1:
+        raise InvalidInput(f"query parameter order: one value, got {', '.join(order)}",
+                           field="order")
+    filters = dict(
+        batch=request.args.get("batch"),
+        statuses=list_arg("status", [s.value for s in TaskStatus]),
+        name=request.args.get("name"),
+        key=request.args.get("key"),
+        ids=int_list_arg("id"),
+        worker_id=int_arg("worker"),
+    )
+    limit = int_arg("limit")
     with ctx.db.read() as session:
-        tasks = domain.list_tasks(
-            session,
-            batch=request.args.get("batch"),
-            statuses=list_arg("status", [s.value for s in TaskStatus]),
-            name=request.args.get("name"),
-            key=request.args.get("key"),
-            ids=int_list_arg("id"),
-            worker_id=int_arg("worker"),
-            limit=int_arg("limit"),
-            offset=int_arg("offset", 0) or 0,
-        )
+        tasks = domain.list_tasks(session, limit=limit, offset=int_arg("offset", 0) or 0,
+                                  newest_first=order == ["newest"], **filters)
         answers = domain.describe_tasks(session, tasks)
         reasons = waiting.why_waiting_many(session, tasks)
         for answer in answers:
             answer["waiting"] = reasons.get(answer["id"])
-        return {"tasks": answers}
+        page: dict[str, Any] = {"tasks": answers}
+        if limit:
+            page["total"] = domain.count_tasks(session, **filters)
+        return page
 
 
 @endpoint(bp, "/tasks/<id:task_id>", "GET", summary="Get a task")

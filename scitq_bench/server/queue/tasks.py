@@ -262,6 +262,12 @@ def release_dependents(session: Session, task_id: int) -> list[int]:
     candidates = dependents_in(session, task_id, T.WAITING)
     if not candidates:
         return []
+    # Two prerequisites of one task succeeding at once in two transactions would each
+    # see the other unfinished, and neither would release it (PostgreSQL reads what was
+    # committed). Locking the dependents first makes the second wait for the first to
+    # commit; its next statement then sees that success. SQLite has one writer anyway.
+    session.execute(select(Task.id).where(Task.id.in_(candidates)).order_by(Task.id)
+                    .with_for_update())
     blocked = set(
         session.scalars(
             select(Requirement.task_id)

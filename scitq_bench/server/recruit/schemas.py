@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from scitq_bench.exceptions import InvalidInput
-from scitq_bench.server.schemas import NAME_PATTERN, DbInt, Strict
+from scitq_bench.server.schemas import (
+    NAME_PATTERN,
+    DbInt,
+    NonNegativeDbInt,
+    PositiveDbInt,
+    Strict,
+)
 
 
 def _check_flavor(value: str) -> str:
@@ -31,7 +37,7 @@ WORKFLOW_MAXIMUM = ("recruited workers alive at once across the workflow (the sm
 
 class RecruiterCreate(Strict):
     batch: str = Field(max_length=200, pattern=NAME_PATTERN)
-    rank: DbInt = Field(default=1, ge=1)
+    rank: PositiveDbInt = 1
     flavor: str = Field(max_length=500, description="flavor name, or auto:<protofilters>")
     provider: str = Field(default="auto", max_length=50)
     region: str = Field(default="auto", max_length=100)
@@ -39,7 +45,7 @@ class RecruiterCreate(Strict):
                                     description="default: from the tasks' needs and the flavor")
     prefetch: int = Field(default=0, ge=0, le=10_000)
     tasks_per_worker: DbInt | None = Field(default=None, ge=1)
-    minimum_tasks: DbInt = Field(default=0, ge=0)
+    minimum_tasks: NonNegativeDbInt = 0
     maximum_workers: int = Field(default=1, ge=0, le=10_000)
     workflow: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
                                  description=WORKFLOW)
