@@ -5,6 +5,7 @@ something else. Then the commands that name tasks and batches by name, -H, -s an
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,8 +374,13 @@ def test_tables_without_header_and_short_options(run: Invoke, live_server: Any) 
         helped = ok(run(*command, "-h")).stdout
         assert "-C, " in helped and "--concurrency" in helped
 
-    slow = run("-t", "0.001", "--retry-seconds", "0", "task", "list")
-    assert slow.exit_code == 1 and ("0.001" in slow.stderr or "timed out" in slow.stderr)
+    with socket.socket() as silent:  # connects, never answers: -t alone ends the wait
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        slow = CliRunner().invoke(cli, ["-s", f"127.0.0.1:{port}", "--token", "t", "-t", "0.3",
+                                        "--retry-seconds", "0", "task", "list"])
+    assert slow.exit_code == 1 and "within 0.3 s" in slow.output, slow.output
 
 
 @pytest.mark.parametrize(("given", "url"), [

@@ -288,7 +288,8 @@ def test_two_processes_planning_at_once_hire_once(
 @pytest.fixture
 def recruiting_settings(settings: ServerSettings) -> ServerSettings:
     return replace(settings, public_url="http://127.0.0.1:1", run_reaper=True,
-                   recruitment={"interval": 0.5, "deploy_timeout": 60})
+                   recruitment={"interval": 0.5, "deploy_timeout": 60,
+                                "providers": {"fake": {}}})  # played by a stand-in
 
 
 @pytest.fixture

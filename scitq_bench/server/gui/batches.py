@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from scitq_bench.exceptions import ScitqBenchError
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import formats  # noqa: F401  (the templates' filters)
-from scitq_bench.server.gui.model_forms import filled, validate
+from scitq_bench.server.gui.model_forms import edited, filled, validate
 from scitq_bench.server.gui.web import (
     Pager,
     bp,
@@ -22,6 +22,7 @@ from scitq_bench.server.gui.web import (
     page,
     reading,
     render,
+    sort_arguments,
     writing,
 )
 from scitq_bench.server.limits import whole_number
@@ -71,21 +72,10 @@ def batches() -> Any:
 
 
 def _sorting(problems: list[str]) -> tuple[str, bool, dict[str, str]]:
-    """The list's order from ``?sort=`` and ``?order=``; an unknown one is named in
-    ``problems`` and the default order kept."""
+    """The list's order (created, oldest first, unless asked) and the arguments that
+    keep it in the page's links."""
     args: dict[str, str] = {}
-    sort = (request.args.get("sort") or "").strip()
-    if sort and sort not in domain.BATCH_SORTS:
-        problems.append(f"cannot sort by {sort!r}: choose {', '.join(domain.BATCH_SORTS)}")
-        sort = ""
-    order = (request.args.get("order") or "").strip()
-    if order and order not in ("asc", "desc"):
-        problems.append(f"order {order!r} is neither asc nor desc")
-        order = ""
-    if sort:
-        args["sort"] = sort
-    if order:
-        args["order"] = order
+    sort, order = sort_arguments(domain.BATCH_SORTS, problems, args)
     return sort or "created", order == "desc", args
 
 
@@ -273,14 +263,7 @@ def batch_recruiter_edit(batch_id: int, recruiter_id: int) -> Any:
     if request.method == "GET":
         return render("batches/recruiter_edit.html", recruiter=current, form=current, errors={})
     errors: dict[str, str] = {}
-    given: dict[str, str | None] = dict(filled(request.form, RECRUITER_FIELDS[1:]))
-    for name in RECRUITER_FIELDS[1:]:
-        if name not in given:
-            if name in CLEARABLE:
-                given[name] = None
-            else:
-                errors[name] = f"{name.replace('_', ' ')} is required"
-    body = validate(RecruiterUpdate, given, errors)
+    body = edited(RecruiterUpdate, request.form, RECRUITER_FIELDS[1:], CLEARABLE, errors)
     if body is None or errors:
         return render("batches/recruiter_edit.html", recruiter=current, form=request.form,
                       errors=errors, status=400)

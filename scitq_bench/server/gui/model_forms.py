@@ -33,3 +33,17 @@ def filled(form: Any, names: tuple[str, ...]) -> dict[str, str]:
     """The fields given a value: a blank field takes the model's default."""
     values = {name: (form.get(name) or "").strip() for name in names}
     return {name: value for name, value in values.items() if value}
+
+
+def edited(model: type[M], form: Any, names: tuple[str, ...], clearable: tuple[str, ...],
+           errors: dict[str, str]) -> M | None:
+    """An edit form as ``model`` (a partial update): a blank field in ``clearable`` is
+    cleared (null), any other blank one is refused as required."""
+    given: dict[str, str | None] = dict(filled(form, names))
+    for name in names:
+        if name not in given:
+            if name in clearable:
+                given[name] = None
+            else:
+                errors[name] = f"{name.replace('_', ' ')} is required"
+    return validate(model, given, errors)

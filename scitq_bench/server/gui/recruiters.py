@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import NotFound, ScitqBenchError
-from scitq_bench.server.gui.model_forms import filled, validate
+from scitq_bench.server.gui.model_forms import edited, filled, validate
 from scitq_bench.server.gui.web import done, failed, not_found, page, reading, render, writing
 from scitq_bench.server.queue import batches
 from scitq_bench.server.queue.models import Worker
@@ -80,14 +80,7 @@ def recruiter_edit(recruiter_id: int) -> Any:
     if request.method == "GET":
         return render("recruiters/edit.html", recruiter=current, form=current, errors={})
     errors: dict[str, str] = {}
-    given: dict[str, str | None] = dict(filled(request.form, EDITABLE))
-    for name in EDITABLE:
-        if name not in given:
-            if name in CLEARABLE:
-                given[name] = None
-            else:
-                errors[name] = f"{name.replace('_', ' ')} is required"
-    body = validate(RecruiterUpdate, given, errors)
+    body = edited(RecruiterUpdate, request.form, EDITABLE, CLEARABLE, errors)
     if body is None or errors:
         return render("recruiters/edit.html", recruiter=current, form=request.form,
                       errors=errors, status=400)

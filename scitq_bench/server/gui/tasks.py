@@ -29,6 +29,7 @@ from scitq_bench.server.gui.web import (
     page,
     reading,
     render,
+    sort_arguments,
 )
 from scitq_bench.server.limits import whole_number
 from scitq_bench.server.queue import batches, workers
@@ -148,19 +149,8 @@ def _batch_named(session: Session, given: str) -> int | None:
 
 def _sorting(args: dict[str, str], problems: list[str]) -> tuple[str, bool]:
     """The order from ``?sort=`` (one of ``TASK_SORTS``) and ``?order=``; newest first
-    unless asked. An unknown one is said in ``problems`` and the default kept."""
-    sort = (request.args.get("sort") or "").strip()
-    if sort and sort not in domain.TASK_SORTS:
-        problems.append(f"cannot sort by {sort!r}: choose {', '.join(domain.TASK_SORTS)}")
-        sort = ""
-    order = (request.args.get("order") or "").strip()
-    if order and order not in ("asc", "desc"):
-        problems.append(f"order {order!r} is neither asc nor desc")
-        order = ""
-    if sort:
-        args["sort"] = sort
-    if order:
-        args["order"] = order
+    unless asked."""
+    sort, order = sort_arguments(domain.TASK_SORTS, problems, args)
     return sort or "id", order != "asc" if order else not sort or sort in NEWEST_FIRST
 
 

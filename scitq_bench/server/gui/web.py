@@ -139,6 +139,23 @@ def failed(exc: ScitqBenchError, to: str) -> BaseResponse:
     return redirect(sessions.safe_next(request.form.get("next"), to))
 
 
+def sort_arguments(allowed: tuple[str, ...], problems: list[str],
+                   args: dict[str, str]) -> tuple[str, str]:
+    """``?sort=`` (one of ``allowed``) and ``?order=`` (asc or desc) as asked, '' for
+    each not given or unknown (an unknown one said in ``problems``); the valid ones are
+    kept in ``args`` for the page's links."""
+    sort = (request.args.get("sort") or "").strip()
+    if sort and sort not in allowed:
+        problems.append(f"cannot sort by {sort!r}: choose {', '.join(allowed)}")
+        sort = ""
+    order = (request.args.get("order") or "").strip()
+    if order and order not in ("asc", "desc"):
+        problems.append(f"order {order!r} is neither asc nor desc")
+        order = ""
+    args.update({key: value for key, value in (("sort", sort), ("order", order)) if value})
+    return sort, order
+
+
 def form_int(name: str, errors: dict[str, str], *, minimum: int | None = 0,
              required: bool = True, label: str | None = None) -> int | None:
     """An integer form field; a problem goes into ``errors`` under the field's name so
