@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from scitq_bench.client import Client
-from tests.support.bundles import make_bundle, make_submission, reference
+from tests.support.bundles import make_bundle, make_submission, reference, submission_files
 from tests.support.stack import CLI, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
 ENTRIES = 20
+HELD = 10  # this entry is a folder whose zipping waits on a pipe: the first run stops there
 
 
 @pytest.fixture
@@ -47,21 +48,32 @@ def test_an_interrupted_bulk_evaluation_resumes_without_duplicates(stack: Stack,
     entries = tmp_path / "entries"
     # entry-NN predicts reference + NN: its score is 100 - NN, one of its own
     for index in range(ENTRIES):
-        make_submission(entries, "result", reference(0) + index, name=f"entry-{index:02}.zip")
+        if index != HELD:
+            make_submission(entries, "result", reference(0) + index,
+                            name=f"entry-{index:02}.zip")
+    held = entries / f"entry-{HELD:02}"  # a folder entry: zipped by the command itself
+    held.mkdir(parents=True)
+    for name, data in submission_files("result", reference(0) + HELD).items():
+        (held / name).write_bytes(data)
+    os.mkfifo(held / "zz-hold")  # opening it to zip it blocks until it has a writer
     scores = tmp_path / "scores.csv"
     command = bulk_command(stack, token, phase, entries, scores)
 
     first = subprocess.Popen(command, env=stack.env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: len(alice.submission_list(phase=phase)) >= 5, timeout=60,
-                   interval=0.02, what="five submissions")
+        # one upload at a time, in name order: the ten before the held entry, then it
+        # waits on the pipe; killed there, mid-run
+        wait_until(lambda: len(alice.submission_list(phase=phase)) >= HELD, timeout=60,
+                   interval=0.05, what=f"{HELD} submissions")
+        time.sleep(0.5)
+        assert first.poll() is None, "the first run was to wait on the held entry"
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
-    time.sleep(0.3)  # an upload in flight when it died lands or not, before counting
     before = alice.submission_list(phase=phase)
-    assert 5 <= len(before) < ENTRIES, f"killed after {len(before)} submissions"
+    assert len(before) == HELD, f"killed after {len(before)} submissions"
+    (held / "zz-hold").unlink()  # the entry as it should be: the second run zips it
 
     stack.start_worker("bulk", concurrency=4)
     second = subprocess.run(command, env=stack.env(), capture_output=True, text=True,
