@@ -323,8 +323,8 @@ class Client(BenchClientMixin, RecruitClientMixin):
         states = {t["id"]: t for t in self._tasks_by_id(ids)}
         missing = [i for i in ids if i not in states]
         if missing:
-            shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
-            raise NotFound(f"task(s) not found: {shown}", details={"task_ids": missing})
+            raise NotFound(f"task(s) not found: {_listed(missing)}",
+                           details={"task_ids": missing})
         return states
 
     def _failed_on_their_own(self, states: dict[int, dict[str, Any]]) -> list[int]:

@@ -6,40 +6,28 @@ catalog filtered, a bad filter shown next to its box."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scitq_bench.recruiters.protofilter import Offer
-from scitq_bench.server.app import create_app
 from scitq_bench.server.recruit import catalog
-from scitq_bench.server.setup import init_server
-from scitq_bench.settings import ServerSettings
-from tests.conftest import ApiClient, LiveServer, serving
-from tests.support.gui import screenshot, sign_in
+from tests.conftest import ApiClient, LiveServer
+from tests.support.gui import module_server, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live server with a batch and a small catalog."""
-    folder: Path = tmp_path_factory.mktemp("admin")
-    settings = ServerSettings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'db'}",
-                              lease_seconds=30.0, reaper_interval=0.2, run_reaper=False,
-                              claim_max_wait=1.0)
-    token = init_server(settings)
-    application = create_app(settings, start_reaper=False)
-    with application.extensions["scitq_bench"].db.write() as session:
-        catalog.upsert_offers(session, "fake", [
-            Offer(provider="fake", region="r1", flavor="small", cpu=2, ram_gb=4, cost=0.1),
-            Offer(provider="fake", region="r1", flavor="big", cpu=16, ram_gb=64, cost=0.9)])
-    api = ApiClient(application.test_client(), token)
-    assert api.post("/tasks", json={"command": "true", "batch": "nightly"}).status_code == 201
-    try:
-        with serving(application) as port:
-            yield LiveServer(f"http://127.0.0.1:{port}", token, application, settings)
-    finally:
-        application.extensions["scitq_bench"].db.dispose()
+    with module_server(tmp_path_factory.mktemp("admin")) as server:
+        application, token = server.app, server.token
+        with application.extensions["scitq_bench"].db.write() as session:
+            catalog.upsert_offers(session, "fake", [
+                Offer(provider="fake", region="r1", flavor="small", cpu=2, ram_gb=4, cost=0.1),
+                Offer(provider="fake", region="r1", flavor="big", cpu=16, ram_gb=64, cost=0.9)])
+        api = ApiClient(application.test_client(), token)
+        assert api.post("/tasks", json={"command": "true", "batch": "nightly"}).status_code == 201
+        yield server
 
 
 def api_of(server: LiveServer, token: str | None = None) -> ApiClient:

@@ -13,11 +13,8 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.server.app import create_app
-from scitq_bench.server.setup import init_server
-from scitq_bench.settings import ServerSettings
-from tests.conftest import ApiClient, LiveServer, serving
-from tests.support.gui import screenshot, sign_in
+from tests.conftest import ApiClient, LiveServer
+from tests.support.gui import module_server, screenshot, sign_in
 from tests.support.workers import finish, running_worker
 
 PHONE = {"width": 390, "height": 844}
@@ -25,17 +22,8 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    folder: Path = tmp_path_factory.mktemp("pages")
-    settings = ServerSettings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'db'}",
-                              lease_seconds=30.0, reaper_interval=0.2, run_reaper=False,
-                              claim_max_wait=1.0)
-    token = init_server(settings)
-    application = create_app(settings, start_reaper=False)
-    try:
-        with serving(application) as port:
-            yield LiveServer(f"http://127.0.0.1:{port}", token, application, settings)
-    finally:
-        application.extensions["scitq_bench"].db.dispose()
+    with module_server(tmp_path_factory.mktemp("pages")) as server:
+        yield server
 
 
 def colour(page: Any, selector: str) -> str:

@@ -10,14 +10,11 @@ from typing import Any
 
 import pytest
 
-from scitq_bench.server.app import create_app
 from scitq_bench.server.queue.models import Worker
-from scitq_bench.server.setup import init_server
-from scitq_bench.settings import ServerSettings
-from tests.conftest import ApiClient, LiveServer, serving
+from tests.conftest import ApiClient, LiveServer
 from tests.gui.test_bench_organizer_pages import _phone_setup
 from tests.gui.test_jobs import add_job
-from tests.support.gui import screenshot, sign_in
+from tests.support.gui import module_server, screenshot, sign_in
 
 PHONE = {"width": 390, "height": 844}
 LONG = "a-rather-long-name-that-does-not-break-anywhere-" * 3
@@ -29,29 +26,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     commands, a worker running one, a running job, a benchmark with scored
     submissions."""
     folder: Path = tmp_path_factory.mktemp("site")
-    settings = ServerSettings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'db'}",
-                              lease_seconds=30.0, reaper_interval=0.2, run_reaper=False,
-                              claim_max_wait=1.0)
-    token = init_server(settings)
-    application = create_app(settings, start_reaper=False)
-    try:
-        with serving(application) as port:
-            server = LiveServer(f"http://127.0.0.1:{port}", token, application, settings)
-            made = _phone_setup(server, folder)
-            api = ApiClient(application.test_client(), token)
-            worker = api.post("/workers", json={"name": f"w-{LONG}"[:120], "concurrency": 2}).json
-            for i in range(2):
-                task = api.post("/tasks", json={"command": f"echo {LONG * 2} {i}", "name": f"t{i}-{LONG}",
-                                                "batch": f"b-{LONG}"[:150]})
-                assert task.status_code == 201, task.json
-            claimed = api.post(f"/workers/{worker['worker']['id']}/claim?max=1",
-                               token=worker["token"]).json["executions"]
-            made.update(worker=worker["worker"]["id"], task=claimed[0]["task_id"],
-                        batch=api.get("/batches").json["batches"][0]["id"],
-                        job=add_job(application, "running", progress=40))
-            yield server, made
-    finally:
-        application.extensions["scitq_bench"].db.dispose()
+    with module_server(folder) as server:
+        application, token = server.app, server.token
+        made = _phone_setup(server, folder)
+        api = ApiClient(application.test_client(), token)
+        worker = api.post("/workers", json={"name": f"w-{LONG}"[:120], "concurrency": 2}).json
+        for i in range(2):
+            task = api.post("/tasks", json={"command": f"echo {LONG * 2} {i}", "name": f"t{i}-{LONG}",
+                                            "batch": f"b-{LONG}"[:150]})
+            assert task.status_code == 201, task.json
+        claimed = api.post(f"/workers/{worker['worker']['id']}/claim?max=1",
+                           token=worker["token"]).json["executions"]
+        made.update(worker=worker["worker"]["id"], task=claimed[0]["task_id"],
+                    batch=api.get("/batches").json["batches"][0]["id"],
+                    job=add_job(application, "running", progress=40))
+        yield server, made
 
 
 @pytest.fixture(scope="module")

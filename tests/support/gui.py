@@ -6,12 +6,38 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scitq_bench.server.bench.accounts import create_account
 
+if TYPE_CHECKING:
+    from tests.conftest import LiveServer
+
 ARTIFACTS = Path(os.environ.get("SCITQ_BENCH_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts")
+
+
+@contextmanager
+def module_server(folder: Path) -> Iterator[LiveServer]:
+    """A live server on its own SQLite database under ``folder``, for a whole test
+    module (browser tests share one: starting Chromium pages is the slow part)."""
+    from scitq_bench.server.app import create_app
+    from scitq_bench.server.setup import init_server
+    from scitq_bench.settings import ServerSettings
+    from tests.conftest import LiveServer, serving
+
+    settings = ServerSettings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'db'}",
+                              lease_seconds=30.0, reaper_interval=0.2, run_reaper=False,
+                              claim_max_wait=1.0)
+    token = init_server(settings)
+    application = create_app(settings, start_reaper=False)
+    try:
+        with serving(application) as port:
+            yield LiveServer(f"http://127.0.0.1:{port}", token, application, settings)
+    finally:
+        application.extensions["scitq_bench"].db.dispose()
 
 
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
