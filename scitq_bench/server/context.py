@@ -36,47 +36,86 @@ class ServerContext:
     files: FileStorage
     notifier: Notifier
     _tokens: dict[str, _Cached] = field(default_factory=dict)
+    _refused: dict[str, float] = field(default_factory=dict)  # header -> checked at
+    _wanted: dict[str, str] = field(default_factory=dict)  # header -> hash, to check next
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock)
+    # one token query at a time per process: requests that miss the cache together
+    # wait for it, and the one that runs it checks all their tokens at once
+    _check_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def authenticate(self, header: str | None) -> auth.Principal:
         """Token lookups are cached for a few seconds: the hot worker paths would
         otherwise pay one query per request. A revoked token is refused here at most
         ``TOKEN_CACHE_SECONDS`` after its revocation (at once when this process revoked
         it). The lookup that checks a token again also checks every cached token due
-        within the next half period, so the tokens of a fleet of workers are checked
-        together, one query per period, rather than one query per token."""
-        now = time.monotonic()
+        within the next half period, and every token other requests are waiting to have
+        checked: a fleet of workers costs one query per period, not one per token, and
+        a thousand requests missing the cache at once cost one query, not a thousand."""
+        key = header or ""
+        known = self._known(key, time.monotonic())
+        if known is not None:
+            return known
+        token_hash = auth.bearer_hash(header)  # no bearer token: refused before any query
         with self._tokens_lock:
-            cached = self._tokens.get(header or "")
-        if cached and cached.until > now:
+            self._wanted[key] = token_hash
+        with self._check_lock:
+            now = time.monotonic()
+            known = self._known(key, now)  # checked meanwhile by another request
+            if known is None:
+                self._check(now)
+                known = self._known(key, now)
+        if known is None:
+            raise Unauthorized("invalid token")
+        return known
+
+    def _known(self, key: str, now: float) -> auth.Principal | None:
+        """The cached principal of ``key``; raises if it was refused this period."""
+        with self._tokens_lock:
+            cached = self._tokens.get(key)
+            refused = self._refused.get(key)
+        if cached is not None and cached.until > now:
             return cached.principal
-        token_hash = auth.bearer_hash(header)
-        checked = {**self._due(now + TOKEN_CACHE_SECONDS / 2), header or "": token_hash}
+        if refused is not None and now - refused < TOKEN_CACHE_SECONDS:
+            raise Unauthorized("invalid token")
+        return None
+
+    def _check(self, now: float) -> None:
+        """One query for the tokens asked for and the cached ones due soon."""
+        with self._tokens_lock:
+            checked = {**self._due(now + TOKEN_CACHE_SECONDS / 2), **self._wanted}
+            self._wanted.clear()
         with self.db.read() as session:
             found = auth.principals_for_hashes(session, checked.values())
         until = now + TOKEN_CACHE_SECONDS
         with self._tokens_lock:
             if len(self._tokens) >= MAX_CACHED_TOKENS:
                 self._tokens.clear()
+            if len(self._refused) >= MAX_CACHED_TOKENS:
+                self._refused.clear()
             for key, hashed in checked.items():
                 if hashed in found:
                     self._tokens[key] = _Cached(until, hashed, found[hashed])
+                    self._refused.pop(key, None)
                 else:  # revoked meanwhile, or never issued
                     self._tokens.pop(key, None)
-        if token_hash not in found:
-            raise Unauthorized("invalid token")
-        return found[token_hash]
+                    self._refused[key] = now
 
     def _due(self, before: float) -> dict[str, str]:
-        """Cached tokens to check again by ``before`` (key: their header), a batch."""
-        with self._tokens_lock:
-            due = [(key, entry.token_hash) for key, entry in self._tokens.items()
-                   if entry.until <= before]
+        """Cached tokens to check again by ``before`` (key: their header), a batch;
+        called with ``_tokens_lock`` held."""
+        due = [(key, entry.token_hash) for key, entry in self._tokens.items()
+               if entry.until <= before]
         return dict(due[:REVALIDATE_AT_ONCE])
 
-    def forget_tokens(self) -> None:
+    def forget_tokens(self, worker_id: int | None = None) -> None:
+        """Drop cached tokens after a revocation in this process: those of one worker,
+        or all of them."""
         with self._tokens_lock:
-            self._tokens.clear()
+            if worker_id is None:
+                self._tokens.clear()
+            else:
+                self._tokens = {key: entry for key, entry in self._tokens.items()
+                                if entry.principal.worker_id != worker_id}
 
 
 def server_context() -> ServerContext:

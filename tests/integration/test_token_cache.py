@@ -87,3 +87,73 @@ def test_headers_without_a_bearer_token_are_refused_before_any_query(app: Any) -
     with pytest.raises(Unauthorized, match="invalid token"):
         ctx.authenticate("Bearer nope")
     assert sent == []
+
+
+def test_requests_missing_the_cache_together_share_one_query(app: Any) -> None:
+    """A fleet's requests arriving while a token query runs wait for it, and the next
+    query checks all their tokens at once: two queries for twenty new tokens, not
+    twenty (the first query is slowed down so the others pile up behind it)."""
+    import threading
+
+    ctx = app.extensions[context.EXTENSION]
+    headers = [f"Bearer {t}" for t in tokens(ctx, 20)]
+    first_query_runs = threading.Event()
+
+    def slow_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "api_token" in statement and not first_query_runs.is_set():
+            first_query_runs.set()
+            threading.Event().wait(0.3)
+
+    event.listen(ctx.db.reader, "before_cursor_execute", slow_first)
+    roles: list[str] = []
+    try:
+        with lookups(ctx) as sent:
+            first = threading.Thread(target=lambda: roles.append(ctx.authenticate(headers[0]).role))
+            first.start()
+            assert first_query_runs.wait(5)
+            others = [threading.Thread(target=lambda h=h: roles.append(ctx.authenticate(h).role))
+                      for h in headers[1:]]
+            for thread in others:
+                thread.start()
+            for thread in [first, *others]:
+                thread.join(10)
+    finally:
+        event.remove(ctx.db.reader, "before_cursor_execute", slow_first)
+    assert roles == [auth.ENROLL] * 20
+    assert len(sent) == 2
+
+
+def test_an_unknown_token_is_refused_from_the_cache_within_the_period(app: Any,
+                                                                     clock: Clock) -> None:
+    ctx = app.extensions[context.EXTENSION]
+    with lookups(ctx) as sent:
+        for _ in range(3):
+            with pytest.raises(Unauthorized, match="invalid token"):
+                ctx.authenticate("Bearer forged")
+        assert len(sent) == 1
+        clock.now += context.TOKEN_CACHE_SECONDS
+        with pytest.raises(Unauthorized, match="invalid token"):
+            ctx.authenticate("Bearer forged")
+        assert len(sent) == 2
+
+
+def test_forgetting_one_workers_tokens_keeps_the_others_cached(app: Any, clock: Clock) -> None:
+    """A worker registering again revokes its old tokens: only those leave the cache."""
+    ctx = app.extensions[context.EXTENSION]
+    with ctx.db.write() as session:
+        from scitq_bench.server.queue.models import Worker
+
+        workers = [Worker(name=f"w{i}") for i in range(2)]
+        session.add_all(workers)
+        session.flush()
+        ids = [w.id for w in workers]
+        headers = [f"Bearer {auth.issue_token(session, auth.WORKER, worker_id=i, name=f'w{i}')}"
+                   for i in ids]
+    for header in headers:
+        ctx.authenticate(header)
+    ctx.forget_tokens(ids[0])
+    with lookups(ctx) as sent:
+        assert ctx.authenticate(headers[1]).worker_id == ids[1]
+        assert sent == []
+        assert ctx.authenticate(headers[0]).worker_id == ids[0]
+        assert len(sent) == 1

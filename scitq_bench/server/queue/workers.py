@@ -92,7 +92,7 @@ def commit_register(ctx: ServerContext, spec: WorkerRegister) -> dict[str, Any]:
         worker, token, requeued = register(session, spec)
         answer = {"worker": worker_dict(worker), "token": token,
                   "lease_seconds": ctx.settings.lease_seconds}
-    ctx.forget_tokens()
+    ctx.forget_tokens(answer["worker"]["id"])
     if requeued:
         ctx.notifier.notify(WORK)
     return answer
@@ -163,7 +163,7 @@ def remove_worker(ctx: ServerContext, worker_id: int, *, force: bool = False) ->
     and what it held is offered to the other workers."""
     with ctx.db.write() as session:
         delete_worker(session, worker_id, force=force)
-    ctx.forget_tokens()
+    ctx.forget_tokens(worker_id)
     ctx.notifier.notify(WORK, worker_key(worker_id))
 
 
