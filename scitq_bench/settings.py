@@ -4,7 +4,8 @@ Environment variables (stable, users rely on them):
 ``SCITQ_BENCH_DATA_DIR``, ``SCITQ_BENCH_DATABASE_URL``, ``SCITQ_BENCH_SERVER``,
 ``SCITQ_BENCH_TOKEN``, ``SCITQ_BENCH_LEASE_SECONDS``, ``SCITQ_BENCH_CONFIG``,
 ``SCITQ_BENCH_PUBLIC_URL``, ``SCITQ_BENCH_DATABASE_BUSY_TIMEOUT``,
-``SCITQ_BENCH_DATABASE_POOL_SIZE``, ``SCITQ_BENCH_DIRECT_DATABASE_URL``,
+``SCITQ_BENCH_DATABASE_POOL_SIZE``, ``SCITQ_BENCH_DATABASE_PREPARE`` (``0`` behind
+a transaction pooler), ``SCITQ_BENCH_DIRECT_DATABASE_URL``,
 ``SCITQ_BENCH_REAPER_INTERVAL``,
 ``SCITQ_BENCH_RETRY_SECONDS``, ``SCITQ_BENCH_LOG_FORMAT`` (``text`` or ``json``),
 ``SCITQ_BENCH_STORE_DIR`` (where the ``server://`` files live; default
@@ -75,6 +76,9 @@ class ServerSettings:
     # PostgreSQL connections one server process holds at most (its requests share
     # them; one waits at most database_busy_timeout for one, then gets a 503)
     database_pool_size: int = 20
+    # PostgreSQL prepares the statements each connection repeats (the workers' hot
+    # path); off behind pgbouncer in transaction mode
+    database_prepare: bool = True
     # PostgreSQL reached directly, not through a transaction pooler such as pgbouncer:
     # the wake-up listener and the leader's advisory lock need sessions of their own
     # (default: database_url)
@@ -140,6 +144,7 @@ class ServerSettings:
                                                      setting("database_busy_timeout", 10)),
             "database_pool_size": _positive_int("database_pool_size",
                                                 setting("database_pool_size", 20)),
+            "database_prepare": _boolean("database_prepare", setting("database_prepare", True)),
             "direct_database_url": setting("direct_database_url"),
             "public_url": setting("public_url"),
             "recruitment": recruitment,
@@ -185,6 +190,17 @@ def _positive_float(name: str, value: Any) -> float:
     if number <= 0:
         raise InvalidInput(f"setting {name} must be positive, got {value!r}")
     return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"setting {name} must be true or false (1/0, yes/no), got {value!r}")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

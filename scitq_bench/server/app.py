@@ -49,7 +49,8 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]  # field order is the model's; sorting costs
     db = Database(settings.database_url, busy_timeout=settings.database_busy_timeout,
-                  pool_size=settings.database_pool_size)
+                  pool_size=settings.database_pool_size,
+                  prepare=settings.database_prepare)
     logs, files = build_stores(settings)
     context = ServerContext(
         settings=settings,

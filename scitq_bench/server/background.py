@@ -125,7 +125,8 @@ def run_background(settings: ServerSettings, stop: threading.Event, *,
     holder = process_name()
     db = Database(named_url(settings.database_url, holder),
                   busy_timeout=settings.database_busy_timeout,
-                  pool_size=settings.database_pool_size)
+                  pool_size=settings.database_pool_size,
+                  prepare=settings.database_prepare)
     notifier = build_notifier(settings.session_database_url)
     lock = build_lock(settings.session_database_url, settings.data_dir,
                       settings.lease_seconds, holder)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from scitq_bench.exceptions import Busy, InvalidInput
+from scitq_bench.server import prepared
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -50,11 +51,13 @@ class Database:
     """Owns the engines and sessions; everything else asks it for a session."""
 
     def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                 pool_size: int = DEFAULT_POOL_SIZE) -> None:
+                 pool_size: int = DEFAULT_POOL_SIZE, prepare: bool = True) -> None:
         """``busy_timeout``: seconds a transaction may wait for the database (for the
         write lock, or a pooled connection) before it fails with ``Busy``.
         ``pool_size``: PostgreSQL connections this process holds at most, whatever the
-        number of requests waiting for one (a fixed pool: no connection churn)."""
+        number of requests waiting for one (a fixed pool: no connection churn).
+        ``prepare``: PostgreSQL prepares the statements each connection repeats
+        (``server.prepared``); off behind a transaction pooler."""
         if busy_timeout <= 0:
             raise InvalidInput(f"busy_timeout must be positive, got {busy_timeout!r}",
                                field="busy_timeout")
@@ -78,6 +81,8 @@ class Database:
                 url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
                 pool_timeout=busy_timeout, future=True,
             )
+            if prepare:
+                prepared.install(self.writer)
             self.reader = self.writer
         self._write_sessions = sessionmaker(self.writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.reader, expire_on_commit=False)

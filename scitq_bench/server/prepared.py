@@ -1,0 +1,140 @@
+"""Server-side prepared statements for the statements a connection runs again and again.
+
+psycopg2 sends every statement as text, and PostgreSQL parses and plans it each time:
+on the workers' hot path (a claim, a report, a heartbeat: a few small statements each)
+planning cost PostgreSQL about as much as running them. This hook counts the statements
+each connection runs; from the ``threshold``-th run of one text on a connection it is
+``PREPARE``d there once, and each later run becomes ``EXECUTE name(params)``. The
+parameters still go through psycopg2's own quoting; nothing is built from values.
+
+A statement PostgreSQL cannot prepare (a parameter whose type it cannot infer) is run as
+text from then on; inside a transaction the attempt is made under a savepoint, so the
+transaction is not spoilt. Each connection keeps at most ``MAX_PER_CONNECTION``
+prepared statements (the texts differ with the length of ``IN`` lists).
+
+Not for pgbouncer in transaction mode, whose server connections change under a client
+between transactions: ``SCITQ_BENCH_DATABASE_PREPARE=0`` turns this off
+(docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+DEFAULT_THRESHOLD = 3
+MAX_PER_CONNECTION = 500
+# pyformat placeholders, and the doubled percent sign psycopg2 reads as one
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+_PREPARABLE = ("select", "insert", "update", "delete", "with")
+
+
+@dataclass
+class _ConnectionStatements:
+    """What one database connection has seen and prepared."""
+
+    seen: dict[str, int] = field(default_factory=dict)
+    # statement text -> the EXECUTE that runs its prepared form
+    prepared: dict[str, str] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+
+
+def install(engine: Engine, threshold: int = DEFAULT_THRESHOLD) -> None:
+    """Prepare ``engine``'s repeated statements (PostgreSQL with psycopg2 only)."""
+    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg2":
+        return
+
+    # keyed by the driver's connection itself: a connection the pool replaced starts
+    # with nothing prepared
+    connections: weakref.WeakKeyDictionary[Any, _ConnectionStatements] = (
+        weakref.WeakKeyDictionary())
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _before(_connection: Any, cursor: Any, statement: str, parameters: Any,
+                _context: Any, executemany: bool) -> tuple[str, Any]:
+        if executemany or not isinstance(parameters, dict):
+            return statement, parameters
+        state = connections.get(cursor.connection)
+        if state is None:
+            state = connections[cursor.connection] = _ConnectionStatements()
+        return rewrite(state, cursor, statement, parameters, threshold)
+
+
+def rewrite(state: _ConnectionStatements, cursor: Any, statement: str,
+            parameters: dict[str, Any], threshold: int) -> tuple[str, Any]:
+    """``statement`` as it is to run on ``cursor``'s connection: as is, or as the
+    ``EXECUTE`` of its prepared form (prepared now if this run reaches the threshold)."""
+    execute = state.prepared.get(statement)
+    if execute is not None:
+        return execute, parameters
+    if statement in state.refused or not _preparable(statement):
+        return statement, parameters
+    seen = state.seen.get(statement, 0) + 1
+    if seen < threshold or len(state.prepared) >= MAX_PER_CONNECTION:
+        if len(state.seen) < 4 * MAX_PER_CONNECTION:
+            state.seen[statement] = seen
+        return statement, parameters
+    state.seen.pop(statement, None)
+    names = _parameter_names(statement)
+    name = _prepare(cursor, statement, names)
+    if name is None:
+        state.refused.add(statement)
+        return statement, parameters
+    arguments = ", ".join(f"%({n})s" for n in names)
+    execute = state.prepared[statement] = (
+        f"EXECUTE {name} ({arguments})" if names else f"EXECUTE {name}")
+    return execute, parameters
+
+
+def _preparable(statement: str) -> bool:
+    head = statement.lstrip()[:6].lower()
+    return head.startswith(_PREPARABLE)
+
+
+def _parameter_names(statement: str) -> list[str]:
+    """The statement's distinct parameters, in the order of their first use."""
+    names: dict[str, None] = {}
+    for match in _PLACEHOLDER.finditer(statement):
+        if match.group(1):
+            names.setdefault(match.group(1))
+    return list(names)
+
+
+def _numbered(statement: str, names: list[str]) -> str:
+    """The statement with ``$n`` for each pyformat parameter (PREPARE's own syntax)."""
+    number = {name: index + 1 for index, name in enumerate(names)}
+
+    def replace(match: re.Match[str]) -> str:
+        return f"${number[match.group(1)]}" if match.group(1) else "%"
+
+    return _PLACEHOLDER.sub(replace, statement)
+
+
+def _prepare(cursor: Any, statement: str, names: list[str]) -> str | None:
+    """PREPARE the statement on the cursor's connection; its name, or None when
+    PostgreSQL refuses it (the transaction, if any, goes on unharmed)."""
+    import psycopg2
+
+    name = "sb_" + hashlib.sha1(statement.encode()).hexdigest()[:20]
+    # the text goes to PostgreSQL as is: psycopg2 interpolates nothing without parameters
+    prepare = f"PREPARE {name} AS {_numbered(statement, names)}"
+    # psycopg2 opens a transaction before the first statement unless in autocommit:
+    # the PREPARE below is that first statement, or follows others in one
+    in_transaction = not cursor.connection.autocommit
+    try:
+        if in_transaction:
+            cursor.execute("SAVEPOINT scitq_bench_prepare")
+        cursor.execute(prepare)
+        if in_transaction:
+            cursor.execute("RELEASE SAVEPOINT scitq_bench_prepare")
+    except psycopg2.Error:
+        if in_transaction:
+            cursor.execute("ROLLBACK TO SAVEPOINT scitq_bench_prepare")
+        return None
+    return name
