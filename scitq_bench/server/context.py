@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -42,6 +43,8 @@ class ServerContext:
     # one token query at a time per process: requests that miss the cache together
     # wait for it, and the one that runs it checks all their tokens at once
     _check_lock: threading.Lock = field(default_factory=threading.Lock)
+    # worker id -> the batch its last claim here saw it bound to (None: free)
+    _worker_batches: dict[int, int | None] = field(default_factory=dict)
 
     def authenticate(self, header: str | None) -> auth.Principal:
         """Token lookups are cached for a few seconds: the hot worker paths would
@@ -116,6 +119,21 @@ class ServerContext:
             else:
                 self._tokens = {key: entry for key, entry in self._tokens.items()
                                 if entry.principal.worker_id != worker_id}
+
+
+    def worker_batch(self, worker_id: int,
+                     read: Callable[[Database, int], int | None]) -> int | None:
+        """The batch a worker was bound to at its last claim in this process, else as
+        ``read`` finds it now. It may be out of date: the claim that follows reads it
+        again, in its own transaction, and the long poll corrects its key."""
+        if worker_id in self._worker_batches:
+            return self._worker_batches[worker_id]
+        return read(self.db, worker_id)
+
+    def remember_batch(self, worker_id: int, batch_id: int | None) -> None:
+        if len(self._worker_batches) >= MAX_CACHED_TOKENS:
+            self._worker_batches.clear()
+        self._worker_batches[worker_id] = batch_id
 
 
 def server_context() -> ServerContext:

@@ -137,6 +137,36 @@ def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
     assert result["elapsed"] < 2.0
 
 
+def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
+    """A claim waits on the key of the batch its worker's last claim saw (no query to
+    look it up again). A worker freed from its batch meanwhile is found free by the
+    claim itself, which then waits under the free workers' key and wakes on new work
+    in any batch."""
+    import threading
+    import time
+
+    worker, token = register(api, "mover", batch="first")
+    assert api.post(f"/workers/{worker}/claim?max=1&wait=0.1", token=token).json == {
+        "executions": []}  # seen bound to "first": the process remembers it
+    assert api.patch(f"/workers/{worker}", json={"batch": ""}).json["batch"] is None
+    result: dict[str, Any] = {}
+
+    def poll() -> None:
+        start = time.monotonic()
+        answer = api.post(f"/workers/{worker}/claim?max=1&wait=5", token=token)
+        result["elapsed"] = time.monotonic() - start
+        result["executions"] = answer.json["executions"]
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    notifier = app.extensions["scitq_bench"].notifier
+    wait_until(lambda: notifier.waiting >= 1, what="the claim waiting")
+    create(api, batch="other")
+    thread.join(10)
+    assert len(result["executions"]) == 1
+    assert result["elapsed"] < 2.0
+
+
 def test_logs_append_idempotently_and_read_by_offset(api) -> None:
     worker, token = register(api)
     create(api)

@@ -94,14 +94,22 @@ def claim(worker_id: int) -> Any:
     max_count = int_arg("max", 1, minimum=1) or 1
     wait = min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
     deadline = time.monotonic() + wait
+    # the key of the work this worker may take, read before looking for work: its
+    # batch as its last claim here saw it (one query the first time); a claim that
+    # finds the worker moved to another batch looks again under the new key
+    key = claim_key(ctx.worker_batch(worker_id, domain.batch_of)) if wait > 0 else None
     while True:
-        # the key of the work this worker may take, read before looking for work
-        key = claim_key(domain.batch_of(ctx.db, worker_id)) if wait > 0 else None
         seen = ctx.notifier.version(key) if key else 0
-        claimed = scheduling.claim(ctx.db, worker_id, max_count, ctx.settings.lease_seconds)
+        claimed, worker = scheduling.claim_as(ctx.db, worker_id, max_count,
+                                              ctx.settings.lease_seconds)
+        if worker is not None:
+            ctx.remember_batch(worker_id, worker.batch_id)
         remaining = deadline - time.monotonic()
-        if claimed or remaining <= 0 or key is None:
+        if claimed or remaining <= 0 or key is None or worker is None:
             return {"executions": claimed}
+        if claim_key(worker.batch_id) != key:
+            key = claim_key(worker.batch_id)
+            continue
         with long_poll_waiting():
             ctx.notifier.wait(key, seen, remaining)
 

@@ -189,6 +189,17 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
         return claim_in(db, session, worker_id, max_count, lease_seconds)
 
 
+def claim_as(db: Database, worker_id: int, max_count: int,
+             lease_seconds: float) -> tuple[list[dict], WorkerState | None]:
+    """``claim``, and the worker as the claim read it (None: not registered): a long
+    poll learns there, in the same statement, which work its worker may wait for."""
+    with db.write() as session:
+        state = worker_state(session.connection(), worker_id)
+        if state is None:
+            return [], None
+        return claim_in(db, session, worker_id, max_count, lease_seconds, worker=state), state
+
+
 def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
              lease_seconds: float, *, worker: WorkerState | None = None) -> list[dict]:
     """``claim`` inside the caller's write transaction (a report and the claim that

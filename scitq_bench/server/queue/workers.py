@@ -90,9 +90,10 @@ def commit_register(ctx: ServerContext, spec: WorkerRegister) -> dict[str, Any]:
     held is offered to the other workers."""
     with ctx.db.write() as session:
         worker, token, requeued = register(session, spec)
+        worker_id = worker.id
         answer = {"worker": worker_dict(worker), "token": token,
                   "lease_seconds": ctx.settings.lease_seconds}
-    ctx.forget_tokens(answer["worker"]["id"])
+    ctx.forget_tokens(worker_id)
     if requeued:
         ctx.notifier.notify(WORK)
     return answer
