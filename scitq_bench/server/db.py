@@ -169,7 +169,8 @@ class Database:
             return []
         if len(rows) == 1:  # the usual case (a claim's refill): one statement anywhere
             table = model.__table__
-            return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
+            statement = prepared.hot(insert(table).returning(table.c.id))
+            return [session.execute(statement, rows[0]).scalar_one()]
         if not self.is_sqlite:
             return list(session.scalars(
                 insert(model).returning(model.id, sort_by_parameter_order=True), rows

@@ -167,6 +167,26 @@ def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
     assert result["elapsed"] < 2.0
 
 
+def test_ids_past_the_columns_range_name_nothing_on_the_hot_path(api) -> None:
+    """The worker protocol's statements are prepared on PostgreSQL, their parameters
+    typed as the id columns: an id beyond those (still a valid 64-bit id) is named as
+    missing, every time, never a 500."""
+    worker, token = register(api, "ranged")
+    create(api)
+    execution = api.post(f"/workers/{worker}/claim", token=token).json["executions"][0]
+    huge = 2**40
+    for _ in range(4):  # past the count at which a connection prepares a statement
+        events = [{"execution_id": huge, "status": "running"},
+                  {"execution_id": execution["execution_id"], "status": "running"}]
+        answer = api.post(f"/workers/{worker}/report", json={"events": events}, token=token)
+        assert answer.status_code == 200, answer.json
+        assert answer.json["results"][0] == {
+            "execution_id": huge, "ok": False, "error": f"execution {huge} not found"}
+        beat = api.post(f"/workers/{huge}/heartbeat", json={"executions": []})
+        assert beat.status_code == 403 and "not registered" in beat.json["message"]
+        assert api.post(f"/tasks/{huge}/relaunch").status_code == 404
+
+
 def test_logs_append_idempotently_and_read_by_offset(api) -> None:
     worker, token = register(api)
     create(api)

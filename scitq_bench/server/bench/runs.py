@@ -38,6 +38,7 @@ from scitq_bench.server.bench.models import (
     Submission,
 )
 from scitq_bench.server.db import Database
+from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import tasks as queue
 from scitq_bench.server.queue import transitions
 from scitq_bench.server.queue.models import Execution, Task, utcnow
@@ -258,10 +259,10 @@ def launcher(scoring: str, ingestion: str) -> str:
 
 
 # Built once: every task that ends asks it, and most tasks belong to no run.
-_RUNS_OF_TASKS = select(Run).where(
+_RUNS_OF_TASKS = hot(select(Run).where(
     Run.status == RunStatus.RUNNING.value,
     or_(Run.scoring_task_id.in_(bindparam("tasks", expanding=True)),
-        Run.prediction_task_id.in_(bindparam("tasks", expanding=True))))
+        Run.prediction_task_id.in_(bindparam("tasks", expanding=True)))))
 
 
 def refresh_runs(session: Session, task_ids: list[int]) -> None:

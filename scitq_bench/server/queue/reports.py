@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.db import Database
+from scitq_bench.server.limits import INT_MAX
+from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import scheduling, transitions
 from scitq_bench.server.queue import tasks as task_domain
 from scitq_bench.server.queue.models import Execution, Requirement, Task, utcnow
@@ -76,7 +78,7 @@ _REPORTED = (
 
 @lru_cache(maxsize=16)
 def _reported(db: Database) -> Select[Any]:
-    return db.lock_for_update(_REPORTED, _execution)
+    return hot(db.lock_for_update(_REPORTED, _execution))
 
 
 def report_in(db: Database, session: Session, worker_id: int,
@@ -86,7 +88,9 @@ def report_in(db: Database, session: Session, worker_id: int,
     is written unless it was less than the slack of ``lease_seconds`` ago (None:
     always), after the executions and tasks: rows are locked in that order."""
     connection = session.connection()
-    ids = sorted({e.execution_id for e in events})
+    # ids past the column's range name no execution (refused below as not found): they
+    # are kept out of the prepared statement, whose parameters have the column's type
+    ids = sorted({e.execution_id for e in events if e.execution_id <= INT_MAX})
     found = connection.execute(_reported(db), {"w_id": worker_id, "e_ids": ids}).all()
     worker = (scheduling.worker_state_of(found[0]) if found
               else scheduling.worker_state(connection, worker_id))

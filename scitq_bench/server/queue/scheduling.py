@@ -38,7 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from scitq_bench.exceptions import Forbidden
+from scitq_bench.server import prepared
 from scitq_bench.server.db import Database
+from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import transitions
 from scitq_bench.server.queue.models import Batch, Execution, Signal, Task, Worker, utcnow
 from scitq_bench.server.schemas import Heartbeat
@@ -138,11 +140,11 @@ _WORKER_FIELDS = ("id", "status", "concurrency", "prefetch", "batch_id", "cpus",
                   "containers", "gpus", "last_contact_at")
 # The worker ``w_id``, its columns labelled ``state_*``: other statements (reports) read
 # it alongside their own rows
-WORKER_STATE = select(
+WORKER_STATE = hot(select(
     *(_worker.c[name].label(f"state_{name}") for name in _WORKER_FIELDS),
     select(func.count()).where(_execution.c.worker_id == _worker.c.id, _live_execution)
     .scalar_subquery().label("state_held"),
-).where(_worker.c.id == bindparam("w_id"))
+).where(_worker.c.id == bindparam("w_id")))
 
 
 def worker_state_of(row: Any) -> WorkerState:
@@ -163,8 +165,8 @@ def contact_due(last: datetime | None, now: datetime, lease_seconds: float | Non
             or now - last >= contact_slack(lease_seconds))
 
 
-_TOUCH = (update(_worker).where(_worker.c.id == bindparam("w_id"))
-          .values(last_contact_at=bindparam("w_now")))
+_TOUCH = hot(update(_worker).where(_worker.c.id == bindparam("w_id"))
+             .values(last_contact_at=bindparam("w_now")))
 _TOUCH_WITH_STATS = _TOUCH.values(stats=bindparam("w_stats", type_=_worker.c.stats.type))
 
 
@@ -238,7 +240,7 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
     ]
 
 
-_BATCHES_WITH_WORK = (
+_BATCHES_WITH_WORK = hot(
     select(_batch.c.id)
     .where(_batch.c.status == BatchStatus.RUNNING.value,
            exists().where(_task.c.batch_id == _batch.c.id,
@@ -323,7 +325,9 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
         .limit(bindparam("c_room")),
         candidate,
     ).cte("picked").prefix_with("MATERIALIZED")
-    return transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
+    # not prepared (server.prepared): planned at each run, its plan follows the queue
+    return (transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
+            .execution_options(**{prepared.OPTION: False}))
 
 
 @dataclass
@@ -341,7 +345,7 @@ class HeartbeatAnswer:
 
 # The worker's settings, whether signals wait for it, and its live executions (one row
 # each, or one row of NULLs), in one statement: no list of ids to splice into the SQL.
-_HEARTBEAT_STATE = (
+_HEARTBEAT_STATE = hot(
     select(_worker.c.status, _worker.c.concurrency, _worker.c.prefetch,
            _worker.c.last_contact_at, _worker.c.stats, _batch.c.name.label("batch"),
            exists().where(_signal.c.worker_id == _worker.c.id,
@@ -354,15 +358,15 @@ _HEARTBEAT_STATE = (
 )
 # Renewing every live execution of the worker, when it holds them all (the usual
 # case), or only those it listed: one it no longer knows of must run out.
-_RENEW_ALL = (update(_execution)
-              .where(_execution.c.worker_id == bindparam("w_id"), _live_execution)
-              .values(lease_deadline=bindparam("e_deadline")))
+_RENEW_ALL = hot(update(_execution)
+                 .where(_execution.c.worker_id == bindparam("w_id"), _live_execution)
+                 .values(lease_deadline=bindparam("e_deadline")))
 _RENEW = _RENEW_ALL.where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
 _ACKNOWLEDGE = update(_signal).where(
     _signal.c.id.in_(bindparam("s_ids", expanding=True)),
     _signal.c.worker_id == bindparam("w_id"),
 ).values(acknowledged_at=bindparam("s_now"))
-_PENDING_SIGNALS = (
+_PENDING_SIGNALS = hot(
     select(_signal.c.id, _signal.c.execution_id, _signal.c.signal)
     .where(_signal.c.worker_id == bindparam("w_id"), _signal.c.acknowledged_at.is_(None))
     .order_by(_signal.c.id)

@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
+from scitq_bench.server.limits import INT_MAX
+from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue.models import Base, Batch, Execution, Task, Worker, utcnow
 from scitq_bench.states import FINAL_TASK_STATUSES, BatchStatus
 from scitq_bench.states import ExecutionStatus as E
@@ -203,8 +205,9 @@ def move_tasks(
     reason: str | None = None,
     values: dict[str, Any] | None = None,
 ) -> int:
-    """Move every listed task that is in an allowed source status; return how many moved."""
-    ids = list(task_ids)
+    """Move every listed task that is in an allowed source status; return how many moved.
+    Ids past the column's range name no task: left out of the (prepared) statement."""
+    ids = [i for i in task_ids if i <= INT_MAX]
     if not ids:
         return 0
     allowed = sources(TASK_TRANSITIONS, target, only_from)
@@ -227,7 +230,7 @@ def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
     queue's hot paths run it prepared once, bound per call."""
     task: Table = Task.__table__  # type: ignore[assignment]
     ids = bindparam("t_ids", expanding=True) if ids is None else ids
-    return (
+    return hot(
         guarded_update(task, target, allowed, task.c.id.in_(ids))
         .values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
     )
@@ -304,7 +307,7 @@ def _execution_move(target: E, columns: tuple[str, ...]) -> Update:
     """The report's moves, run as one executemany per kind: guarded by the status each
     row was checked in (bound as ``b_from``)."""
     table: Table = Execution.__table__  # type: ignore[assignment]
-    return (
+    return hot(
         guarded_update(table, target, bindparam("b_from"), table.c.id == bindparam("b_id"))
         .values(**{c: bindparam(c) for c in columns})
     )
