@@ -13,7 +13,9 @@ campaigns for the lead; the leader runs, for as long as it leads:
 - recruitment, where the server knows its public URL: recovery of the jobs the
   previous leader left, the plan every ``interval``, catalogs and orphans on their
   schedules, and the deploy and destroy jobs themselves, picked up when ``JOBS`` wakes
-  it and on every pass (at most a second apart) anyway.
+  it and on every pass (at most a second apart) anyway;
+- on PostgreSQL, fresh planner statistics for the queue's busiest tables
+  (``statistics.py``).
 
 Each loop verifies the lead before each pass. On losing it, the process stops both at
 once (its jobs stop where they stand, left to the next leader's recovery) and
@@ -33,6 +35,7 @@ from scitq_bench.server.leader import Leadership, build_lock, named_url, process
 from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.server.recruit.runtime import Recruitment
+from scitq_bench.server.statistics import StatisticsKeeper
 from scitq_bench.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class Term:
 
     reaper: Reaper | None = None
     recruitment: Recruitment | None = None
+    statistics: StatisticsKeeper | None = None
 
     def stop(self) -> None:
         """Stop the loops (waiting for their current pass) and abandon running jobs."""
@@ -53,6 +57,8 @@ class Term:
             self.recruitment.engine.stop(abandon=True)
         if self.reaper is not None:
             self.reaper.stop()
+        if self.statistics is not None:
+            self.statistics.stop()
 
 
 class Background:
@@ -98,6 +104,9 @@ class Background:
         if self.recruitment is not None:
             term.recruitment = self.recruitment(leading)
             term.recruitment.engine.start_leading(leading, self.notifier)
+        if not self.db.is_sqlite:
+            term.statistics = StatisticsKeeper(self.db, leading)
+            term.statistics.start()
         return term
 
 
