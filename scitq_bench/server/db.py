@@ -77,8 +77,12 @@ class Database:
             self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE", busy_timeout, self._wait_left)
             self.reader = _sqlite_engine(url, "BEGIN", busy_timeout)
         else:
+            # no ping at each checkout (a round trip per request): a connection the
+            # database dropped (restarted, killed) fails its request, which is answered
+            # 503 with Retry-After (``busy_error``), and SQLAlchemy then replaces every
+            # connection of the pool that is older than the failure
             self.writer = create_engine(
-                url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
                 pool_timeout=busy_timeout, future=True,
             )
             if prepare:
@@ -195,13 +199,16 @@ def error_reason(exc: BaseException) -> str:
 def busy_error(exc: BaseException, waited: float | None = None) -> Busy | None:
     """``Busy`` if ``exc`` means "the database cannot serve this now, try again"
     (SQLite locked, PostgreSQL serialization failure, deadlock, too many connections,
-    no pooled connection in time); None for any other error."""
+    no pooled connection in time, a pooled connection the database dropped); None for
+    any other error."""
     if isinstance(exc, Busy):
         return exc
     if isinstance(exc, sa_exc.TimeoutError):
         return _busy(waited, "no database connection was free")
     if not isinstance(exc, sa_exc.DBAPIError):
         return None
+    if exc.connection_invalidated:  # the database dropped it: the pool reconnects
+        return _busy(None, f"the connection to it was lost: {error_reason(exc)}")
     original = exc.orig
     state = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
     text_ = str(original).lower()

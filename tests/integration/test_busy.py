@@ -172,3 +172,42 @@ def test_a_gui_change_on_a_busy_database_says_so_and_changes_nothing(
     status = requests.get(f"{url}/api/v1/batches/{batch['id']}", timeout=30,
                           headers={"Authorization": f"Bearer {token}"}).json()["status"]
     assert status == "running"
+
+
+def test_connections_the_database_dropped_cost_one_503_then_are_replaced(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL restarted or its sessions killed: the pool holds dead connections, not
+    checked at each checkout. The first request on one is answered 503 with
+    Retry-After (nothing half-done: the client sends it again), and the pool replaces
+    every connection older than that failure, so the next requests succeed."""
+    from tests.conftest import fresh_database
+
+    with fresh_database("postgresql", tmp_path, request) as database_url:
+        settings = ServerSettings(data_dir=tmp_path / "data", database_url=database_url,
+                                  run_reaper=False)
+        token = init_server(settings)
+        app = create_app(settings, start_reaper=False)
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with serving(app) as port:
+                url = f"http://127.0.0.1:{port}/api/v1"
+                for name in ("a", "b", "c"):  # several connections in the pool
+                    assert requests.post(f"{url}/tasks", json={"command": "true", "batch": name},
+                                         headers=headers, timeout=10).status_code == 201
+                killer = create_engine(database_url)
+                with killer.connect() as connection:
+                    killed = connection.execute(text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )).scalar_one()
+                killer.dispose()
+                assert killed >= 1
+                answers = [requests.get(f"{url}/tasks", headers=headers, timeout=10)
+                           for _ in range(5)]
+                codes = [a.status_code for a in answers]
+                assert codes == [503, 200, 200, 200, 200], codes
+                assert answers[0].headers["Retry-After"]
+                assert "connection to it was lost" in answers[0].json()["message"]
+                assert len(answers[-1].json()["tasks"]) == 3
+        finally:
+            app.extensions["scitq_bench"].db.dispose()
