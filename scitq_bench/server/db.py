@@ -175,10 +175,11 @@ class Database:
             table = model.__table__
             statement = prepared.hot(insert(table).returning(table.c.id))
             return [session.execute(statement, rows[0]).scalar_one()]
-        if not self.is_sqlite:
-            return list(session.scalars(
-                insert(model).returning(model.id, sort_by_parameter_order=True), rows
-            ).all())
+        if not self.is_sqlite:  # Core, not the ORM's bulk path: a fifth of the time
+            table = model.__table__
+            return list(session.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            ).scalars().all())
         session.execute(insert(model), rows)
         last = session.execute(text("SELECT last_insert_rowid()")).scalar_one()
         return list(range(last - len(rows) + 1, last + 1))
