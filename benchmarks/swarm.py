@@ -10,6 +10,11 @@ happens, the servers and the database the script started are stopped.
     python -m benchmarks.swarm --workers 1000 --tasks 5000 --task-seconds 10
     python -m benchmarks.swarm --server-arg=--threads=2500 --replicas 2
     python -m benchmarks.swarm --compare processes
+    python -m benchmarks.swarm --compare replicas --cpu-per-process 0.3
+
+``--cpu-per-process C`` caps each API process at C of a core (a cgroup each, as root:
+``benchmarks/cpucap.py``), so that on a small machine the API processes are the
+bottleneck and a 1-to-2 comparison says whether their capacities add up.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpucap import CapUnavailable, CpuCaps  # noqa: E402
 from tests.support.postgres import free_port, start_postgres  # noqa: E402
 
 API = "/api/v1"
@@ -141,6 +147,7 @@ class Figures:
     run_began: float | None = None
     server_cpu: float | None = None
     client_cpu: float | None = None
+    capped: str | None = None  # the API processes' CPU cap, as printed
     aborted: str | None = None
 
     @property
@@ -431,6 +438,23 @@ class Servers:
             time.sleep(0.1)
         raise Aborted(f"server {index} did not answer in time: {self.tail(index)}")
 
+    def api_processes(self, expected: int, bound: float) -> list[int]:
+        """The pids of the API processes (gunicorn's workers: children of a serving
+        process), once ``expected`` of them are up."""
+        deadline = time.monotonic() + bound
+        while True:
+            found = []
+            for process in self.processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for member in psutil.Process(process.pid).children(recursive=True):
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            parent = member.parent()
+                            if parent is not None and _serving(member) and _serving(parent):
+                                found.append(member.pid)
+            if len(found) >= expected or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
     def tail(self, index: int, size: int = 1500) -> str:
         path = self.root / f"server-{index}.log"
         return path.read_text(errors="replace")[-size:] if path.exists() else ""
@@ -460,6 +484,20 @@ class Servers:
                 process.wait(timeout=max(0.1, ends - time.monotonic()))
             _signal_group(process, signal.SIGKILL)
             process.wait()
+
+
+def _serving(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return "scitq_bench.server.serving" in " ".join(process.cmdline())
+    return False
+
+
+def _processes_per_replica(server_args: list[str]) -> int:
+    """``--processes`` as given to ``server run``, else its default (the CPUs)."""
+    for arg in server_args:
+        if arg.startswith("--processes="):
+            return int(arg.split("=", 1)[1])
+    return os.cpu_count() or 1
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
@@ -565,7 +603,7 @@ class Run:
         """Heartbeats that do not wait: what a heartbeat costs under this load."""
         worker = self.prober
         assert worker is not None
-        body = {"stats": {}, "executions": [], "acknowledged_signals": []}
+        body: dict[str, Any] = {"stats": {}, "executions": [], "acknowledged_signals": []}
         with contextlib.suppress(Refused):
             while True:
                 await worker.http.call("heartbeat probe", "POST", worker.url("/heartbeat"),
@@ -637,9 +675,12 @@ def run_once(args: argparse.Namespace, server_args: list[str], replicas: int,
     with tempfile.TemporaryDirectory(prefix="scitq-bench-swarm-") as tmp, \
             fresh_database(args.database_url) as database_url:
         servers = Servers(Path(tmp), database_url, server_args)
+        caps = CpuCaps(args.cpu_per_process) if args.cpu_per_process else None
         try:
             token = servers.init(max(1.0, min(START_BOUND, deadline - time.monotonic())))
             servers.start(replicas, max(1.0, min(START_BOUND, deadline - time.monotonic())))
+            if caps is not None:
+                figures.capped = cap_api_processes(servers, caps, replicas, server_args)
             run = Run(figures, servers.urls, token, deadline, servers)
             asyncio.run(drive(run))
         except (Aborted, subprocess.TimeoutExpired) as exc:
@@ -648,7 +689,21 @@ def run_once(args: argparse.Namespace, server_args: list[str], replicas: int,
             figures.aborted = INTERRUPTED
         finally:
             servers.stop()
+            if caps is not None:
+                caps.release()
     return figures
+
+
+def cap_api_processes(servers: Servers, caps: CpuCaps, replicas: int,
+                      server_args: list[str]) -> str:
+    """Cap every API process of every replica; what was capped, in words."""
+    expected = replicas * _processes_per_replica(server_args)
+    pids = servers.api_processes(expected, bound=10.0)
+    if len(pids) < expected:
+        raise Aborted(f"found {len(pids)} API process(es) to cap, expected {expected}")
+    for pid in pids:
+        caps.cap(pid)
+    return f"{len(pids)} API process(es), each capped at {caps.cores:g} of a core (cgroup)"
 
 
 # -- the figures -----------------------------------------------------------------------------
@@ -677,6 +732,8 @@ def describe(figures: Figures) -> list[str]:
         f"server             {figures.replicas} x `server run` ({extra}) on a fresh "
         "PostgreSQL database",
     ]
+    if figures.capped:
+        lines.append(f"cpu cap            {figures.capped}")
     if figures.registered_in is not None:  # else nothing was measured
         lines += [*setup_lines(figures), *run_lines(figures), *latency_lines(tally),
                   *count_lines(figures)]
@@ -781,8 +838,10 @@ def compare(args: argparse.Namespace) -> list[Figures]:
         if args.compare == "processes":
             runs.append(run_once(args, [*args.server_arg, f"--processes={count}"],
                                  args.replicas, bound))
-        else:
-            runs.append(run_once(args, args.server_arg, count, bound))
+        else:  # capped: one process per replica unless told otherwise
+            one_each = (["--processes=1"] if args.cpu_per_process and not any(
+                a.startswith("--processes=") for a in args.server_arg) else [])
+            runs.append(run_once(args, [*args.server_arg, *one_each], count, bound))
         print("\n".join(describe(runs[-1])), flush=True)
         if runs[-1].aborted == INTERRUPTED:
             break
@@ -798,7 +857,8 @@ def comparison_lines(kind: str, runs: list[Figures]) -> list[str]:
     tput = [f"{f.throughput:.1f}" if f.throughput else "n/a" for f in runs]
     cpu = [f"{f.cpu_per_task * 1000:.1f}" if f.cpu_per_task else "n/a" for f in runs]
     return [
-        f"== compare {kind}: {one.tasks} tasks of `true` over {one.workers} workers",
+        f"== compare {kind}: {one.tasks} tasks of `true` over {one.workers} workers"
+        + (f"; {one.capped}" if one.capped else ""),
         f"{'':26}{names[kind][0]:>14}{names[kind][1]:>14}{'ratio 2/1':>11}",
         f"{'throughput (tasks/s)':26}{tput[0]:>14}{tput[1]:>14}"
         f"{ratio(one.throughput, two.throughput):>11}",
@@ -824,6 +884,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compare", choices=["processes", "replicas"],
                         help="the short-task load with 1 then 2 processes (--processes=N) "
                         "or replicas; prints both and the ratio")
+    parser.add_argument("--cpu-per-process", type=float, metavar="CORES",
+                        help="cap each API process at CORES of a core (a cgroup each; "
+                        "root): the API processes become the bottleneck, for --compare")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="bound on all the phases, in seconds; stopping adds a few [600]")
     parser.add_argument("--database-url",
@@ -846,6 +909,11 @@ def raise_open_files() -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.cpu_per_process:
+        try:
+            CpuCaps(args.cpu_per_process)
+        except CapUnavailable as exc:
+            sys.exit(f"--cpu-per-process: {exc}")
     args.deadline = time.monotonic() + args.timeout
     raise_open_files()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
