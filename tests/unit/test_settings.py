@@ -46,6 +46,19 @@ def test_bad_settings_are_named(tmp_path: Path, monkeypatch) -> None:
         ServerSettings.from_env(tmp_path)
 
 
+def test_prepared_statements_setting(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SCITQ_BENCH_DATABASE_PREPARE", raising=False)
+    assert ServerSettings.from_env(tmp_path).database_prepare is True
+    (tmp_path / "settings.yaml").write_text("database_prepare: false\n")
+    assert ServerSettings.from_env(tmp_path).database_prepare is False
+    for text, value in (("1", True), ("yes", True), ("0", False), ("Off", False)):
+        monkeypatch.setenv("SCITQ_BENCH_DATABASE_PREPARE", text)
+        assert ServerSettings.from_env(tmp_path).database_prepare is value
+    monkeypatch.setenv("SCITQ_BENCH_DATABASE_PREPARE", "sometimes")
+    with pytest.raises(InvalidInput, match="database_prepare must be true or false"):
+        ServerSettings.from_env(tmp_path)
+
+
 def test_client_config_is_private_and_used(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SCITQ_BENCH_CONFIG", str(tmp_path / "conf" / "client.json"))
     monkeypatch.delenv("SCITQ_BENCH_SERVER", raising=False)
