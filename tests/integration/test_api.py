@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.api import create, register
@@ -114,11 +117,10 @@ def test_bad_query_parameters_are_400(api) -> None:
 
 # -- the worker protocol over HTTP ----------------------------------------------------------
 
-def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
-    import threading
-    import time
-
-    worker, token = register(api, "poller")
+def claim_woken_by(api: Any, app: Any, worker: int, token: str,
+                   make_work: Callable[[], Any]) -> tuple[list[Any], float]:
+    """A claim long poll (5 s) started first, then ``make_work`` once it waits: what the
+    claim answered, and after how long."""
     result: dict[str, Any] = {}
 
     def poll() -> None:
@@ -131,10 +133,16 @@ def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
     thread.start()
     notifier = app.extensions["scitq_bench"].notifier
     wait_until(lambda: notifier.waiting >= 1, what="the claim waiting")  # a long poll now
-    create(api)
+    make_work()
     thread.join(10)
-    assert len(result["executions"]) == 1
-    assert result["elapsed"] < 2.0
+    return result["executions"], result["elapsed"]
+
+
+def test_claim_long_poll_wakes_on_new_task(api, app) -> None:
+    worker, token = register(api, "poller")
+    executions, elapsed = claim_woken_by(api, app, worker, token, lambda: create(api))
+    assert len(executions) == 1
+    assert elapsed < 2.0
 
 
 def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
@@ -142,29 +150,14 @@ def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
     look it up again). A worker freed from its batch meanwhile is found free by the
     claim itself, which then waits under the free workers' key and wakes on new work
     in any batch."""
-    import threading
-    import time
-
     worker, token = register(api, "mover", batch="first")
     assert api.post(f"/workers/{worker}/claim?max=1&wait=0.1", token=token).json == {
         "executions": []}  # seen bound to "first": the process remembers it
     assert api.patch(f"/workers/{worker}", json={"batch": ""}).json["batch"] is None
-    result: dict[str, Any] = {}
-
-    def poll() -> None:
-        start = time.monotonic()
-        answer = api.post(f"/workers/{worker}/claim?max=1&wait=5", token=token)
-        result["elapsed"] = time.monotonic() - start
-        result["executions"] = answer.json["executions"]
-
-    thread = threading.Thread(target=poll)
-    thread.start()
-    notifier = app.extensions["scitq_bench"].notifier
-    wait_until(lambda: notifier.waiting >= 1, what="the claim waiting")
-    create(api, batch="other")
-    thread.join(10)
-    assert len(result["executions"]) == 1
-    assert result["elapsed"] < 2.0
+    executions, elapsed = claim_woken_by(api, app, worker, token,
+                                         lambda: create(api, batch="other"))
+    assert len(executions) == 1
+    assert elapsed < 2.0
 
 
 def test_ids_past_the_columns_range_name_nothing_on_the_hot_path(api) -> None:
