@@ -17,7 +17,8 @@ times slower).
 A statement PostgreSQL cannot prepare (a parameter whose type it cannot infer) is run as
 text from then on; inside a transaction the attempt is made under a savepoint, so the
 transaction is not spoilt. Each connection keeps at most ``MAX_PER_CONNECTION``
-prepared statements (the texts differ with the length of ``IN`` lists).
+prepared statements (the texts differ with the length of ``IN`` lists), none of more
+than ``MAX_PARAMETERS`` parameters.
 
 Not for pgbouncer in transaction mode, whose server connections change under a client
 between transactions: ``SCITQ_BENCH_DATABASE_PREPARE=0`` turns this off
@@ -40,7 +41,10 @@ StatementT = TypeVar("StatementT", bound=Executable)
 
 DEFAULT_THRESHOLD = 3
 OPTION = "prepare"  # the execution option that marks a statement (``hot``)
-MAX_PER_CONNECTION = 500
+# each prepared statement keeps its plan in the server process of its connection: a
+# few dozen per connection (the hot statements, and the few IN-list lengths they see)
+MAX_PER_CONNECTION = 64
+MAX_PARAMETERS = 64  # a long IN list is rare: not worth a plan kept for it
 # pyformat placeholders, and the doubled percent sign psycopg2 reads as one
 # (SQLAlchemy's names for psycopg2 never hold a closing parenthesis)
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
@@ -102,7 +106,7 @@ def rewrite(state: _ConnectionStatements, cursor: Any, statement: str,
         return statement, parameters
     state.seen.pop(statement, None)
     names = _parameter_names(statement)
-    name = _prepare(cursor, statement, names)
+    name = _prepare(cursor, statement, names) if len(names) <= MAX_PARAMETERS else None
     if name is None:
         state.refused.add(statement)
         return statement, parameters

@@ -129,3 +129,18 @@ def test_turned_off_nothing_is_prepared(tmp_path: Path, request: pytest.FixtureR
                 assert prepared_here(session) == []
         finally:
             database.dispose()
+
+
+def test_long_in_lists_are_not_prepared(db: Database) -> None:
+    """A plan is kept per prepared text: a list as long as a bulk operation's is rare and
+    stays as text; a short one is prepared."""
+    by_ids = hot(select(ITEM.c.n).where(ITEM.c.id.in_(bindparam("ids", expanding=True))))
+    long_list = list(range(1, prepared.MAX_PARAMETERS + 2))
+    for _ in range(THRESHOLD + 1):
+        with db.read() as session:
+            assert sorted(session.execute(by_ids, {"ids": long_list}).scalars()) == [
+                10, 20, 30, 40, 50]
+            assert session.execute(by_ids, {"ids": [2]}).scalars().all() == [20]
+    with db.read() as session:
+        statements = prepared_here(session)
+    assert len(statements) == 1 and "IN ($1)" in statements[0]
