@@ -108,7 +108,8 @@ def rewrite(state: _ConnectionStatements, cursor: Any, statement: str,
     names = _parameter_names(statement)
     name = _prepare(cursor, statement, names) if len(names) <= MAX_PARAMETERS else None
     if name is None:
-        state.refused.add(statement)
+        if len(state.refused) < 4 * MAX_PER_CONNECTION:  # bounded, as ``seen`` is
+            state.refused.add(statement)
         return statement, parameters
     arguments = ", ".join(f"%({n})s" for n in names)
     execute = state.prepared[statement] = (
