@@ -168,7 +168,15 @@ def run_script(tmp_path: Path, live_server: Any, name: str) -> subprocess.Popen:
            "SCITQ_BENCH_CONFIG": str(tmp_path / "absent.json"), "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path,
                             stdout=open(tmp_path / f"{name}.out", "wb"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_a_terminal_does)
+
+
+def _ctrl_c_as_a_terminal_does() -> None:
+    """In the script's process, before it starts: SIGINT at its default and not blocked,
+    whatever the test process around it inherited or set (a process started with SIGINT
+    ignored or blocked never sees its Ctrl-C, and Python keeps it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def test_a_script_interrupted_and_killed_then_run_again_creates_nothing_twice(
@@ -181,7 +189,7 @@ def test_a_script_interrupted_and_killed_then_run_again_creates_nothing_twice(
     wait_until(lambda: batch_counts("count").get("counts", {}).get("running"), timeout=60,
                what="a task of the first step running")
     first.send_signal(signal.SIGINT)  # Ctrl-C: the work goes on, the script says how to resume
-    assert first.wait(timeout=20) != 0
+    assert first.wait(timeout=20) != 0, (tmp_path / "first.out").read_text()
     said = (tmp_path / "first.out").read_text()
     assert "goes on on the server" in said and "Run the same script again" in said, said
 
