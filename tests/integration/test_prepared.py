@@ -144,3 +144,16 @@ def test_long_in_lists_are_not_prepared(db: Database) -> None:
     with db.read() as session:
         statements = prepared_here(session)
     assert len(statements) == 1 and "IN ($1)" in statements[0]
+
+
+def test_an_integer_past_the_columns_range_runs_as_text(db: Database) -> None:
+    """Prepared, the id parameter is an ``integer``: 2**40 would fail there. Such a
+    run goes as text and simply matches nothing; the next runs use the prepared form."""
+    by_id = hot(select(ITEM.c.n).where(ITEM.c.id == bindparam("i")))
+    for _ in range(THRESHOLD + 1):
+        with db.read() as session:
+            assert session.execute(by_id, {"i": 4}).scalar_one() == 40
+    with db.read() as session:
+        assert session.execute(by_id, {"i": 2**40}).scalar_one_or_none() is None
+        assert session.execute(by_id, {"i": 5}).scalar_one() == 50
+        assert len(prepared_here(session)) == 1

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.db import Database
-from scitq_bench.server.limits import INT_MAX
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import scheduling, transitions
 from scitq_bench.server.queue import tasks as task_domain
@@ -88,9 +87,7 @@ def report_in(db: Database, session: Session, worker_id: int,
     is written unless it was less than the slack of ``lease_seconds`` ago (None:
     always), after the executions and tasks: rows are locked in that order."""
     connection = session.connection()
-    # ids past the column's range name no execution (refused below as not found): they
-    # are kept out of the prepared statement, whose parameters have the column's type
-    ids = sorted({e.execution_id for e in events if e.execution_id <= INT_MAX})
+    ids = sorted({e.execution_id for e in events})
     found = connection.execute(_reported(db), {"w_id": worker_id, "e_ids": ids}).all()
     worker = (scheduling.worker_state_of(found[0]) if found
               else scheduling.worker_state(connection, worker_id))

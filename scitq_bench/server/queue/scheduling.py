@@ -38,7 +38,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from scitq_bench.exceptions import Forbidden
-from scitq_bench.server import prepared
 from scitq_bench.server.db import Database
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import transitions
@@ -187,8 +186,7 @@ def claim(db: Database, worker_id: int, max_count: int, lease_seconds: float) ->
     Three statements whatever the count, as long as the first batch with work has
     enough (the worker, the locking move, the insert); the other batches are listed
     and visited only for the room it leaves."""
-    with db.write() as session:
-        return claim_in(db, session, worker_id, max_count, lease_seconds)
+    return claim_as(db, worker_id, max_count, lease_seconds)[0]
 
 
 def claim_as(db: Database, worker_id: int, max_count: int,
@@ -325,9 +323,8 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
         .limit(bindparam("c_room")),
         candidate,
     ).cte("picked").prefix_with("MATERIALIZED")
-    # not prepared (server.prepared): planned at each run, its plan follows the queue
-    return (transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
-            .execution_options(**{prepared.OPTION: False}))
+    # not marked hot (server.prepared): planned at each run, its plan follows the queue
+    return transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
 
 
 @dataclass

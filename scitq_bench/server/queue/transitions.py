@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from scitq_bench.exceptions import IllegalTransition, NotFound
-from scitq_bench.server.limits import INT_MAX
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue.models import Base, Batch, Execution, Task, Worker, utcnow
 from scitq_bench.states import FINAL_TASK_STATUSES, BatchStatus
@@ -205,15 +204,14 @@ def move_tasks(
     reason: str | None = None,
     values: dict[str, Any] | None = None,
 ) -> int:
-    """Move every listed task that is in an allowed source status; return how many moved.
-    Ids past the column's range name no task: left out of the (prepared) statement."""
-    ids = [i for i in task_ids if i <= INT_MAX]
+    """Move every listed task that is in an allowed source status; return how many moved."""
+    ids = list(task_ids)
     if not ids:
         return 0
     allowed = sources(TASK_TRANSITIONS, target, only_from)
     params = {"t_ids": ids, "t_reason": reason, "t_now": utcnow()}
     if values:  # counters moving with the status: a statement of its own
-        stmt = _task_move(target, allowed).values(**values)
+        stmt = hot(_task_move(target, allowed).values(**values))
     else:  # the usual moves: built once, bound per call
         stmt = _cached_task_move(target, allowed)
     session.flush()  # what the session holds goes first, as its autoflush would
@@ -230,13 +228,17 @@ def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
     queue's hot paths run it prepared once, bound per call."""
     task: Table = Task.__table__  # type: ignore[assignment]
     ids = bindparam("t_ids", expanding=True) if ids is None else ids
-    return hot(
+    return (
         guarded_update(task, target, allowed, task.c.id.in_(ids))
         .values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
     )
 
 
-_cached_task_move = cache(_task_move)
+@cache
+def _cached_task_move(target: T, allowed: tuple[str, ...]) -> Update:
+    """The usual moves, built once, prepared on the connections that repeat them
+    (not the claim's, built on the same shape: planned each time, server.prepared)."""
+    return hot(_task_move(target, allowed))
 
 
 def assign_tasks_statement(candidates: Select[Any], returning: Sequence[Any]) -> Update:
