@@ -492,12 +492,12 @@ def _serving(process: psutil.Process) -> bool:
     return False
 
 
-def _processes_per_replica(server_args: list[str]) -> int:
-    """``--processes`` as given to ``server run``, else its default (the CPUs)."""
+def _given_processes(server_args: list[str]) -> int | None:
+    """``--processes`` as given to ``server run`` (None: its default, the CPUs)."""
     for arg in server_args:
         if arg.startswith("--processes="):
             return int(arg.split("=", 1)[1])
-    return os.cpu_count() or 1
+    return None
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
@@ -697,7 +697,7 @@ def run_once(args: argparse.Namespace, server_args: list[str], replicas: int,
 def cap_api_processes(servers: Servers, caps: CpuCaps, replicas: int,
                       server_args: list[str]) -> str:
     """Cap every API process of every replica; what was capped, in words."""
-    expected = replicas * _processes_per_replica(server_args)
+    expected = replicas * (_given_processes(server_args) or os.cpu_count() or 1)
     pids = servers.api_processes(expected, bound=10.0)
     if len(pids) < expected:
         raise Aborted(f"found {len(pids)} API process(es) to cap, expected {expected}")
@@ -839,8 +839,8 @@ def compare(args: argparse.Namespace) -> list[Figures]:
             runs.append(run_once(args, [*args.server_arg, f"--processes={count}"],
                                  args.replicas, bound))
         else:  # capped: one process per replica unless told otherwise
-            one_each = (["--processes=1"] if args.cpu_per_process and not any(
-                a.startswith("--processes=") for a in args.server_arg) else [])
+            one_each = (["--processes=1"] if args.cpu_per_process
+                        and _given_processes(args.server_arg) is None else [])
             runs.append(run_once(args, [*args.server_arg, *one_each], count, bound))
         print("\n".join(describe(runs[-1])), flush=True)
         if runs[-1].aborted == INTERRUPTED:

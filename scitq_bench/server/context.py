@@ -20,6 +20,7 @@ EXTENSION = "scitq_bench"
 TOKEN_CACHE_SECONDS = 5.0
 MAX_CACHED_TOKENS = 10_000
 REVALIDATE_AT_ONCE = 500  # token hashes per revalidating query
+MAX_REMEMBERED_WORKERS = 100_000  # workers whose batch a process remembers
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,6 @@ class ServerContext:
                 self._tokens = {key: entry for key, entry in self._tokens.items()
                                 if entry.principal.worker_id != worker_id}
 
-
     def worker_batch(self, worker_id: int,
                      read: Callable[[Database, int], int | None]) -> int | None:
         """The batch a worker was bound to at its last claim in this process, else as
@@ -131,7 +131,7 @@ class ServerContext:
         return read(self.db, worker_id)
 
     def remember_batch(self, worker_id: int, batch_id: int | None) -> None:
-        if len(self._worker_batches) >= MAX_CACHED_TOKENS:
+        if len(self._worker_batches) >= MAX_REMEMBERED_WORKERS:
             self._worker_batches.clear()
         self._worker_batches[worker_id] = batch_id
 

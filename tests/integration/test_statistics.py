@@ -25,11 +25,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-@pytest.fixture
-def pg_db(db: Any) -> Any:
-    return db
-
-
 def analyzed_count(db: Any, table: str) -> int:
     with db.read() as session:
         return int(session.execute(text(
@@ -37,35 +32,35 @@ def analyzed_count(db: Any, table: str) -> int:
             "WHERE relname = :t AND schemaname = current_schema()"), {"t": table}).scalar_one())
 
 
-def test_a_table_changed_past_its_share_is_analyzed_then_fresh(pg_db: Any) -> None:
-    make_tasks(pg_db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
-    wait_until(lambda: "task" in statistics.stale_tables(pg_db), timeout=15,
+def test_a_table_changed_past_its_share_is_analyzed_then_fresh(db: Any) -> None:
+    make_tasks(db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
+    wait_until(lambda: "task" in statistics.stale_tables(db), timeout=15,
                what="the task table's changes counted")
-    before = analyzed_count(pg_db, "task")
-    assert "task" in statistics.refresh(pg_db)
-    assert analyzed_count(pg_db, "task") == before + 1
-    wait_until(lambda: "task" not in statistics.stale_tables(pg_db), timeout=15,
+    before = analyzed_count(db, "task")
+    assert "task" in statistics.refresh(db)
+    assert analyzed_count(db, "task") == before + 1
+    wait_until(lambda: "task" not in statistics.stale_tables(db), timeout=15,
                what="the task table counted fresh")
 
 
-def test_small_changes_leave_the_statistics_alone(pg_db: Any) -> None:
-    make_tasks(pg_db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
-    wait_until(lambda: "task" in statistics.stale_tables(pg_db), timeout=15,
+def test_small_changes_leave_the_statistics_alone(db: Any) -> None:
+    make_tasks(db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
+    wait_until(lambda: "task" in statistics.stale_tables(db), timeout=15,
                what="the task table's changes counted")
-    statistics.refresh(pg_db)
-    make_tasks(pg_db, {"command": "one more"})
-    assert "task" not in statistics.stale_tables(pg_db)
+    statistics.refresh(db)
+    make_tasks(db, {"command": "one more"})
+    assert "task" not in statistics.stale_tables(db)
 
 
-def test_the_keeper_runs_while_leading_only(pg_db: Any) -> None:
+def test_the_keeper_runs_while_leading_only(db: Any) -> None:
     leading = threading.Event()
     leading.set()
-    make_tasks(pg_db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
-    before = analyzed_count(pg_db, "task")
-    keeper = statistics.StatisticsKeeper(pg_db, leading.is_set, interval=0.2)
+    make_tasks(db, *({"command": f"echo {i}"} for i in range(statistics.MIN_CHANGES + 50)))
+    before = analyzed_count(db, "task")
+    keeper = statistics.StatisticsKeeper(db, leading.is_set, interval=0.2)
     keeper.start()
     try:
-        wait_until(lambda: analyzed_count(pg_db, "task") > before, timeout=15,
+        wait_until(lambda: analyzed_count(db, "task") > before, timeout=15,
                    what="the keeper's ANALYZE")
         leading.clear()  # lost the lead: the loop ends
         assert keeper._thread is not None
