@@ -66,7 +66,9 @@ class ServerContext:
             now = time.monotonic()
             known = self._known(key, now)  # checked meanwhile by another request
             if known is None:
-                self._check(now)
+                # ours too, whatever happened to the check it waited for (one that
+                # failed, the database busy, took our token off the wanted list)
+                self._check(now, {key: token_hash})
                 known = self._known(key, now)
         if known is None:
             raise Unauthorized("invalid token")
@@ -83,10 +85,11 @@ class ServerContext:
             raise Unauthorized("invalid token")
         return None
 
-    def _check(self, now: float) -> None:
-        """One query for the tokens asked for and the cached ones due soon."""
+    def _check(self, now: float, own: dict[str, str]) -> None:
+        """One query for ``own`` token, those other requests asked for and the cached
+        ones due soon."""
         with self._tokens_lock:
-            checked = {**self._due(now + TOKEN_CACHE_SECONDS / 2), **self._wanted}
+            checked = {**self._due(now + TOKEN_CACHE_SECONDS / 2), **self._wanted, **own}
             self._wanted.clear()
         with self.db.read() as session:
             found = auth.principals_for_hashes(session, checked.values())

@@ -12,6 +12,7 @@ from sqlalchemy import delete, event
 from scitq_bench.exceptions import Unauthorized
 from scitq_bench.server import auth, context
 from scitq_bench.server.queue.models import ApiToken
+from tests.support.waiting import wait_until
 
 
 class Clock:
@@ -157,3 +158,43 @@ def test_forgetting_one_workers_tokens_keeps_the_others_cached(app: Any, clock: 
         assert sent == []
         assert ctx.authenticate(headers[0]).worker_id == ids[0]
         assert len(sent) == 1
+
+
+def test_a_failed_check_does_not_refuse_the_tokens_that_waited_for_it(
+        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database busy during the check that others wait for: its caller gets the
+    error (a 503), and the waiters' tokens, taken off the wanted list by it, are
+    checked again by the next query, never refused as invalid."""
+    import threading
+
+    from scitq_bench.exceptions import Busy
+
+    ctx = app.extensions[context.EXTENSION]
+    headers = [f"Bearer {t}" for t in tokens(ctx, 10)]
+    real = auth.principals_for_hashes
+    calls: list[int] = []
+
+    def busy_first(session: Any, hashes: Any) -> Any:
+        calls.append(len(list(hashes)))
+        if len(calls) == 1:
+            raise Busy("the database is busy; try again shortly")
+        return real(session, hashes)
+
+    monkeypatch.setattr(auth, "principals_for_hashes", busy_first)
+    outcomes: list[str] = []
+
+    def authenticate(header: str) -> None:
+        try:
+            outcomes.append(ctx.authenticate(header).role)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is asserted
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=authenticate, args=(h,)) for h in headers]
+    with ctx._check_lock:  # every request asks, then queues for the one check
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(ctx._wanted) == len(headers), what="all ten waiting")
+    for thread in threads:
+        thread.join(10)
+    assert calls[0] == 10  # the failed check had taken every waiting token
+    assert sorted(outcomes) == sorted(["Busy"] + [auth.ENROLL] * 9)
