@@ -16,11 +16,6 @@ background process) are seen within the poll interval.
 
 A long poll costs a waiter here, not a thread; ``max_waiters`` bounds them per process:
 one more is refused with :class:`~scitq_bench.exceptions.Busy` (503, ``Retry-After``).
-
-An API request's wake-ups are held until its answer is built (:meth:`Notifier.deferred`,
-around every view): the waiters woken run beside the request, and the creation of 5,000
-tasks that woke a thousand claims had its answer built, and sent, between their turns
-(2 to 4 s instead of under one).
 """
 
 from __future__ import annotations
@@ -30,8 +25,6 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -52,11 +45,6 @@ EVERYTHING = "*"  # every waiter looks again
 PAYLOAD_MAX = 7000  # bytes; PostgreSQL refuses a NOTIFY payload of 8000 or more
 DEFAULT_MAX_WAITERS = 20_000
 SQLITE_POLL, POSTGRES_POLL = 2.0, 15.0  # seconds between safety-net looks
-
-
-# The keys notified inside ``Notifier.deferred`` (per thread, per greenlet under gevent);
-# None outside it
-_held: ContextVar[list[str] | None] = ContextVar("held_wakeups", default=None)
 
 
 def worker_key(worker_id: int) -> str:
@@ -116,32 +104,8 @@ class Notifier:
 
     def notify(self, *keys: str) -> None:
         """Wake the waiters of ``keys`` (in every process, where the notifier reaches
-        them); inside ``deferred``, when it ends."""
-        held = _held.get()
-        if held is not None:
-            held.extend(keys)
-            return
-        self._send(*keys)
-
-    def _send(self, *keys: str) -> None:
+        them)."""
         self.wake(*keys)
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold the wake-ups notified inside until it ends, then send them once each,
-        whether it ended well or not (what they follow is committed by then). Nested,
-        the outermost sends."""
-        if _held.get() is not None:
-            yield
-            return
-        token = _held.set([])
-        try:
-            yield
-        finally:
-            keys = _held.get() or []
-            _held.reset(token)
-            if keys:
-                self._send(*dict.fromkeys(keys))
 
     def wake(self, *keys: str) -> None:
         """Wake this process's waiters of ``keys`` (``EVERYTHING``: all of them)."""
@@ -207,11 +171,9 @@ class PostgresNotifier(Notifier):
         self._thread: threading.Thread | None = None
         self.listening = threading.Event()  # set while the LISTEN connection is up
 
-    def _send(self, *keys: str) -> None:
-        # the other processes first: publishing waits on the network, where this
-        # process's woken waiters would otherwise take their turns ahead of the request
-        self.publish(*keys)
+    def notify(self, *keys: str) -> None:
         self.wake(*keys)
+        self.publish(*keys)
 
     def publish(self, *keys: str) -> None:
         for payload in _payloads(keys):

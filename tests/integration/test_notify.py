@@ -87,48 +87,6 @@ def test_a_notify_before_the_wait_is_not_lost() -> None:
     assert time.monotonic() - began < 0.1
 
 
-def test_deferred_wake_ups_go_out_once_each_when_the_scope_ends_even_on_error() -> None:
-    sent: list[tuple[str, ...]] = []
-
-    class Recording(Notifier):
-        def _send(self, *keys: str) -> None:
-            sent.append(keys)
-            super()._send(*keys)
-
-    notifier = Recording(poll_interval=5)
-    seen = notifier.version(WORK)
-    with notifier.deferred():
-        notifier.notify(WORK, worker_key(1))
-        with notifier.deferred():  # nested: the outermost sends
-            notifier.notify(WORK)
-        assert sent == [] and notifier.version(WORK) == seen
-    assert sent == [(WORK, worker_key(1))]
-    assert notifier.wait(WORK, seen, 0.01) is True
-    with pytest.raises(RuntimeError), notifier.deferred():
-        notifier.notify(worker_key(2))
-        raise RuntimeError("the view failed after its commit")
-    assert sent[-1] == (worker_key(2),)
-    notifier.notify(worker_key(3))  # outside a scope: at once
-    assert sent[-1] == (worker_key(3),)
-
-
-def test_a_view_answers_before_its_wake_ups_go_out(app, api, monkeypatch) -> None:
-    """Creating 5,000 tasks wakes a thousand claims: they must not run while the
-    creation's answer is still being built."""
-    from scitq_bench.server.api import registry
-
-    order: list[str] = []
-    notifier = app.extensions["scitq_bench"].notifier
-    real_send, real_answer = notifier._send, registry._answer
-    monkeypatch.setattr(notifier, "_send", lambda *keys: (order.append("woken"),
-                                                          real_send(*keys)))
-    monkeypatch.setattr(registry, "_answer", lambda result: (order.append("answered"),
-                                                             real_answer(result))[1])
-    answer = api.post("/tasks", json={"tasks": [{"command": "true", "batch": "b"}] * 3})
-    assert answer.status_code == 201
-    assert order == ["answered", "woken"]
-
-
 def test_waiters_past_the_bound_are_refused_busy() -> None:
     notifier = Notifier(poll_interval=5, max_waiters=2)
     threads = [waiting(notifier, WORK)[0] for _ in range(2)]

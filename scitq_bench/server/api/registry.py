@@ -77,9 +77,13 @@ def endpoint(
                 _authorize(g.principal, access)
             if body is not None:
                 kwargs["body"] = parse_body(body, json_body())
-            # what the view wakes is woken once its answer is built (server.notify)
-            with server_context().notifier.deferred():
-                return _answer(fn(**kwargs))
+            result = fn(**kwargs)
+            if isinstance(result, Response):
+                return result
+            if isinstance(result, tuple):
+                payload, status = result
+                return jsonify(payload), status
+            return jsonify(result)
 
         view.__name__ = fn.__name__
         blueprint.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
@@ -99,17 +103,6 @@ def endpoint(
         return fn
 
     return decorator
-
-
-def _answer(result: Any) -> Any:
-    """A view's result as Flask answers it: a response as is, else JSON (with the
-    status of a ``(payload, status)`` pair)."""
-    if isinstance(result, Response):
-        return result
-    if isinstance(result, tuple):
-        payload, status = result
-        return jsonify(payload), status
-    return jsonify(result)
 
 
 def _authorize(principal: auth.Principal, access: str) -> None:
