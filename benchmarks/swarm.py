@@ -4,8 +4,11 @@ One client process (asyncio and aiohttp, loopback only) plays N workers of concu
 that follow the worker agent's protocol: register, hold a claim long poll while idle,
 heartbeat as a long poll, "run" a task by sleeping the S of its ``sleep S`` command,
 report ``running`` and then the final event with the next claim in the same call. A 503
-is waited out for its Retry-After. Every phase is bounded by ``--timeout``; whatever
-happens, the servers and the database the script started are stopped.
+is waited out for its Retry-After. The tasks are created once the servers hold every
+worker's two long polls (their ``/metrics``): the workers' first calls written is not
+enough, the servers may still be answering them. Every phase is bounded by
+``--timeout``; whatever happens, the servers and the database the script started are
+stopped.
 
     python -m benchmarks.swarm --workers 1000 --tasks 5000 --task-seconds 10
     python -m benchmarks.swarm --server-arg=--threads=2500 --replicas 2
@@ -62,6 +65,10 @@ REGISTER_AT_ONCE = 100
 PROBE_EVERY = 0.5  # the wait=0 heartbeat that measures a heartbeat's latency
 WATCH_EVERY = 2.0  # the server's own count of succeeded tasks
 START_BOUND = 60.0  # init, a server's start, the long polls settling: each at most this
+# the long polls the servers must hold before the creation, of the workers' two each: a
+# heartbeat's wait that ended is in flight a moment before the next one waits
+SETTLED_SHARE = 0.98
+WAITING_METRIC = "scitq_bench_long_polls_waiting"
 STOP_GRACE = 10.0
 INTERRUPTED = "interrupted: the servers and the database were stopped"
 CLI = [sys.executable, "-m", "scitq_bench.cli.main"]
@@ -140,6 +147,8 @@ class Figures:
     code: str = ""
     registered_in: float | None = None
     claims_written_in: float | None = None
+    polls_waiting: int | None = None  # long polls the servers held when it settled
+    settled_in: float | None = None
     health_after: float | None = None
     create_seconds: float | None = None
     makespan: float | None = None
@@ -172,14 +181,16 @@ class Http:
 
     async def call(self, kind: str, method: str, url: str, token: str, *,
                    params: dict[str, str] | None = None, body: Any = None,
-                   wait: float = 0.0, timed: bool = False, trace: Any = None) -> Any:
-        """The answer's JSON. A 503 is waited out for its Retry-After (a busy answer);
-        connection errors, timeouts and 5xx are retried with backoff (failed calls);
-        a 4xx raises ``Refused``."""
+                   wait: float = 0.0, timed: bool = False, trace: Any = None,
+                   text: bool = False) -> Any:
+        """The answer's JSON (``text``: its text). A 503 is waited out for its
+        Retry-After (a busy answer); connection errors, timeouts and 5xx are retried
+        with backoff (failed calls); a 4xx raises ``Refused``."""
         delay = FIRST_DELAY
         while True:
             began = time.monotonic()
-            status, payload = await self._attempt(method, url, token, params, body, wait, trace)
+            status, payload = await self._attempt(method, url, token, params, body, wait, trace,
+                                                  text)
             if status == 503:
                 self.tally.busy[kind] += 1
                 await asyncio.sleep(payload * random.uniform(1.0, 1.5))  # spread the herd
@@ -194,7 +205,7 @@ class Http:
             delay = min(delay * 2, MAX_DELAY)
 
     async def _attempt(self, method: str, url: str, token: str, params: dict[str, str] | None,
-                       body: Any, wait: float, trace: Any) -> tuple[int, Any]:
+                       body: Any, wait: float, trace: Any, text: bool) -> tuple[int, Any]:
         """(status, JSON) on success, (503, seconds to wait), (other status, text), or
         (0, None) when no answer came."""
         try:
@@ -206,7 +217,7 @@ class Http:
                 if answer.status == 503:
                     return 503, retry_after(answer.headers.get("Retry-After"))
                 if 200 <= answer.status < 300:
-                    return answer.status, await answer.json()
+                    return answer.status, await (answer.text() if text else answer.json())
                 return answer.status, await answer.text()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return 0, None
@@ -231,6 +242,15 @@ def claim_trace() -> aiohttp.TraceConfig:
 
 
 # -- a simulated worker ----------------------------------------------------------------------
+
+
+def metric_total(exposition: str, name: str) -> int:
+    """The sum of a metric's samples in a Prometheus text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def task_seconds(command: str) -> float:
@@ -586,6 +606,9 @@ class Run:
         self.loops = [asyncio.create_task(w.live()) for w in self.workers]
         await self.bounded(self._claims_written(), "claim long polls", START_BOUND)
         self.figures.claims_written_in = time.monotonic() - began
+        await self.bounded(self._polls_waiting(http), "long polls waiting on the servers",
+                           START_BOUND)
+        self.figures.settled_in = time.monotonic() - began
         began = time.monotonic()
         with contextlib.suppress(Aborted):
             await self.bounded(self._health(http), "health check", START_BOUND)
@@ -594,6 +617,20 @@ class Run:
     async def _claims_written(self) -> None:
         while len(self.tally.claims_written) < len(self.workers):
             await asyncio.sleep(0.05)
+
+    async def _polls_waiting(self, http: Http) -> None:
+        """Until the servers hold nearly every worker's claim and heartbeat long polls."""
+        wanted = math.ceil(2 * len(self.workers) * SETTLED_SHARE)
+        while True:
+            waiting = 0
+            for url in self.urls:
+                exposition = await http.call("metrics", "GET", f"{url}/metrics",
+                                             self.admin_token, text=True)
+                waiting += metric_total(exposition, WAITING_METRIC)
+            self.figures.polls_waiting = waiting
+            if waiting >= wanted:
+                return
+            await asyncio.sleep(0.2)
 
     async def _health(self, http: Http) -> None:
         for url in self.urls:
@@ -749,7 +786,9 @@ def setup_lines(figures: Figures) -> list[str]:
         f"setup              registered {figures.workers} workers in "
         f"{seconds(figures.registered_in)}; "
         f"{len(figures.tally.claims_written)}/{figures.workers} claim long polls written "
-        f"after {seconds(figures.claims_written_in)}; health check {health}",
+        f"after {seconds(figures.claims_written_in)}; {figures.polls_waiting}/"
+        f"{2 * figures.workers} long polls waiting on the servers after "
+        f"{seconds(figures.settled_in)}; health check {health}",
         f"create             {figures.tasks} tasks in one request: "
         f"{seconds(figures.create_seconds, 3)}",
     ]
