@@ -887,17 +887,19 @@ def compare(args: argparse.Namespace) -> list[Figures]:
     return runs
 
 
-def comparison_lines(kind: str, runs: list[Figures]) -> list[str]:
+def comparison_lines(args: argparse.Namespace, runs: list[Figures]) -> list[str]:
     def ratio(one: float | None, two: float | None) -> str:
         return f"{two / one:.2f}" if one and two else "n/a"
 
+    kind = args.compare
     one, two = runs
     names = {"processes": ("1 process", "2 processes"), "replicas": ("1 replica", "2 replicas")}
     tput = [f"{f.throughput:.1f}" if f.throughput else "n/a" for f in runs]
     cpu = [f"{f.cpu_per_task * 1000:.1f}" if f.cpu_per_task else "n/a" for f in runs]
     return [
         f"== compare {kind}: {one.tasks} tasks of `true` over {one.workers} workers"
-        + (f"; {one.capped}" if one.capped else ""),
+        + (f"; each API process capped at {args.cpu_per_process:g} of a core (cgroup)"
+           if args.cpu_per_process else ""),
         f"{'':26}{names[kind][0]:>14}{names[kind][1]:>14}{'ratio 2/1':>11}",
         f"{'throughput (tasks/s)':26}{tput[0]:>14}{tput[1]:>14}"
         f"{ratio(one.throughput, two.throughput):>11}",
@@ -959,7 +961,7 @@ def main() -> None:
     if args.compare:
         runs = compare(args)
         if len(runs) == 2:
-            print("\n".join(comparison_lines(args.compare, runs)))
+            print("\n".join(comparison_lines(args, runs)))
     else:
         runs = [run_once(args, args.server_arg, args.replicas, args.timeout)]
         print("\n".join(describe(runs[0])))
