@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scitq_bench.server.api.workers import long_poll_deadline
 from tests.support.api import create, register
 from tests.support.waiting import wait_until
 
@@ -163,8 +164,6 @@ def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
 def test_idle_long_polls_end_spread_over_the_last_fifth_of_their_wait(api) -> None:
     """Workers that began together must not all come back together at every wait: an
     idle poll ends between four fifths of its wait and its wait, never later."""
-    from scitq_bench.server.api.workers import long_poll_deadline
-
     now = time.monotonic()
     ends = [long_poll_deadline(10.0, 30.0) - now for _ in range(400)]
     assert 8.0 <= min(ends) and max(ends) <= 10.0 + 0.5

@@ -79,7 +79,8 @@ def delete_worker(worker_id: int) -> Any:
 
 @endpoint(bp, "/workers/<id:worker_id>/heartbeat", "POST", access=WORKER, body=Heartbeat,
           summary="Renew leases, acknowledge signals; waits up to ?wait= s for new signals",
-          query=(QueryParam("wait", "seconds to wait for signals", "number"),))
+          query=(QueryParam("wait", "seconds to wait for signals (an idle wait may end up "
+                            "to a fifth sooner)", "number"),))
 def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
@@ -102,7 +103,8 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
 @endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,
           summary="Claim up to ?max= executions; waits up to ?wait= s for work (long poll)",
           query=(QueryParam("max", "executions at most", "integer"),
-                 QueryParam("wait", "seconds to wait for work", "number")))
+                 QueryParam("wait", "seconds to wait for work (an idle wait may end up to "
+                            "a fifth sooner)", "number")))
 def claim(worker_id: int) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
