@@ -46,6 +46,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -246,11 +247,8 @@ def claim_trace() -> aiohttp.TraceConfig:
 
 def metric_total(exposition: str, name: str) -> int:
     """The sum of a metric's samples in a Prometheus text exposition."""
-    total = 0.0
-    for line in exposition.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    return int(sum(sample.value for family in text_string_to_metric_families(exposition)
+                   for sample in family.samples if sample.name == name))
 
 
 def task_seconds(command: str) -> float:
