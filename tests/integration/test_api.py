@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scitq_bench.server.api.workers import long_poll_deadline
 from tests.support.api import create, register
 from tests.support.waiting import wait_until
 
@@ -159,22 +158,6 @@ def test_claim_long_poll_follows_its_worker_out_of_its_batch(api, app) -> None:
                                          lambda: create(api, batch="other"))
     assert len(executions) == 1
     assert elapsed < 2.0
-
-
-def test_idle_long_polls_end_spread_over_the_last_fifth_of_their_wait(api) -> None:
-    """Workers that began together must not all come back together at every wait: an
-    idle poll ends between four fifths of its wait and its wait, never later."""
-    now = time.monotonic()
-    ends = [long_poll_deadline(10.0, 30.0) - now for _ in range(400)]
-    assert 8.0 <= min(ends) and max(ends) <= 10.0 + 0.5
-    assert max(ends) - min(ends) > 1.5  # drawn apart, not one instant
-    assert long_poll_deadline(60.0, 30.0) - time.monotonic() <= 30.0  # the server's bound
-    worker, token = register(api, "idle")
-    for kind, body in (("claim", None), ("heartbeat", {"stats": {}, "executions": []})):
-        began = time.monotonic()
-        answer = api.post(f"/workers/{worker}/{kind}?wait=1", token=token, json=body)
-        assert answer.status_code == 200, answer.json
-        assert 0.79 <= time.monotonic() - began < 1.5, kind
 
 
 def test_ids_past_the_columns_range_name_nothing_on_the_hot_path(api) -> None:

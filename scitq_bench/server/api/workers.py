@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -21,20 +20,6 @@ from scitq_bench.server.web import bool_arg, float_arg, int_arg, list_arg
 from scitq_bench.states import WorkerStatus
 
 bp = Blueprint("workers", __name__)
-
-# A long poll that finds nothing ends at a random point of the last fifth of its wait.
-# Workers that started together (a fleet deployed at once, or back after a restart or a
-# network cut) would otherwise come back together at every wait, a thousand heartbeats
-# and their writes in the same second; drawn apart, they spread out within a few waits.
-LONG_POLL_SPREAD = 0.2
-
-
-def long_poll_deadline(asked: float, most: float) -> float:
-    """When a long poll asking to wait ``asked`` seconds (at most ``most``) ends if
-    nothing comes (monotonic clock): never later than asked, up to a fifth earlier."""
-    wait = min(asked, most)
-    # not a secret: spreading load needs no cryptographic randomness
-    return time.monotonic() + wait * (1.0 - LONG_POLL_SPREAD * random.random())
 
 
 @endpoint(bp, "/workers", "POST", access=ENROLL, body=WorkerRegister,
@@ -79,13 +64,12 @@ def delete_worker(worker_id: int) -> Any:
 
 @endpoint(bp, "/workers/<id:worker_id>/heartbeat", "POST", access=WORKER, body=Heartbeat,
           summary="Renew leases, acknowledge signals; waits up to ?wait= s for new signals",
-          query=(QueryParam("wait", "seconds to wait for signals (an idle wait may end up "
-                            "to a fifth sooner)", "number"),))
+          query=(QueryParam("wait", "seconds to wait for signals", "number"),))
 def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     key = worker_key(worker_id)
-    deadline = long_poll_deadline(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
+    deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
     seen = ctx.notifier.version(key)
     answer = domain.beat(ctx, worker_id, body)
     if answer["signals"] or answer["drop"]:
@@ -103,14 +87,13 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
 @endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,
           summary="Claim up to ?max= executions; waits up to ?wait= s for work (long poll)",
           query=(QueryParam("max", "executions at most", "integer"),
-                 QueryParam("wait", "seconds to wait for work (an idle wait may end up to "
-                            "a fifth sooner)", "number")))
+                 QueryParam("wait", "seconds to wait for work", "number")))
 def claim(worker_id: int) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     max_count = int_arg("max", 1, minimum=1) or 1
     wait = min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
-    deadline = long_poll_deadline(wait, wait)
+    deadline = time.monotonic() + wait
     # the key of the work this worker may take, read before looking for work: its
     # batch as its last claim here saw it (one query the first time); a claim that
     # finds the worker moved to another batch looks again under the new key
