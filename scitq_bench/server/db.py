@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, create_engine, event, insert, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from scitq_bench.exceptions import Busy, InvalidInput
@@ -83,7 +83,7 @@ class Database:
             # connection of the pool that is older than the failure
             self.writer = create_engine(
                 url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
-                pool_timeout=busy_timeout, future=True,
+                pool_timeout=busy_timeout, future=True, connect_args=_connect_args(parsed),
             )
             if prepare:
                 prepared.install(self.writer)
@@ -235,6 +235,16 @@ def _busy_as_domain_error(waited: float) -> Iterator[None]:
         if busy is None:
             raise
         raise busy from exc
+
+
+def _connect_args(url: URL) -> dict[str, Any]:
+    """psycopg2 (the default driver): each transaction's BEGIN goes with its first
+    statement (``server.lazybegin``), a round trip saved per transaction."""
+    if url.get_driver_name() != "psycopg2":
+        return {}
+    from scitq_bench.server.lazybegin import LazyBeginConnection
+
+    return {"connection_factory": LazyBeginConnection}
 
 
 def _sqlite_engine(url: str, begin: str, busy_timeout: float,

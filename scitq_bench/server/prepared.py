@@ -42,6 +42,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.base import Executable
 
+from scitq_bench.server.lazybegin import opens_transactions
 from scitq_bench.server.limits import INT_MAX, INT_MIN
 
 StatementT = TypeVar("StatementT", bound=Executable)
@@ -163,9 +164,9 @@ def _prepare(cursor: Any, statement: str, names: list[str]) -> str | None:
     name = "sb_" + hashlib.sha1(statement.encode()).hexdigest()[:20]
     # the text goes to PostgreSQL as is: psycopg2 interpolates nothing without parameters
     prepare = f"PREPARE {name} AS {_numbered(statement, names)}"
-    # psycopg2 opens a transaction before the first statement unless in autocommit:
-    # the PREPARE below is that first statement, or follows others in one
-    in_transaction = not cursor.connection.autocommit
+    # the PREPARE below opens the transaction, or follows other statements in it,
+    # unless the connection is in psycopg2's autocommit mode
+    in_transaction = opens_transactions(cursor.connection)
     try:
         if in_transaction:
             cursor.execute("SAVEPOINT scitq_bench_prepare")

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from scitq_bench.bench import ranking
 from scitq_bench.server.auth import ADMIN, Principal
-from scitq_bench.server.bench import leaderboards
+from scitq_bench.server.bench import charts, leaderboards
 from scitq_bench.server.bench.boards import load_board, sync_entries
 from scitq_bench.server.bench.models import (
     Account,
@@ -101,3 +101,31 @@ def test_database_ranking_equals_the_ranking_function(db, rule) -> None:
         assert [c["key"] for c in public["columns"]] == ["a", "m"]
         header = leaderboards.csv_export(session, participant, bench, phase, "main").splitlines()[0]
         assert header == "rank,owner,submission,submitted_at,0/A,0/M,1/A,1/M"
+
+
+def test_charts_read_a_board_in_pages_without_losing_or_repeating_a_row(db, monkeypatch):
+    """Pages follow the submission order's own key: submissions sent in the same second
+    are neither skipped nor repeated at a page's edge."""
+    rng = random.Random(7)
+    with db.write() as session:
+        bench, phase, board_row = build(session, "Add", 1)
+        board, _ = load_board(session, board_row, phase.id)
+        for _ in range(40):
+            submission = Submission(
+                benchmark_id=bench.id, phase_id=phase.id, kind="result", status="finished",
+                scores={"main": {"0": ranking.compute_columns(board.columns, {
+                    "a": rng.choice([1.0, 2.0, 3.0]), "b": 1.0})}},
+                created_at=datetime(2024, 1, 1) + timedelta(seconds=rng.randrange(8)))
+            session.add(submission)
+            session.flush()
+            sync_entries(session, submission)
+        admin = Principal(role=ADMIN)
+
+        def read() -> list:
+            _column, _tasks, rows = charts._values(session, admin, bench, phase, "main")
+            return list(rows)
+
+        whole = read()
+        monkeypatch.setattr(charts, "BATCH", 3)
+        assert read() == whole and len(whole) == 40
+        assert [at for at, _ in whole] == sorted(at for at, _ in whole)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from scitq_bench.bench import ranking
@@ -59,11 +59,32 @@ def _values(session: Session, principal: Principal, benchmark: Benchmark, phase:
         query = query.where(entry.chosen.is_(True))
 
     def rows() -> Iterator[tuple[datetime, list[float | None]]]:
-        for submitted_at, line in session.execute(query.execution_options(yield_per=BATCH)):
+        for submitted_at, line in _pages(session, query):
             parts = line.split(",")
             yield submitted_at, [float(parts[i]) if parts[i] else None for i in cells]
 
     return column, tasks, rows()
+
+
+def _pages(session: Session, query: Select[datetime, str]) -> Iterator[tuple[datetime, str]]:
+    """(submitted_at, line) of ``query`` in submission order, read BATCH rows at a
+    time: each page starts after the last row of the one before (the order's own key),
+    so no server-side cursor stays open and no page repeats or skips a row."""
+    entry = LeaderboardEntry
+    page = query.add_columns(entry.submission_id).limit(BATCH)
+    after: tuple[datetime, int] | None = None
+    while True:
+        statement = page
+        if after is not None:
+            statement = page.where(or_(
+                entry.submitted_at > after[0],
+                and_(entry.submitted_at == after[0], entry.submission_id > after[1])))
+        found = session.execute(statement).all()
+        for submitted_at, line, _submission in found:
+            yield submitted_at, line
+        if len(found) < BATCH:
+            return
+        after = (found[-1][0], found[-1][2])
 
 
 def best_over_time(session: Session, principal: Principal, benchmark: Benchmark,

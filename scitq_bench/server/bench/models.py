@@ -239,6 +239,9 @@ class LeaderboardEntry(Base):
     __table_args__ = (
         UniqueConstraint("leaderboard_id", "submission_id"),
         Index("ix_leaderboard_entry_rank", "leaderboard_id", "phase_id", "chosen", "sort_key"),
+        # the charts read a board in submission order, a page at a time
+        Index("ix_leaderboard_entry_time", "leaderboard_id", "phase_id", "submitted_at",
+              "submission_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
