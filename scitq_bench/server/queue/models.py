@@ -92,7 +92,8 @@ class Task(Base):
     __tablename__ = "task"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    # indexed by ux_task_batch_key and ix_task_claim (below), which both start with it
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(255), index=True)
     command: Mapped[str] = mapped_column(Text)
     shell: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -110,7 +111,8 @@ class Task(Base):
     mem: Mapped[float | None] = mapped_column(Float)
     gpu: Mapped[int] = mapped_column(Integer, default=0)  # GPU_ALL (-1): all the worker's
     priority: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
+    # indexed by ix_task_claim (below), which starts with it
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -131,7 +133,11 @@ class Task(Base):
 
 
 # Claims walk this index in order (pending tasks of one batch, highest priority first,
-# oldest first) and stop at their LIMIT instead of sorting every pending task.
+# oldest first) and stop at their LIMIT instead of sorting every pending task. It is the
+# only index on the status: with another on the status alone, PostgreSQL read every
+# pending task and sorted them whenever its statistics lagged behind the queue (a batch
+# just created), and each task's moves (status changes are not HOT updates) wrote one
+# more index entry.
 Index("ix_task_claim", Task.status, Task.batch_id, Task.priority.desc(), Task.id)
 Index("ux_task_batch_key", Task.batch_id, Task.key, unique=True)
 

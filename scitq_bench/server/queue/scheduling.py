@@ -238,11 +238,16 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
     ]
 
 
+# Per running batch, one probe of the claim index (status, batch) for a pending task.
+# OFFSET 0 keeps it a probe: PostgreSQL may otherwise turn the EXISTS into a join that
+# reads every pending task, which it did whenever its statistics lagged behind the
+# queue (a batch just created, when they say that no task is pending).
 _BATCHES_WITH_WORK = hot(
     select(_batch.c.id)
     .where(_batch.c.status == BatchStatus.RUNNING.value,
-           exists().where(_task.c.batch_id == _batch.c.id,
-                          _task.c.status == T.PENDING.value))
+           select(_task.c.id).where(_task.c.batch_id == _batch.c.id,
+                                    _task.c.status == T.PENDING.value)
+           .offset(0).exists())
     .order_by(_batch.c.priority.desc(), _batch.c.id)
 )
 _WORKER_BATCH = _batch.c.id == bindparam("w_batch")
@@ -318,13 +323,13 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
     # Materialized: picked once, whatever the plan (a subquery that skips locked rows,
     # scanned again, would pick other rows each time)
     picked = db.lock_rows(
-        select(candidate.c.id).where(and_(*conditions))
+        select(candidate.c.id, candidate.c.status).where(and_(*conditions))
         .order_by(candidate.c.priority.desc(), candidate.c.id)
         .limit(bindparam("c_room")),
         candidate,
     ).cte("picked").prefix_with("MATERIALIZED")
     # not marked hot (server.prepared): planned at each run, its plan follows the queue
-    return transitions.assign_tasks_statement(select(picked.c.id), _CLAIMED_COLUMNS)
+    return transitions.assign_tasks_statement(picked, _CLAIMED_COLUMNS)
 
 
 @dataclass
