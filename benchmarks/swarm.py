@@ -156,6 +156,7 @@ class Figures:
     run_wall: float | None = None
     run_began: float | None = None
     server_cpu: float | None = None
+    database_cpu: float | None = None  # the PostgreSQL server, when on this machine
     client_cpu: float | None = None
     capped: str | None = None  # the API processes' CPU cap, as printed
     aborted: str | None = None
@@ -168,6 +169,11 @@ class Figures:
     def cpu_per_task(self) -> float | None:
         done = self.tally.succeeded()
         return self.server_cpu / done if self.server_cpu is not None and done else None
+
+    @property
+    def database_cpu_per_task(self) -> float | None:
+        done = self.tally.succeeded()
+        return self.database_cpu / done if self.database_cpu is not None and done else None
 
 
 # -- HTTP ----------------------------------------------------------------------------------
@@ -483,12 +489,7 @@ class Servers:
         total = 0.0
         for process in self.processes:
             with contextlib.suppress(psutil.NoSuchProcess):
-                root = psutil.Process(process.pid)
-                for member in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        times = member.cpu_times()
-                        total += times.user + times.system + times.children_user
-                        total += times.children_system
+                total += tree_cpu(psutil.Process(process.pid))
         return total
 
     def stop(self) -> None:
@@ -647,7 +648,9 @@ class Run:
 
     async def create_and_run(self, http: Http) -> None:
         figures = self.figures
+        database = database_server(self.servers.database_url)
         cpu_before, client_before = self.servers.cpu_seconds(), client_cpu()
+        database_before = database_cpu(database)
         began = figures.run_began = time.monotonic()
         try:
             self.loops.append(asyncio.create_task(self.probe()))
@@ -660,6 +663,9 @@ class Run:
             figures.makespan = ended - began if self.tally.all_done.is_set() else None
             figures.server_cpu = self.servers.cpu_seconds() - cpu_before
             figures.client_cpu = client_cpu() - client_before
+            database_after = database_cpu(database)
+            if database_before is not None and database_after is not None:
+                figures.database_cpu = database_after - database_before
 
     async def create(self, http: Http) -> None:
         """All the tasks in one request, as the Python client's ``tasks_create`` sends them."""
@@ -682,6 +688,40 @@ class Run:
                                  self.admin_token, params={"name": BATCH})
         if answer["batches"]:
             self.tally.server_count(int(answer["batches"][0]["counts"]["succeeded"]))
+
+
+def tree_cpu(root: psutil.Process) -> float:
+    """User + system CPU of ``root`` and its descendants, those that ended included
+    (their parent's children times)."""
+    total = 0.0
+    for member in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = member.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def database_server(database_url: str) -> psutil.Process | None:
+    """The PostgreSQL server of ``database_url`` when it runs on this machine (the
+    process listening on its port), else None."""
+    url = make_url(database_url)
+    if url.host not in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
+    port = url.port or 5432
+    with contextlib.suppress(psutil.AccessDenied):
+        for connection in psutil.net_connections(kind="tcp"):
+            if (connection.status == psutil.CONN_LISTEN and connection.laddr
+                    and connection.laddr.port == port and connection.pid):
+                return psutil.Process(connection.pid)
+    return None
+
+
+def database_cpu(server: psutil.Process | None) -> float | None:
+    if server is None:
+        return None
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return tree_cpu(server)
+    return None
 
 
 def client_cpu() -> float:
@@ -839,6 +879,11 @@ def count_lines(figures: Figures) -> list[str]:
     done = tally.succeeded()
     per_task = ("n/a" if figures.cpu_per_task is None
                 else f"{figures.cpu_per_task * 1000:.1f} ms per finished task")
+    database = ("n/a (the PostgreSQL server is not on this machine)"
+                if figures.database_cpu_per_task is None or figures.database_cpu is None
+                else f"{figures.database_cpu:.1f} s over the run, "
+                f"{figures.database_cpu_per_task * 1000:.1f} ms per finished task "
+                "(the PostgreSQL server's process tree, every database in it)")
     client = ("n/a" if figures.client_cpu is None or not figures.run_wall else
               f"{figures.client_cpu:.1f} s over the run "
               f"({100 * figures.client_cpu / figures.run_wall:.0f}% of one core)")
@@ -851,6 +896,7 @@ def count_lines(figures: Figures) -> list[str]:
         f"refused events     {tally.refused_events} (a report's event the server did not take)",
         f"server CPU         {seconds(figures.server_cpu, 1)} over the run (create included), "
         f"{per_task} ({done} finished; every server process tree)",
+        f"database CPU       {database}",
         f"client CPU         {client}",
     ]
     if tally.stopped:
@@ -894,6 +940,8 @@ def comparison_lines(args: argparse.Namespace, runs: list[Figures]) -> list[str]
     names = {"processes": ("1 process", "2 processes"), "replicas": ("1 replica", "2 replicas")}
     tput = [f"{f.throughput:.1f}" if f.throughput else "n/a" for f in runs]
     cpu = [f"{f.cpu_per_task * 1000:.1f}" if f.cpu_per_task else "n/a" for f in runs]
+    db_cpu = [f"{f.database_cpu_per_task * 1000:.1f}" if f.database_cpu_per_task else "n/a"
+              for f in runs]
     return [
         f"== compare {kind}: {one.tasks} tasks of `true` over {one.workers} workers"
         + (f"; each API process capped at {args.cpu_per_process:g} of a core (cgroup)"
@@ -903,6 +951,8 @@ def comparison_lines(args: argparse.Namespace, runs: list[Figures]) -> list[str]
         f"{ratio(one.throughput, two.throughput):>11}",
         f"{'server CPU per task (ms)':26}{cpu[0]:>14}{cpu[1]:>14}"
         f"{ratio(one.cpu_per_task, two.cpu_per_task):>11}",
+        f"{'database CPU per task (ms)':26}{db_cpu[0]:>14}{db_cpu[1]:>14}"
+        f"{ratio(one.database_cpu_per_task, two.database_cpu_per_task):>11}",
     ]
 
 
