@@ -238,16 +238,18 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
     ]
 
 
-# Per running batch, one probe of the claim index (status, batch) for a pending task.
-# OFFSET 0 keeps it a probe: PostgreSQL may otherwise turn the EXISTS into a join that
-# reads every pending task, which it did whenever its statistics lagged behind the
-# queue (a batch just created, when they say that no task is pending).
+# Per running batch, one probe of the claim index (status, batch) for a pending task,
+# whatever PostgreSQL's statistics say. OFFSET 0 keeps the EXISTS a probe (it became a
+# join that read every pending task when they said that none was pending); the order,
+# the claim index's own, makes that index the cheap way to the first row (a scan of
+# the table looked cheaper when they said that a third of the tasks were pending, and
+# read every task of a batch that had none).
 _BATCHES_WITH_WORK = hot(
     select(_batch.c.id)
-    .where(_batch.c.status == BatchStatus.RUNNING.value,
+    .where(transitions.status_in(_batch.c.status, [BatchStatus.RUNNING.value]),
            select(_task.c.id).where(_task.c.batch_id == _batch.c.id,
-                                    _task.c.status == T.PENDING.value)
-           .offset(0).exists())
+                                    transitions.status_in(_task.c.status, [T.PENDING.value]))
+           .order_by(_task.c.priority.desc(), _task.c.id).offset(0).exists())
     .order_by(_batch.c.priority.desc(), _batch.c.id)
 )
 _WORKER_BATCH = _batch.c.id == bindparam("w_batch")
@@ -308,7 +310,7 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
     else:
         batch = bindparam("c_batch")
     conditions = [
-        candidate.c.status == T.PENDING.value,
+        transitions.status_in(candidate.c.status, [T.PENDING.value]),
         candidate.c.batch_id == batch,
         ~exists().where(_execution.c.task_id == candidate.c.id, _live_execution),
     ]

@@ -12,6 +12,7 @@ modules write a status (tests/unit/test_status_writes.py holds the package to it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from functools import cache, lru_cache
@@ -20,10 +21,11 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    String,
     Table,
     Update,
     bindparam,
-    literal,
+    literal_column,
     update,
 )
 from sqlalchemy.orm import Session
@@ -38,6 +40,7 @@ from scitq_bench.states import TaskStatus as T
 from scitq_bench.states import WorkerStatus as W
 
 S = TypeVar("S", bound=Enum)
+_STATUS_NAME = re.compile(r"[a-z_]+")
 Transitions = Mapping[S, frozenset[S]]  # status -> the statuses it may become
 
 TASK_TRANSITIONS: Mapping[T, frozenset[T]] = {
@@ -89,10 +92,20 @@ WORKER_TRANSITIONS: Mapping[W, frozenset[W]] = {
 
 
 def status_in(column: Any, statuses: Iterable[str]) -> ColumnElement[bool]:
-    """``column IN (...)`` with one bound value per status: a statement built once then
-    runs as compiled, where a list of plain values is spliced into the SQL text again
-    at every execution."""
-    return column.in_([literal(s) for s in sorted(statuses)])
+    """``column IN ('a', 'b')``, the statuses written into the statement as constants
+    when it is compiled (once: a list of plain values would be spliced into the SQL
+    text again at every execution). Constants, not parameters: PostgreSQL can then
+    prove a partial index's condition (the live executions') for a prepared statement's
+    generic plan, which it keeps instead of planning every run; with parameters the
+    generic plan read the whole execution table and was never chosen."""
+    return column.in_([_status_constant(s) for s in sorted(statuses)])
+
+
+def _status_constant(status: str) -> ColumnElement[str]:
+    # a status is one of the state machine's own names, never a caller's text
+    if not _STATUS_NAME.fullmatch(status):
+        raise ValueError(f"not a status name: {status!r}")
+    return literal_column(f"'{status}'", String)
 
 
 def _sources(table: Mapping[Any, frozenset[Any]], target: Any) -> list[str]:
