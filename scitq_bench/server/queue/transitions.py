@@ -235,14 +235,15 @@ def move_tasks(
     return moved
 
 
-def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
-    """The guarded move of the tasks ``ids`` (default: the list bound as ``t_ids``);
-    bound per call: ``t_reason``, ``t_now``. Built apart from ``move_rows``: the
-    queue's hot paths run it prepared once, bound per call."""
+def _task_move(target: T, allowed: tuple[str, ...] | ColumnElement[Any],
+               *where: ColumnElement[bool]) -> Update:
+    """The guarded move of the tasks ``where`` selects (default: the list bound as
+    ``t_ids``); bound per call: ``t_reason``, ``t_now``. Built apart from ``move_rows``:
+    the queue's hot paths run it prepared once, bound per call."""
     task: Table = Task.__table__  # type: ignore[assignment]
-    ids = bindparam("t_ids", expanding=True) if ids is None else ids
+    where = where or (task.c.id.in_(bindparam("t_ids", expanding=True)),)
     return (
-        guarded_update(task, target, allowed, task.c.id.in_(ids))
+        guarded_update(task, target, allowed, *where)
         .values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
     )
 
@@ -266,11 +267,8 @@ def assign_tasks_statement(picked: CTE, returning: Sequence[Any]) -> Update:
     statistics lagged behind the queue (a batch just created): 2.3 ms of one claim
     among 5,000 pending tasks, where the lookup by id takes microseconds."""
     task: Table = Task.__table__  # type: ignore[assignment]
-    return (
-        guarded_update(task, T.ASSIGNED, picked.c.status, task.c.id == picked.c.id)
-        .values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
-        .returning(*returning)
-    )
+    return (_task_move(T.ASSIGNED, picked.c.status, task.c.id == picked.c.id)
+            .returning(*returning))
 
 
 def move_task(
