@@ -25,7 +25,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     CursorResult,
-    Integer,
     Result,
     Table,
     and_,
@@ -328,14 +327,11 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
     picked = db.lock_rows(
         select(candidate.c.id, candidate.c.status).where(and_(*conditions))
         .order_by(candidate.c.priority.desc(), candidate.c.id)
-        .limit(bindparam("c_room", type_=Integer, literal_execute=True)),
+        .limit(bindparam("c_room")),
         candidate,
     ).cte("picked").prefix_with("MATERIALIZED")
-    # Prepared (server.prepared), one statement per room: the room is written into the
-    # text (a LIMIT as a parameter made the generic plan expect a tenth of the table
-    # and hash-join it), and the statuses are constants, so the generic plan PostgreSQL
-    # settles on reads a few rows of the claim index whatever its statistics say
-    return hot(transitions.assign_tasks_statement(picked, _CLAIMED_COLUMNS))
+    # not marked hot (server.prepared): planned at each run, its plan follows the queue
+    return transitions.assign_tasks_statement(picked, _CLAIMED_COLUMNS)
 
 
 @dataclass
