@@ -325,7 +325,7 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
     # Materialized: picked once, whatever the plan (a subquery that skips locked rows,
     # scanned again, would pick other rows each time)
     picked = db.lock_rows(
-        select(candidate.c.id, candidate.c.status).where(and_(*conditions))
+        select(candidate.c.id).where(and_(*conditions))
         .order_by(candidate.c.priority.desc(), candidate.c.id)
         .limit(bindparam("c_room")),
         candidate,
