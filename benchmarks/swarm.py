@@ -880,7 +880,7 @@ def count_lines(figures: Figures) -> list[str]:
     per_task = ("n/a" if figures.cpu_per_task is None
                 else f"{figures.cpu_per_task * 1000:.1f} ms per finished task")
     database = ("n/a (the PostgreSQL server is not on this machine)"
-                if figures.database_cpu_per_task is None or figures.database_cpu is None
+                if figures.database_cpu is None or figures.database_cpu_per_task is None
                 else f"{figures.database_cpu:.1f} s over the run, "
                 f"{figures.database_cpu_per_task * 1000:.1f} ms per finished task "
                 "(the PostgreSQL server's process tree, every database in it)")
@@ -939,9 +939,8 @@ def comparison_lines(args: argparse.Namespace, runs: list[Figures]) -> list[str]
     one, two = runs
     names = {"processes": ("1 process", "2 processes"), "replicas": ("1 replica", "2 replicas")}
     tput = [f"{f.throughput:.1f}" if f.throughput else "n/a" for f in runs]
-    cpu = [f"{f.cpu_per_task * 1000:.1f}" if f.cpu_per_task else "n/a" for f in runs]
-    db_cpu = [f"{f.database_cpu_per_task * 1000:.1f}" if f.database_cpu_per_task else "n/a"
-              for f in runs]
+    cpu = [_milliseconds(f.cpu_per_task) for f in runs]
+    db_cpu = [_milliseconds(f.database_cpu_per_task) for f in runs]
     return [
         f"== compare {kind}: {one.tasks} tasks of `true` over {one.workers} workers"
         + (f"; each API process capped at {args.cpu_per_process:g} of a core (cgroup)"
@@ -954,6 +953,10 @@ def comparison_lines(args: argparse.Namespace, runs: list[Figures]) -> list[str]
         f"{'database CPU per task (ms)':26}{db_cpu[0]:>14}{db_cpu[1]:>14}"
         f"{ratio(one.database_cpu_per_task, two.database_cpu_per_task):>11}",
     ]
+
+
+def _milliseconds(seconds_: float | None) -> str:
+    return f"{seconds_ * 1000:.1f}" if seconds_ else "n/a"
 
 
 def parse_args() -> argparse.Namespace:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     CTE,
+    BindParameter,
     ColumnElement,
     String,
     Table,
@@ -121,14 +122,13 @@ def sources(table: Transitions[S], target: S, only_from: Iterable[S] | None = No
     return tuple(sorted(allowed))
 
 
-def guarded_update(table: Table, target: Enum, allowed: Iterable[str] | ColumnElement[Any],
+def guarded_update(table: Table, target: Enum, allowed: Iterable[str] | BindParameter[Any],
                    *where: ColumnElement[bool]) -> Update:
     """``UPDATE table SET status = target WHERE status IN (allowed) AND where``: the one
-    statement that changes a status. ``allowed`` may instead be an expression (a bound
-    parameter, another table's column): the status the caller checked each row in (a
-    compare-and-set per row)."""
+    statement that changes a status. ``allowed`` may instead be a bound parameter: the
+    status the caller checked each row in (a compare-and-set per row)."""
     column = table.c.status
-    guard = column == allowed if isinstance(allowed, ColumnElement) else \
+    guard = column == allowed if isinstance(allowed, BindParameter) else \
         status_in(column, allowed)
     return update(table).where(*where, guard).values(status=target.value)
 
@@ -235,16 +235,18 @@ def move_tasks(
     return moved
 
 
-def _task_move(target: T, allowed: tuple[str, ...], ids: Any = None) -> Update:
-    """The guarded move of the tasks ``ids`` (default: the list bound as ``t_ids``);
-    bound per call: ``t_reason``, ``t_now``. Built apart from ``move_rows``: the
-    queue's hot paths run it prepared once, bound per call."""
+def _task_move(target: T, allowed: tuple[str, ...]) -> Update:
+    """The guarded move of the tasks bound as ``t_ids``; bound per call: ``t_reason``,
+    ``t_now``. Built apart from ``move_rows``: the queue's hot paths run it prepared
+    once, bound per call."""
     task: Table = Task.__table__  # type: ignore[assignment]
-    ids = bindparam("t_ids", expanding=True) if ids is None else ids
-    return (
-        guarded_update(task, target, allowed, task.c.id.in_(ids))
-        .values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
-    )
+    ids = task.c.id.in_(bindparam("t_ids", expanding=True))
+    return _with_reason(guarded_update(task, target, allowed, ids))
+
+
+def _with_reason(move: Update) -> Update:
+    """What a task's move writes with its status: why, and when (bound per call)."""
+    return move.values(status_reason=bindparam("t_reason"), modified_at=bindparam("t_now"))
 
 
 @cache
@@ -268,12 +270,8 @@ def assign_tasks_statement(picked: CTE, returning: Sequence[Any]) -> Update:
     walked, about 1.5 ms a claim in the swarm, where the primary key takes
     microseconds."""
     task: Table = Task.__table__  # type: ignore[assignment]
-    return (
-        update(task).where(task.c.id == picked.c.id)
-        .values(status=T.ASSIGNED.value, status_reason=bindparam("t_reason"),
-                modified_at=bindparam("t_now"))
-        .returning(*returning)
-    )
+    move = update(task).where(task.c.id == picked.c.id).values(status=T.ASSIGNED.value)
+    return _with_reason(move).returning(*returning)
 
 
 def move_task(
