@@ -76,6 +76,10 @@ class ServerSettings:
     # PostgreSQL connections one server process holds at most (its requests share
     # them; one waits at most database_busy_timeout for one, then gets a 503)
     database_pool_size: int = 20
+    # worker-protocol calls (claims, reports, heartbeats) one server process runs at
+    # once; more wait their turn, those that hand out work first (server/turns.py).
+    # At most database_pool_size: the rest of the pool stays free for other calls
+    worker_transactions: int = 8
     # PostgreSQL prepares the statements each connection repeats (the workers' hot
     # path); off behind pgbouncer in transaction mode
     database_prepare: bool = True
@@ -144,6 +148,8 @@ class ServerSettings:
                                                      setting("database_busy_timeout", 10)),
             "database_pool_size": _positive_int("database_pool_size",
                                                 setting("database_pool_size", 20)),
+            "worker_transactions": _positive_int("worker_transactions",
+                                                 setting("worker_transactions", 8)),
             "database_prepare": _boolean("database_prepare", setting("database_prepare", True)),
             "direct_database_url": setting("direct_database_url"),
             "public_url": setting("public_url"),

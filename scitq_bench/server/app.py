@@ -25,6 +25,7 @@ from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.server.storage import build_stores
+from scitq_bench.server.turns import Turns
 from scitq_bench.settings import ServerSettings
 
 BLUEPRINTS = (meta.bp, batches.bp, tasks.bp, executions.bp, workers.bp, files.bp, bench.bp,
@@ -58,6 +59,10 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
         logs=logs,
         files=files,
         notifier=notifier or Notifier(),
+        turns=Turns(min(settings.worker_transactions, settings.database_pool_size),
+                    timeout=settings.database_busy_timeout,
+                    bookkeeping_yield=settings.lease_seconds / 6,
+                    waiting=metrics.process_metrics().waiting_turn),
     )
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:

@@ -14,6 +14,7 @@ from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.notify import Notifier
 from scitq_bench.server.storage import FileStorage, LogStorage
+from scitq_bench.server.turns import Turns
 from scitq_bench.settings import ServerSettings
 
 EXTENSION = "scitq_bench"
@@ -37,6 +38,7 @@ class ServerContext:
     logs: LogStorage
     files: FileStorage
     notifier: Notifier
+    turns: Turns  # the worker protocol's turns at the database
     _tokens: dict[str, _Cached] = field(default_factory=dict)
     _refused: dict[str, float] = field(default_factory=dict)  # header -> checked at
     _wanted: dict[str, str] = field(default_factory=dict)  # header -> hash, to check next

@@ -10,10 +10,11 @@ Two sources, because they answer different questions:
   process, replica or background loop made the change, and it survives restarts. Every
   replica reports the same figures: aggregate them with ``max``, never ``sum``.
 - A process's own observations (``scitq_bench_worker_call_seconds``,
-  ``scitq_bench_long_polls_waiting``, ``scitq_bench_http_requests_total``) are kept in
-  prometheus_client's multiprocess mode: each gunicorn process writes its values to
-  files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape, served by any process, adds them
-  up. That folder is per host and emptied when gunicorn starts (``on_starting``).
+  ``scitq_bench_long_polls_waiting``, ``scitq_bench_worker_calls_waiting_turn``,
+  ``scitq_bench_http_requests_total``) are kept in prometheus_client's
+  multiprocess mode: each gunicorn process writes its values to files in
+  ``PROMETHEUS_MULTIPROC_DIR`` and a scrape, served by any process, adds them up.
+  That folder is per host and emptied when gunicorn starts (``on_starting``).
   Without it (``--debug``, tests, an embedded app) the values stay in the process.
 
 prometheus_client picks its storage when it is first imported, from the environment:
@@ -74,6 +75,7 @@ METRIC_NAMES = (
     "scitq_bench_scoring_seconds",
     "scitq_bench_worker_call_seconds",
     "scitq_bench_long_polls_waiting",
+    "scitq_bench_worker_calls_waiting_turn",
     "scitq_bench_http_requests_total",
 )
 
@@ -121,6 +123,7 @@ def remove_multiprocess_dir() -> None:
 class ProcessMetrics:
     calls: Histogram
     long_polls: Gauge
+    waiting_turn: Gauge
     requests: Counter
 
 
@@ -137,6 +140,10 @@ def process_metrics() -> ProcessMetrics:
         long_polls=Gauge("scitq_bench_long_polls_waiting",
                          "Long polls (claims and heartbeats) waiting for work or signals",
                          multiprocess_mode="livesum"),
+        waiting_turn=Gauge("scitq_bench_worker_calls_waiting_turn",
+                           "Worker calls waiting for a turn at the database (every turn of "
+                           "their API process taken: it is saturated)",
+                           multiprocess_mode="livesum"),
         requests=Counter("scitq_bench_http_requests",
                          "API and GUI requests answered, by method and status",
                          ["method", "status"]),

@@ -119,3 +119,15 @@ def test_relative_store_and_log_directories_are_refused(tmp_path: Path, monkeypa
     (tmp_path / "settings.yaml").write_text("log_dir: [a, b]\n")
     with pytest.raises(InvalidInput, match="log_dir must be a directory path"):
         ServerSettings.from_env(tmp_path)
+
+
+def test_worker_transactions_setting(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SCITQ_BENCH_WORKER_TRANSACTIONS", raising=False)
+    assert ServerSettings.from_env(tmp_path).worker_transactions == 8
+    (tmp_path / "settings.yaml").write_text("worker_transactions: 12\n")
+    assert ServerSettings.from_env(tmp_path).worker_transactions == 12
+    monkeypatch.setenv("SCITQ_BENCH_WORKER_TRANSACTIONS", "3")
+    assert ServerSettings.from_env(tmp_path).worker_transactions == 3
+    monkeypatch.setenv("SCITQ_BENCH_WORKER_TRANSACTIONS", "0")
+    with pytest.raises(InvalidInput, match="worker_transactions"):
+        ServerSettings.from_env(tmp_path)

@@ -71,7 +71,8 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     key = worker_key(worker_id)
     deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
     seen = ctx.notifier.version(key)
-    answer = domain.beat(ctx, worker_id, body)
+    with ctx.turns.take(hands_out_work=False):
+        answer = domain.beat(ctx, worker_id, body)
     if answer["signals"] or answer["drop"]:
         return answer
     while (remaining := deadline - time.monotonic()) > 0:
@@ -79,8 +80,9 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
             changed = ctx.notifier.wait(key, seen, remaining)
         if changed:
             # something changed for this worker: answer now with what is new
-            return domain.beat(ctx, worker_id,
-                               Heartbeat(stats=body.stats, executions=body.executions))
+            with ctx.turns.take(hands_out_work=False):
+                return domain.beat(ctx, worker_id,
+                                   Heartbeat(stats=body.stats, executions=body.executions))
     return answer
 
 
@@ -100,8 +102,9 @@ def claim(worker_id: int) -> Any:
     key = claim_key(ctx.worker_batch(worker_id, domain.batch_of)) if wait > 0 else None
     while True:
         seen = ctx.notifier.version(key) if key else 0
-        claimed, worker = scheduling.claim_as(ctx.db, worker_id, max_count,
-                                              ctx.settings.lease_seconds)
+        with ctx.turns.take(hands_out_work=True):
+            claimed, worker = scheduling.claim_as(ctx.db, worker_id, max_count,
+                                                  ctx.settings.lease_seconds)
         if worker is not None:
             ctx.remember_batch(worker_id, worker.batch_id)
         remaining = deadline - time.monotonic()
@@ -120,8 +123,10 @@ def claim(worker_id: int) -> Any:
           query=(QueryParam("claim", "executions to claim after the report", "integer"),))
 def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
-    return domain.report_and_claim(server_context(), worker_id, body.events,
-                                   int_arg("claim", 0) or 0)
+    ctx = server_context()
+    wanted = int_arg("claim", 0) or 0
+    with ctx.turns.take(hands_out_work=wanted > 0):
+        return domain.report_and_claim(ctx, worker_id, body.events, wanted)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/evicted", "POST", access=WORKER,
