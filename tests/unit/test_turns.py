@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -59,6 +60,15 @@ def held(turns: Turns) -> tuple[threading.Event, threading.Thread]:
     return release, thread
 
 
+def run_together(call: Callable[[int], None], count: int) -> None:
+    """``call(0)`` to ``call(count - 1)``, each in a thread of its own, all at once."""
+    threads = [threading.Thread(target=call, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+
 def test_no_more_holders_at_once_than_slots() -> None:
     turns = Turns(3, timeout=10)
     inside, most = 0, 0
@@ -74,11 +84,7 @@ def test_no_more_holders_at_once_than_slots() -> None:
             with lock:
                 inside -= 1
 
-    threads = [threading.Thread(target=call) for _ in range(24)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    run_together(lambda _number: call(), 24)
     assert most == 3
     assert inside == 0
     assert turns.waiting == 0
@@ -155,9 +161,5 @@ def test_many_waiters_each_get_one_turn() -> None:
             with lock:
                 served.append(number)
 
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(200)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    run_together(call, 200)
     assert sorted(served) == list(range(200))
