@@ -2,16 +2,16 @@
 
 When a thousand tasks end together, each of their workers sends a report that claims its
 next task, then, once that task starts, a report of it running; heartbeats come on top.
-Served in arrival order, the reports of running tasks and the heartbeats took half the
-API's time in that burst while workers sat idle waiting for their next task. Here an
-API process runs at most ``slots`` of these calls' transactions at once (below its pool
-of connections: an admin's call always finds one), and a call that finds them all taken
-waits its turn: the calls that hand out work first, the others yielding to them for up
-to ``bookkeeping_yield`` seconds (a deadline: a heartbeat's turn comes at most that much
-later than in arrival order; the server gives a sixth of the lease, so the leases it
-renews are never starved). A turn
-not given within ``timeout`` is answered 503 with ``Retry-After``, as a busy database
-is.
+Served in arrival order, the reports of running tasks and the heartbeats took their
+share of the API's time in that burst while workers sat idle waiting for their next
+task. Here an API process runs at most ``slots`` of these calls' transactions at once
+(by default 8 of its 20 pooled connections: the rest stay free for admins' calls), and a
+call that finds them all taken waits its turn: the calls that hand out work first, the
+others yielding to them for up to ``bookkeeping_yield`` seconds (a deadline: a
+heartbeat's turn comes at most that much later than in arrival order; the server gives a
+sixth of the lease, so the leases it renews are never starved). A call with no turn
+within ``timeout`` is answered 503 with ``Retry-After``, as one that finds the database
+busy is.
 
 The waits are on ``threading`` primitives: under gevent's monkey patching (the API
 processes) they suspend the greenlet, not the process.
