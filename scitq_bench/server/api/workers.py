@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, g, request
 
 from scitq_bench.server.api.registry import ENROLL, WORKER, QueryParam, endpoint
-from scitq_bench.server.context import server_context
+from scitq_bench.server.context import ServerContext, server_context
 from scitq_bench.server.metrics import long_poll_waiting
 from scitq_bench.server.notify import claim_key, worker_key
 from scitq_bench.server.queue import scheduling
@@ -71,8 +71,7 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
     key = worker_key(worker_id)
     deadline = time.monotonic() + min(float_arg("wait", 0.0), ctx.settings.claim_max_wait)
     seen = ctx.notifier.version(key)
-    with ctx.turns.take(hands_out_work=False):
-        answer = domain.beat(ctx, worker_id, body)
+    answer = _beat(ctx, worker_id, body)
     if answer["signals"] or answer["drop"]:
         return answer
     while (remaining := deadline - time.monotonic()) > 0:
@@ -80,10 +79,14 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
             changed = ctx.notifier.wait(key, seen, remaining)
         if changed:
             # something changed for this worker: answer now with what is new
-            with ctx.turns.take(hands_out_work=False):
-                return domain.beat(ctx, worker_id,
-                                   Heartbeat(stats=body.stats, executions=body.executions))
+            return _beat(ctx, worker_id, Heartbeat(stats=body.stats, executions=body.executions))
     return answer
+
+
+def _beat(ctx: ServerContext, worker_id: int, body: Heartbeat) -> dict[str, Any]:
+    """One heartbeat's transaction, in its turn: bookkeeping, which work may pass."""
+    with ctx.turns.take(hands_out_work=False):
+        return domain.beat(ctx, worker_id, body)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,
