@@ -21,8 +21,10 @@ from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
 from scitq_bench.server.context import EXTENSION, ServerContext
 from scitq_bench.server.db import Database
+from scitq_bench.server.joint_claims import Answer, JointClaims
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.notify import Notifier, build_notifier
+from scitq_bench.server.queue import scheduling
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.server.storage import build_stores
 from scitq_bench.server.turns import Turns
@@ -53,6 +55,11 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
                   pool_size=settings.database_pool_size,
                   prepare=settings.database_prepare)
     logs, files = build_stores(settings)
+    def claim_jointly(wanted: dict[int, int]) -> dict[int, Answer]:
+        # one turn for the whole group; the context's turns as they are then
+        with context.turns.take(hands_out_work=True):
+            return scheduling.claim_jointly(db, wanted, settings.lease_seconds)
+
     context = ServerContext(
         settings=settings,
         db=db,
@@ -63,6 +70,9 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
                     timeout=settings.database_busy_timeout,
                     bookkeeping_yield=settings.lease_seconds / 6,
                     waiting=metrics.process_metrics().waiting_turn),
+        # a claim waits for the group before its own, then its own: each may wait
+        # for its turn, then for the database
+        claims=JointClaims(claim_jointly, timeout=3 * settings.database_busy_timeout),
     )
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:

@@ -12,6 +12,7 @@ from flask import current_app
 from scitq_bench.exceptions import Unauthorized
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
+from scitq_bench.server.joint_claims import JointClaims
 from scitq_bench.server.notify import Notifier
 from scitq_bench.server.storage import FileStorage, LogStorage
 from scitq_bench.server.turns import Turns
@@ -39,6 +40,7 @@ class ServerContext:
     files: FileStorage
     notifier: Notifier
     turns: Turns  # the worker protocol's turns at the database
+    claims: JointClaims  # the claim calls, run together when they arrive together
     _tokens: dict[str, _Cached] = field(default_factory=dict)
     _refused: dict[str, float] = field(default_factory=dict)  # header -> checked at
     _wanted: dict[str, str] = field(default_factory=dict)  # header -> hash, to check next

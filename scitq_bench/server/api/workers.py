@@ -12,7 +12,6 @@ from scitq_bench.server.api.registry import ENROLL, WORKER, QueryParam, endpoint
 from scitq_bench.server.context import ServerContext, server_context
 from scitq_bench.server.metrics import long_poll_waiting
 from scitq_bench.server.notify import claim_key, worker_key
-from scitq_bench.server.queue import scheduling
 from scitq_bench.server.queue import workers as domain
 from scitq_bench.server.schemas import Heartbeat, WorkerRegister, WorkerReport, WorkerUpdate
 from scitq_bench.server.serialize import worker_dict
@@ -105,9 +104,7 @@ def claim(worker_id: int) -> Any:
     key = claim_key(ctx.worker_batch(worker_id, domain.batch_of)) if wait > 0 else None
     while True:
         seen = ctx.notifier.version(key) if key else 0
-        with ctx.turns.take(hands_out_work=True):
-            claimed, worker = scheduling.claim_as(ctx.db, worker_id, max_count,
-                                                  ctx.settings.lease_seconds)
+        claimed, worker = ctx.claims.claim(worker_id, max_count)
         if worker is not None:
             ctx.remember_batch(worker_id, worker.batch_id)
         remaining = deadline - time.monotonic()

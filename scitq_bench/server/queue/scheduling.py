@@ -16,6 +16,8 @@ a lease plus that slack.
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -206,36 +208,108 @@ def claim_in(db: Database, session: Session, worker_id: int, max_count: int,
     follows it share one, and the worker the report read: ``worker``)."""
     connection = session.connection()
     state = worker if worker is not None else worker_state(connection, worker_id)
-    if state is None or state.status != WorkerStatus.RUNNING.value:
+    if state is None:
         return []
-    room = min(max_count, state.concurrency + state.prefetch - state.held)
+    room = _room(state, max_count)
     if room <= 0:
         return []
     now = utcnow()
     picked = _pick(db, connection, state, room, now)
     if not picked:
         return []
-    snapshots = [task_snapshot(row, row.batch_network) for row in picked]
-    rows = [
-        {
-            "task_id": row.id,
-            "worker_id": worker_id,
-            "attempt": row.retries_used + row.losses + 1,
-            "status": E.PENDING.value,
-            "lease_deadline": now + timedelta(seconds=lease_seconds),
-            "created_at": now,
-            "output_files": [],
-            "snapshot": snapshot,
-        }
-        for row, snapshot in zip(picked, snapshots, strict=True)
-    ]
-    ids = db.insert_returning_ids(session, Execution, rows)
-    state.held += len(ids)
+    handed = _hand_out(db, session, [(state, picked)], now, lease_seconds)[state.id]
     touch(connection, state, now, lease_seconds)
-    return [
-        {"execution_id": execution_id, "attempt": row["attempt"], **snapshot}
-        for execution_id, row, snapshot in zip(ids, rows, snapshots, strict=True)
-    ]
+    return handed
+
+
+def _room(state: WorkerState, max_count: int) -> int:
+    """How many executions a claim of ``max_count`` may hand the worker now."""
+    if state.status != WorkerStatus.RUNNING.value:
+        return 0
+    return min(max_count, state.concurrency + state.prefetch - state.held)
+
+
+def _hand_out(db: Database, session: Session, shares: list[tuple[WorkerState, list[Any]]],
+              now: datetime, lease_seconds: float) -> dict[int, list[dict]]:
+    """The executions of the tasks each worker was given (``_CLAIMED_COLUMNS`` rows),
+    inserted in one statement for them all; per worker, what its claim answers."""
+    deadline = now + timedelta(seconds=lease_seconds)
+    owners: list[int] = []
+    rows: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    for state, picked in shares:
+        for row in picked:
+            snapshot = task_snapshot(row, row.batch_network)
+            owners.append(state.id)
+            snapshots.append(snapshot)
+            rows.append({
+                "task_id": row.id,
+                "worker_id": state.id,
+                "attempt": row.retries_used + row.losses + 1,
+                "status": E.PENDING.value,
+                "lease_deadline": deadline,
+                "created_at": now,
+                "output_files": [],
+                "snapshot": snapshot,
+            })
+        state.held += len(picked)
+    ids = db.insert_returning_ids(session, Execution, rows)
+    handed: dict[int, list[dict]] = {state.id: [] for state, _ in shares}
+    for owner, execution_id, row, snapshot in zip(owners, ids, rows, snapshots, strict=True):
+        handed[owner].append({"execution_id": execution_id, "attempt": row["attempt"],
+                              **snapshot})
+    return handed
+
+
+# The states of the workers ``w_ids`` (``WORKER_STATE``'s columns), for joint claims
+_WORKER_STATES = select(*WORKER_STATE.selected_columns).where(
+    _worker.c.id.in_(bindparam("w_ids", expanding=True)))
+_TOUCH_ALL = update(_worker).where(_worker.c.id.in_(bindparam("w_ids", expanding=True))) \
+    .values(last_contact_at=bindparam("w_now"))
+
+
+def claim_jointly(db: Database, wanted: dict[int, int], lease_seconds: float,
+                  ) -> dict[int, tuple[list[dict], WorkerState | None]]:
+    """The claims of several workers (worker id -> ``max_count``) in one transaction,
+    each answered as ``claim_as`` would: its executions, and its worker as read (None:
+    not registered). Workers that take the same work (the same batch, or none, and
+    the same resources) share one pick of as many tasks as they have room for, in
+    claim order, handed out in worker id order; then one insert of every execution and
+    one write of every last contact due. When a thousand long polls wake together,
+    that is a few statements for all of them instead of three each. The worker rows
+    it writes are only those of its own claims, which no other claim holds."""
+    if len(wanted) == 1:  # alone: the single claim's statements, prepared and cheap
+        ((worker_id, max_count),) = wanted.items()
+        claimed, state = claim_as(db, worker_id, max_count, lease_seconds)
+        return {worker_id: (claimed, state)}
+    with db.write() as session:
+        connection = session.connection()
+        states = {row.state_id: worker_state_of(row) for row in connection.execute(
+            _WORKER_STATES, {"w_ids": sorted(wanted)})}
+        alike: dict[tuple[Any, ...], list[tuple[WorkerState, int]]] = defaultdict(list)
+        for worker_id in sorted(states):
+            state = states[worker_id]
+            room = _room(state, wanted[worker_id])
+            if room > 0:
+                alike[(state.batch_id, state.cpus, state.mem_gb, bool(state.containers),
+                       state.gpus)].append((state, room))
+        now = utcnow()
+        shares: list[tuple[WorkerState, list[Any]]] = []
+        for members in alike.values():
+            picked = iter(_pick(db, connection, members[0][0],
+                                sum(room for _, room in members), now))
+            shares += [(state, list(itertools.islice(picked, room)))
+                       for state, room in members]
+        shares = [(state, picked) for state, picked in shares if picked]
+        handed = _hand_out(db, session, shares, now, lease_seconds) if shares else {}
+        due = [state for state, _ in shares
+               if contact_due(state.last_contact_at, now, lease_seconds)]
+        if due:
+            connection.execute(_TOUCH_ALL, {"w_ids": [s.id for s in due], "w_now": now})
+            for state in due:
+                state.last_contact_at = now
+    return {worker_id: (handed.get(worker_id, []), states.get(worker_id))
+            for worker_id in wanted}
 
 
 # Per running batch, one probe of the claim index (status, batch) for a pending task,
