@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 
 from scitq_bench.server import bounds, gui, metrics, request_ids, wiring
@@ -19,12 +21,13 @@ from scitq_bench.server.api import (
 )
 from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
-from scitq_bench.server.context import EXTENSION, ServerContext
+from scitq_bench.server.context import EXTENSION, ClaimAnswer, ReportCall, ServerContext
 from scitq_bench.server.db import Database
-from scitq_bench.server.joint_claims import Answer, JointClaims
+from scitq_bench.server.joint_claims import JointClaims
 from scitq_bench.server.migrate import upgrade
 from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.queue import scheduling
+from scitq_bench.server.queue import workers as worker_domain
 from scitq_bench.server.reaper import Reaper
 from scitq_bench.server.storage import build_stores
 from scitq_bench.server.turns import Turns
@@ -55,11 +58,6 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
                   pool_size=settings.database_pool_size,
                   prepare=settings.database_prepare)
     logs, files = build_stores(settings)
-    def claim_jointly(wanted: dict[int, int]) -> dict[int, Answer]:
-        # one turn for the whole group; the context's turns as they are then
-        with context.turns.take(hands_out_work=True):
-            return scheduling.claim_jointly(db, wanted, settings.lease_seconds)
-
     context = ServerContext(
         settings=settings,
         db=db,
@@ -70,10 +68,8 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
                     timeout=settings.database_busy_timeout,
                     bookkeeping_yield=settings.lease_seconds / 6,
                     waiting=metrics.process_metrics().waiting_turn),
-        # a claim waits for the group before its own, then its own: each may wait
-        # for its turn, then for the database
-        claims=JointClaims(claim_jointly, timeout=3 * settings.database_busy_timeout),
     )
+    context.claims, context.reports = joint_calls(context)
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
@@ -120,3 +116,26 @@ def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flas
     return create_app(settings, start_reaper=False, start_recruiter=False, notifier=notifier,
                       dispatch_jobs=True)
 
+
+def joint_calls(context: ServerContext, *, claims_at_once: int = 2, reports_at_once: int = 4,
+                ) -> tuple[JointClaims[int, ClaimAnswer], JointClaims[ReportCall, dict[str, Any]]]:
+    """The claims, and the reports that claim, run in groups (``server.joint_claims``).
+    Each group takes one turn at the database, of the context's turns as they are when
+    it runs. A joint claim is a few statements whatever its size: two groups at once,
+    large ones. A joint report runs each report's own statements in turn: more groups
+    at once, smaller ones, so that a group's last report is not long in coming."""
+    settings = context.settings
+
+    def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
+        with context.turns.take(hands_out_work=True):
+            return scheduling.claim_jointly(context.db, wanted, settings.lease_seconds)
+
+    def report_jointly(calls: dict[int, ReportCall]) -> dict[int, dict[str, Any] | Exception]:
+        with context.turns.take(hands_out_work=True):
+            return worker_domain.reports_and_claims(context, calls)
+
+    # a call may wait for the group before its own, then its own: each may wait for its
+    # turn, then for the database
+    timeout = 3 * settings.database_busy_timeout
+    return (JointClaims(claim_jointly, timeout=timeout, at_once=claims_at_once, largest=256),
+            JointClaims(report_jointly, timeout=timeout, at_once=reports_at_once, largest=64))

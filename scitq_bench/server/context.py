@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
@@ -14,15 +15,23 @@ from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.joint_claims import JointClaims
 from scitq_bench.server.notify import Notifier
+from scitq_bench.server.schemas import ExecutionEvent
 from scitq_bench.server.storage import FileStorage, LogStorage
 from scitq_bench.server.turns import Turns
 from scitq_bench.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from scitq_bench.server.queue.scheduling import WorkerState
 
 EXTENSION = "scitq_bench"
 TOKEN_CACHE_SECONDS = 5.0
 MAX_CACHED_TOKENS = 10_000
 REVALIDATE_AT_ONCE = 500  # token hashes per revalidating query
 MAX_REMEMBERED_WORKERS = 100_000  # workers whose batch a process remembers
+
+# a claim's answer: its executions, and its worker as the claim read it (None: unknown)
+ClaimAnswer = tuple[list[dict[str, Any]], "WorkerState | None"]
+ReportCall = tuple[list[ExecutionEvent], int]  # a report's events, and how many to claim
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,6 @@ class ServerContext:
     files: FileStorage
     notifier: Notifier
     turns: Turns  # the worker protocol's turns at the database
-    claims: JointClaims  # the claim calls, run together when they arrive together
     _tokens: dict[str, _Cached] = field(default_factory=dict)
     _refused: dict[str, float] = field(default_factory=dict)  # header -> checked at
     _wanted: dict[str, str] = field(default_factory=dict)  # header -> hash, to check next
@@ -50,6 +58,10 @@ class ServerContext:
     _check_lock: threading.Lock = field(default_factory=threading.Lock)
     # worker id -> the batch its last claim here saw it bound to (None: free)
     _worker_batches: dict[int, int | None] = field(default_factory=dict)
+    # the claim calls, and the reports that claim, run together when they come together
+    # (``app.joint_calls``, once the context is built: they take its turns)
+    claims: JointClaims[int, ClaimAnswer] = field(init=False)
+    reports: JointClaims[ReportCall, dict[str, Any]] = field(init=False)
 
     def authenticate(self, header: str | None) -> auth.Principal:
         """Token lookups are cached for a few seconds: the hot worker paths would

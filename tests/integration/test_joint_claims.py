@@ -1,7 +1,8 @@
 """Claims run jointly (both databases): several workers' claims in one transaction are
 each answered as the worker's own claim would be (its room, its batch, its resources,
-claim order in worker id order); a burst of long polls woken by new tasks is claimed in
-groups through the API, and no task is handed twice."""
+claim order in worker id order), and so are several workers' reports that claim; a
+burst of long polls woken by new tasks, and a burst of reports that claim, go in groups
+through the API, and no task is handed twice."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from scitq_bench.exceptions import Forbidden
+from scitq_bench.server.app import joint_calls
+from scitq_bench.server.notify import ANY_BATCH
 from scitq_bench.server.queue import scheduling
 from scitq_bench.server.queue import workers as worker_domain
 from scitq_bench.server.queue.models import Execution, Worker, utcnow
-from scitq_bench.server.schemas import WorkerUpdate
+from scitq_bench.server.schemas import ExecutionEvent, WorkerUpdate
 from tests.conftest import ApiClient
 from tests.support.scheduling import LEASE, make_tasks, make_worker, task_state
 from tests.support.stack import wait_until
@@ -71,17 +75,26 @@ def test_joint_claims_answer_each_worker_as_its_own_claim_would(db: Any) -> None
     assert all(task_state(db, t).status == "assigned" for t in (*plain, gpu_task, *bound_batch))
 
 
+def one_group_at_a_time(app: Any) -> Any:
+    """The app's context, its claims and reports in one group at a time: what queues
+    while a group runs is the next group, whatever the timing."""
+    ctx = app.extensions["scitq_bench"]
+    ctx.claims, ctx.reports = joint_calls(ctx, claims_at_once=1, reports_at_once=1)
+    return ctx
+
+
 @pytest.mark.parametrize("workers", [12])
 def test_a_burst_of_woken_long_polls_is_claimed_in_groups_without_double_claims(
-        api: ApiClient, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+        app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    ctx = one_group_at_a_time(app)
     groups: list[list[int]] = []
-    slow = threading.Event()  # once set, each group is held a moment: the next queue up
+    created = threading.Event()  # then the first group waits for the others to queue
     run = scheduling.claim_jointly
 
     def spy(db: Any, wanted: dict[int, int], lease: float) -> Any:
         groups.append(sorted(wanted))
-        if slow.is_set():
-            time.sleep(0.2)
+        if created.is_set() and len(groups) == looked + 1:
+            wait_until(lambda: ctx.claims.waiting == workers - len(wanted), timeout=10)
         return run(db, wanted, lease)
 
     monkeypatch.setattr(scheduling, "claim_jointly", spy)
@@ -102,9 +115,9 @@ def test_a_burst_of_woken_long_polls_is_claimed_in_groups_without_double_claims(
     wait_until(lambda: {w for group in groups for w in group} == set(tokens), timeout=10)
     time.sleep(0.2)
     looked = len(groups)
-    slow.set()
-    created = api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(20)]})
-    assert created.status_code == 201, created.json
+    created.set()
+    answer = api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(20)]})
+    assert answer.status_code == 201, answer.json
     for thread in threads:
         thread.join(15)
     assert all(answers[w].status_code == 200 for w in tokens), answers
@@ -112,6 +125,89 @@ def test_a_burst_of_woken_long_polls_is_claimed_in_groups_without_double_claims(
     assert len(claimed) == len(set(claimed)) == workers  # one each, none twice
     woken = groups[looked:]
     assert sum(len(group) for group in woken) == workers
-    assert max(len(group) for group in woken) > 1  # they went together
+    assert len(woken) == 2  # the first alone, all the others together
     listed = api.get("/tasks?limit=100").json["tasks"]
     assert sorted(t["status"] for t in listed).count("assigned") == workers
+
+
+def test_joint_reports_each_answered_as_alone_and_their_claims_share_one_pick(app: Any) -> None:
+    ctx = app.extensions["scitq_bench"]
+    db = ctx.db
+    tasks = make_tasks(db, {"command": "a", "retry": 1}, {"command": "b"},
+                       {"command": "c"}, {"command": "d"})
+    first, second = make_worker(db, name="w1", concurrency=1), make_worker(db, name="w2",
+                                                                          concurrency=1)
+    held = {w: scheduling.claim(db, w, 1, LEASE)[0]["execution_id"] for w in (first, second)}
+    woken = ctx.notifier.version(ANY_BATCH)
+
+    def final(worker: int, status: str, code: int) -> list[ExecutionEvent]:
+        return [ExecutionEvent(execution_id=held[worker], status="running", age=1.0),
+                ExecutionEvent.model_validate({"execution_id": held[worker], "status": status,
+                                               "return_code": code, "duration": 1.0})]
+
+    answers = worker_domain.reports_and_claims(ctx, {
+        second: (final(second, "succeeded", 0), 1),
+        first: (final(first, "failed", 3), 1),  # a retry left: its task is queued again
+        9999: ([ExecutionEvent(execution_id=held[first], status="running")], 1),
+    })
+    assert isinstance(answers[9999], Forbidden)  # its own answer, the others unharmed
+    ok = {w: answers[w] for w in (first, second)}
+    for answer in ok.values():
+        assert isinstance(answer, dict) and all(r["ok"] for r in answer["results"])
+    # reports in worker id order, then one pick: the retried task (oldest) goes first
+    assert [e["task_id"] for e in ok[first]["executions"]] == [tasks[0]]  # type: ignore[index]
+    assert [e["task_id"] for e in ok[second]["executions"]] == [tasks[2]]  # type: ignore[index]
+    assert ok[first]["executions"][0]["attempt"] == 2  # type: ignore[index]
+    assert task_state(db, tasks[1]).status == "succeeded"
+    assert task_state(db, tasks[0]).retries_used == 1
+    assert task_state(db, tasks[3]).status == "pending"
+    assert ctx.notifier.version(ANY_BATCH) > woken  # the retry woke the claimers
+    with db.read() as session:
+        for worker in (first, second):
+            new = ok[worker]["executions"][0]["execution_id"]  # type: ignore[index]
+            assert session.get(Execution, new).worker_id == worker
+
+
+def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
+        app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = one_group_at_a_time(app)
+    groups: list[list[int]] = []
+    run = worker_domain.reports_and_claims
+
+    def spy(ctx: Any, calls: dict[int, Any]) -> Any:
+        groups.append(sorted(calls))
+        if len(groups) == 1:  # the first waits for the others to queue behind it
+            wait_until(lambda: context.reports.waiting == 7, timeout=10)
+        return run(ctx, calls)
+
+    monkeypatch.setattr(worker_domain, "reports_and_claims", spy)
+    assert api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(16)]}
+                    ).status_code == 201
+    held: dict[int, tuple[str, int]] = {}
+    for i in range(8):
+        answer = api.post("/workers", json={"name": f"w{i}", "concurrency": 1}).json
+        worker, token = answer["worker"]["id"], answer["token"]
+        claimed = api.post(f"/workers/{worker}/claim?max=1", token=token).json
+        held[worker] = (token, claimed["executions"][0]["execution_id"])
+    answers: dict[int, Any] = {}
+
+    def report(worker: int) -> None:
+        token, execution = held[worker]
+        answers[worker] = api.post(f"/workers/{worker}/report?claim=1", token=token, json={
+            "events": [{"execution_id": execution, "status": "succeeded", "return_code": 0,
+                        "duration": 0.1}]})
+
+    threads = [threading.Thread(target=report, args=(w,), daemon=True) for w in held]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert all(answers[w].status_code == 200 for w in held), answers
+    assert all(answers[w].json["results"][0]["ok"] for w in held)
+    claimed = [e["task_id"] for w in held for e in answers[w].json["executions"]]
+    assert len(claimed) == len(set(claimed)) == 8  # one each, none twice
+    assert sorted(w for group in groups for w in group) == sorted(held)
+    assert [len(group) for group in groups] == [1, 7]  # the first alone, then the others
+    listed = api.get("/tasks?limit=100").json["tasks"]
+    assert [t["status"] for t in listed].count("succeeded") == 8
+    assert [t["status"] for t in listed].count("assigned") == 8

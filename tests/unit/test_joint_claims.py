@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from scitq_bench.exceptions import Busy
-from scitq_bench.server.joint_claims import Answer, JointClaims
+from scitq_bench.server.joint_claims import JointClaims
 from tests.support.stack import wait_until
+
+Answer = tuple[list[dict[str, int]], str]
 
 
 class Desk:
@@ -29,7 +31,7 @@ class Desk:
         self.fail: BaseException | None = None
         self.fail_at: dict[int, BaseException] = {}
 
-    def __call__(self, wanted: dict[int, int]) -> dict[int, Answer]:
+    def __call__(self, wanted: dict[int, int]) -> dict[int, Answer | Exception]:
         self.groups.append(dict(wanted))
         self.running.set()
         assert self.hold.wait(10)
@@ -113,8 +115,9 @@ def test_groups_are_bounded_and_hold_one_claim_per_worker() -> None:
     assert [caller.result()[1] for caller in others] == [
         "state of 2", "state of 2", "state of 3", "state of 4", "state of 5"]
     assert desk.groups == [{1: 1}, {2: 20, 3: 30}, {2: 20, 4: 40}, {5: 50}]
-    with pytest.raises(ValueError, match="room for one worker"):
-        JointClaims(desk, timeout=5, largest=0)
+    for at_once, largest in ((1, 0), (0, 1)):
+        with pytest.raises(ValueError, match="one group of one worker"):
+            JointClaims(desk, timeout=5, at_once=at_once, largest=largest)
 
 
 def test_an_error_is_every_members_answer_and_the_next_group_runs() -> None:
@@ -159,3 +162,20 @@ def test_a_claim_waiting_too_long_is_busy_and_leaves_the_queue() -> None:
     assert first.result()[1] == "state of 1"
     assert claims.claim(3, 1)[1] == "state of 3"
     assert desk.groups == [{1: 1}, {3: 1}]
+
+
+def test_groups_run_side_by_side_up_to_at_once_then_queue() -> None:
+    desk = Desk()
+    claims = JointClaims(desk, timeout=5, at_once=2)
+    desk.hold.clear()
+    running = [Caller(claims, 1), Caller(claims, 2)]
+    wait_until(lambda: len(desk.groups) == 2, timeout=5)  # both at once, each alone
+    others = queued(claims, 3, 4)  # no room for a third group: they wait
+    assert len(desk.groups) == 2
+    desk.hold.set()
+    for caller, worker_id in zip((*running, *others), (1, 2, 3, 4), strict=True):
+        assert caller.result()[1] == f"state of {worker_id}"
+    assert sorted(map(list, desk.groups[:2])) == [[1], [2]]
+    # each group's end let the first waiting run what was queued then: together, or
+    # each in the place of one of the two groups
+    assert sorted(w for group in desk.groups[2:] for w in group) == [3, 4]

@@ -125,8 +125,10 @@ def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     wanted = int_arg("claim", 0) or 0
-    with ctx.turns.take(hands_out_work=wanted > 0):
-        return domain.report_and_claim(ctx, worker_id, body.events, wanted)
+    if wanted > 0:  # its worker idles until answered: with the others that claim now
+        return ctx.reports.claim(worker_id, (body.events, wanted))
+    with ctx.turns.take(hands_out_work=False):
+        return domain.report_and_claim(ctx, worker_id, body.events)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/evicted", "POST", access=WORKER,

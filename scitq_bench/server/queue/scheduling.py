@@ -272,44 +272,54 @@ def claim_jointly(db: Database, wanted: dict[int, int], lease_seconds: float,
                   ) -> dict[int, tuple[list[dict], WorkerState | None]]:
     """The claims of several workers (worker id -> ``max_count``) in one transaction,
     each answered as ``claim_as`` would: its executions, and its worker as read (None:
-    not registered). Workers that take the same work (the same batch, or none, and
-    the same resources) share one pick of as many tasks as they have room for, in
-    claim order, handed out in worker id order; then one insert of every execution and
-    one write of every last contact due. When a thousand long polls wake together,
-    that is a few statements for all of them instead of three each. The worker rows
-    it writes are only those of its own claims, which no other claim holds."""
+    not registered); see ``claim_jointly_in``. When a thousand long polls wake
+    together, that is a few statements for all of them instead of three each."""
     if len(wanted) == 1:  # alone: the single claim's statements, prepared and cheap
         ((worker_id, max_count),) = wanted.items()
         claimed, state = claim_as(db, worker_id, max_count, lease_seconds)
         return {worker_id: (claimed, state)}
     with db.write() as session:
-        connection = session.connection()
-        states = {row.state_id: worker_state_of(row) for row in connection.execute(
+        states = {row.state_id: worker_state_of(row) for row in session.connection().execute(
             _WORKER_STATES, {"w_ids": sorted(wanted)})}
-        alike: dict[tuple[Any, ...], list[tuple[WorkerState, int]]] = defaultdict(list)
-        for worker_id in sorted(states):
-            state = states[worker_id]
-            room = _room(state, wanted[worker_id])
-            if room > 0:
-                alike[(state.batch_id, state.cpus, state.mem_gb, bool(state.containers),
-                       state.gpus)].append((state, room))
-        now = utcnow()
-        shares: list[tuple[WorkerState, list[Any]]] = []
-        for members in alike.values():
-            picked = iter(_pick(db, connection, members[0][0],
-                                sum(room for _, room in members), now))
-            shares += [(state, list(itertools.islice(picked, room)))
-                       for state, room in members]
-        shares = [(state, picked) for state, picked in shares if picked]
-        handed = _hand_out(db, session, shares, now, lease_seconds) if shares else {}
-        due = [state for state, _ in shares
-               if contact_due(state.last_contact_at, now, lease_seconds)]
-        if due:
-            connection.execute(_TOUCH_ALL, {"w_ids": [s.id for s in due], "w_now": now})
-            for state in due:
-                state.last_contact_at = now
+        handed = claim_jointly_in(db, session, [(states[w], wanted[w]) for w in sorted(states)],
+                                  lease_seconds)
     return {worker_id: (handed.get(worker_id, []), states.get(worker_id))
             for worker_id in wanted}
+
+
+def claim_jointly_in(db: Database, session: Session, wanted: list[tuple[WorkerState, int]],
+                     lease_seconds: float) -> dict[int, list[dict]]:
+    """Claims of several workers (their states as read in this transaction, and each
+    one's ``max_count``), inside the caller's write transaction; per worker that got
+    any, its executions. Workers that take the same work (the same batch, or none, and
+    the same resources) share one pick of as many tasks as they have room for, in claim
+    order, handed out in the order given; then one insert of every execution and one
+    write of every last contact due. The worker rows it writes are those of its own
+    claims, which no other claim holds."""
+    alike: dict[tuple[Any, ...], list[tuple[WorkerState, int]]] = defaultdict(list)
+    for state, max_count in wanted:
+        room = _room(state, max_count)
+        if room > 0:
+            alike[(state.batch_id, state.cpus, state.mem_gb, bool(state.containers),
+                   state.gpus)].append((state, room))
+    connection = session.connection()
+    now = utcnow()
+    shares: list[tuple[WorkerState, list[Any]]] = []
+    for members in alike.values():
+        picked = iter(_pick(db, connection, members[0][0],
+                            sum(room for _, room in members), now))
+        shares += [(state, list(itertools.islice(picked, room))) for state, room in members]
+    shares = [(state, picked) for state, picked in shares if picked]
+    if not shares:
+        return {}
+    handed = _hand_out(db, session, shares, now, lease_seconds)
+    due = [state for state, _ in shares
+           if contact_due(state.last_contact_at, now, lease_seconds)]
+    if due:
+        connection.execute(_TOUCH_ALL, {"w_ids": [s.id for s in due], "w_now": now})
+        for state in due:
+            state.last_contact_at = now
+    return handed
 
 
 # Per running batch, one probe of the claim index (status, batch) for a pending task,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from scitq_bench.exceptions import Conflict
+from scitq_bench.exceptions import Conflict, Forbidden
 from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
@@ -132,6 +132,44 @@ def report_and_claim(ctx: ServerContext, worker_id: int, events: list[ExecutionE
     if outcome.work_released:
         ctx.notifier.notify(WORK)
     return answer
+
+
+def reports_and_claims(ctx: ServerContext, calls: dict[int, tuple[list[ExecutionEvent], int]],
+                       ) -> dict[int, dict[str, Any] | Exception]:
+    """Several workers' reports that claim (worker id -> its events, how many to claim)
+    in one transaction, each answered as ``report_and_claim`` would answer it alone (a
+    worker that is not registered: its ``Forbidden``, which wrote nothing). The reports
+    go in worker id order, each with its own statements; the claims that follow share
+    their statements (``scheduling.claim_jointly_in``): when a thousand tasks end
+    together, their workers' next tasks cost a few statements and one commit for a
+    whole group, instead of three statements and a commit each."""
+    if len(calls) == 1:  # alone: the single call's statements
+        ((worker_id, (events, wanted)),) = calls.items()
+        return {worker_id: report_and_claim(ctx, worker_id, events, wanted)}
+    answers: dict[int, dict[str, Any] | Exception] = {}
+    lease_seconds = ctx.settings.lease_seconds
+    released = False
+    with ctx.db.write() as session:
+        reported: list[tuple[scheduling.WorkerState, int]] = []
+        for worker_id in sorted(calls):
+            events, wanted = calls[worker_id]
+            try:
+                outcome = reports.report_in(ctx.db, session, worker_id, events, lease_seconds)
+            except Forbidden as exc:  # raised before this report wrote anything
+                answers[worker_id] = exc
+                continue
+            released |= outcome.work_released
+            answers[worker_id] = {"results": outcome.results}
+            if outcome.worker is not None:  # always, from report_in
+                reported.append((outcome.worker, wanted))
+        handed = scheduling.claim_jointly_in(ctx.db, session, reported, lease_seconds)
+    for state, _ in reported:
+        answer = answers[state.id]
+        if isinstance(answer, dict):
+            answer["executions"] = handed.get(state.id, [])
+    if released:
+        ctx.notifier.notify(WORK)
+    return answers
 
 
 def update_worker(session: Session, worker_id: int, changes: WorkerUpdate) -> Worker:
