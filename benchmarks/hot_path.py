@@ -52,7 +52,9 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 import scitq_bench  # noqa: E402
 from scitq_bench.server.app import create_app  # noqa: E402
+from scitq_bench.server.queue import workers as worker_domain  # noqa: E402
 from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow  # noqa: E402
+from scitq_bench.server.schemas import ExecutionEvent  # noqa: E402
 from scitq_bench.server.setup import init_server  # noqa: E402
 from scitq_bench.settings import ServerSettings  # noqa: E402
 
@@ -328,7 +330,7 @@ def measure(url: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
             fill_history(bench, args.history)
             warm_up = min(args.calls, args.workers)
             rounds = 2 * warm_up + args.calls + (args.profile_calls if args.profile else 0)
-            add_tasks(bench, args.workers * 2 + 2 * rounds + 10)
+            add_tasks(bench, args.workers * (2 + 2 * args.joint_rounds) + 2 * rounds + 10)
             prepare(bench, 2)
             with counting(bench):  # also warms caches and plans up
                 run_rounds(bench, warm_up)
@@ -338,12 +340,55 @@ def measure(url: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
             bench.figures.clear()
             run_rounds(bench, args.calls)
             result = summary(label, bench, statements)
+            result["joint"] = joint(bench, args.joint_rounds)
             if args.profile:
                 profile(bench, args.profile_calls, args.profile_lines, args.profile_sort)
             return result
         finally:
             bench.app.extensions["scitq_bench"].db.dispose()
             bench.engine.dispose()
+
+
+def joint(bench: Bench, rounds: int) -> dict[str, float]:
+    """Reports that claim, through the domain function the API runs them with (no
+    Flask, no view): each worker's alone, then all the workers' together in one group
+    (``workers.reports_and_claims``, as ``server.joint_claims`` runs a burst). CPU per
+    report, in ms; the starts that follow are untimed."""
+    ctx = bench.app.extensions["scitq_bench"]
+    workers = list(bench.tokens)
+    alone: list[float] = []
+    together: list[float] = []
+
+    def final(worker_id: int) -> tuple[list[ExecutionEvent], int]:
+        return [ExecutionEvent.model_validate(final_event(bench.held[worker_id].pop(0)))], 1
+
+    def started(worker_id: int, answer: dict[str, Any]) -> None:
+        new = answer["executions"][0]["execution_id"]
+        start_report(bench, worker_id, [new])
+        bench.held[worker_id].append(new)
+
+    for _ in range(rounds):
+        for worker_id in workers:
+            events, wanted = final(worker_id)
+            began = time.process_time()
+            answer = worker_domain.report_and_claim(ctx, worker_id, events, wanted)
+            alone.append(time.process_time() - began)
+            started(worker_id, answer)
+        calls = {worker_id: final(worker_id) for worker_id in workers}
+        began = time.process_time()
+        answers = worker_domain.reports_and_claims(ctx, calls)
+        together.append((time.process_time() - began) / len(workers))
+        for worker_id in workers:
+            reported = answers[worker_id]
+            if not isinstance(reported, dict) or len(reported["executions"]) != 1:
+                raise SystemExit(f"unexpected joint answer for worker {worker_id}: {reported}")
+            started(worker_id, reported)
+    figures = {"alone_ms": statistics.median(alone) * 1000,
+               "together_ms": statistics.median(together) * 1000}
+    print(f"  report final + claim=1 in the domain (no Flask, no view), CPU ms per report, "
+          f"median of {rounds} rounds: alone {figures['alone_ms']:.3f}, "
+          f"{len(workers)} together {figures['together_ms']:.3f}")
+    return figures
 
 
 def summary(label: str, bench: Bench, statements: dict[str, float]) -> dict[str, Any]:
@@ -400,6 +445,8 @@ def main() -> None:
     parser.add_argument("--profile-calls", type=int, default=300)
     parser.add_argument("--profile-lines", type=int, default=15)
     parser.add_argument("--profile-sort", default="cumulative", help="or tottime, ncalls...")
+    parser.add_argument("--joint-rounds", type=int, default=20,
+                        help="rounds of every worker's report-with-claim, alone then jointly")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     results = []
