@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.app import joint_calls
@@ -211,3 +212,55 @@ def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
     listed = api.get("/tasks?limit=100").json["tasks"]
     assert [t["status"] for t in listed].count("succeeded") == 8
     assert [t["status"] for t in listed].count("assigned") == 8
+
+
+def test_joint_reports_share_their_statements_and_keep_each_workers_own_results(
+        app: Any) -> None:
+    ctx = app.extensions["scitq_bench"]
+    db = ctx.db
+    make_tasks(db, *[{"command": f"t{i}"} for i in range(20)])
+    workers = [make_worker(db, name=f"w{i}", concurrency=1) for i in range(6)]
+    held = {w: scheduling.claim(db, w, 1, LEASE)[0]["execution_id"] for w in workers}
+    with db.write() as session:  # last contacts old enough to be written again
+        for worker in workers:
+            session.get(Worker, worker).last_contact_at = utcnow() - timedelta(minutes=5)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    def succeeded(execution: int) -> ExecutionEvent:
+        return ExecutionEvent(execution_id=execution, status="succeeded", return_code=0,
+                              duration=1.0)
+
+    calls = {w: ([succeeded(held[w])], 1) for w in workers[:5]}
+    # the last one starts its task and also reports another worker's: refused alone
+    calls[workers[5]] = ([ExecutionEvent(execution_id=held[workers[5]], status="running"),
+                          ExecutionEvent(execution_id=held[workers[0]], status="running")], 1)
+    event.listen(db.writer, "before_cursor_execute", count)
+    try:
+        answers = worker_domain.reports_and_claims(ctx, calls)
+    finally:
+        event.remove(db.writer, "before_cursor_execute", count)
+    # read executions, read workers, one move per kind of execution change, one task
+    # move per target, the runs' probe, the contacts, the pick, the insert (and on
+    # SQLite its BEGIN and rowid): a handful for six reports, not six each
+    assert len(statements) <= 12, statements
+    for worker in workers[:5]:
+        answer = answers[worker]
+        assert isinstance(answer, dict)
+        assert [r["ok"] for r in answer["results"]] == [True]
+        assert len(answer["executions"]) == 1  # its slot refilled
+    last = answers[workers[5]]
+    assert isinstance(last, dict)
+    assert [r["ok"] for r in last["results"]] == [True, False]
+    assert "belongs to another worker" in last["results"][1]["error"]
+    assert last["executions"] == []  # concurrency 1, its task still running
+    with db.read() as session:
+        statuses = {w: session.get(Execution, held[w]).status for w in workers}
+        contacts = [session.get(Worker, w).last_contact_at for w in workers]
+    assert statuses == {**{w: "succeeded" for w in workers[:5]}, workers[5]: "running"}
+    assert all(c > utcnow() - timedelta(minutes=1) for c in contacts)
+    new_tasks = [e["task_id"] for w in workers[:5]
+                 for e in answers[w]["executions"]]  # type: ignore[index]
+    assert len(set(new_tasks)) == 5

@@ -61,23 +61,36 @@ _WORKER = scheduling.WORKER_STATE.cte("reporter").prefix_with("MATERIALIZED")
 # Everything a report needs, in one statement: the reporting worker, the executions
 # reported (locked) and what their tasks need to follow them (not locked: the tasks'
 # moves are guarded by status).
+_REPORTED_COLUMNS = (
+    _execution.c.id, _execution.c.task_id, _execution.c.worker_id, _execution.c.status,
+    _execution.c.started_at, _task.c.status.label("task_status"), _task.c.retries_used,
+    _task.c.retries_allowed,
+    exists().where(Requirement.__table__.c.prerequisite_id == _task.c.id)
+    .label("has_dependents"),
+)
+_REPORTED_EXECUTIONS = _execution.c.id.in_(bindparam("e_ids", expanding=True))
 _REPORTED = (
-    select(_execution.c.id, _execution.c.task_id, _execution.c.worker_id,
-           _execution.c.status, _execution.c.started_at,
-           _task.c.status.label("task_status"), _task.c.retries_used,
-           _task.c.retries_allowed,
-           exists().where(Requirement.__table__.c.prerequisite_id == _task.c.id)
-           .label("has_dependents"),
-           *_WORKER.c)
+    select(*_REPORTED_COLUMNS, *_WORKER.c)
     .select_from(_execution.join(_task, _task.c.id == _execution.c.task_id)
                  .join(_WORKER, true()))
-    .where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
+    .where(_REPORTED_EXECUTIONS)
+)
+# The same rows for the reports of several workers (their states read apart)
+_REPORTED_ROWS = (
+    select(*_REPORTED_COLUMNS)
+    .select_from(_execution.join(_task, _task.c.id == _execution.c.task_id))
+    .where(_REPORTED_EXECUTIONS)
 )
 
 
 @lru_cache(maxsize=16)
 def _reported(db: Database) -> Select[Any]:
     return hot(db.lock_for_update(_REPORTED, _execution))
+
+
+@lru_cache(maxsize=16)
+def _reported_rows(db: Database) -> Select[Any]:
+    return db.lock_for_update(_REPORTED_ROWS, _execution)
 
 
 def report_in(db: Database, session: Session, worker_id: int,
@@ -92,37 +105,91 @@ def report_in(db: Database, session: Session, worker_id: int,
     worker = (scheduling.worker_state_of(found[0]) if found
               else scheduling.worker_state(connection, worker_id))
     if worker is None:
-        raise Forbidden(f"worker {worker_id} is not registered")
+        raise _unregistered(worker_id)
     now = utcnow()
-    rows = {row.id: row for row in found}
-    status = {i: E(row.status) for i, row in rows.items()}
-    started = {i: row.started_at for i, row in rows.items()}
-    merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
-    outcomes = _Outcomes()
-    results = []
-    for event in events:
-        error = _refusal(event, rows, status, worker_id)
-        results.append({"execution_id": event.execution_id, "ok": error is None,
-                        "error": error})
-        if error is None:
-            target = E(event.status)
-            task_id = rows[event.execution_id].task_id
-            if _implies_running(status[event.execution_id], target, event):
-                outcomes.running.add(task_id)
-            values = _event_values(event, now, started)
-            status[event.execution_id] = target
-            merged.setdefault(event.execution_id, {}).update(values)
-            _note(outcomes, task_id, target, event)
-    transitions.apply_execution_changes(
-        session,
-        [(i, E(rows[i].status), status[i], values) for i, values in merged.items()],
-    )
-    worker.held -= sum(1 for i in merged if rows[i].status in LIVE_EXECUTION_VALUES
-                       and status[i].value not in LIVE_EXECUTION_VALUES)
-    tasks = {row.task_id: row for row in rows.values() if row.task_id in outcomes.final}
-    released = _tasks_follow(session, outcomes, tasks)
+    taken = _Taken({row.id: row for row in found})
+    results = taken.add(worker, events, now)
+    released = taken.write(session)
     scheduling.touch(connection, worker, now, lease_seconds)
     return ReportOutcome(results=results, work_released=released, worker=worker)
+
+
+def reports_in(db: Database, session: Session, reports: dict[int, list[ExecutionEvent]],
+               lease_seconds: float | None = None) -> dict[int, ReportOutcome | Forbidden]:
+    """The reports of several workers (worker id -> events) inside the caller's write
+    transaction, each taken as ``report_in`` would take it alone, their statements
+    shared: one read of every reported execution, one of every worker, each kind of
+    execution move and task move once for them all, one write of the last contacts
+    due. A worker that is not registered gets its ``Forbidden``; the others go on. The
+    outcomes' ``work_released`` is the group's."""
+    connection = session.connection()
+    ids = sorted({e.execution_id for events in reports.values() for e in events})
+    found = connection.execute(_reported_rows(db), {"e_ids": ids}).all() if ids else []
+    states = scheduling.worker_states(connection, sorted(reports))
+    now = utcnow()
+    taken = _Taken({row.id: row for row in found})
+    results: dict[int, list[dict[str, Any]]] = {}
+    for worker_id in sorted(states):
+        results[worker_id] = taken.add(states[worker_id], reports[worker_id], now)
+    released = taken.write(session)
+    scheduling.touch_all(connection, list(states.values()), now, lease_seconds)
+    return {worker_id: ReportOutcome(results=results[worker_id], work_released=released,
+                                     worker=states[worker_id])
+            if worker_id in states else _unregistered(worker_id)
+            for worker_id in reports}
+
+
+def _unregistered(worker_id: int) -> Forbidden:
+    return Forbidden(f"worker {worker_id} is not registered")
+
+
+class _Taken:
+    """The events of one or more reports, checked against the executions as read
+    (``rows``, locked) and merged into one write per execution; then written, and the
+    tasks moved after them."""
+
+    def __init__(self, rows: dict[int, Any]) -> None:
+        self.rows = rows
+        self.status = {i: E(row.status) for i, row in rows.items()}
+        self.started = {i: row.started_at for i, row in rows.items()}
+        self.merged: dict[int, dict[str, Any]] = {}  # one write per execution, events merged
+        self.outcomes = _Outcomes()
+
+    def add(self, worker: scheduling.WorkerState, events: list[ExecutionEvent],
+            now: datetime) -> list[dict[str, Any]]:
+        """Take one worker's events, in order; their results. The worker's ``held``
+        loses the executions they end."""
+        rows, status = self.rows, self.status
+        results = []
+        written: set[int] = set()  # this worker's executions that the events move
+        for event in events:
+            error = _refusal(event, rows, status, worker.id)
+            results.append({"execution_id": event.execution_id, "ok": error is None,
+                            "error": error})
+            if error is None:
+                target = E(event.status)
+                task_id = rows[event.execution_id].task_id
+                if _implies_running(status[event.execution_id], target, event):
+                    self.outcomes.running.add(task_id)
+                values = _event_values(event, now, self.started)
+                status[event.execution_id] = target
+                self.merged.setdefault(event.execution_id, {}).update(values)
+                written.add(event.execution_id)
+                _note(self.outcomes, task_id, target, event)
+        worker.held -= sum(1 for i in written if rows[i].status in LIVE_EXECUTION_VALUES
+                           and status[i].value not in LIVE_EXECUTION_VALUES)
+        return results
+
+    def write(self, session: Session) -> bool:
+        """Write the executions' moves, then the tasks'; True if work entered the queue."""
+        rows, status = self.rows, self.status
+        transitions.apply_execution_changes(
+            session,
+            [(i, E(rows[i].status), status[i], values) for i, values in self.merged.items()],
+        )
+        tasks = {row.task_id: row for row in rows.values()
+                 if row.task_id in self.outcomes.final}
+        return _tasks_follow(session, self.outcomes, tasks)
 
 
 def _refusal(event: ExecutionEvent, rows: dict[int, Any], status: dict[int, E],

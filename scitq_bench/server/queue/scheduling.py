@@ -261,11 +261,29 @@ def _hand_out(db: Database, session: Session, shares: list[tuple[WorkerState, li
     return handed
 
 
-# The states of the workers ``w_ids`` (``WORKER_STATE``'s columns), for joint claims
+# The states of the workers ``w_ids`` (``WORKER_STATE``'s columns), for joint calls
 _WORKER_STATES = select(*WORKER_STATE.selected_columns).where(
     _worker.c.id.in_(bindparam("w_ids", expanding=True)))
 _TOUCH_ALL = update(_worker).where(_worker.c.id.in_(bindparam("w_ids", expanding=True))) \
     .values(last_contact_at=bindparam("w_now"))
+
+
+def worker_states(connection: Connection, worker_ids: list[int]) -> dict[int, WorkerState]:
+    """The states of the registered workers among ``worker_ids``, in one statement."""
+    return {row.state_id: worker_state_of(row)
+            for row in connection.execute(_WORKER_STATES, {"w_ids": worker_ids})}
+
+
+def touch_all(connection: Connection, states: list[WorkerState], now: datetime,
+              lease_seconds: float | None) -> None:
+    """``touch`` for several workers: one write of the last contacts that are due."""
+    due = [state for state in states
+           if contact_due(state.last_contact_at, now, lease_seconds)]
+    if not due:
+        return
+    connection.execute(_TOUCH_ALL, {"w_ids": sorted(s.id for s in due), "w_now": now})
+    for state in due:
+        state.last_contact_at = now
 
 
 def claim_jointly(db: Database, wanted: dict[int, int], lease_seconds: float,
@@ -279,8 +297,7 @@ def claim_jointly(db: Database, wanted: dict[int, int], lease_seconds: float,
         claimed, state = claim_as(db, worker_id, max_count, lease_seconds)
         return {worker_id: (claimed, state)}
     with db.write() as session:
-        states = {row.state_id: worker_state_of(row) for row in session.connection().execute(
-            _WORKER_STATES, {"w_ids": sorted(wanted)})}
+        states = worker_states(session.connection(), sorted(wanted))
         handed = claim_jointly_in(db, session, [(states[w], wanted[w]) for w in sorted(states)],
                                   lease_seconds)
     return {worker_id: (handed.get(worker_id, []), states.get(worker_id))
@@ -313,12 +330,7 @@ def claim_jointly_in(db: Database, session: Session, wanted: list[tuple[WorkerSt
     if not shares:
         return {}
     handed = _hand_out(db, session, shares, now, lease_seconds)
-    due = [state for state, _ in shares
-           if contact_due(state.last_contact_at, now, lease_seconds)]
-    if due:
-        connection.execute(_TOUCH_ALL, {"w_ids": [s.id for s in due], "w_now": now})
-        for state in due:
-            state.last_contact_at = now
+    touch_all(connection, [state for state, _ in shares], now, lease_seconds)
     return handed
 
 
