@@ -18,6 +18,10 @@ show there.
     python -m benchmarks.hot_path [--workers 50] [--calls 1000] [--history 20000]
     python -m benchmarks.hot_path --profile        # also cProfile's top 15 per kind
 
+After the table, the joint line: a report-with-claim through the domain function the
+API runs (no Flask, no view), each worker's alone, then all the workers' together in one
+group, as an API process runs a burst of them (``server.joint_claims``): CPU per report.
+
 PostgreSQL first (``--database-url``, else ``SCITQ_BENCH_TEST_PG_URL``: a fresh database
 is created in that server and dropped at the end), then SQLite in a temporary
 directory (``--no-sqlite`` to skip). Target: heartbeat and report-with-claim at most
