@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -21,7 +22,13 @@ from scitq_bench.server.api import (
 )
 from scitq_bench.server.api.errors import register_error_handlers
 from scitq_bench.server.api.registry import API_PREFIX
-from scitq_bench.server.context import EXTENSION, ClaimAnswer, ReportCall, ServerContext
+from scitq_bench.server.context import (
+    EXTENSION,
+    ClaimAnswer,
+    JointCalls,
+    ReportCall,
+    ServerContext,
+)
 from scitq_bench.server.db import Database
 from scitq_bench.server.joint_claims import JointClaims
 from scitq_bench.server.migrate import upgrade
@@ -69,7 +76,7 @@ def create_app(settings: ServerSettings, *, start_reaper: bool | None = None,
                     bookkeeping_yield=settings.lease_seconds / 6,
                     waiting=metrics.process_metrics().waiting_turn),
     )
-    context.claims, context.reports = joint_calls(context)
+    context.joint = joint_calls(context)
     app.extensions[EXTENSION] = context
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
@@ -117,25 +124,34 @@ def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flas
                       dispatch_jobs=True)
 
 
-def joint_calls(context: ServerContext, *, claims_at_once: int = 2, reports_at_once: int = 4,
-                ) -> tuple[JointClaims[int, ClaimAnswer], JointClaims[ReportCall, dict[str, Any]]]:
-    """The claims, and the reports that claim, run in groups (``server.joint_claims``).
-    Each group takes one turn at the database, of the context's turns as they are when
-    it runs. A joint claim is a few statements whatever its size: two groups at once,
-    large ones. A joint report runs each report's own statements in turn: more groups
-    at once, smaller ones, so that a group's last report is not long in coming."""
+def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointCalls:
+    """The claims and the reports, run in groups (``server.joint_claims``). Each group
+    takes one turn at the database, of the context's turns as they are when it runs:
+    claims and reports that claim as work, reports that claim nothing as bookkeeping.
+    A joint claim is a few statements whatever its size: two groups at once, large
+    ones. A joint report runs one executemany round trip per report: more groups at
+    once, smaller ones, so that a group's last report is not long in coming when the
+    database is a network hop away. ``at_once``: the same for all (tests)."""
     settings = context.settings
 
     def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
         with context.turns.take(hands_out_work=True):
             return scheduling.claim_jointly(context.db, wanted, settings.lease_seconds)
 
-    def report_jointly(calls: dict[int, ReportCall]) -> dict[int, dict[str, Any] | Exception]:
-        with context.turns.take(hands_out_work=True):
-            return worker_domain.reports_and_claims(context, calls)
+    def reporting(hands_out_work: bool) -> Callable[[dict[int, ReportCall]],
+                                                    dict[int, dict[str, Any] | Exception]]:
+        def report_jointly(calls: dict[int, ReportCall]) -> dict[int, dict[str, Any] | Exception]:
+            with context.turns.take(hands_out_work=hands_out_work):
+                return worker_domain.reports_and_claims(context, calls)
+        return report_jointly
 
     # a call may wait for the group before its own, then its own: each may wait for its
     # turn, then for the database
     timeout = 3 * settings.database_busy_timeout
-    return (JointClaims(claim_jointly, timeout=timeout, at_once=claims_at_once, largest=256),
-            JointClaims(report_jointly, timeout=timeout, at_once=reports_at_once, largest=64))
+    return JointCalls(
+        claims=JointClaims(claim_jointly, timeout=timeout, at_once=at_once or 2, largest=256),
+        reports=JointClaims(reporting(True), timeout=timeout, at_once=at_once or 4,
+                            largest=64),
+        records=JointClaims(reporting(False), timeout=timeout, at_once=at_once or 4,
+                            largest=64),
+    )

@@ -41,6 +41,15 @@ class _Cached:
     principal: auth.Principal
 
 
+@dataclass(frozen=True)
+class JointCalls:
+    """The worker calls an API process runs in groups (``server.joint_claims``)."""
+
+    claims: JointClaims[int, ClaimAnswer]
+    reports: JointClaims[ReportCall, dict[str, Any]]  # reports that claim
+    records: JointClaims[ReportCall, dict[str, Any]]  # reports that claim nothing
+
+
 @dataclass
 class ServerContext:
     settings: ServerSettings
@@ -58,10 +67,9 @@ class ServerContext:
     _check_lock: threading.Lock = field(default_factory=threading.Lock)
     # worker id -> the batch its last claim here saw it bound to (None: free)
     _worker_batches: dict[int, int | None] = field(default_factory=dict)
-    # the claim calls, and the reports that claim, run together when they come together
-    # (``app.joint_calls``, once the context is built: they take its turns)
-    claims: JointClaims[int, ClaimAnswer] = field(init=False)
-    reports: JointClaims[ReportCall, dict[str, Any]] = field(init=False)
+    # the claims and reports, run together when they come together (``app.joint_calls``,
+    # once the context is built: they take its turns)
+    joint: JointCalls = field(init=False)
 
     def authenticate(self, header: str | None) -> auth.Principal:
         """Token lookups are cached for a few seconds: the hot worker paths would

@@ -80,7 +80,7 @@ def one_group_at_a_time(app: Any) -> Any:
     """The app's context, its claims and reports in one group at a time: what queues
     while a group runs is the next group, whatever the timing."""
     ctx = app.extensions["scitq_bench"]
-    ctx.claims, ctx.reports = joint_calls(ctx, claims_at_once=1, reports_at_once=1)
+    ctx.joint = joint_calls(ctx, at_once=1)
     return ctx
 
 
@@ -95,7 +95,7 @@ def test_a_burst_of_woken_long_polls_is_claimed_in_groups_without_double_claims(
     def spy(db: Any, wanted: dict[int, int], lease: float) -> Any:
         groups.append(sorted(wanted))
         if created.is_set() and len(groups) == looked + 1:
-            wait_until(lambda: ctx.claims.waiting == workers - len(wanted), timeout=10)
+            wait_until(lambda: ctx.joint.claims.waiting == workers - len(wanted), timeout=10)
         return run(db, wanted, lease)
 
     monkeypatch.setattr(scheduling, "claim_jointly", spy)
@@ -178,7 +178,7 @@ def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
     def spy(ctx: Any, calls: dict[int, Any]) -> Any:
         groups.append(sorted(calls))
         if len(groups) == 1:  # the first waits for the others to queue behind it
-            wait_until(lambda: context.reports.waiting == 7, timeout=10)
+            wait_until(lambda: context.joint.reports.waiting == 7, timeout=10)
         return run(ctx, calls)
 
     monkeypatch.setattr(worker_domain, "reports_and_claims", spy)
@@ -264,3 +264,46 @@ def test_joint_reports_share_their_statements_and_keep_each_workers_own_results(
     new_tasks = [e["task_id"] for w in workers[:5]
                  for e in answers[w]["executions"]]  # type: ignore[index]
     assert len(set(new_tasks)) == 5
+
+
+def test_reports_that_claim_nothing_go_in_groups_as_bookkeeping(
+        app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = one_group_at_a_time(app)
+    groups: list[dict[int, Any]] = []
+    run = worker_domain.reports_and_claims
+
+    def spy(ctx: Any, calls: dict[int, Any]) -> Any:
+        groups.append(dict(calls))
+        if len(groups) == 1:  # the first waits for the others to queue behind it
+            wait_until(lambda: context.joint.records.waiting == 5, timeout=10)
+        return run(ctx, calls)
+
+    monkeypatch.setattr(worker_domain, "reports_and_claims", spy)
+    assert api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(6)]}
+                    ).status_code == 201
+    held: dict[int, tuple[str, int]] = {}
+    for i in range(6):
+        answer = api.post("/workers", json={"name": f"w{i}", "concurrency": 1}).json
+        worker, token = answer["worker"]["id"], answer["token"]
+        claimed = api.post(f"/workers/{worker}/claim?max=1", token=token).json
+        held[worker] = (token, claimed["executions"][0]["execution_id"])
+    answers: dict[int, Any] = {}
+
+    def started(worker: int) -> None:
+        token, execution = held[worker]
+        answers[worker] = api.post(f"/workers/{worker}/report", token=token, json={
+            "events": [{"execution_id": execution, "status": "running"}]})
+
+    threads = [threading.Thread(target=started, args=(w,), daemon=True) for w in held]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert all(answers[w].status_code == 200 for w in held), answers
+    # each answered as a lone report that claims nothing is: its results, no executions
+    assert all(answers[w].json == {"results": [{"execution_id": held[w][1], "ok": True,
+                                                "error": None}]} for w in held)
+    assert [len(group) for group in groups] == [1, 5]
+    assert all(wanted == 0 for group in groups for _events, wanted in group.values())
+    listed = api.get("/tasks?limit=100").json["tasks"]
+    assert [t["status"] for t in listed] == ["running"] * 6

@@ -104,7 +104,7 @@ def claim(worker_id: int) -> Any:
     key = claim_key(ctx.worker_batch(worker_id, domain.batch_of)) if wait > 0 else None
     while True:
         seen = ctx.notifier.version(key) if key else 0
-        claimed, worker = ctx.claims.claim(worker_id, max_count)
+        claimed, worker = ctx.joint.claims.claim(worker_id, max_count)
         if worker is not None:
             ctx.remember_batch(worker_id, worker.batch_id)
         remaining = deadline - time.monotonic()
@@ -125,10 +125,10 @@ def report(worker_id: int, body: WorkerReport) -> Any:
     g.principal.require_worker(worker_id)
     ctx = server_context()
     wanted = int_arg("claim", 0) or 0
-    if wanted > 0:  # its worker idles until answered: with the others that claim now
-        return ctx.reports.claim(worker_id, (body.events, wanted))
-    with ctx.turns.take(hands_out_work=False):
-        return domain.report_and_claim(ctx, worker_id, body.events)
+    # with the others that come now; one that claims is work (its worker idles until
+    # answered), one that claims nothing is bookkeeping
+    joint = ctx.joint.reports if wanted > 0 else ctx.joint.records
+    return joint.claim(worker_id, (body.events, max(wanted, 0)))
 
 
 @endpoint(bp, "/workers/<id:worker_id>/evicted", "POST", access=WORKER,

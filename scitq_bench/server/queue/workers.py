@@ -136,7 +136,7 @@ def report_and_claim(ctx: ServerContext, worker_id: int, events: list[ExecutionE
 
 def reports_and_claims(ctx: ServerContext, calls: dict[int, tuple[list[ExecutionEvent], int]],
                        ) -> dict[int, dict[str, Any] | Exception]:
-    """Several workers' reports that claim (worker id -> its events, how many to claim)
+    """Several workers' reports (worker id -> its events, how many to claim, 0 for none)
     in one transaction, each answered as ``report_and_claim`` would answer it alone (a
     worker that is not registered: its ``Forbidden``). The reports share their
     statements (``reports.reports_in``), and so do the claims that follow
@@ -157,7 +157,7 @@ def reports_and_claims(ctx: ServerContext, calls: dict[int, tuple[list[Execution
             [(o.worker, calls[w][1]) for w, o in sorted(reported.items()) if o.worker],
             lease_seconds)
     answers: dict[int, dict[str, Any] | Exception] = {
-        w: {"results": o.results, "executions": handed.get(w, [])}
+        w: {"results": o.results, **({"executions": handed.get(w, [])} if calls[w][1] else {})}
         for w, o in reported.items()}
     answers.update({w: o for w, o in outcomes.items() if not isinstance(o, reports.ReportOutcome)})
     if any(o.work_released for o in reported.values()):
