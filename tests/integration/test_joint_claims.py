@@ -169,34 +169,47 @@ def test_joint_reports_each_answered_as_alone_and_their_claims_share_one_pick(ap
             assert session.get(Execution, new).worker_id == worker
 
 
-def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
-        app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    context = one_group_at_a_time(app)
-    groups: list[list[int]] = []
+def grouped_reports(monkeypatch: pytest.MonkeyPatch, queue: Any, others: int
+                    ) -> list[dict[int, Any]]:
+    """The groups ``workers.reports_and_claims`` runs, recorded; the first waits until
+    ``others`` calls queue behind it on ``queue``."""
+    groups: list[dict[int, Any]] = []
     run = worker_domain.reports_and_claims
 
     def spy(ctx: Any, calls: dict[int, Any]) -> Any:
-        groups.append(sorted(calls))
-        if len(groups) == 1:  # the first waits for the others to queue behind it
-            wait_until(lambda: context.joint.reports.waiting == 7, timeout=10)
+        groups.append(dict(calls))
+        if len(groups) == 1:
+            wait_until(lambda: queue.waiting == others, timeout=10)
         return run(ctx, calls)
 
     monkeypatch.setattr(worker_domain, "reports_and_claims", spy)
-    assert api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(16)]}
+    return groups
+
+
+def workers_holding_one(api: ApiClient, count: int, tasks: int) -> dict[int, tuple[str, int]]:
+    """``tasks`` new tasks, then ``count`` workers (concurrency 1) that each claimed one:
+    worker id -> (its token, its execution)."""
+    assert api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(tasks)]}
                     ).status_code == 201
     held: dict[int, tuple[str, int]] = {}
-    for i in range(8):
+    for i in range(count):
         answer = api.post("/workers", json={"name": f"w{i}", "concurrency": 1}).json
         worker, token = answer["worker"]["id"], answer["token"]
         claimed = api.post(f"/workers/{worker}/claim?max=1", token=token).json
         held[worker] = (token, claimed["executions"][0]["execution_id"])
+    return held
+
+
+def report_together(api: ApiClient, held: dict[int, tuple[str, int]], query: str,
+                    event: dict[str, Any]) -> dict[int, Any]:
+    """Each worker reports ``event`` of its execution at once, from its own thread;
+    the answers, each checked 200."""
     answers: dict[int, Any] = {}
 
     def report(worker: int) -> None:
         token, execution = held[worker]
-        answers[worker] = api.post(f"/workers/{worker}/report?claim=1", token=token, json={
-            "events": [{"execution_id": execution, "status": "succeeded", "return_code": 0,
-                        "duration": 0.1}]})
+        answers[worker] = api.post(f"/workers/{worker}/report{query}", token=token,
+                                   json={"events": [{"execution_id": execution, **event}]})
 
     threads = [threading.Thread(target=report, args=(w,), daemon=True) for w in held]
     for thread in threads:
@@ -204,6 +217,16 @@ def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
     for thread in threads:
         thread.join(15)
     assert all(answers[w].status_code == 200 for w in held), answers
+    return answers
+
+
+def test_a_burst_of_reports_that_claim_goes_in_groups_through_the_api(
+        app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = one_group_at_a_time(app)
+    groups = grouped_reports(monkeypatch, context.joint.reports, others=7)
+    held = workers_holding_one(api, 8, tasks=16)
+    answers = report_together(api, held, "?claim=1", {"status": "succeeded",
+                                                       "return_code": 0, "duration": 0.1})
     assert all(answers[w].json["results"][0]["ok"] for w in held)
     claimed = [e["task_id"] for w in held for e in answers[w].json["executions"]]
     assert len(claimed) == len(set(claimed)) == 8  # one each, none twice
@@ -269,37 +292,9 @@ def test_joint_reports_share_their_statements_and_keep_each_workers_own_results(
 def test_reports_that_claim_nothing_go_in_groups_as_bookkeeping(
         app: Any, api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     context = one_group_at_a_time(app)
-    groups: list[dict[int, Any]] = []
-    run = worker_domain.reports_and_claims
-
-    def spy(ctx: Any, calls: dict[int, Any]) -> Any:
-        groups.append(dict(calls))
-        if len(groups) == 1:  # the first waits for the others to queue behind it
-            wait_until(lambda: context.joint.records.waiting == 5, timeout=10)
-        return run(ctx, calls)
-
-    monkeypatch.setattr(worker_domain, "reports_and_claims", spy)
-    assert api.post("/tasks", json={"tasks": [{"command": f"t{i}"} for i in range(6)]}
-                    ).status_code == 201
-    held: dict[int, tuple[str, int]] = {}
-    for i in range(6):
-        answer = api.post("/workers", json={"name": f"w{i}", "concurrency": 1}).json
-        worker, token = answer["worker"]["id"], answer["token"]
-        claimed = api.post(f"/workers/{worker}/claim?max=1", token=token).json
-        held[worker] = (token, claimed["executions"][0]["execution_id"])
-    answers: dict[int, Any] = {}
-
-    def started(worker: int) -> None:
-        token, execution = held[worker]
-        answers[worker] = api.post(f"/workers/{worker}/report", token=token, json={
-            "events": [{"execution_id": execution, "status": "running"}]})
-
-    threads = [threading.Thread(target=started, args=(w,), daemon=True) for w in held]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(15)
-    assert all(answers[w].status_code == 200 for w in held), answers
+    groups = grouped_reports(monkeypatch, context.joint.records, others=5)
+    held = workers_holding_one(api, 6, tasks=6)
+    answers = report_together(api, held, "", {"status": "running"})
     # each answered as a lone report that claims nothing is: its results, no executions
     assert all(answers[w].json == {"results": [{"execution_id": held[w][1], "ok": True,
                                                 "error": None}]} for w in held)
