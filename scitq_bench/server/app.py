@@ -36,6 +36,7 @@ from scitq_bench.server.notify import Notifier, build_notifier
 from scitq_bench.server.queue import scheduling
 from scitq_bench.server.queue import workers as worker_domain
 from scitq_bench.server.reaper import Reaper
+from scitq_bench.server.schemas import Heartbeat
 from scitq_bench.server.storage import build_stores
 from scitq_bench.server.turns import Turns
 from scitq_bench.settings import ServerSettings
@@ -125,9 +126,10 @@ def create_serving_app(settings: ServerSettings, *, max_long_polls: int) -> Flas
 
 
 def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointCalls:
-    """The claims and the reports, run in groups (``server.joint_claims``). Each group
-    takes one turn at the database, of the context's turns as they are when it runs:
-    claims and reports that claim as work, reports that claim nothing as bookkeeping.
+    """The claims, the reports and the heartbeats, run in groups
+    (``server.joint_claims``). Each group takes one turn at the database, of the
+    context's turns as they are when it runs: claims and reports that claim as work,
+    reports that claim nothing and heartbeats as bookkeeping.
     A joint claim is a few statements whatever its size: two groups at once, large
     ones. A joint report runs one executemany round trip per report: more groups at
     once, smaller ones, so that a group's last report is not long in coming when the
@@ -145,6 +147,10 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
                 return worker_domain.reports_and_claims(context, calls)
         return report_jointly
 
+    def beat_jointly(bodies: dict[int, Heartbeat]) -> dict[int, dict[str, Any] | Exception]:
+        with context.turns.take(hands_out_work=False):
+            return worker_domain.beats(context, bodies)
+
     # a call may wait for the group before its own, then its own: each may wait for its
     # turn, then for the database
     timeout = 3 * settings.database_busy_timeout
@@ -154,4 +160,5 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
                             largest=64),
         records=JointClaims(reporting(False), timeout=timeout, at_once=at_once or 4,
                             largest=64),
+        beats=JointClaims(beat_jointly, timeout=timeout, at_once=at_once or 4, largest=64),
     )

@@ -15,7 +15,7 @@ from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.joint_claims import JointClaims
 from scitq_bench.server.notify import Notifier
-from scitq_bench.server.schemas import ExecutionEvent
+from scitq_bench.server.schemas import ExecutionEvent, Heartbeat
 from scitq_bench.server.storage import FileStorage, LogStorage
 from scitq_bench.server.turns import Turns
 from scitq_bench.settings import ServerSettings
@@ -48,6 +48,7 @@ class JointCalls:
     claims: JointClaims[int, ClaimAnswer]
     reports: JointClaims[ReportCall, dict[str, Any]]  # reports that claim
     records: JointClaims[ReportCall, dict[str, Any]]  # reports that claim nothing
+    beats: JointClaims[Heartbeat, dict[str, Any]]  # heartbeats
 
 
 @dataclass

@@ -125,3 +125,13 @@ def test_a_wrong_method_gets_a_page_in_the_gui_and_json_in_the_api(admin_gui: Gu
     response = admin_gui.flask.delete("/ui/workers")
     assert response.status_code == 405 and response.mimetype == "text/html"
     assert api.delete("/workers").get_json()["error"] == "method_not_allowed"
+
+
+def test_the_signer_is_built_once_per_key_and_a_new_key_signs_out(admin_gui: GuiClient, app):
+    interface = app.session_interface
+    signer = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is signer  # not rebuilt per request
+    assert admin_gui.get("/ui/workers").status_code == 200  # its cookie reads back
+    app.secret_key = "another key"  # a rotated key: the old cookies no longer verify
+    assert interface.get_signing_serializer(app) is not signer
+    assert admin_gui.get("/ui/workers").status_code == 302

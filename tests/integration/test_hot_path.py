@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 
-from scitq_bench.server.queue import reports, scheduling
+from scitq_bench.server.queue import heartbeats, reports, scheduling
 from scitq_bench.server.queue import tasks as task_domain
 from scitq_bench.server.queue.models import Batch, Execution, Worker, utcnow
 from scitq_bench.server.schemas import ExecutionEvent, Heartbeat
@@ -30,9 +30,9 @@ def start(db: Any, worker: int, count: int) -> list[int]:
 
 
 def beat(db: Any, worker: int, held: list[int], now: datetime | None = None,
-         **fields: Any) -> scheduling.HeartbeatAnswer:
+         **fields: Any) -> heartbeats.HeartbeatAnswer:
     with db.write() as session:
-        return scheduling.heartbeat(
+        return heartbeats.heartbeat(
             session, worker, Heartbeat(stats=STATS, executions=held, **fields), LEASE, now=now)
 
 
@@ -218,6 +218,6 @@ def test_stats_arrive_with_the_first_heartbeat_and_with_every_renewal(db) -> Non
                                                 return_code=0)], LEASE)  # contact fresh
     newer = {**STATS, "load1": 2.5}
     with db.write() as session:
-        scheduling.heartbeat(session, worker, Heartbeat(stats=newer, executions=held[1:]), LEASE)
+        heartbeats.heartbeat(session, worker, Heartbeat(stats=newer, executions=held[1:]), LEASE)
     with db.read() as session:
         assert session.get(Worker, worker).stats == newer

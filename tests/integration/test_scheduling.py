@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from scitq_bench.server.queue import batches, scheduling
+from scitq_bench.server.queue import batches, heartbeats, scheduling
 from scitq_bench.server.queue import tasks as task_domain
 from scitq_bench.server.queue.models import Execution, Task, utcnow
 from scitq_bench.server.schemas import BatchStop, Heartbeat
@@ -113,7 +113,7 @@ def test_heartbeat_renews_leases_and_drops_unknown(db) -> None:
     with db.write() as session:  # the lease is about to run out...
         session.get(Execution, execution).lease_deadline = utcnow() + timedelta(seconds=1)
     with db.write() as session:  # ...and the heartbeat renews it
-        answer = scheduling.heartbeat(
+        answer = heartbeats.heartbeat(
             session, worker, Heartbeat(executions=[execution, 999_999]), LEASE)
     assert answer.drop == [999_999]
     assert scheduling.reap(db, LEASE, now=utcnow() + timedelta(seconds=5))["lost"] == 0
@@ -130,12 +130,12 @@ def test_signals_are_redelivered_until_acknowledged(db) -> None:
     assert task_state(db, task).status == "paused"
     for _ in range(2):
         with db.write() as session:
-            answer = scheduling.heartbeat(session, worker, Heartbeat(executions=[execution]), LEASE)
+            answer = heartbeats.heartbeat(session, worker, Heartbeat(executions=[execution]), LEASE)
         assert [s.signal for s in answer.signals] == ["pause"]
     with db.write() as session:
-        scheduling.heartbeat(session, worker, Heartbeat(
+        heartbeats.heartbeat(session, worker, Heartbeat(
             executions=[execution], acknowledged_signals=[answer.signals[0].id]), LEASE)
-        assert scheduling.heartbeat(session, worker, Heartbeat(), LEASE).signals == []
+        assert heartbeats.heartbeat(session, worker, Heartbeat(), LEASE).signals == []
 
 
 def test_dependencies_release_and_failure_propagation(db) -> None:

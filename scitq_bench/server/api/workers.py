@@ -83,9 +83,9 @@ def heartbeat(worker_id: int, body: Heartbeat) -> Any:
 
 
 def _beat(ctx: ServerContext, worker_id: int, body: Heartbeat) -> dict[str, Any]:
-    """One heartbeat's transaction, in its turn: bookkeeping, which work may pass."""
-    with ctx.turns.take(hands_out_work=False):
-        return domain.beat(ctx, worker_id, body)
+    """One heartbeat's transaction, with the others that come now, in its turn:
+    bookkeeping, which work may pass."""
+    return ctx.joint.beats.claim(worker_id, body)
 
 
 @endpoint(bp, "/workers/<id:worker_id>/claim", "POST", access=WORKER,

@@ -12,9 +12,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, request, session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
 from scitq_bench.server import auth
@@ -48,6 +51,7 @@ def configure(app: Flask, settings: ServerSettings) -> None:
     so sessions survive restarts and several server processes agree."""
     app.secret_key = os.environ.get("SCITQ_BENCH_SECRET_KEY") or _secret_from_file(
         settings.data_dir / SECRET_FILE)
+    app.session_interface = _SigningOnce()
     secure = os.environ.get("SCITQ_BENCH_SECURE_COOKIES")
     if secure is None:
         secure = "1" if (settings.public_url or "").startswith("https://") else "0"
@@ -61,6 +65,21 @@ def configure(app: Flask, settings: ServerSettings) -> None:
         # cookie the user just cleared by signing out)
         SESSION_REFRESH_EACH_REQUEST=False,
     )
+
+
+class _SigningOnce(SecureCookieSessionInterface):
+    """Flask's signed cookie sessions, their signer built once per key rather than on
+    every request: Flask builds it even for a request with no cookie (every worker
+    call), and building it serializes a probe value, a few per cent of a heartbeat."""
+
+    _built: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built = self._built
+        if built is None or built[0] != keys:
+            built = self._built = (keys, super().get_signing_serializer(app))
+        return built[1]
 
 
 def _secret_from_file(path: Path) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -39,12 +39,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.db import Database
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import transitions
 from scitq_bench.server.queue.models import Batch, Execution, Signal, Task, Worker, utcnow
-from scitq_bench.server.schemas import Heartbeat
 from scitq_bench.states import LIVE_EXECUTION_VALUES, UP_WORKER_VALUES, BatchStatus, WorkerStatus
 from scitq_bench.states import ExecutionStatus as E
 from scitq_bench.states import TaskStatus as T
@@ -168,7 +166,6 @@ def contact_due(last: datetime | None, now: datetime, lease_seconds: float | Non
 
 _TOUCH = hot(update(_worker).where(_worker.c.id == bindparam("w_id"))
              .values(last_contact_at=bindparam("w_now")))
-_TOUCH_WITH_STATS = _TOUCH.values(stats=bindparam("w_stats", type_=_worker.c.stats.type))
 
 
 def touch(connection: Connection, state: WorkerState, now: datetime,
@@ -428,101 +425,6 @@ def _claim_statement(db: Database, cpus: bool, mem: bool, containers: bool, gpus
     ).cte("picked").prefix_with("MATERIALIZED")
     # not marked hot (server.prepared): planned at each run, its plan follows the queue
     return transitions.assign_tasks_statement(picked, _CLAIMED_COLUMNS)
-
-
-@dataclass
-class HeartbeatAnswer:
-    """The worker's settings as the server has them, the signals it has to apply, and
-    the executions it holds that are no longer its own."""
-
-    status: str
-    concurrency: int
-    prefetch: int
-    batch: str | None
-    signals: list[Any] = field(default_factory=list)
-    drop: list[int] = field(default_factory=list)
-
-
-# The worker's settings, whether signals wait for it, and its live executions (one row
-# each, or one row of NULLs), in one statement: no list of ids to splice into the SQL.
-_HEARTBEAT_STATE = hot(
-    select(_worker.c.status, _worker.c.concurrency, _worker.c.prefetch,
-           _worker.c.last_contact_at, _worker.c.stats, _batch.c.name.label("batch"),
-           exists().where(_signal.c.worker_id == _worker.c.id,
-                          _signal.c.acknowledged_at.is_(None)).label("signalled"),
-           _execution.c.id.label("execution_id"), _execution.c.lease_deadline)
-    .select_from(
-        _worker.outerjoin(_batch, _batch.c.id == _worker.c.batch_id)
-        .outerjoin(_execution, and_(_execution.c.worker_id == _worker.c.id, _live_execution)))
-    .where(_worker.c.id == bindparam("w_id"))
-)
-# Renewing every live execution of the worker, when it holds them all (the usual
-# case), or only those it listed: one it no longer knows of must run out.
-_RENEW_ALL = hot(update(_execution)
-                 .where(_execution.c.worker_id == bindparam("w_id"), _live_execution)
-                 .values(lease_deadline=bindparam("e_deadline")))
-_RENEW = _RENEW_ALL.where(_execution.c.id.in_(bindparam("e_ids", expanding=True)))
-_ACKNOWLEDGE = update(_signal).where(
-    _signal.c.id.in_(bindparam("s_ids", expanding=True)),
-    _signal.c.worker_id == bindparam("w_id"),
-).values(acknowledged_at=bindparam("s_now"))
-_PENDING_SIGNALS = hot(
-    select(_signal.c.id, _signal.c.execution_id, _signal.c.signal)
-    .where(_signal.c.worker_id == bindparam("w_id"), _signal.c.acknowledged_at.is_(None))
-    .order_by(_signal.c.id)
-)
-
-
-def heartbeat(session: Session, worker_id: int, beat: Heartbeat, lease_seconds: float,
-              now: datetime | None = None) -> HeartbeatAnswer:
-    """Renew the leases of what the worker still holds, acknowledge signals, and tell it
-    which executions are no longer its own (lost or deleted) so it drops them. Leases
-    and the last contact (with the stats) are written only when due (``contact_slack``):
-    a heartbeat that follows another closely is one read. Rows are written executions
-    first, then the worker: the order reports and claims lock them in too, so none of
-    them waits for another in a cycle."""
-    connection = session.connection()
-    rows = connection.execute(_HEARTBEAT_STATE, {"w_id": worker_id}).all()
-    if not rows:
-        raise Forbidden(f"worker {worker_id} is not registered")
-    state = rows[0]
-    now = now or utcnow()
-    slack = contact_slack(lease_seconds)
-    held = sorted(set(beat.executions))
-    live = {row.execution_id: row.lease_deadline for row in rows
-            if row.execution_id is not None}
-    renewed = {i: live[i] for i in held if i in live}
-    deadline = now + timedelta(seconds=lease_seconds)
-    leases_due = any(d is None or deadline - d >= slack for d in renewed.values())
-    if leases_due:
-        params = {"w_id": worker_id, "e_deadline": deadline}
-        if len(renewed) == len(live):
-            connection.execute(_RENEW_ALL, params)
-        else:
-            connection.execute(_RENEW, {**params, "e_ids": sorted(renewed)})
-    if beat.acknowledged_signals:
-        connection.execute(_ACKNOWLEDGE, {"s_ids": sorted(set(beat.acknowledged_signals)),
-                                          "w_id": worker_id, "s_now": now})
-    status = state.status
-    if status == WorkerStatus.OFFLINE.value:
-        transitions.move_worker(session, worker_id, WorkerStatus.RUNNING)
-        status = WorkerStatus.RUNNING.value
-    # Reports and claims also write the last contact, never the stats: those are due
-    # with the leases (a busy worker's heartbeats renew some every time), or when none
-    # came yet (the first heartbeat after registering)
-    if (leases_due or status != state.status or not state.stats
-            or contact_due(state.last_contact_at, now, lease_seconds)):
-        connection.execute(_TOUCH_WITH_STATS,
-                           {"w_id": worker_id, "w_now": now, "w_stats": beat.stats})
-    signals = pending_signals(session, worker_id) if state.signalled else []
-    return HeartbeatAnswer(status=status, concurrency=state.concurrency,
-                           prefetch=state.prefetch, batch=state.batch, signals=signals,
-                           drop=[i for i in held if i not in renewed])
-
-
-def pending_signals(session: Session, worker_id: int) -> list[Any]:
-    """Signals not yet acknowledged (rows with ``id``, ``execution_id``, ``signal``)."""
-    return list(session.connection().execute(_PENDING_SIGNALS, {"w_id": worker_id}).all())
 
 
 def reap(db: Database, lease_seconds: float, now: datetime | None = None,

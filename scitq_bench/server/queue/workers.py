@@ -13,7 +13,7 @@ from scitq_bench.server import auth
 from scitq_bench.server.db import Database
 from scitq_bench.server.lookup import get_or_404
 from scitq_bench.server.notify import WORK, worker_key
-from scitq_bench.server.queue import reports, scheduling, transitions
+from scitq_bench.server.queue import heartbeats, reports, scheduling, transitions
 from scitq_bench.server.queue.models import Execution, Worker, utcnow
 from scitq_bench.server.queue.tasks import get_or_create_batch
 from scitq_bench.server.schemas import (
@@ -100,11 +100,29 @@ def commit_register(ctx: ServerContext, spec: WorkerRegister) -> dict[str, Any]:
 
 
 def beat(ctx: ServerContext, worker_id: int, body: Heartbeat) -> dict[str, Any]:
-    """One heartbeat in its transaction (``scheduling.heartbeat``), as the worker reads
+    """One heartbeat in its transaction (``heartbeats.heartbeat``), as the worker reads
     it back: its settings, the signals to apply, the executions to drop."""
+    with ctx.db.write() as session:
+        answer = heartbeats.heartbeat(session, worker_id, body, ctx.settings.lease_seconds)
+    return _heartbeat_dict(answer, ctx.settings.lease_seconds)
+
+
+def beats(ctx: ServerContext, bodies: dict[int, Heartbeat]) -> dict[int, dict[str, Any] | Exception]:
+    """Several workers' heartbeats (worker id -> heartbeat) in one transaction, each
+    answered as ``beat`` would answer it alone (a worker that is not registered: its
+    ``Forbidden``): when a fleet's heartbeats come together, a few statements and one
+    commit per group instead of up to three statements and a commit each."""
+    if len(bodies) == 1:  # alone: the single heartbeat's prepared statements
+        ((worker_id, body),) = bodies.items()
+        return {worker_id: beat(ctx, worker_id, body)}
     lease_seconds = ctx.settings.lease_seconds
     with ctx.db.write() as session:
-        answer = scheduling.heartbeat(session, worker_id, body, lease_seconds)
+        answers = heartbeats.heartbeats_in(session, bodies, lease_seconds)
+    return {w: a if isinstance(a, Exception) else _heartbeat_dict(a, lease_seconds)
+            for w, a in answers.items()}
+
+
+def _heartbeat_dict(answer: heartbeats.HeartbeatAnswer, lease_seconds: float) -> dict[str, Any]:
     return {
         "status": answer.status,
         "concurrency": answer.concurrency,
