@@ -1,6 +1,6 @@
 """Many simulated workers against a real server on PostgreSQL: makespan, latency, CPU.
 
-One client process (asyncio and aiohttp, loopback only) plays N workers of concurrency 1
+One client process (asyncio and ``lean_http``, loopback only) plays N workers of concurrency 1
 that follow the worker agent's protocol: register, hold a claim long poll while idle,
 heartbeat as a long poll, "run" a task by sleeping the S of its ``sleep S`` command,
 report ``running`` and then the final event with the next claim in the same call. A 503
@@ -41,10 +41,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -53,6 +51,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import lean_http  # noqa: E402
 from benchmarks.cpucap import CapUnavailable, CpuCaps  # noqa: E402
 from tests.support.postgres import free_port, start_postgres  # noqa: E402
 
@@ -180,11 +179,13 @@ class Figures:
 
 
 class Http:
-    """One aiohttp session for every simulated worker; retries as the agent does."""
+    """The simulated workers' HTTP (``lean_http``: the client's CPU is taken from the
+    servers it measures); retries as the agent does."""
 
-    def __init__(self, session: aiohttp.ClientSession, tally: Tally) -> None:
-        self.session = session
+    def __init__(self, client: lean_http.Client, tally: Tally) -> None:
+        self.client = client
         self.tally = tally
+        self._headers: dict[str, dict[str, str]] = {}
 
     async def call(self, kind: str, method: str, url: str, token: str, *,
                    params: dict[str, str] | None = None, body: Any = None,
@@ -192,7 +193,8 @@ class Http:
                    text: bool = False) -> Any:
         """The answer's JSON (``text``: its text). A 503 is waited out for its
         Retry-After (a busy answer); connection errors, timeouts and 5xx are retried
-        with backoff (failed calls); a 4xx raises ``Refused``."""
+        with backoff (failed calls); a 4xx raises ``Refused``. ``trace()`` is called
+        once the request is written."""
         delay = FIRST_DELAY
         while True:
             began = time.monotonic()
@@ -216,18 +218,22 @@ class Http:
         """(status, JSON) on success, (503, seconds to wait), (other status, text), or
         (0, None) when no answer came."""
         try:
-            async with self.session.request(
-                method, url, params=params, json=body, trace_request_ctx=trace,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT + wait),
-            ) as answer:
-                if answer.status == 503:
-                    return 503, retry_after(answer.headers.get("Retry-After"))
-                if 200 <= answer.status < 300:
-                    return answer.status, await (answer.text() if text else answer.json())
-                return answer.status, await answer.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            answer = await self.client.request(
+                method, url, headers=self._authorization(token), params=params, body=body,
+                timeout=CALL_TIMEOUT + wait, written=trace)
+            if answer.status == 503:
+                return 503, retry_after(answer.headers.get("retry-after"))
+            if 200 <= answer.status < 300:
+                return answer.status, answer.text() if text else answer.json()
+            return answer.status, answer.text()
+        except (lean_http.HttpError, OSError, TimeoutError, ValueError):
             return 0, None
+
+    def _authorization(self, token: str) -> dict[str, str]:
+        headers = self._headers.get(token)
+        if headers is None:
+            headers = self._headers[token] = {"Authorization": f"Bearer {token}"}
+        return headers
 
 
 def retry_after(value: str | None) -> float:
@@ -235,17 +241,6 @@ def retry_after(value: str | None) -> float:
         return max(0.0, float(value or 1))
     except ValueError:
         return 1.0
-
-
-def claim_trace() -> aiohttp.TraceConfig:
-    """Marks a claim as held once its request is written (the server has it to wait on)."""
-    async def headers_sent(_session: Any, context: SimpleNamespace, _params: Any) -> None:
-        if context.trace_request_ctx is not None:
-            context.trace_request_ctx()
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(headers_sent)
-    return trace
 
 
 # -- a simulated worker ----------------------------------------------------------------------
@@ -730,15 +725,17 @@ def client_cpu() -> float:
 
 
 async def drive(run: Run) -> None:
-    """The client side of one run, in one session sized for every worker's calls."""
-    connector = aiohttp.TCPConnector(limit=max(100, 3 * run.figures.workers + 10),
-                                     limit_per_host=0, keepalive_timeout=75)
-    async with aiohttp.ClientSession(connector=connector, trace_configs=[claim_trace()]) as session:
-        http = Http(session, run.tally)
+    """The client side of one run: one pool of keep-alive connections for every
+    worker's calls."""
+    client = lean_http.Client()
+    try:
+        http = Http(client, run.tally)
         await run.execute(http)
         if run.figures.tasks and run.figures.create_seconds is not None:
             with contextlib.suppress(Refused, asyncio.TimeoutError):
                 await asyncio.wait_for(run.server_count(http), STOP_GRACE)
+    finally:
+        client.close()
 
 
 def run_once(args: argparse.Namespace, server_args: list[str], replicas: int,

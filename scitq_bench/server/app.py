@@ -129,11 +129,10 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
     """The claims, the reports and the heartbeats, run in groups
     (``server.joint_claims``). Each group takes one turn at the database, of the
     context's turns as they are when it runs: claims and reports that claim as work,
-    reports that claim nothing and heartbeats as bookkeeping.
-    A joint claim is a few statements whatever its size: two groups at once, large
-    ones. A joint report runs one executemany round trip per report: more groups at
-    once, smaller ones, so that a group's last report is not long in coming when the
-    database is a network hop away. ``at_once``: the same for all (tests)."""
+    reports that claim nothing and heartbeats as bookkeeping. A group is a few statements whatever its size (the executemany of a group's moves
+    goes in pages, ``server.prepared``): one group at a time per kind of call and
+    process, of up to 256, cost the least CPU and gave the shortest tail in the swarm
+    (docs/scaling.md). ``at_once``: groups side by side (tests)."""
     settings = context.settings
 
     def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
@@ -155,10 +154,8 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
     # turn, then for the database
     timeout = 3 * settings.database_busy_timeout
     return JointCalls(
-        claims=JointClaims(claim_jointly, timeout=timeout, at_once=at_once or 2, largest=256),
-        reports=JointClaims(reporting(True), timeout=timeout, at_once=at_once or 4,
-                            largest=64),
-        records=JointClaims(reporting(False), timeout=timeout, at_once=at_once or 4,
-                            largest=64),
-        beats=JointClaims(beat_jointly, timeout=timeout, at_once=at_once or 4, largest=64),
+        claims=JointClaims(claim_jointly, timeout=timeout, at_once=at_once or 1),
+        reports=JointClaims(reporting(True), timeout=timeout, at_once=at_once or 1),
+        records=JointClaims(reporting(False), timeout=timeout, at_once=at_once or 1),
+        beats=JointClaims(beat_jointly, timeout=timeout, at_once=at_once or 1),
     )

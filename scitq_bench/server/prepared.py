@@ -53,6 +53,7 @@ OPTION = "prepare"  # the execution option that marks a statement (``hot``)
 # few dozen per connection (the hot statements, and the few IN-list lengths they see)
 MAX_PER_CONNECTION = 64
 MAX_PARAMETERS = 64  # a long IN list is rare: not worth a plan kept for it
+PAGE_SIZE = 100  # rows of an executemany sent in one round trip
 # pyformat placeholders, and the doubled percent sign psycopg2 reads as one
 # (SQLAlchemy's names for psycopg2 never hold a closing parenthesis)
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
@@ -78,6 +79,7 @@ def install(engine: Engine, threshold: int = DEFAULT_THRESHOLD) -> None:
     """Prepare ``engine``'s repeated statements (PostgreSQL with psycopg2 only)."""
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg2":
         return
+    import psycopg2.extras
 
     # keyed by the driver's connection itself: a connection the pool replaced starts
     # with nothing prepared
@@ -91,11 +93,29 @@ def install(engine: Engine, threshold: int = DEFAULT_THRESHOLD) -> None:
         if (not isinstance(parameters, dict) or context is None
                 or context.execution_options.get(OPTION) is not True):
             return False  # the dialect runs it as usual
+        cursor.execute(*rewrite(state_of(cursor), cursor, statement, parameters, threshold))
+        return True
+
+    # a marked statement run for many rows (a group's moves, one row per execution):
+    # its prepared form, the rows sent in pages of one round trip each (psycopg2's
+    # ``execute_batch``), where psycopg2's own executemany sends each row on its own
+    # round trip, to be parsed and planned each time. The result's rowcount is then
+    # that of the last row only.
+    @event.listens_for(engine, "do_executemany")
+    def _executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        if (context is None or context.execution_options.get(OPTION) is not True
+                or not parameters
+                or not all(isinstance(p, dict) and _fits_integer_columns(p) for p in parameters)):
+            return False
+        query, _ = rewrite(state_of(cursor), cursor, statement, parameters[0], threshold)
+        psycopg2.extras.execute_batch(cursor, query, parameters, page_size=PAGE_SIZE)
+        return True
+
+    def state_of(cursor: Any) -> _ConnectionStatements:
         state = connections.get(cursor.connection)
         if state is None:
             state = connections[cursor.connection] = _ConnectionStatements()
-        cursor.execute(*rewrite(state, cursor, statement, parameters, threshold))
-        return True
+        return state
 
 
 def rewrite(state: _ConnectionStatements, cursor: Any, statement: str,

@@ -13,6 +13,7 @@ from sqlalchemy import Integer, bindparam, column, literal_column, select, table
 
 from scitq_bench.server import prepared
 from scitq_bench.server.db import Database
+from scitq_bench.server.lazybegin import LazyBeginCursor
 from scitq_bench.server.prepared import hot
 from tests.conftest import fresh_database
 
@@ -157,3 +158,30 @@ def test_an_integer_past_the_columns_range_runs_as_text(db: Database) -> None:
         assert session.execute(by_id, {"i": 2**40}).scalar_one_or_none() is None
         assert session.execute(by_id, {"i": 5}).scalar_one() == 50
         assert len(prepared_here(session)) == 1
+
+
+def test_a_marked_executemany_runs_prepared_in_pages_of_rows(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    with db.write() as session:
+        session.execute(text("INSERT INTO item SELECT g, g * 10 FROM generate_series(6, 250) g"))
+    bump = hot(ITEM.update().where(ITEM.c.id == bindparam("i")).values(n=bindparam("n")))
+    sent: list[str] = []
+    execute = LazyBeginCursor.execute
+
+    def spy(cursor: Any, query: Any, params: Any = None) -> None:
+        sent.append(query.decode() if isinstance(query, bytes) else str(query))
+        execute(cursor, query, params)
+
+    monkeypatch.setattr(LazyBeginCursor, "execute", spy)
+    for round_ in range(THRESHOLD + 1):
+        sent.clear()
+        with db.write() as session:
+            session.execute(bump, [{"i": i, "n": i + round_} for i in range(1, 251)])
+    # the rows go in pages of one round trip each, not one each; by now as EXECUTE
+    pages = [q for q in sent if "item" in q or "EXECUTE" in q]
+    assert len(pages) == 3, sent
+    assert all(q.count("EXECUTE sb_") == (100 if i < 2 else 50) for i, q in enumerate(pages))
+    with db.read() as session:
+        values = session.execute(select(ITEM.c.n).order_by(ITEM.c.id)).scalars().all()
+        assert values == [i + THRESHOLD for i in range(1, 251)]
+        assert any("UPDATE item" in s for s in prepared_here(session))

@@ -309,11 +309,11 @@ def move_executions(
 
 def apply_execution_changes(
     session: Session, changes: Iterable[tuple[int, E, E, dict[str, Any]]]
-) -> int:
+) -> None:
     """Write already-validated execution moves ``(id, from, to, values)``, one per
     execution (callers merge successive events first), one executemany per kind of
     change. The guard is the status each row had when the caller locked and checked
-    it: a row that moved meanwhile is left alone. Returns the rows written."""
+    it: a row that moved meanwhile is left alone."""
     groups: dict[tuple[E, tuple[str, ...]], list[dict[str, Any]]] = {}
     for execution_id, source, target, values in changes:
         if target not in _reachable(source):
@@ -325,8 +325,8 @@ def apply_execution_changes(
             {"b_id": execution_id, "b_from": source.value, **values}
         )
     connection = session.connection()
-    return sum(connection.execute(_execution_move(target, columns), rows).rowcount
-               for (target, columns), rows in groups.items())
+    for (target, columns), rows in groups.items():
+        connection.execute(_execution_move(target, columns), rows)
 
 
 @lru_cache(maxsize=256)  # one per kind of event: a handful
