@@ -18,9 +18,10 @@ show there.
     python -m benchmarks.hot_path [--workers 50] [--calls 1000] [--history 20000]
     python -m benchmarks.hot_path --profile        # also cProfile's top 15 per kind
 
-After the table, the joint line: a report-with-claim through the domain function the
-API runs (no Flask, no view), each worker's alone, then all the workers' together in one
-group, as an API process runs a burst of them (``server.joint_claims``): CPU per report.
+After the table, the joint lines: a report-with-claim, then a heartbeat with leases
+due, through the domain functions the API runs (no Flask, no view), each worker's
+alone, then all the workers' together in one group, as an API process runs a burst of
+them (``server.joint_claims``): CPU per call.
 
 PostgreSQL first (``--database-url``, else ``SCITQ_BENCH_TEST_PG_URL``: a fresh database
 is created in that server and dropped at the end), then SQLite in a temporary
@@ -58,7 +59,7 @@ import scitq_bench  # noqa: E402
 from scitq_bench.server.app import create_app  # noqa: E402
 from scitq_bench.server.queue import workers as worker_domain  # noqa: E402
 from scitq_bench.server.queue.models import Batch, Execution, Task, Worker, utcnow  # noqa: E402
-from scitq_bench.server.schemas import ExecutionEvent  # noqa: E402
+from scitq_bench.server.schemas import ExecutionEvent, Heartbeat  # noqa: E402
 from scitq_bench.server.setup import init_server  # noqa: E402
 from scitq_bench.settings import ServerSettings  # noqa: E402
 
@@ -345,6 +346,7 @@ def measure(url: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
             run_rounds(bench, args.calls)
             result = summary(label, bench, statements)
             result["joint"] = joint(bench, args.joint_rounds)
+            result["joint_heartbeats"] = joint_heartbeats(bench, args.joint_rounds)
             if args.profile:
                 profile(bench, args.profile_calls, args.profile_lines, args.profile_sort)
             return result
@@ -390,6 +392,43 @@ def joint(bench: Bench, rounds: int) -> dict[str, float]:
     figures = {"alone_ms": statistics.median(alone) * 1000,
                "together_ms": statistics.median(together) * 1000}
     print(f"  report final + claim=1 in the domain (no Flask, no view), CPU ms per report, "
+          f"median of {rounds} rounds: alone {figures['alone_ms']:.3f}, "
+          f"{len(workers)} together {figures['together_ms']:.3f}")
+    return figures
+
+
+def joint_heartbeats(bench: Bench, rounds: int) -> dict[str, float]:
+    """Heartbeats with leases due, through the domain functions the API runs them with:
+    each worker's alone (``workers.beat``), then all the workers' in one group
+    (``workers.beats``). CPU per heartbeat, in ms; making the leases due is untimed."""
+    ctx = bench.app.extensions["scitq_bench"]
+    workers = list(bench.tokens)
+    alone: list[float] = []
+    together: list[float] = []
+
+    def body(worker_id: int) -> Heartbeat:
+        return Heartbeat.model_validate(heartbeat_body(bench, worker_id))
+
+    for _ in range(rounds):
+        for worker_id in workers:
+            make_due(bench, worker_id)
+            beat = body(worker_id)
+            began = time.process_time()
+            answer = worker_domain.beat(ctx, worker_id, beat)
+            alone.append(time.process_time() - began)
+            if answer["drop"]:
+                raise SystemExit(f"unexpected heartbeat answer for worker {worker_id}: {answer}")
+        for worker_id in workers:
+            make_due(bench, worker_id)
+        bodies = {worker_id: body(worker_id) for worker_id in workers}
+        began = time.process_time()
+        answers = worker_domain.beats(ctx, bodies)
+        together.append((time.process_time() - began) / len(workers))
+        if any(not isinstance(a, dict) or a["drop"] for a in answers.values()):
+            raise SystemExit(f"unexpected joint heartbeat answers: {answers}")
+    figures = {"alone_ms": statistics.median(alone) * 1000,
+               "together_ms": statistics.median(together) * 1000}
+    print(f"  heartbeat, leases due, in the domain (no Flask, no view), CPU ms per heartbeat, "
           f"median of {rounds} rounds: alone {figures['alone_ms']:.3f}, "
           f"{len(workers)} together {figures['together_ms']:.3f}")
     return figures

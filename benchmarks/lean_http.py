@@ -2,9 +2,9 @@
 
 The simulated workers share the machine with the servers they measure: what their
 client spends is taken from the servers, and while their one event loop is busy, the
-answers that came wait unread and count as the servers' latency. aiohttp spent about
+answers that came wait unread and count as the servers' latency. aiohttp spent 1.1 to
 1.3 ms of CPU per simulated task (three calls), most of it in the bursts the benchmark
-is about, and its loop stalled up to a quarter of a second there. This client does only
+is about, and its loop stalled for up to a third of a second there. This client does only
 what the swarm needs: keep-alive connections to loopback servers, a request written in
 one piece, an answer with a ``Content-Length`` (what the API sends) read into bytes.
 Anything else (a chunked answer, a malformed one) is an error of the call.

@@ -70,8 +70,16 @@ def url(server: ThreadingHTTPServer, path: str) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}{path}"
 
 
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+def call(server: ThreadingHTTPServer, path: str, timeout: float = 5) -> lean_http.Answer:
+    """One POST on a client of its own."""
+    async def post() -> lean_http.Answer:
+        client = lean_http.Client()
+        try:
+            return await client.request("POST", url(server, path), timeout=timeout)
+        finally:
+            client.close()
+
+    return asyncio.run(post())
 
 
 def test_calls_reuse_one_connection_and_carry_json_query_and_headers(server) -> None:
@@ -87,7 +95,7 @@ def test_calls_reuse_one_connection_and_carry_json_query_and_headers(server) -> 
         finally:
             client.close()
 
-    answers = run(calls())
+    answers = asyncio.run(calls())
     assert [a.status for a in answers] == [200, 200, 200]
     assert [a.json() for a in answers] == [{"path": "/work?claim=1", "received": {"n": n}}
                                            for n in range(3)]
@@ -98,14 +106,7 @@ def test_calls_reuse_one_connection_and_carry_json_query_and_headers(server) -> 
 
 
 def test_a_busy_answer_keeps_its_status_and_retry_after(server) -> None:
-    async def call() -> lean_http.Answer:
-        client = lean_http.Client()
-        try:
-            return await client.request("POST", url(server, "/busy"), timeout=5)
-        finally:
-            client.close()
-
-    answer = run(call())
+    answer = call(server, "/busy")
     assert (answer.status, answer.headers["retry-after"]) == (503, "2")
 
 
@@ -119,26 +120,12 @@ def test_a_connection_the_server_closes_is_replaced(server) -> None:
         finally:
             client.close()
 
-    assert run(calls()) == [{"closing": True}, "/after"]
+    assert asyncio.run(calls()) == [{"closing": True}, "/after"]
     assert len({port for _path, _auth, port, _body in server.seen}) == 2
 
 
 def test_what_it_cannot_read_or_does_not_get_is_an_error_of_the_call(server) -> None:
-    async def chunked() -> None:
-        client = lean_http.Client()
-        try:
-            await client.request("POST", url(server, "/chunked"), timeout=5)
-        finally:
-            client.close()
-
-    async def silent() -> None:
-        client = lean_http.Client()
-        try:
-            await client.request("POST", url(server, "/silent"), timeout=0.3)
-        finally:
-            client.close()
-
     with pytest.raises(lean_http.HttpError, match="chunked"):
-        run(chunked())
+        call(server, "/chunked")
     with pytest.raises(TimeoutError):
-        run(silent())
+        call(server, "/silent", timeout=0.3)
