@@ -13,7 +13,7 @@ stopped.
     python -m benchmarks.swarm --workers 1000 --tasks 5000 --task-seconds 10
     python -m benchmarks.swarm --server-arg=--threads=2500 --replicas 2
     python -m benchmarks.swarm --compare processes
-    python -m benchmarks.swarm --compare replicas --cpu-per-process 0.3
+    python -m benchmarks.swarm --compare replicas --cpu-per-process 0.25 --tasks 10000
 
 ``--cpu-per-process C`` caps each API process at C of a core (a cgroup each, as root:
 ``benchmarks/cpucap.py``), so that on a small machine the API processes are the
