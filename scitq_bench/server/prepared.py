@@ -14,6 +14,11 @@ whose best plan depends on its values is better planned each time (the claim, wh
 walks the queue past rows other claims hold: a generic plan of it was measured four
 times slower).
 
+An executemany of a marked statement (a group's execution moves, its contacts) runs
+its ``EXECUTE`` in pages of ``PAGE_SIZE`` rows, one round trip each
+(``psycopg2.extras.execute_batch``); psycopg2's own executemany sends each row on a
+round trip of its own, parsed and planned there each time.
+
 A run whose integer parameters do not all fit PostgreSQL's ``integer`` goes as text:
 a prepared statement's parameters take their columns' types, and an id past the id
 columns' range (still a valid 64-bit id to the API) would fail there, where as text it
