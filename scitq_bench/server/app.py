@@ -129,33 +129,40 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
     """The claims, the reports and the heartbeats, run in groups
     (``server.joint_claims``). Each group takes one turn at the database, of the
     context's turns as they are when it runs: claims and reports that claim as work,
-    reports that claim nothing and heartbeats as bookkeeping. A group is a few statements whatever its size (the executemany of a group's moves
-    goes in pages, ``server.prepared``): one group at a time per kind of call and
-    process, of up to 256, cost the least CPU and gave the shortest tail in the swarm
-    (docs/scaling.md). ``at_once``: groups side by side (tests)."""
+    reports that claim nothing and heartbeats as bookkeeping. A group is a few
+    statements whatever its size (the executemany of a group's moves goes in pages,
+    ``server.prepared``): one group at a time per kind of call and process, of up to
+    256, cost the least CPU and gave the shortest tail in the swarm (docs/scaling.md).
+    ``at_once``: groups side by side (tests)."""
     settings = context.settings
 
-    def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
-        with context.turns.take(hands_out_work=True):
-            return scheduling.claim_jointly(context.db, wanted, settings.lease_seconds)
-
-    def reporting(hands_out_work: bool) -> Callable[[dict[int, ReportCall]],
-                                                    dict[int, dict[str, Any] | Exception]]:
-        def report_jointly(calls: dict[int, ReportCall]) -> dict[int, dict[str, Any] | Exception]:
+    def in_turn(run: Callable[[dict[int, Any]], Any], *, hands_out_work: bool,
+                ) -> Callable[[dict[int, Any]], Any]:
+        def in_its_turn(calls: dict[int, Any]) -> Any:
             with context.turns.take(hands_out_work=hands_out_work):
-                return worker_domain.reports_and_claims(context, calls)
-        return report_jointly
+                return run(calls)
+        return in_its_turn
+
+    def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
+        return scheduling.claim_jointly(context.db, wanted, settings.lease_seconds)
+
+    def report_jointly(calls: dict[int, ReportCall]) -> dict[int, dict[str, Any] | Exception]:
+        return worker_domain.reports_and_claims(context, calls)
 
     def beat_jointly(bodies: dict[int, Heartbeat]) -> dict[int, dict[str, Any] | Exception]:
-        with context.turns.take(hands_out_work=False):
-            return worker_domain.beats(context, bodies)
+        return worker_domain.beats(context, bodies)
 
     # a call may wait for the group before its own, then its own: each may wait for its
     # turn, then for the database
     timeout = 3 * settings.database_busy_timeout
+    groups = at_once or 1
     return JointCalls(
-        claims=JointClaims(claim_jointly, timeout=timeout, at_once=at_once or 1),
-        reports=JointClaims(reporting(True), timeout=timeout, at_once=at_once or 1),
-        records=JointClaims(reporting(False), timeout=timeout, at_once=at_once or 1),
-        beats=JointClaims(beat_jointly, timeout=timeout, at_once=at_once or 1),
+        claims=JointClaims(in_turn(claim_jointly, hands_out_work=True), timeout=timeout,
+                           at_once=groups),
+        reports=JointClaims(in_turn(report_jointly, hands_out_work=True), timeout=timeout,
+                            at_once=groups),
+        records=JointClaims(in_turn(report_jointly, hands_out_work=False), timeout=timeout,
+                            at_once=groups),
+        beats=JointClaims(in_turn(beat_jointly, hands_out_work=False), timeout=timeout,
+                          at_once=groups),
     )

@@ -26,7 +26,7 @@ from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import transitions
 from scitq_bench.server.queue.models import Batch, Execution, Signal, Worker, utcnow
-from scitq_bench.server.queue.scheduling import contact_due, contact_slack
+from scitq_bench.server.queue.scheduling import contact_due, contact_slack, unregistered
 from scitq_bench.server.schemas import Heartbeat
 from scitq_bench.states import LIVE_EXECUTION_VALUES, WorkerStatus
 
@@ -139,7 +139,7 @@ def heartbeat(session: Session, worker_id: int, beat: Heartbeat, lease_seconds: 
     connection = session.connection()
     rows = connection.execute(_HEARTBEAT_STATE, {"w_id": worker_id}).all()
     if not rows:
-        raise _unregistered(worker_id)
+        raise unregistered(worker_id)
     now = now or utcnow()
     decided = _decide(worker_id, rows, beat, now, lease_seconds)
     if decided.renew:
@@ -174,7 +174,7 @@ def heartbeats_in(session: Session, beats: dict[int, Heartbeat], lease_seconds: 
         _acknowledge(connection, d.worker_id, beats[d.worker_id], now)
     _follow_up(session, [(d, beats[d.worker_id]) for d in decided], now)
     answers: dict[int, HeartbeatAnswer | Forbidden] = {d.worker_id: d.answer for d in decided}
-    answers.update({w: _unregistered(w) for w in beats if w not in rows})
+    answers.update({w: unregistered(w) for w in beats if w not in rows})
     return answers
 
 
@@ -204,7 +204,3 @@ def _follow_up(session: Session, decided: list[tuple[_Beat, Heartbeat]],
 def pending_signals(session: Session, worker_id: int) -> list[Any]:
     """Signals not yet acknowledged (rows with ``id``, ``execution_id``, ``signal``)."""
     return list(session.connection().execute(_PENDING_SIGNALS, {"w_id": worker_id}).all())
-
-
-def _unregistered(worker_id: int) -> Forbidden:
-    return Forbidden(f"worker {worker_id} is not registered")

@@ -105,7 +105,7 @@ def report_in(db: Database, session: Session, worker_id: int,
     worker = (scheduling.worker_state_of(found[0]) if found
               else scheduling.worker_state(connection, worker_id))
     if worker is None:
-        raise _unregistered(worker_id)
+        raise scheduling.unregistered(worker_id)
     now = utcnow()
     taken = _Taken({row.id: row for row in found})
     results = taken.add(worker, events, now)
@@ -135,12 +135,8 @@ def reports_in(db: Database, session: Session, reports: dict[int, list[Execution
     scheduling.touch_all(connection, list(states.values()), now, lease_seconds)
     return {worker_id: ReportOutcome(results=results[worker_id], work_released=released,
                                      worker=states[worker_id])
-            if worker_id in states else _unregistered(worker_id)
+            if worker_id in states else scheduling.unregistered(worker_id)
             for worker_id in reports}
-
-
-def _unregistered(worker_id: int) -> Forbidden:
-    return Forbidden(f"worker {worker_id} is not registered")
 
 
 class _Taken:

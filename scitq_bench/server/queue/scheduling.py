@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from scitq_bench.exceptions import Forbidden
 from scitq_bench.server.db import Database
 from scitq_bench.server.prepared import hot
 from scitq_bench.server.queue import transitions
@@ -155,6 +156,11 @@ def worker_state_of(row: Any) -> WorkerState:
 def worker_state(connection: Connection, worker_id: int) -> WorkerState | None:
     row = connection.execute(WORKER_STATE, {"w_id": worker_id}).first()
     return worker_state_of(row) if row is not None else None
+
+
+def unregistered(worker_id: int) -> Forbidden:
+    """The answer to a worker call from a worker id that is not registered."""
+    return Forbidden(f"worker {worker_id} is not registered")
 
 
 def contact_due(last: datetime | None, now: datetime, lease_seconds: float | None) -> bool:
