@@ -176,6 +176,22 @@ def test_a_busy_worker_refills_from_its_reports(fake: FakeServer, tmp_path: Path
     assert [run.via for run in runs] == ["claim", "report", "report", "report"]
 
 
+def test_finals_wait_for_a_round_or_half_the_tasks_fetched_ahead(fake: FakeServer,
+                                                                 tmp_path: Path) -> None:
+    """A report goes once a round of running tasks has ended, or half the tasks fetched
+    ahead when there are more of those: the other half keeps the slots busy meanwhile.
+    The round follows the settings the server hands out."""
+    with working(fake, tmp_path, concurrency=4, prefetch=2) as agent:
+        wait_until(lambda: hasattr(agent, "_reporter"))
+        assert agent._reporter.enough_finals == 4
+        fake.update_worker(agent.worker_id, prefetch=30)  # type: ignore[arg-type]
+        wait_until(lambda: agent._reporter.enough_finals == 15)
+        fake.update_worker(agent.worker_id, concurrency=20)  # type: ignore[arg-type]
+        wait_until(lambda: agent._reporter.enough_finals == 20)
+        fake.update_worker(agent.worker_id, prefetch=0, concurrency=1)  # type: ignore[arg-type]
+        wait_until(lambda: agent._reporter.enough_finals == 1)
+
+
 def test_a_refused_report_drops_the_execution(fake: FakeServer, tmp_path: Path) -> None:
     """The execution was lost while its 'running' report was on the way: the server
     refuses it, and the worker kills the command and reports nothing more of it."""

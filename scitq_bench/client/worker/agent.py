@@ -291,9 +291,15 @@ class WorkerAgent:
     # -- claiming ------------------------------------------------------------------------
 
     def _round(self) -> int:
-        """Slots freed together worth a request of their own: a whole round of running
-        tasks (smaller rounds measured slower: the server's cost is per request)."""
-        return max(1, self.concurrency)
+        """Final events worth a report of their own: a whole round of running tasks, or
+        half the tasks fetched ahead when there are more. Every report costs the worker
+        and the server a request whatever it carries, and while finals wait for company,
+        the slots they freed run the tasks fetched ahead: up to half of those can wait,
+        the other half covers the report's round trip. (No final waits longer than the
+        reporter's linger either way.) On a worker running no-op tasks with 96 fetched
+        ahead, reports of 8 finals ran 0.41-0.43 of ``xargs -P``'s rate, of 48 finals
+        0.54-0.60 (``benchmarks/dispatch.py``)."""
+        return max(1, self.concurrency, self.prefetch // 2)
 
     def _room(self) -> int:
         """Call with ``_state`` held."""
