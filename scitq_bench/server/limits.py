@@ -6,6 +6,7 @@ number is NaN or infinite. Plain checks, no web framework: the request hooks in
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from scitq_bench.exceptions import InvalidInput
@@ -35,6 +36,21 @@ def whole_number(raw: str) -> int:
     if value > ID_MAX:
         raise ValueError(f"not a whole number up to {ID_MAX}: {raw!r}")
     return value
+
+
+# What a JSON text must hold for ``payload_problem`` to find anything: a NUL (JSON
+# writes it only as an escape; a NUL byte means UTF-16 or UTF-32, which the parser
+# takes too, and then the walk decides), a number of ID_DIGITS digits or more (a
+# shorter one always fits), an exponent of three digits (no float overflows with
+# fewer) or the non-standard NaN and Infinity that Python's parser takes. Text that
+# merely looks so ("NaN" in a log line) costs the full walk, nothing more.
+_SUSPECT = re.compile(rb"\x00|\\u0000|[0-9]{%d}|[eE][+-]?[0-9]{3}|NaN|Infinity" % ID_DIGITS)
+
+
+def may_hold_a_problem(raw: bytes) -> bool:
+    """Whether ``payload_problem`` could find anything in the JSON text ``raw``: a
+    scan in C, where the walk is Python for every value of the document."""
+    return _SUSPECT.search(raw) is not None
 
 
 def payload_problem(data: Any) -> tuple[str, str] | None:

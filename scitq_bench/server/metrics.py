@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,22 @@ class ProcessMetrics:
     long_polls: Gauge
     waiting_turn: Gauge
     requests: Counter
+    # the labelled series, looked up once each: ``labels`` checks its values and takes
+    # a lock at every call, a few per cent of a heartbeat's cost
+    _series: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+
+    def count_answer(self, method: str, status: int) -> None:
+        self._child(self.requests, "requests", method, str(status)).inc()
+
+    def time_call(self, call: str, seconds: float) -> None:
+        self._child(self.calls, "calls", call).observe(seconds)
+
+    def _child(self, metric: Any, name: str, *values: str) -> Any:
+        key = (name, *values)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = metric.labels(*values)
+        return series
 
 
 @functools.cache
@@ -177,12 +193,12 @@ def install(app: Flask) -> None:
     def _answered(response: Response) -> Response:
         metrics = process_metrics()
         method = request.method if request.method in METHODS else "other"
-        metrics.requests.labels(method, str(response.status_code)).inc()
+        metrics.count_answer(method, response.status_code)
         call = WORKER_CALLS.get(request.endpoint or "")
         started = g.get("metrics_started")
         if call is not None and started is not None:
             spent = time.perf_counter() - started - g.get("metrics_waited", 0.0)
-            metrics.calls.labels(call).observe(max(spent, 0.0))
+            metrics.time_call(call, max(spent, 0.0))
         return response
 
 

@@ -6,8 +6,8 @@ log, so one id follows a call from the proxy to the error it caused."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -29,7 +29,8 @@ def install(app: Flask) -> None:
     @app.before_request
     def _identify() -> None:
         given = request.headers.get(HEADER, "")
-        g.request_id = given if ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+        # 128 random bits in hex, as a UUID4's hex without building the UUID object
+        g.request_id = given if ACCEPTED.fullmatch(given) else os.urandom(16).hex()
 
     @app.after_request
     def _echo(response: Response) -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import flask
+import pytest
 from sqlalchemy import delete
 
 from scitq_bench.server import auth
@@ -135,3 +137,25 @@ def test_the_signer_is_built_once_per_key_and_a_new_key_signs_out(admin_gui: Gui
     app.secret_key = "another key"  # a rotated key: the old cookies no longer verify
     assert interface.get_signing_serializer(app) is not signer
     assert admin_gui.get("/ui/workers").status_code == 302
+
+
+def test_only_the_gui_opens_a_session(admin_gui: GuiClient, app, admin_token):
+    """The API's calls carry tokens: they read no cookie, write none, and code serving
+    them cannot put anything in a session."""
+    interface = app.session_interface
+    for path in ("/ui", "/ui/workers"):
+        with app.test_request_context(path):
+            assert interface.open_session(app, flask.request) is not None
+    for path in ("/api/v1/workers", "/metrics", "/uix", "/"):
+        with app.test_request_context(path):
+            assert interface.open_session(app, flask.request) is None
+    with app.test_request_context("/api/v1/workers"):
+        app.preprocess_request()
+        with pytest.raises(RuntimeError):
+            flask.session["role"] = "admin"
+    # the GUI's cookie sent along with an API call is neither read nor renewed
+    client = admin_gui.flask
+    answer = client.get("/api/v1/workers", headers={"Authorization": f"Bearer {admin_token}"})
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    assert client.get("/api/v1/workers").status_code == 401  # the cookie is no token
+    assert admin_gui.get("/ui/workers").status_code == 200

@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from scitq_bench.exceptions import Forbidden, InvalidInput, TooLarge
 from scitq_bench.server import auth
 from scitq_bench.server.context import server_context
-from scitq_bench.server.limits import payload_problem
+from scitq_bench.server.limits import may_hold_a_problem, payload_problem
 from scitq_bench.server.schemas import parse_body
 
 API_PREFIX = "/api/v1"
@@ -145,7 +145,7 @@ def json_body() -> Any:
         raise InvalidInput("request body is not valid JSON")
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
-    problem = payload_problem(data)
+    problem = payload_problem(data) if may_hold_a_problem(raw) else None
     if problem is not None:
         field, message = problem
         raise InvalidInput(f"{field}: {message}", details=[f"{field}: {message}"], field=field)

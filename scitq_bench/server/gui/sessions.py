@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
 from scitq_bench.exceptions import Forbidden, Unauthorized
@@ -26,6 +26,7 @@ from scitq_bench.server.context import server_context
 from scitq_bench.settings import ServerSettings
 
 SESSION_HOURS = 12.0
+GUI_PREFIX = "/ui"  # the web GUI's blueprint (gui.web), the one user of sessions
 SECRET_FILE = "gui-secret"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -68,11 +69,19 @@ def configure(app: Flask, settings: ServerSettings) -> None:
 
 
 class _SigningOnce(SecureCookieSessionInterface):
-    """Flask's signed cookie sessions, their signer built once per key rather than on
-    every request: Flask builds it even for a request with no cookie (every worker
-    call), and building it serializes a probe value, a few per cent of a heartbeat."""
+    """Flask's signed cookie sessions, for the GUI's pages only, their signer built once
+    per key rather than on every request: Flask builds it even for a request with no
+    cookie (every worker call), and building it serializes a probe value, a few per
+    cent of a heartbeat. The API and the worker calls carry tokens, never this cookie:
+    they get Flask's null session (no cookie read, none written), which refuses writes."""
 
     _built: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        path = request.path
+        if path != GUI_PREFIX and not path.startswith(GUI_PREFIX + "/"):
+            return None  # Flask's null session
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))

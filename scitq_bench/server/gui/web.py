@@ -33,7 +33,7 @@ from scitq_bench.server import auth
 from scitq_bench.server.context import server_context
 from scitq_bench.server.gui import sessions
 
-bp = Blueprint("gui", __name__, url_prefix="/ui", template_folder="templates",
+bp = Blueprint("gui", __name__, url_prefix=sessions.GUI_PREFIX, template_folder="templates",
                static_folder="static", static_url_path="/static")
 
 ADMIN = (auth.ADMIN,)
