@@ -126,9 +126,10 @@ MAX_JSON_BODY = 64 << 20
 
 
 def json_body() -> Any:
-    """The request's JSON object, walked once for what no column could take (text with
+    """The request's JSON object, checked for what no column could take (text with
     NUL, NaN or infinity, integers past 64 bits) wherever it sits, free-form fields
-    included: the one place the API reads a JSON body. It is held in memory, so its
+    included, by a walk when a scan of its bytes finds a suspect: the one place the API
+    reads a JSON body. It is held in memory, so its
     size is bounded (413 beyond ``MAX_JSON_BODY``, declared or streamed)."""
     request.max_content_length = MAX_JSON_BODY
     try:
