@@ -355,83 +355,76 @@ def measure(url: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
             bench.engine.dispose()
 
 
+def alone_and_together(label: str, workers: list[int], rounds: int,
+                       prepare: Callable[[int], Any], alone: Callable[[int, Any], Any],
+                       together: Callable[[dict[int, Any]], dict[int, Any]],
+                       settle: Callable[[int, Any], None]) -> dict[str, float]:
+    """CPU per call, in ms, median of ``rounds`` rounds: each worker's call alone, then
+    all the workers' calls in one group, as ``server.joint_claims`` runs a burst.
+    ``prepare`` makes a worker's request and ``settle`` checks and follows up its answer,
+    both untimed."""
+    alone_cpu: list[float] = []
+    together_cpu: list[float] = []
+    for _ in range(rounds):
+        for worker_id in workers:
+            request = prepare(worker_id)
+            began = time.process_time()
+            answer = alone(worker_id, request)
+            alone_cpu.append(time.process_time() - began)
+            settle(worker_id, answer)
+        requests = {worker_id: prepare(worker_id) for worker_id in workers}
+        began = time.process_time()
+        answers = together(requests)
+        together_cpu.append((time.process_time() - began) / len(workers))
+        for worker_id in workers:
+            settle(worker_id, answers[worker_id])
+    figures = {"alone_ms": statistics.median(alone_cpu) * 1000,
+               "together_ms": statistics.median(together_cpu) * 1000}
+    print(f"  {label} in the domain (no Flask, no view), CPU ms per call, median of "
+          f"{rounds} rounds: alone {figures['alone_ms']:.3f}, {len(workers)} together "
+          f"{figures['together_ms']:.3f}")
+    return figures
+
+
 def joint(bench: Bench, rounds: int) -> dict[str, float]:
-    """Reports that claim, through the domain function the API runs them with (no
-    Flask, no view): each worker's alone, then all the workers' together in one group
-    (``workers.reports_and_claims``, as ``server.joint_claims`` runs a burst). CPU per
-    report, in ms; the starts that follow are untimed."""
+    """Reports that claim, through the domain functions the API runs them with
+    (``workers.report_and_claim``, ``workers.reports_and_claims``); the starts that
+    follow are untimed."""
     ctx = bench.app.extensions["scitq_bench"]
-    workers = list(bench.tokens)
-    alone: list[float] = []
-    together: list[float] = []
 
     def final(worker_id: int) -> tuple[list[ExecutionEvent], int]:
         return [ExecutionEvent.model_validate(final_event(bench.held[worker_id].pop(0)))], 1
 
-    def started(worker_id: int, answer: dict[str, Any]) -> None:
+    def started(worker_id: int, answer: Any) -> None:
+        if not isinstance(answer, dict) or len(answer["executions"]) != 1:
+            raise SystemExit(f"unexpected report answer for worker {worker_id}: {answer}")
         new = answer["executions"][0]["execution_id"]
         start_report(bench, worker_id, [new])
         bench.held[worker_id].append(new)
 
-    for _ in range(rounds):
-        for worker_id in workers:
-            events, wanted = final(worker_id)
-            began = time.process_time()
-            answer = worker_domain.report_and_claim(ctx, worker_id, events, wanted)
-            alone.append(time.process_time() - began)
-            started(worker_id, answer)
-        calls = {worker_id: final(worker_id) for worker_id in workers}
-        began = time.process_time()
-        answers = worker_domain.reports_and_claims(ctx, calls)
-        together.append((time.process_time() - began) / len(workers))
-        for worker_id in workers:
-            reported = answers[worker_id]
-            if not isinstance(reported, dict) or len(reported["executions"]) != 1:
-                raise SystemExit(f"unexpected joint answer for worker {worker_id}: {reported}")
-            started(worker_id, reported)
-    figures = {"alone_ms": statistics.median(alone) * 1000,
-               "together_ms": statistics.median(together) * 1000}
-    print(f"  report final + claim=1 in the domain (no Flask, no view), CPU ms per report, "
-          f"median of {rounds} rounds: alone {figures['alone_ms']:.3f}, "
-          f"{len(workers)} together {figures['together_ms']:.3f}")
-    return figures
+    return alone_and_together(
+        "report final + claim=1", list(bench.tokens), rounds, final,
+        lambda worker_id, call: worker_domain.report_and_claim(ctx, worker_id, *call),
+        lambda calls: worker_domain.reports_and_claims(ctx, calls), started)
 
 
 def joint_heartbeats(bench: Bench, rounds: int) -> dict[str, float]:
-    """Heartbeats with leases due, through the domain functions the API runs them with:
-    each worker's alone (``workers.beat``), then all the workers' in one group
-    (``workers.beats``). CPU per heartbeat, in ms; making the leases due is untimed."""
+    """Heartbeats with leases due, through the domain functions the API runs them with
+    (``workers.beat``, ``workers.beats``); making the leases due is untimed."""
     ctx = bench.app.extensions["scitq_bench"]
-    workers = list(bench.tokens)
-    alone: list[float] = []
-    together: list[float] = []
 
-    def body(worker_id: int) -> Heartbeat:
+    def due(worker_id: int) -> Heartbeat:
+        make_due(bench, worker_id)
         return Heartbeat.model_validate(heartbeat_body(bench, worker_id))
 
-    for _ in range(rounds):
-        for worker_id in workers:
-            make_due(bench, worker_id)
-            beat = body(worker_id)
-            began = time.process_time()
-            answer = worker_domain.beat(ctx, worker_id, beat)
-            alone.append(time.process_time() - began)
-            if answer["drop"]:
-                raise SystemExit(f"unexpected heartbeat answer for worker {worker_id}: {answer}")
-        for worker_id in workers:
-            make_due(bench, worker_id)
-        bodies = {worker_id: body(worker_id) for worker_id in workers}
-        began = time.process_time()
-        answers = worker_domain.beats(ctx, bodies)
-        together.append((time.process_time() - began) / len(workers))
-        if any(not isinstance(a, dict) or a["drop"] for a in answers.values()):
-            raise SystemExit(f"unexpected joint heartbeat answers: {answers}")
-    figures = {"alone_ms": statistics.median(alone) * 1000,
-               "together_ms": statistics.median(together) * 1000}
-    print(f"  heartbeat, leases due, in the domain (no Flask, no view), CPU ms per heartbeat, "
-          f"median of {rounds} rounds: alone {figures['alone_ms']:.3f}, "
-          f"{len(workers)} together {figures['together_ms']:.3f}")
-    return figures
+    def renewed(worker_id: int, answer: Any) -> None:
+        if not isinstance(answer, dict) or answer["drop"]:
+            raise SystemExit(f"unexpected heartbeat answer for worker {worker_id}: {answer}")
+
+    return alone_and_together(
+        "heartbeat with leases due", list(bench.tokens), rounds, due,
+        lambda worker_id, beat: worker_domain.beat(ctx, worker_id, beat),
+        lambda beats: worker_domain.beats(ctx, beats), renewed)
 
 
 def summary(label: str, bench: Bench, statements: dict[str, float]) -> dict[str, Any]:

@@ -135,13 +135,15 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
     256, cost the least CPU and gave the shortest tail in the swarm (docs/scaling.md).
     ``at_once``: groups side by side (tests)."""
     settings = context.settings
+    # a call may wait for the group before its own, then its own: each may wait for its
+    # turn, then for the database
+    timeout = 3 * settings.database_busy_timeout
 
-    def in_turn(run: Callable[[dict[int, Any]], Any], *, hands_out_work: bool,
-                ) -> Callable[[dict[int, Any]], Any]:
+    def joint(run: Callable[[dict[int, Any]], Any], *, hands_out_work: bool) -> Any:
         def in_its_turn(calls: dict[int, Any]) -> Any:
             with context.turns.take(hands_out_work=hands_out_work):
                 return run(calls)
-        return in_its_turn
+        return JointClaims(in_its_turn, timeout=timeout, at_once=at_once or 1)
 
     def claim_jointly(wanted: dict[int, int]) -> dict[int, ClaimAnswer]:
         return scheduling.claim_jointly(context.db, wanted, settings.lease_seconds)
@@ -152,17 +154,9 @@ def joint_calls(context: ServerContext, *, at_once: int | None = None) -> JointC
     def beat_jointly(bodies: dict[int, Heartbeat]) -> dict[int, dict[str, Any] | Exception]:
         return worker_domain.beats(context, bodies)
 
-    # a call may wait for the group before its own, then its own: each may wait for its
-    # turn, then for the database
-    timeout = 3 * settings.database_busy_timeout
-    groups = at_once or 1
     return JointCalls(
-        claims=JointClaims(in_turn(claim_jointly, hands_out_work=True), timeout=timeout,
-                           at_once=groups),
-        reports=JointClaims(in_turn(report_jointly, hands_out_work=True), timeout=timeout,
-                            at_once=groups),
-        records=JointClaims(in_turn(report_jointly, hands_out_work=False), timeout=timeout,
-                            at_once=groups),
-        beats=JointClaims(in_turn(beat_jointly, hands_out_work=False), timeout=timeout,
-                          at_once=groups),
+        claims=joint(claim_jointly, hands_out_work=True),
+        reports=joint(report_jointly, hands_out_work=True),
+        records=joint(report_jointly, hands_out_work=False),
+        beats=joint(beat_jointly, hands_out_work=False),
     )

@@ -127,16 +127,16 @@ class ProcessMetrics:
     requests: Counter
     # the labelled series, looked up once each: ``labels`` checks its values and takes
     # a lock at every call, a few per cent of a heartbeat's cost
-    _series: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+    _series: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def count_answer(self, method: str, status: int) -> None:
-        self._child(self.requests, "requests", method, str(status)).inc()
+        self._child(self.requests, method, str(status)).inc()
 
     def time_call(self, call: str, seconds: float) -> None:
-        self._child(self.calls, "calls", call).observe(seconds)
+        self._child(self.calls, call).observe(seconds)
 
-    def _child(self, metric: Any, name: str, *values: str) -> Any:
-        key = (name, *values)
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, *values)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = metric.labels(*values)

@@ -159,3 +159,14 @@ def test_only_the_gui_opens_a_session(admin_gui: GuiClient, app, admin_token):
     assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
     assert client.get("/api/v1/workers").status_code == 401  # the cookie is no token
     assert admin_gui.get("/ui/workers").status_code == 200
+
+
+def test_an_unrouted_path_under_the_gui_gets_a_page_and_elsewhere_json(admin_gui: GuiClient):
+    """The same rule as the sessions' decides how a URL no route matches is answered."""
+    for path in ("/ui/no-such-page", "/ui/workers/x/y/z"):
+        answer = admin_gui.get(path)
+        assert answer.status_code == 404 and answer.mimetype == "text/html", path
+    for path in ("/api/v1/no-such-call", "/uix/workers", "/no-such-path"):
+        answer = admin_gui.get(path)
+        assert answer.status_code == 404 and answer.is_json, path
+        assert answer.get_json()["error"] == "not_found", answer.get_json()

@@ -44,10 +44,9 @@ def register(app: Flask, settings: ServerSettings) -> None:
 def _routing_error(exc: HTTPException) -> Any:
     """A URL no route matches never reaches the blueprint's own handlers: under the
     GUI's prefix it gets a page, elsewhere the API's JSON answer."""
-    from scitq_bench.server.gui.web import bp, error_page
+    from scitq_bench.server.gui.web import error_page
 
-    prefix = bp.url_prefix or ""
-    if request.path == prefix or request.path.startswith(prefix + "/"):
+    if sessions.under_gui(request.path):
         return error_page(exc.code or 404,
                           "No such page." if exc.code == 404 else exc.description or "")
     return http_error_answer(exc)

@@ -78,8 +78,7 @@ class _SigningOnce(SecureCookieSessionInterface):
     _built: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        path = request.path
-        if path != GUI_PREFIX and not path.startswith(GUI_PREFIX + "/"):
+        if not under_gui(request.path):
             return None  # Flask's null session
         return super().open_session(app, request)
 
@@ -89,6 +88,11 @@ class _SigningOnce(SecureCookieSessionInterface):
         if built is None or built[0] != keys:
             built = self._built = (keys, super().get_signing_serializer(app))
         return built[1]
+
+
+def under_gui(path: str) -> bool:
+    """Whether a URL path is one of the GUI's (its pages, forms and static files)."""
+    return path == GUI_PREFIX or path.startswith(GUI_PREFIX + "/")
 
 
 def _secret_from_file(path: Path) -> str:
